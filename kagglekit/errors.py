@@ -1,0 +1,91 @@
+"""Every failure kagglekit expects, with a hint and a documented exit code.
+
+The CLI's single error boundary (``cli.main``) prints ``Error: <message>`` and
+``Hint: <hint>`` and exits with ``exit_code``; docs/exit-codes.md is the table.
+Raise the most specific class; add a new one only with a new row in that table.
+"""
+
+from __future__ import annotations
+
+
+class KagglekitError(Exception):
+    """An expected failure: what went wrong (message) and what to do (hint)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(KagglekitError):
+    """A bad setting: in pyproject.toml / kagglekit.toml, the environment or an option."""
+
+    exit_code = 3
+
+
+class CredentialsError(KagglekitError):
+    """No Kaggle credentials were found, or Kaggle rejected them (HTTP 401)."""
+
+    exit_code = 4
+
+
+class NotFoundError(KagglekitError):
+    """The kernel, version or file does not exist or is not visible to this account (403/404)."""
+
+    exit_code = 5
+
+
+class KaggleRefusedError(KagglekitError):
+    """Kaggle accepted the request but refused the work: quota, the session cap, a push `error`."""
+
+    exit_code = 6
+
+
+class ApiError(KagglekitError):
+    """The API could not be reached or kept failing (network, timeouts, 5xx, 429 after retries)."""
+
+    exit_code = 7
+
+
+class RunFailedError(KagglekitError):
+    """The run ended in ERROR."""
+
+    exit_code = 8
+
+
+class RunCancelledError(KagglekitError):
+    """The run was stopped (CANCEL_ACKNOWLEDGED), e.g. it hit its session limit."""
+
+    exit_code = 9
+
+
+class DownloadError(KagglekitError):
+    """One or more output files could not be downloaded (the others are kept)."""
+
+    exit_code = 10
+
+
+class BundleError(KagglekitError):
+    """The project cannot be bundled: a secret would ship, the source is over 1 MiB, the test flag is missing."""
+
+    exit_code = 11
+
+
+class UnsafePathError(KagglekitError):
+    """A remote file name would land outside the target folder."""
+
+    exit_code = 12
+
+
+class EmulatorError(KagglekitError):
+    """The local emulator could not be started, reached or stopped."""
+
+    exit_code = 13
+
+
+EXIT_INTERRUPTED = 130
