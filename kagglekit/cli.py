@@ -99,6 +99,14 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
 # calls one core function and prints.
 # ---------------------------------------------------------------------------
 
+# === section: emulator (end) ===
+
+# === section: bundle-push-status-logs (end) ===
+
+# === section: pull-outputs-runs-quota (end) ===
+
+# === section: init-report (end) ===
+
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point and the single error boundary."""
