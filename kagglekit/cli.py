@@ -99,11 +99,303 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
 # calls one core function and prints.
 # ---------------------------------------------------------------------------
 
+@cli.group("emulator")
+def emulator_group() -> None:
+    """The local Kaggle emulator (a Kaggle-compatible API that really runs kernels).
+
+    \b
+    kagglekit emulator serve            foreground, prints URL + env vars for the kaggle CLI
+    kagglekit emulator start|stop|status   the background one that --local uses
+    kagglekit emulator add-dataset demo/my-data ./data
+    """
+
+
+@emulator_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", default=0, type=click.IntRange(0, 65535), show_default=True, help="0 picks a free port.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where state and outputs live (default: the per-user emulator dir).")
+def emulator_serve_command(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the emulator in the foreground until Ctrl-C."""
+    from kagglekit.emulator.__main__ import main as serve_main
+    from kagglekit.paths import emulator_data_dir
+
+    args = ["serve", "--host", host, "--port", str(port), "--data-dir", str(data_dir or emulator_data_dir())]
+    sys.exit(serve_main(args))
+
+
+@emulator_group.command("start")
+@click.option("--port", default=0, type=click.IntRange(0, 65535), show_default=True, help="0 picks a free port.")
+@click.pass_obj
+def emulator_start_command(opts: Options, port: int) -> None:
+    """Start the background emulator (or show the running one) and wait until it answers."""
+    from kagglekit.local import start
+
+    info = start(port)
+    opts.emit(info, f"Emulator running at {info.url} (pid {info.pid}, data in {info.data_dir})")
+
+
+@emulator_group.command("stop")
+@click.pass_obj
+def emulator_stop_command(opts: Options) -> None:
+    """Stop the background emulator."""
+    from kagglekit.local import stop
+
+    info = stop()
+    opts.emit({"stopped": info}, f"Stopped the emulator at {info.url} (pid {info.pid})."
+              if info else "The emulator was not running.")
+
+
+@emulator_group.command("status")
+@click.pass_obj
+def emulator_status_command(opts: Options) -> None:
+    """Show whether the background emulator runs, its URL and sandbox mode."""
+    from kagglekit.local import describe
+
+    info = describe()
+    if info is None:
+        opts.emit({"running": False}, "The emulator is not running (start it with `kagglekit emulator start`).")
+        return
+    opts.emit({"running": True, **info}, "\n".join([
+        f"Emulator running at {info['url']} (pid {info['pid']})",
+        f"Data dir: {info['data_dir']}",
+        f"Sandbox: {info['sandbox']['mode']}"
+        f" (internet-off enforced: {'yes' if info['sandbox']['internet_off_enforced'] else 'no'})",
+        f"Kernels: {len(info['kernels'])}, running sessions: {len(info['running_sessions'])}",
+    ]))
+
+
+@emulator_group.command("add-dataset")
+@click.argument("ref", metavar="OWNER/SLUG")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_obj
+def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
+    """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
+    from kagglekit.local import add_source
+
+    add_source("datasets", ref, path, endpoint=opts.endpoint)
+    opts.emit({"dataset": ref, "path": path.resolve()}, f"Dataset {ref} -> {path.resolve()}")
+
+
+@emulator_group.command("add-competition")
+@click.argument("slug")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_obj
+def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
+    """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    from kagglekit.local import add_source
+
+    add_source("competitions", slug, path, endpoint=opts.endpoint)
+    opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+
 # === section: emulator (end) ===
+
+from kagglekit.options import json_option, parse_run_options, run_options  # noqa: E402  (click only: fast)
+
+
+@cli.command("bundle")
+@click.argument("project_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
+@run_options
+@json_option
+@pass_options
+def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None, **run_values: Any) -> None:
+    """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
+
+    \b
+    The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
+    Examples:  kagglekit bundle --test
+               kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
+    """
+    from kagglekit.bundle import bundle_project, format_summary
+
+    result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
+    opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 # === section: bundle-push-status-logs (end) ===
 
+def _json_flag(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` after the command name too (``kagglekit runs --json``), same as the global flag."""
+
+    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value and isinstance(ctx.obj, Options):
+            ctx.obj.json = True
+
+    return click.option("--json", "_json", is_flag=True, expose_value=False, callback=set_json,
+                        help="Machine-readable JSON on stdout.")(fn)
+
+
+def _project_kernel() -> str:
+    """The project's kernel id, for commands whose KERNEL argument was left out."""
+    from kagglekit.errors import ConfigError
+    from kagglekit.settings import load_project
+
+    kernel_id = load_project().kernel_id
+    if not kernel_id:
+        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
+                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
+    return kernel_id
+
+
+@cli.command("pull-outputs")
+@click.argument("kernel", required=False)
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Target folder (default: outputs/<slug>/v<N>/).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--checkpoints", is_flag=True,
+              help="Only checkpoints (the project's `checkpoints` patterns; default *.pt *.pth *.ckpt ...).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Files downloaded at once.")
+@click.option("--force", is_flag=True, help="Download again even what is already complete.")
+@_json_flag
+@pass_options
+def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
+                         exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool) -> None:
+    """Download a version's output files and log, resumably, into outputs/<slug>/v<N>/.
+
+    KERNEL is OWNER/SLUG[/VERSION] (default: this project's kernel, newest version). A second
+    pull downloads only what is missing; an interrupted one resumes where it stopped.
+    """
+    from kagglekit.download import pull_outputs
+    from kagglekit.ledger import Ledger
+
+    client = opts.client()
+    summary = pull_outputs(
+        client, kernel or _project_kernel(), target=output_dir, include=list(include), exclude=list(exclude),
+        checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
+        ledger=Ledger(), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+    )
+
+    def human() -> None:
+        click.echo(summary.describe())
+        if summary.log_text_path is not None:
+            click.echo(f"log: {summary.log_text_path} (raw: {summary.log_path})")
+        for failed in summary.failed:
+            click.echo(f"failed: {failed.name}: {failed.error}", err=True)
+        for name in summary.refused:
+            click.echo(f"refused (outside the target): {name!r}", err=True)
+
+    opts.emit(summary, human)
+    summary.raise_for_failures()
+
+
+@cli.command("runs")
+@click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
+@_json_flag
+@pass_options
+def runs_command(opts: Options, kernel: str | None) -> None:
+    """List the runs kagglekit has recorded (the run ledger)."""
+    from kagglekit.ledger import Ledger, runs_table
+
+    records = Ledger().runs(kernel=kernel)
+    opts.emit(records, lambda: click.echo(runs_table(records)))
+
+
+@cli.command("quota")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Also draw the week (cumulative GPU hours against the allowance) to FILE.png.")
+@_json_flag
+@pass_options
+def quota_command(opts: Options, plot: Path | None) -> None:
+    """The weekly GPU/TPU quota: live numbers, this week's runs, forecast, the 20 GB budget."""
+    from kagglekit.errors import ApiError, CredentialsError, EmulatorError
+    from kagglekit.ledger import Ledger
+    from kagglekit.quota import format_report, plot_week, quota_report
+
+    try:
+        client = opts.client()
+    except (ApiError, CredentialsError, EmulatorError) as exc:
+        opts.info(f"Warning: {exc.message}\nShowing the ledger's estimate instead.")
+        client = None
+    report = quota_report(client, Ledger())
+    if plot is not None:
+        plot_week(report, plot)
+        opts.info(f"Plot written to {plot}")
+    opts.emit(report, format_report(report))
+
+
 # === section: pull-outputs-runs-quota (end) ===
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Title of the kernel (default: from the folder name); its slug is the kernel's.")
+@click.option("--kernel", metavar="OWNER/SLUG", help="The Kaggle kernel (default: SLUG, owner = your account).")
+@click.option("--dataset", metavar="OWNER/SLUG", help="A Kaggle dataset to attach (one line in config.py uses it).")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder; files already there are kept "
+                                            "(the template's version is written beside each as <file>.new).")
+@pass_options
+def init_command(opts: Options, directory: Path, name: str | None, kernel: str | None, dataset: str | None,
+                 force: bool) -> None:
+    """Create a PyTorch training project in DIRECTORY that runs as generated.
+
+    Config class with a running_test toggle, synthetic data, training loop with
+    early stopping, AMP, gradient accumulation, checkpoints and resume, and a smoke test.
+    """
+    from kagglekit.scaffold import init_project
+
+    result = init_project(directory, name=name, kernel=kernel, dataset=dataset, force=force)
+
+    def human() -> None:
+        click.echo(f"Created {result.title!r} (kernel {result.kernel}) in {directory}:")
+        for rel in result.written:
+            click.echo(f"  wrote      {rel}")
+        for rel in result.unchanged:
+            click.echo(f"  unchanged  {rel}")
+        for rel in result.skipped:
+            beside = f"{rel}.new"
+            how = f"template's version in {beside}" if beside in result.new_files else "left alone"
+            click.echo(f"  kept yours {rel} ({how})")
+        click.echo("\nNext:")
+        click.echo(f"  cd {directory}")
+        click.echo("  python train.py                      # test mode: a few seconds on a CPU")
+        click.echo("  python -m pytest                     # the project's smoke test")
+        click.echo("  kagglekit push --gpu --test --wait   # the test mode on Kaggle (add --local: emulator)")
+        click.echo("  kagglekit pull-outputs && kagglekit report")
+        if dataset:
+            click.echo(f"To train on {dataset}: in config.py, set  dataset = \"{dataset}\"")
+
+    opts.emit(result, human)
+
+
+@cli.command("report")
+@click.argument("target", required=False, metavar="[KERNEL[/VERSION] | OUTPUT_DIR]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Report file, .html or .md (default: report.html in the output folder).")
+@click.option("--quota-left", type=float, metavar="HOURS",
+              help="Remaining weekly hours of the run's accelerator (default: the last `kagglekit quota` reading).")
+@pass_options
+def report_command(opts: Options, target: str | None, output: Path | None, quota_left: float | None) -> None:
+    """What a pulled run cost and how it trained: HTML or Markdown, with a loss curve.
+
+    TARGET is an output folder, or KERNEL[/VERSION] for outputs/<slug>/v<N>/ written by
+    pull-outputs (the latest version when none is given).
+    """
+    from kagglekit.errors import ConfigError
+    from kagglekit.report import build_report, last_quota_reading, resolve_target
+    from kagglekit.settings import load_project
+
+    root, default_slug = Path.cwd(), None
+    try:  # pull-outputs writes under the project root; its kernel is the default TARGET
+        project = load_project()
+        root, default_slug = project.root, project.kernel_slug
+    except ConfigError:
+        pass
+    source = resolve_target(target, root, default_slug)
+    quota, quota_source = last_quota_reading()
+    if quota_left is not None:
+        quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
+    report = build_report(source, quota=quota, out=output, quota_source=quota_source)
+
+    def human() -> None:
+        from kagglekit.report import summary_lines
+
+        for line in summary_lines(report):
+            click.echo(line)
+
+    opts.emit(report, human)
+
 
 # === section: init-report (end) ===
 

@@ -1,0 +1,572 @@
+"""Bundle a multi-file project into ONE Kaggle kernel script plus ``kernel-metadata.json``.
+
+Files are collected with the default exclusions (data, checkpoints, outputs, virtualenvs,
+caches, VCS), ``.gitignore`` / ``.kaggleignore`` rules and the ``include``/``exclude``
+settings, pruning excluded folders while walking. Secrets never ship. The bundled copy
+gets the test flag and ``--set`` overrides (testflag.py); the archive (sorted tar, fixed
+metadata, xz, base64) is embedded with kagglekit's runtime in a script rendered from
+``templates/kernel/script.py.jinja``. The same project gives a byte-identical script.
+See docs/bundling.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import fnmatch
+import hashlib
+import io
+import json
+import lzma
+import os
+import re
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kagglekit import __version__, constants
+from kagglekit.errors import BundleError, ConfigError
+from kagglekit.options import RunOptions
+from kagglekit.settings import SHAPE_LABELS, ProjectSettings, resolve_machine_shape
+from kagglekit.testflag import FlagChange, apply_flags
+
+METADATA_FILE = "kernel-metadata.json"
+DEFAULT_OUT_DIR = ".kagglekit/bundle"
+SCRIPT_TEMPLATE = "kernel/script.py.jinja"
+RUNTIME_PACKAGE = "kagglekit_runtime"
+XZ_PRESET = 6
+TAR_MTIME = 0
+BIGGEST_SHOWN = 5
+WATCHDOG_INTERVAL_S = 5.0
+EARLY_SIZE_LIMIT = 64 * constants.SOURCE_LIMIT_BYTES
+TOO_BIG_HINT = ("Leave them out (add them to .kaggleignore, or exclude = [...] in [tool.kagglekit]). Data and "
+                "weights belong in a Kaggle dataset: `kaggle datasets create -p DIR`, list it under datasets = "
+                "[\"owner/slug\"] and read it with kagglekit_runtime.input_path(\"dataset\", \"owner/slug\").")
+
+# (gitignore pattern, why it is left out); later user rules (.gitignore, .kaggleignore, exclude) win.
+DEFAULT_IGNORES: tuple[tuple[str, str], ...] = (
+    (".git/", "version control"), (".hg/", "version control"), (".svn/", "version control"),
+    (".venv/", "virtualenv"), ("venv/", "virtualenv"),
+    ("__pycache__/", "cache"), ("*.py[cod]", "cache"), (".mypy_cache/", "cache"), (".pytest_cache/", "cache"),
+    (".ruff_cache/", "cache"), (".tox/", "cache"), (".nox/", "cache"), (".cache/", "cache"),
+    (".ipynb_checkpoints/", "notebook checkpoints"), ("*.egg-info/", "build metadata"),
+    ("node_modules/", "dependencies"), (".idea/", "editor files"), (".vscode/", "editor files"),
+    (".DS_Store", "editor files"),
+    ("/data/", "data"), ("/input/", "data"), ("/inputs/", "data"), ("/dataset/", "data"), ("/datasets/", "data"),
+    ("/output/", "outputs"), ("/outputs/", "outputs"), ("/working/", "outputs"), ("/build/", "build output"),
+    ("/dist/", "build output"), ("wandb/", "experiment logs"), ("mlruns/", "experiment logs"),
+    ("lightning_logs/", "experiment logs"),
+    ("/checkpoints/", "checkpoints"), ("*.pt", "checkpoints"), ("*.pth", "checkpoints"),
+    ("*.ckpt", "checkpoints"), ("*.safetensors", "checkpoints"),
+    (".kagglekit/", "kagglekit's own files"), (".kaggleignore", "ignore rules"), (".gitignore", "ignore rules"),
+    (".gitattributes", "version control"),
+)
+# A default "data" folder that is a Python package (has __init__.py) is code, not data: kept.
+_PACKAGE_SAFE_REASONS = frozenset({"data", "outputs", "build output", "checkpoints"})
+
+# Refused even when an include pattern names them (matched on the lower-cased file name).
+SECRET_PATTERNS: tuple[str, ...] = (
+    "kaggle.json", "access_token*", ".env*", "credentials.json", "credentials*.json", "client_secret*.json",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".pypirc", ".git-credentials", ".htpasswd", "secrets.toml", "*.secret", "*.secrets",
+)
+_SECRET_CONTENT = re.compile(
+    rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|KGAT_[0-9a-f]{32}"
+    rb"|\"username\"\s*:\s*\"[^\"]+\"\s*,\s*\"key\"\s*:\s*\"[0-9a-f]{32}\"")
+_SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledFile:
+    path: str  # project-relative, POSIX
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LeftOut:
+    path: str  # a folder ("data/") pruned while walking
+    reason: str
+
+
+@dataclasses.dataclass
+class BundleResult:
+    out_dir: Path
+    script_path: Path
+    metadata_path: Path
+    kernel: str
+    title: str
+    entry: str
+    mode: str | None
+    overrides: dict[str, str]
+    machine_shape: str
+    enable_internet: bool
+    is_private: bool
+    session_limit_s: int
+    files: list[BundledFile]
+    biggest: list[BundledFile]
+    left_out: list[LeftOut]
+    total_bytes: int
+    script_bytes: int
+    limit_bytes: int
+    archive_sha256: str
+    flag_changes: list[FlagChange]
+    metadata: dict[str, Any]
+    warnings: list[str]
+
+
+# --- collecting files -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Spec:
+    base: str  # folder the rules are relative to ("" = project root)
+    spec: Any  # pathspec.GitIgnoreSpec
+    label: str
+    reasons: tuple[str, ...] | None = None  # per pattern (defaults only)
+
+
+def _spec(lines: list[str]) -> Any:
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _read_ignore(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+class _Collector:
+    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
+        self.root = root
+        self.skip = {os.path.realpath(p) for p in skip}
+        self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
+                              tuple(r for _, r in DEFAULT_IGNORES))
+        kaggleignore = root / ".kaggleignore"
+        user_tail: list[_Spec] = []
+        if kaggleignore.is_file():
+            user_tail.append(_Spec("", _spec(_read_ignore(kaggleignore)), ".kaggleignore"))
+        if settings.exclude:
+            user_tail.append(_Spec("", _spec(list(settings.exclude)), "the exclude setting"))
+        self.tail = user_tail
+        self.include = _spec(list(settings.include)) if settings.include else None
+        self.include_prefixes, self.include_names = _include_roots(settings.include)
+        self.files: list[tuple[str, Path, int]] = []
+        self.left_out: list[LeftOut] = []
+        self.warnings: list[str] = []
+
+    def decide(self, rel: str, is_dir: bool, chain: list[_Spec], abs_path: str) -> tuple[bool, str]:
+        probe = rel + "/" if is_dir else rel
+        ignored, reason = False, ""
+        r = self.defaults.spec.check_file(probe)
+        if r.include is not None:
+            ignored = bool(r.include)
+            assert self.defaults.reasons is not None
+            reason = self.defaults.reasons[r.index] if r.include else ""
+            if ignored and is_dir and reason in _PACKAGE_SAFE_REASONS \
+                    and os.path.isfile(os.path.join(abs_path, "__init__.py")):
+                ignored, reason = False, ""
+        for s in [*chain, *self.tail]:
+            sub = probe[len(s.base) + 1:] if s.base else probe
+            r = s.spec.check_file(sub)
+            if r.include is not None:
+                ignored, reason = bool(r.include), s.label
+        if not ignored and is_dir and os.path.isfile(os.path.join(abs_path, "pyvenv.cfg")):
+            ignored, reason = True, "virtualenv"
+        return ignored, reason
+
+    def may_descend(self, rel: str) -> bool:
+        """Could an include pattern name something inside this excluded folder?"""
+        if any(p == rel or p.startswith(rel + "/") or rel.startswith(p + "/") for p in self.include_prefixes):
+            return True
+        return any(name in rel.split("/") for name in self.include_names)
+
+    def walk(self) -> None:
+        root_gitignore = self.root / ".gitignore"
+        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore)), ".gitignore")] if root_gitignore.is_file() else []
+        stack: list[tuple[str, str, list[_Spec], bool]] = [("", str(self.root), chain0, False)]
+        while stack:
+            rel_dir, abs_dir, chain, inside_ignored = stack.pop()
+            try:
+                with os.scandir(abs_dir) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                self.warnings.append(f"cannot read {rel_dir or '.'}: {exc.strerror}")
+                continue
+            if rel_dir and any(e.name == ".gitignore" for e in entries):
+                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore")),
+                                       f"{rel_dir}/.gitignore")]
+            subdirs = []
+            for e in entries:
+                rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    is_link = e.is_symlink()
+                except OSError:
+                    continue
+                if is_dir:
+                    if os.path.realpath(e.path) in self.skip:
+                        continue
+                    ignored, reason = self.decide(rel, True, chain, e.path)
+                    if ignored or inside_ignored:
+                        if self.may_descend(rel):
+                            subdirs.append((rel, e.path, chain, True))
+                        elif not inside_ignored:
+                            self.left_out.append(LeftOut(rel + "/", reason))
+                        continue
+                    subdirs.append((rel, e.path, chain, False))
+                    continue
+                if is_link and os.path.isdir(e.path):
+                    self.warnings.append(f"{rel}: a link to a folder, not followed")
+                    continue
+                if not os.path.isfile(e.path):
+                    continue
+                ignored, _ = self.decide(rel, False, chain, e.path)
+                if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
+                    continue
+                try:
+                    size = os.stat(e.path).st_size
+                except OSError:
+                    continue
+                self.files.append((rel, Path(e.path), size))
+            stack.extend(reversed(subdirs))
+        self.files.sort(key=lambda f: f[0])
+
+
+def _include_roots(patterns: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    prefixes: list[str] = []
+    names: list[str] = []
+    for raw in patterns:
+        p = raw.strip()
+        if not p or p.startswith(("!", "#")):
+            continue
+        core = p.strip("/")
+        if "/" not in core:
+            if not any(c in core for c in "*?["):
+                names.append(core)
+            continue
+        fixed = []
+        for part in core.split("/"):
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        if fixed:
+            prefixes.append("/".join(fixed))
+    return prefixes, names
+
+
+def is_secret_name(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1].lower()
+    return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_PATTERNS)
+
+
+# --- the archive and the script ---------------------------------------------------------
+
+def runtime_sources() -> dict[str, bytes]:
+    """kagglekit/runtime/*.py, shipped as the package ``kagglekit_runtime``."""
+    folder = Path(__file__).resolve().parent / "runtime"
+    return {f"{RUNTIME_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.py"))}
+
+
+def build_archive(project: Mapping[str, bytes], runtime: Mapping[str, bytes]) -> bytes:
+    """Sorted tar (fixed mtime, owner and modes) of project/ and runtime/, xz-compressed."""
+    buf = io.BytesIO()
+    entries = sorted([(f"project/{k}", v) for k, v in project.items()]
+                     + [(f"runtime/{k}", v) for k, v in runtime.items()])
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = TAR_MTIME
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return lzma.compress(buf.getvalue(), format=lzma.FORMAT_XZ, preset=XZ_PRESET)
+
+
+def _py_literal(value: Any) -> str:
+    """ASCII-only Python literal (json-like values)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py_literal(k)}: {_py_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_py_literal(v) for v in value) + "]"
+    return ascii(value)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def resolve_entry(entry: str | None, names: set[str]) -> str:
+    """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
+    if entry is None:
+        found = [n for n in ("train.py", "main.py") if n in names]
+        if len(found) == 1:
+            return found[0]
+        raise BundleError(
+            "No entry point: kagglekit does not know what to run"
+            + (f" (both {' and '.join(found)} exist)." if found else "."),
+            hint='Set it in [tool.kagglekit] or kagglekit.toml: entry = "mypkg.train" (a module) or '
+                 'entry = "train.py" (a script), or KAGGLEKIT_ENTRY.')
+    if entry.endswith(".py"):
+        if entry not in names:
+            raise BundleError(f"The entry script {entry} is not among the bundled files.",
+                              hint="Check the path (relative to the project root) and that no ignore rule "
+                                   "leaves it out (kagglekit bundle -v lists the files).")
+        return entry
+    mod = entry.replace(".", "/")
+    if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
+        raise BundleError(f"The entry module {entry} is not among the bundled files (looked for {mod}.py and "
+                          f"{mod}/__main__.py).",
+                          hint="Check the module path and that no ignore rule leaves it out.")
+    return entry
+
+
+def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
+    return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
+
+
+def build_bundle(
+    settings: ProjectSettings,
+    *,
+    mode: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+    machine_shape: str | None = None,
+    internet: bool | None = None,
+    out_dir: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    resume_from: str | None = None,
+) -> BundleResult:
+    """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
+
+    ``machine_shape`` / ``internet`` override the settings ("gpu"/"tpu"/"cpu" or a shape).
+    ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
+    source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
+    into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    """
+    root = settings.root
+    out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
+    if out == root.resolve():
+        raise BundleError("The output folder is the project itself.",
+                          hint=f"Write the bundle elsewhere, e.g. -o {DEFAULT_OUT_DIR} (the default).")
+    if settings.kernel_slug is None:
+        raise ConfigError(
+            f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
+            hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
+    warnings = list(settings.warnings)
+    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
+    shape = _shape(machine_shape, settings)
+    kind = constants.accelerator_kind(shape)
+    enable_internet = settings.enable_internet if internet is None else internet
+    for name in sorted(extra_env or {}):
+        if _SECRET_ENV_NAME.search(name):
+            raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
+                              "who can see the kernel, so it will not carry it.",
+                              hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
+                                   "kaggle_secrets.UserSecretsClient.")
+    if shape in constants.RETIRED_SHAPES and not any(shape in w for w in warnings):
+        warnings.append(f"machine shape {shape} was retired in September 2026; Kaggle runs it on a replacement.")
+    session_limit = settings.timeout_s or constants.SESSION_LIMIT_SECONDS[kind]
+    if session_limit > constants.SESSION_LIMIT_SECONDS[kind]:
+        raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
+                          f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
+                          hint="Use a shorter --timeout, or leave it unset.")
+
+    kernel_sources = list(settings.kernels)
+    if resume_from is not None:
+        parts = resume_from.strip("/").split("/")
+        if not (2 <= len(parts) <= 3 and all(parts) and (len(parts) == 2 or parts[2].lstrip("v").isdigit())):
+            raise ConfigError(f"resume from {resume_from!r}: expected 'owner/slug' or 'owner/slug/VERSION'.")
+        resume_from = "/".join(parts)
+        if not any(k.split("/")[:2] == parts[:2] for k in kernel_sources):
+            kernel_sources.append(resume_from)
+
+    collector = _Collector(root, settings, skip=[out])
+    collector.walk()
+    warnings += collector.warnings
+    secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
+    if secrets:
+        raise BundleError(
+            "Refusing to bundle secrets: " + ", ".join(secrets) + ". Anything in the bundle can be read by "
+            "whoever sees the kernel (and public kernels by everyone).",
+            hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
+                 "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
+                 "(Add-ons > Secrets) instead.")
+
+    raw_total = sum(size for _, _, size in collector.files)
+    if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
+        biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
+        raise BundleError(
+            f"The project's files add up to {_human(raw_total)}, far over Kaggle's source limit of 1 MiB "
+            f"({constants.SOURCE_LIMIT_BYTES:,} bytes) for the one kernel script. Largest contributors: "
+            + "; ".join(f"{rel} ({_human(size)})" for rel, _, size in biggest) + ".",
+            hint=TOO_BIG_HINT)
+    contents: dict[str, bytes] = {}
+    for rel, path, _size in collector.files:
+        try:
+            contents[rel] = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"Cannot read {rel}: {exc.strerror}.") from None
+    leaked = [rel for rel, data in contents.items() if _SECRET_CONTENT.search(data)]
+    if leaked:
+        raise BundleError("Refusing to bundle files that contain a private key or a Kaggle API key/token: "
+                          + ", ".join(leaked) + ".",
+                          hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
+                               "or leave the file out with .kaggleignore.")
+
+    entry = resolve_entry(settings.entry, set(contents))
+
+    py_sources: dict[str, str] = {}
+    if mode is not None or sets:
+        for rel, data in contents.items():
+            if rel.endswith(".py"):
+                try:
+                    py_sources[rel] = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
+                                        test_flag_enabled=settings.test_flag_enabled)
+    for rel, text in changed.items():
+        contents[rel] = text.encode("utf-8")
+
+    archive = build_archive(contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    kernel_id = settings.kernel_id
+    assert kernel_id is not None
+    title = settings.resolved_title or settings.kernel_slug
+    code_file = settings.resolved_code_file
+    if code_file == METADATA_FILE:
+        raise ConfigError("code-file cannot be kernel-metadata.json.")
+    files = [BundledFile(rel, size) for rel, _, size in collector.files]
+    total = sum(f.size for f in files)
+    config: dict[str, Any] = {
+        "kagglekit_version": __version__,
+        "kernel": kernel_id,
+        "entry": entry,
+        "mode": mode,
+        "overrides": sets,
+        "bundle_sha256": sha,
+        "accelerator": "cpu" if kind == "cpu" else shape,
+        "session_limit_s": session_limit,
+        "output_budget_bytes": settings.output_budget_bytes,
+        "watchdog_interval_s": WATCHDOG_INTERVAL_S,
+        "env": dict(sorted((extra_env or {}).items())),
+        "resume_from": resume_from,
+        "checkpoints": list(settings.checkpoints),
+    }
+    from kagglekit.templating import render
+
+    script = render(
+        SCRIPT_TEMPLATE,
+        code_file=code_file,
+        version=__version__,
+        kernel=kernel_id,
+        entry=entry,
+        mode_label=mode or "as in the sources",
+        accelerator=f"{shape} ({SHAPE_LABELS.get(shape, shape)})",
+        n_files=len(files),
+        total_label=_human(total),
+        sha256=sha,
+        config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
+        archive_b64=base64.encodebytes(archive).decode("ascii"),
+    )
+    script_bytes = script.encode("utf-8")
+    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
+        raise _too_big(len(script_bytes), contents)
+
+    if settings.kernel_owner is None:
+        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
+                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    metadata: dict[str, Any] = {
+        "id": kernel_id,
+        "title": title,
+        "code_file": code_file,
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": settings.private,
+        "enable_gpu": kind == "gpu",
+        "enable_tpu": kind == "tpu",
+        "enable_internet": enable_internet,
+        "dataset_sources": list(settings.datasets),
+        "competition_sources": list(settings.competitions),
+        "kernel_sources": kernel_sources,
+        "model_sources": list(settings.models),
+        "machine_shape": shape,
+    }
+    from kagglekit.paths import write_bytes_atomic, write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    script_path = out / code_file
+    metadata_path = out / METADATA_FILE
+    write_bytes_atomic(script_path, script_bytes)
+    write_text_atomic(metadata_path, json.dumps(metadata, indent=2) + "\n")
+    for path in (script_path, metadata_path):  # mkstemp makes 0600 files; these are not secret
+        path.chmod(0o644)
+
+    return BundleResult(
+        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
+        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
+        is_private=settings.private, session_limit_s=session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
+        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+
+
+def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
+    """Name the files that cost the most once compressed (an estimate per file)."""
+    by_raw = sorted(contents.items(), key=lambda kv: -len(kv[1]))[:12]
+    estimates = sorted(((rel, len(data), len(lzma.compress(data, preset=1)) * 4 // 3) for rel, data in by_raw),
+                       key=lambda t: -t[2])[:BIGGEST_SHOWN]
+    listed = "; ".join(f"{rel} ({_human(raw)}, about {_human(cost)} in the script)" for rel, raw, cost in estimates)
+    return BundleError(
+        f"The kernel script would be {_human(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
+        f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
+        hint=TOO_BIG_HINT)
+
+
+# --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
+
+def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
+    lines: list[str] = []
+    lines.append(f"Bundled {len(result.files)} files ({_human(result.total_bytes)}) for {result.kernel}, "
+                 f"entry {result.entry}")
+    if verbose:
+        lines += [f"  {f.path}  {_human(f.size)}" for f in result.files]
+    elif result.biggest:
+        lines.append("  biggest: " + ", ".join(f"{f.path} ({_human(f.size)})" for f in result.biggest))
+    if result.left_out:
+        shown = result.left_out[:8]
+        more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
+        lines.append("  left out: " + ", ".join(f"{x.path} ({x.reason})" for x in shown) + more)
+    if result.mode or result.flag_changes:
+        lines.append(f"Mode: {result.mode or 'as in the sources'}")
+    for change in result.flag_changes:
+        lines.append(f"  {change}")
+    pct = 100 * result.script_bytes / result.limit_bytes
+    lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
+                 f"sha256 {result.archive_sha256[:12]}")
+    label = SHAPE_LABELS.get(result.machine_shape, result.machine_shape)
+    lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
+                 f"internet {'on' if result.enable_internet else 'off'}  "
+                 f"{'private' if result.is_private else 'public'}  session limit {result.session_limit_s // 3600}h"
+                 f"{(result.session_limit_s % 3600) // 60:02d}m")
+    for w in result.warnings:
+        lines.append(f"Warning: {w}")
+    lines.append(f"Wrote {result.script_path} and {result.metadata_path.name}")
+    return "\n".join(lines)
+
+
+def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
+                   *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
+    """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides=run.settings_overrides())
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)

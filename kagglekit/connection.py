@@ -1,0 +1,81 @@
+"""Choose what kagglekit talks to: Kaggle, any compatible endpoint, or the local emulator.
+
+- ``local=True``: start (or reuse) the background emulator and sign in as its seeded demo
+  account; the user's real credentials are never read, let alone sent.
+- ``endpoint`` (``--endpoint`` or ``KAGGLEKIT_ENDPOINT``): that base URL with the user's
+  credentials.
+- otherwise: ``https://api.kaggle.com`` with the user's credentials.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import os
+import sys
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from kagglekit.credentials import demo_credentials, find_credentials
+from kagglekit.errors import ConfigError, EmulatorError
+
+if TYPE_CHECKING:
+    from kagglekit.client import KaggleApiClient
+
+ENV_ENDPOINT = "KAGGLEKIT_ENDPOINT"
+
+
+def open_client(local: bool = False, endpoint: str | None = None, verbose: bool = False) -> KaggleApiClient:
+    """The client for these options; ``verbose`` traces HTTP to stderr with secrets redacted."""
+    from kagglekit.client import KAGGLE_API_ENDPOINT, KaggleApiClient, env_timeout, normalize_endpoint
+
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
+    timeout = env_timeout()
+    if local:
+        if endpoint:
+            raise ConfigError(
+                f"--local and --endpoint ({endpoint}) were both given.",
+                f"Use one: --local starts the embedded emulator; --endpoint (or {ENV_ENDPOINT}) names a server.",
+            )
+        url = _local_emulator_url()
+        return KaggleApiClient(demo_credentials(), endpoint=url, timeout=timeout, verbose=verbose,
+                               notify=_notice)
+    base = normalize_endpoint(endpoint) if endpoint else KAGGLE_API_ENDPOINT
+    credentials = find_credentials()
+    for warning in credentials.warnings:
+        _notice(f"Warning: {warning}")
+    if _plain_http_to_remote(base):
+        _notice(f"Warning: {base} is plain HTTP on a non-local host; your Kaggle credentials travel unencrypted.")
+    return KaggleApiClient(credentials, endpoint=base, timeout=timeout, verbose=verbose, notify=_notice)
+
+
+def _local_emulator_url() -> str:
+    try:
+        local_module = importlib.import_module("kagglekit.local")  # written by the emulator work
+    except ModuleNotFoundError as exc:
+        if exc.name != "kagglekit.local":
+            raise
+        raise EmulatorError(
+            "The embedded emulator is not available in this build of kagglekit.",
+            "Start an emulator yourself and pass --endpoint URL, or use Kaggle without --local.",
+        ) from None
+    server = local_module.ensure_running()
+    return str(server.url)
+
+
+def _plain_http_to_remote(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _notice(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()

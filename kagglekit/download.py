@@ -1,0 +1,824 @@
+"""``pull-outputs``: download a kernel version's output files robustly.
+
+What the official client (2.2.5) does badly and this module does instead:
+
+- one folder per version (``outputs/<slug>/v<N>/``), so versions never overwrite each other;
+- every page of the listing, then N files at once (a thread pool, one HTTP session per thread);
+- each file streamed in chunks straight to disk under ``.<name>.part`` and renamed to its
+  final name only when complete and size-checked: no half file ever sits under a final name;
+- retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
+  connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
+  interrupted pull is finished by running it again;
+- a manifest (``.kagglekit-manifest.json``: name -> size, ETag, Last-Modified, sha256) so a
+  second pull sends no file request at all, not even a HEAD;
+- names that would land outside the target (absolute, ``..``, through a symlink) are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import fnmatch
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kagglekit import paths
+from kagglekit.constants import (
+    ACTIVE_STATUSES,
+    DEFAULT_CHECKPOINT_PATTERNS,
+    RUN_MANIFEST_RELPATH,
+    STATUS_QUEUED,
+    STATUS_RUNNING,
+)
+from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
+
+MANIFEST_NAME = ".kagglekit-manifest.json"
+MANIFEST_FORMAT = 1
+CHUNK_SIZE = 1024 * 1024
+PART_SUFFIX = ".part"
+META_SUFFIX = ".part.meta"
+CONNECT_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 120.0
+MANIFEST_SAVE_INTERVAL_S = 0.5
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedFile:
+    name: str
+    error: str
+
+
+@dataclasses.dataclass
+class PullSummary:
+    """What a pull did: counts, bytes moved this time, what failed and what was refused."""
+
+    kernel: str
+    version: int | None
+    target: Path
+    files: int = 0  # downloaded this time
+    bytes: int = 0  # transferred this time (resumed parts count only the new bytes)
+    seconds: float = 0.0
+    skipped: int = 0  # already complete on disk (manifest)
+    listed: int = 0
+    selected: int = 0
+    total_bytes: int | None = None  # size of the whole listing, when every size is known
+    failed: list[FailedFile] = dataclasses.field(default_factory=list)
+    refused: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    log_path: Path | None = None
+    log_text_path: Path | None = None
+    run_json: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.refused
+
+    def describe(self) -> str:
+        """One human line: the end-of-pull summary."""
+        rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
+        parts = [
+            f"{self.files} downloaded ({human_bytes(self.bytes)} in {self.seconds:.1f}s, {human_bytes(rate)}/s)",
+            f"{self.skipped} already complete",
+        ]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.refused:
+            parts.append(f"{len(self.refused)} refused")
+        version = f"v{self.version}" if self.version is not None else "latest"
+        return f"{self.kernel} {version} -> {self.target}: " + ", ".join(parts)
+
+    def raise_for_failures(self) -> None:
+        """Raise the error the CLI exits with: refused names first (12), then failed files (10)."""
+        if self.refused:
+            raise UnsafePathError(
+                f"Refused {len(self.refused)} output file name(s) that would land outside {self.target}: "
+                + ", ".join(repr(n) for n in self.refused[:10]) + ("" if len(self.refused) <= 10 else ", ..."),
+                hint="Nothing was written for them; the other files were downloaded. Such names come from "
+                     "the kernel's own output: rename them in the kernel.",
+            )
+        if self.failed:
+            listed = "; ".join(f"{f.name}: {f.error}" for f in self.failed[:5])
+            raise DownloadError(
+                f"{len(self.failed)} of {self.selected} file(s) could not be downloaded ({listed}"
+                + ("" if len(self.failed) <= 5 else "; ...") + ").",
+                hint="The other files are kept; run the same pull-outputs again to resume the rest.",
+            )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- names and paths
+
+
+def safe_destination(target: Path, name: str) -> Path | None:
+    """Where ``name`` lands under ``target``; None when it would land outside (or through a link)."""
+    if not name or "\x00" in name:
+        return None
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = [p for p in re.split(r"[\\/]", name) if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    if parts == [MANIFEST_NAME]:
+        return None
+    dest = target.joinpath(*parts)
+    # A symlink anywhere under the target (existing folder or file) could point outside it.
+    node = target
+    for part in parts:
+        node = node / part
+        if node.is_symlink():
+            return None
+        if not node.exists():
+            break
+    try:
+        resolved_target = target.resolve()
+        if not dest.resolve().is_relative_to(resolved_target):
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return dest
+
+
+def _path_suffixes(name: str) -> list[str]:
+    parts = [p for p in name.split("/") if p]
+    return ["/".join(parts[i:]) for i in range(len(parts))] or [name]
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    """Glob match on the whole name or any trailing part of it (``*.pt`` matches ``ckpt/e1.pt``,
+    ``checkpoint*`` matches ``out/checkpoints/x.bin``)."""
+    suffixes = _path_suffixes(name)
+    for pattern in patterns:
+        pattern = pattern.strip().lstrip("/")
+        if not pattern:
+            continue
+        if any(fnmatch.fnmatchcase(s, pattern) for s in suffixes):
+            return True
+        # A pattern naming a folder selects what is inside it.
+        if any(fnmatch.fnmatchcase(s, pattern.rstrip("/") + "/*") for s in suffixes):
+            return True
+    return False
+
+
+def select(
+    names: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
+    checkpoint_patterns: Sequence[str] | None = None,
+) -> list[str]:
+    """Names to download: those matching an include (or checkpoint) pattern, if any is given, minus excludes."""
+    wanted = list(include) + list(checkpoint_patterns or ())
+    out = []
+    for name in names:
+        if wanted and not matches_any(name, wanted):
+            continue
+        if exclude and matches_any(name, exclude):
+            continue
+        out.append(name)
+    return out
+
+
+def project_checkpoint_patterns(start: Path | None = None) -> tuple[str, ...]:
+    """The project's checkpoint patterns (``checkpoints`` setting), else the defaults."""
+    try:
+        from kagglekit.settings import load_project
+    except ImportError:  # pragma: no cover - settings ships with kagglekit
+        return tuple(DEFAULT_CHECKPOINT_PATTERNS)
+    patterns = getattr(load_project(start), "checkpoints", None)
+    return tuple(str(p) for p in patterns) if patterns else tuple(DEFAULT_CHECKPOINT_PATTERNS)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def manifest_path(target: Path) -> Path:
+    return target / MANIFEST_NAME
+
+
+def load_manifest(target: Path) -> dict[str, Any]:
+    path = manifest_path(target)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {"format": MANIFEST_FORMAT, "files": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        return {"format": MANIFEST_FORMAT, "files": {}}
+    return data
+
+
+def is_complete(target: Path, name: str, entry: Any) -> bool:
+    """Already here: in the manifest, and the file on disk has the recorded size (no request needed)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("size"), int):
+        return False
+    dest = safe_destination(target, name)
+    if dest is None:
+        return False
+    try:
+        st = dest.lstat()
+    except OSError:
+        return False
+    return not dest.is_symlink() and dest.is_file() and st.st_size == entry["size"]
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+@dataclasses.dataclass
+class RetryPolicy:
+    """How hard to try one file. ``sleep`` is injectable so tests need no real waits."""
+
+    attempts: int = 8  # consecutive attempts without progress
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    max_retry_after_s: float = 300.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempt: int) -> float:
+        delay = min(self.max_delay_s, self.base_delay_s * float(2 ** max(0, attempt - 1)))
+        return delay * (0.5 + random.random() / 2)  # jitter: parallel workers do not retry in lockstep
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(
+        self, reason: str, delay: float | None = None, progressed: bool = False, transferred: int = 0
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+        self.progressed = progressed
+        self.transferred = transferred
+
+
+class _Fail(Exception):
+    """One file failed for good (404, too many retries, ...)."""
+
+
+class _Expired(Exception):
+    """403 on a signed URL: it may have expired; a fresh listing gives a new one."""
+
+
+# --------------------------------------------------------------------------- one file
+
+
+@dataclasses.dataclass(frozen=True)
+class FileJob:
+    name: str
+    url: str
+    dest: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    name: str
+    size: int
+    transferred: int
+    etag: str | None
+    last_modified: str | None
+    sha256: str
+    seconds: float
+
+
+def part_paths(dest: Path) -> tuple[Path, Path]:
+    return dest.parent / f".{dest.name}{PART_SUFFIX}", dest.parent / f".{dest.name}{META_SUFFIX}"
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class Fetcher:
+    """Downloads files: streaming, resumable, retried; thread-safe (one session per thread)."""
+
+    def __init__(
+        self,
+        session_factory: Callable[[], requests.Session],
+        *,
+        policy: RetryPolicy | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+        url_refresher: Callable[[str, str], str | None] | None = None,
+        fsync: bool = True,
+    ) -> None:
+        self._factory = session_factory
+        self._local = threading.local()
+        self.policy = policy or RetryPolicy()
+        self._on_bytes = on_bytes or (lambda n: None)
+        self._refresh = url_refresher
+        self.fsync = fsync
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self.cancelled = threading.Event()
+
+    def session(self) -> requests.Session:
+        sess: requests.Session | None = getattr(self._local, "session", None)
+        if sess is None:
+            sess = self._factory()
+            self._local.session = sess
+            with self._sessions_lock:
+                self._sessions.append(sess)
+        return sess
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for sess in self._sessions:
+                with contextlib.suppress(Exception):
+                    sess.close()
+            self._sessions.clear()
+
+    def fetch(self, job: FileJob) -> FileResult:
+        """Download one file to ``job.dest``; raise ``_Fail`` when it cannot be done."""
+        started = time.monotonic()
+        url = job.url
+        refreshed = False
+        failures = 0
+        transferred = 0
+        last_reason = ""
+        while True:
+            if self.cancelled.is_set():
+                raise _Fail("cancelled")
+            try:
+                result = self._attempt(job, url)
+            except _Retry as exc:
+                last_reason = exc.reason
+                transferred += exc.transferred
+                failures = 0 if exc.progressed else failures + 1
+                if failures >= self.policy.attempts:
+                    raise _Fail(f"{last_reason} (gave up after {failures} attempts)") from None
+                delay = exc.delay if exc.delay is not None else self.policy.backoff(failures or 1)
+                if delay > self.policy.max_retry_after_s:
+                    raise _Fail(f"{last_reason}; the server asks to wait {delay:.0f}s") from None
+                if delay > 0 and not exc.progressed:
+                    self.policy.sleep(delay)
+                continue
+            except _Expired as exc:
+                new_url = self._refresh(job.name, url) if (self._refresh and not refreshed) else None
+                if not new_url:
+                    raise _Fail(str(exc)) from None
+                url, refreshed = new_url, True
+                continue
+            return dataclasses.replace(result, transferred=result.transferred + transferred,
+                                       seconds=time.monotonic() - started)
+
+    def _attempt(self, job: FileJob, url: str) -> FileResult:
+        dest = job.dest
+        part, meta_path = part_paths(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        offset = part.stat().st_size if part.exists() else 0
+        meta = _read_meta(meta_path) if offset else None
+        headers = {"Accept-Encoding": "identity"}  # sizes must be the bytes on the wire
+        if offset and meta is not None:
+            headers["Range"] = f"bytes={offset}-"
+            validator = meta.get("etag") or meta.get("last_modified")
+            if validator:
+                headers["If-Range"] = str(validator)
+        elif offset:
+            offset = 0  # a part without its validators cannot be trusted: start again
+        try:
+            resp = self.session().get(url, headers=headers, stream=True,
+                                      timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=True)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Retry(f"connection failed: {type(exc).__name__}") from None
+        with resp:
+            return self._handle(job, resp, part, meta_path, offset)
+
+    def _handle(
+        self, job: FileJob, resp: requests.Response, part: Path, meta_path: Path, offset: int
+    ) -> FileResult:
+        status = resp.status_code
+        if status == 429:
+            raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
+        if status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
+        if status == 416:
+            _unlink(part, meta_path)
+            raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
+        if status == 403:
+            raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
+        if status in (401, 404, 410) or 400 <= status < 500:
+            raise _Fail(f"HTTP {status}")
+        if status not in (200, 206):
+            raise _Retry(f"unexpected HTTP {status}")
+        ctype = resp.headers.get("Content-Type", "").lower()
+        if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
+            raise _Retry("an HTML error page instead of the file")
+
+        etag = resp.headers.get("ETag")
+        last_modified = resp.headers.get("Last-Modified")
+        total: int | None
+        if status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) != offset:
+                _unlink(part, meta_path)
+                raise _Retry("a range answer that does not continue the partial file", delay=0)
+            total = int(m.group(3)) if m.group(3) != "*" else None
+            hasher = _hash_file(part)
+            mode = "ab"
+        else:
+            offset = 0
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            hasher = hashlib.sha256()
+            mode = "wb"
+            _write_meta(meta_path, {"etag": etag, "last_modified": last_modified, "size": total})
+
+        written = 0
+        with open(part, mode) as fh:
+            try:
+                for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
+                    if self.cancelled.is_set():
+                        raise _Fail("cancelled")
+                    if not chunk:
+                        continue
+                    fh.write(chunk)
+                    hasher.update(chunk)
+                    written += len(chunk)
+                    self._on_bytes(len(chunk))
+            except requests.RequestException as exc:  # dropped connection, read timeout, bad chunking
+                raise _Retry(f"connection dropped after {offset + written} bytes ({type(exc).__name__})",
+                             progressed=written > 0, transferred=written) from None
+            except OSError as exc:  # the disk: full, read-only, ...
+                raise _Fail(f"cannot write {part}: {exc}") from None
+            size = offset + written
+            if total is not None and size != total:
+                if size > total:
+                    fh.close()
+                    _unlink(part, meta_path)
+                raise _Retry(f"got {size} of {total} bytes", progressed=written > 0, transferred=written)
+            fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
+        os.replace(part, job.dest)
+        with contextlib.suppress(FileNotFoundError):
+            meta_path.unlink()
+        _set_mtime(job.dest, last_modified)
+        return FileResult(job.name, size, written, etag, last_modified, hasher.hexdigest(), 0.0)
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_meta(path: Path, data: dict[str, Any]) -> None:
+    paths.write_text_atomic(path, json.dumps(data))
+
+
+def _unlink(*items: Path) -> None:
+    for item in items:
+        with contextlib.suppress(FileNotFoundError):
+            item.unlink()
+
+
+def _hash_file(path: Path) -> Any:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK_SIZE):
+            hasher.update(block)
+    return hasher
+
+
+def _set_mtime(path: Path, last_modified: str | None) -> None:
+    if not last_modified:
+        return
+    try:
+        when = email.utils.parsedate_to_datetime(last_modified).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return
+    with contextlib.suppress(OSError):
+        os.utime(path, (when, when))
+
+
+# --------------------------------------------------------------------------- the log
+
+
+def readable_log(raw: str) -> str:
+    """Kaggle's raw JSON log as readable text (progress bars collapsed, stderr marked)."""
+    try:
+        from kagglekit.logs import format_log
+    except ImportError:  # pragma: no cover - logs.py ships with kagglekit
+        return _fallback_readable_log(raw)
+    return format_log(raw)
+
+
+def _fallback_readable_log(raw: str) -> str:
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    lines: list[str] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            continue
+        mark = "! " if item.get("stream_name") == "stderr" else ""
+        for line in item["data"].replace("\r\n", "\n").split("\n"):
+            line = line.rstrip("\r").rsplit("\r", 1)[-1]
+            if line:
+                lines.append(mark + line)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def log_duration_s(raw: str) -> float | None:
+    """The last time offset in the log: the session's run time as the log saw it."""
+    try:
+        from kagglekit.logs import parse_log
+    except ImportError:  # pragma: no cover
+        return None
+    records = parse_log(raw)
+    return max((r.time for r in records), default=None) if records else None
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _version_of(info: Any) -> int | None:
+    for attr in ("current_version", "current_version_number", "version_number", "version"):
+        value = getattr(info, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _status_name(status: Any) -> str:
+    value = getattr(status, "status", status)
+    name = getattr(value, "name", value)
+    return str(name).rsplit(".", 1)[-1].upper()
+
+
+def default_target(slug: str, version: int | None, base: Path | None = None) -> Path:
+    root = base if base is not None else Path.cwd()
+    return root / "outputs" / slug / (f"v{version}" if version is not None else "latest")
+
+
+def pull_outputs(
+    client: Any,
+    ref: Any,
+    *,
+    target: Path | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    checkpoints: bool = False,
+    checkpoint_patterns: Sequence[str] | None = None,
+    jobs: int = 4,
+    force: bool = False,
+    progress: bool | None = None,
+    ledger: Any = None,
+    policy: RetryPolicy | None = None,
+    raise_on_failure: bool = True,
+    fsync: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> PullSummary:
+    """Download the outputs of ``ref`` (``owner/slug[/version]`` text or a ``KernelRef``).
+
+    The target defaults to ``outputs/<slug>/v<N>/`` with N the version the listing belongs to.
+    ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
+    refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
+    """
+    from kagglekit.client import KernelRef
+
+    started = time.monotonic()
+    jobs = max(1, int(jobs))
+    if isinstance(ref, str) or ref is None:
+        ref = KernelRef.parse(ref or "", client.username)
+    owner, slug, version = ref.owner, ref.slug, ref.version
+    kernel = f"{owner}/{slug}"
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    # Which version is this? Kaggle serves the newest run's outputs, so say when it is still going.
+    newest_status: str | None = None
+    base_ref = KernelRef(owner, slug, None)
+    with contextlib.suppress(KagglekitError):
+        newest_status = _status_name(client.status(base_ref))
+    if version is None:
+        version = _version_of(client.get_kernel(base_ref))
+    if newest_status in ACTIVE_STATUSES:
+        state = "queued" if newest_status == STATUS_QUEUED else (
+            "running" if newest_status == STATUS_RUNNING else newest_status.lower())
+        note(f"The newest version of {kernel} is still {state}: Kaggle serves the latest run's outputs, "
+             "so this listing may be empty or incomplete. Pull again once it has finished.")
+
+    listing_ref = KernelRef(owner, slug, version) if version is not None else base_ref
+    listing = client.list_outputs(listing_ref)
+    target = Path(target) if target is not None else default_target(slug, version)
+    target.mkdir(parents=True, exist_ok=True)
+    summary = PullSummary(kernel=kernel, version=version, target=target, warnings=warnings)
+
+    files = list(getattr(listing, "files", []) or [])
+    urls: dict[str, str] = {}
+    for f in files:
+        urls[str(f.name)] = str(f.url)
+    names = list(urls)
+    summary.listed = len(names)
+
+    patterns: Sequence[str] | None = None
+    if checkpoints:
+        patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
+    chosen = select(names, include, exclude, patterns)
+    if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
+        chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
+    summary.selected = len(chosen)
+
+    manifest = load_manifest(target)
+    entries: dict[str, Any] = manifest.setdefault("files", {})
+    manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version)
+
+    todo: list[FileJob] = []
+    for name in chosen:
+        dest = safe_destination(target, name)
+        if dest is None:
+            summary.refused.append(name)
+            continue
+        if not force and is_complete(target, name, entries.get(name)):
+            summary.skipped += 1
+            continue
+        todo.append(FileJob(name, urls[name], dest))
+
+    log_raw = getattr(listing, "log", None) or ""
+    if log_raw:
+        summary.log_path, summary.log_text_path = _save_log(target, slug, log_raw, set(names), note)
+
+    if todo:
+        _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
+                      progress=progress, policy=policy, fsync=fsync)
+    _save_manifest(target, manifest)
+
+    sizes = [entries.get(n, {}).get("size") for n in names]
+    if names and all(isinstance(s, int) for s in sizes):
+        summary.total_bytes = sum(int(s) for s in sizes if s is not None)
+    run_json = target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
+    if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
+        summary.run_json = run_json
+    if ledger is not None and version is not None:
+        _update_ledger(ledger, client, kernel, version, summary, log_raw, note)
+    summary.seconds = time.monotonic() - started
+    if raise_on_failure:
+        summary.raise_for_failures()
+    return summary
+
+
+def _download_all(
+    client: Any, listing_ref: Any, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
+    manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
+    policy: RetryPolicy | None, fsync: bool,
+) -> None:
+    bar = _progress_bar(progress, f"{listing_ref.slug}", len(todo))
+    refresh_lock = threading.Lock()
+    fresh: dict[str, str] = {}
+
+    def refresher(name: str, old_url: str) -> str | None:
+        """Re-list once when a signed URL expired; every worker then uses the new URLs."""
+        with refresh_lock:
+            if fresh.get(name) and fresh[name] != old_url:
+                return fresh[name]
+            try:
+                listing = client.list_outputs(listing_ref)
+            except KagglekitError:
+                return None
+            fresh.update({str(f.name): str(f.url) for f in listing.files})
+            new = fresh.get(name)
+            return new if new and new != old_url else None
+
+    fetcher = Fetcher(
+        lambda: client.http_session(), policy=policy, on_bytes=bar.update if bar else None,
+        url_refresher=refresher, fsync=fsync,
+    )
+    last_save = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="kagglekit-pull")
+    futures: dict[Future[FileResult], FileJob] = {}
+    try:
+        futures = {pool.submit(fetcher.fetch, job): job for job in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = futures[fut]
+                try:
+                    res = fut.result()
+                except _Fail as exc:
+                    summary.failed.append(FailedFile(job.name, str(exc)))
+                    continue
+                except OSError as exc:
+                    summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
+                    continue
+                summary.files += 1
+                summary.bytes += res.transferred
+                entries[job.name] = {
+                    "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
+                    "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                if bar is not None:
+                    bar.set_postfix_str(f"{summary.files + len(summary.failed)}/{len(todo)} files", refresh=False)
+            if time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
+                _save_manifest(target, manifest)  # so an interrupted pull keeps what it finished
+                last_save = time.monotonic()
+    except BaseException:
+        fetcher.cancelled.set()
+        for fut in futures:
+            fut.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        fetcher.close()
+        if bar is not None:
+            bar.close()
+        _save_manifest(target, manifest)
+
+
+def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True,
+                dynamic_ncols=True, postfix=f"0/{count} files")
+
+
+def _save_manifest(target: Path, manifest: dict[str, Any]) -> None:
+    manifest["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    paths.write_text_atomic(manifest_path(target), json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def _save_log(
+    target: Path, slug: str, raw: str, names: set[str], note: Callable[[str], None]
+) -> tuple[Path, Path]:
+    """``<slug>.log`` (raw, as the official client writes it) and ``log.txt`` (readable)."""
+    raw_name, text_name = f"{slug}.log", "log.txt"
+    folder = target
+    if raw_name in names or text_name in names:
+        folder = target / ".kagglekit"
+        note(f"The outputs contain a file named {raw_name} or {text_name}; the run's log went to {folder}/.")
+    raw_path, text_path = folder / raw_name, folder / text_name
+    for path, content in ((raw_path, raw), (text_path, readable_log(raw))):
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8") == content:
+                continue
+        paths.write_text_atomic(path, content)
+    return raw_path, text_path
+
+
+def _update_ledger(
+    ledger: Any, client: Any, kernel: str, version: int, summary: PullSummary, log_raw: str,
+    note: Callable[[str], None],
+) -> None:
+    account = client.username
+    ledger.record_outputs(account, kernel, version, summary.total_bytes, summary.listed)
+    if log_raw:
+        duration = log_duration_s(log_raw)
+        if duration is not None and duration > 0:
+            ledger.record_times(account, kernel, version, "log", duration_s=duration)
+    if summary.run_json is not None:
+        try:
+            data = json.loads(summary.run_json.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            note(f"Could not read {summary.run_json}: {exc}")
+            return
+        if isinstance(data, dict):
+            ledger.record_manifest(account, kernel, version, data)

@@ -1,0 +1,23 @@
+"""A local Kaggle-compatible kernels API that really runs kernels (the ``--local`` backend).
+
+Structure, as moto does it: ``models`` (state + rules, no HTTP), ``responses`` (parse +
+serialize), ``routes`` (URL -> handler), ``server`` (HTTP), ``runner`` (subprocesses),
+``faults`` (fault injection). Imports nothing from kagglekit except ``kagglekit.constants``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kagglekit.emulator.server import EmulatorServer
+
+__all__ = ["EmulatorServer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EmulatorServer":
+        from kagglekit.emulator.server import EmulatorServer
+
+        return EmulatorServer
+    raise AttributeError(name)

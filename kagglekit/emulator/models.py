@@ -1,0 +1,782 @@
+"""The emulator's state and Kaggle's rules: SQLite + files, no HTTP.
+
+Everything a request can change lives here (users, kernels, versions, registered
+data, configuration, the clock offset), so the HTTP layer (responses/routes/server)
+only parses and serializes, and the runner only executes. Errors the client must
+see as an HTTP status are raised as ``ApiError``; Kaggle's "business" refusals
+(session cap, weekly quota) are returned in ``SaveKernel``'s ``error`` field, as
+Kaggle does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kagglekit import constants as C
+
+SCHEMA_VERSION = 1
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "gpu_quota_seconds": C.DEFAULT_WEEKLY_QUOTA_SECONDS["gpu"],
+    "tpu_quota_seconds": C.DEFAULT_WEEKLY_QUOTA_SECONDS["tpu"],
+    "session_limit_seconds": dict(C.SESSION_LIMIT_SECONDS),
+    "max_sessions": dict(C.MAX_BATCH_SESSIONS),
+    "output_limit_bytes": C.OUTPUT_BUDGET_BYTES,
+    "source_limit_bytes": C.SOURCE_LIMIT_BYTES,
+    "url_expiry_seconds": 3600,
+    "legacy_layout": False,
+    "queue_seconds": 1.0,
+    # "auto": mount the sandbox at the real /kaggle with user+mount namespaces when the
+    # OS allows it, else the relative layout; "namespace" or "relative" force one.
+    "sandbox": "auto",
+}
+KINDS = ("cpu", "gpu", "tpu")
+DOCKER_IMAGE = "gcr.io/kaggle-images/python@sha256:00000000000000000000000000000000000000000000000000000000e1a7e1a7"
+KAGGLE_URL_BASE = "https://www.kaggle.com"
+MSG_RESTARTED = "The emulator stopped while this session was running; the session was lost."
+MSG_DELETED = "The kernel was deleted while this session was running."
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(username TEXT PRIMARY KEY, key TEXT NOT NULL, token TEXT,
+    user_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kernels(id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
+    slug TEXT NOT NULL, title TEXT NOT NULL, meta TEXT NOT NULL, current_version INTEGER NOT NULL,
+    created REAL NOT NULL, UNIQUE(owner, slug));
+CREATE TABLE IF NOT EXISTS versions(id INTEGER PRIMARY KEY AUTOINCREMENT, kernel_id INTEGER NOT NULL,
+    number INTEGER NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL, failure TEXT NOT NULL DEFAULT '',
+    meta TEXT NOT NULL, kind TEXT NOT NULL, run INTEGER NOT NULL, limit_seconds REAL NOT NULL,
+    created REAL NOT NULL, started REAL, ended REAL, pid INTEGER, sandbox_mode TEXT NOT NULL DEFAULT '',
+    internet_enforced INTEGER NOT NULL DEFAULT 0, UNIQUE(kernel_id, number));
+CREATE INDEX IF NOT EXISTS versions_owner ON versions(owner, kind, status);
+CREATE TABLE IF NOT EXISTS usage(id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL,
+    kind TEXT NOT NULL, seconds REAL NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sources(kind TEXT NOT NULL, ref TEXT NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY(kind, ref));
+"""
+
+
+class ApiError(Exception):
+    """A failure the client sees as an HTTP status with a JSON ``{"code", "message"}`` body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    id: int
+    owner: str
+    slug: str
+    title: str
+    meta: dict[str, Any]
+    current_version: int
+    created: float
+
+    @property
+    def ref(self) -> str:
+        return f"{self.owner}/{self.slug}"
+
+    @property
+    def is_private(self) -> bool:
+        return bool(self.meta.get("isPrivate", True))
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    id: int
+    kernel_id: int
+    number: int
+    owner: str
+    status: str
+    failure: str
+    meta: dict[str, Any]
+    kind: str
+    run: bool
+    limit_seconds: float
+    created: float
+    started: float | None
+    ended: float | None
+    pid: int | None
+    sandbox_mode: str
+    internet_enforced: bool
+
+    @property
+    def active(self) -> bool:
+        return self.status in C.ACTIVE_STATUSES and self.run
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFile:
+    name: str  # relative POSIX path under /kaggle/working
+    path: Path
+    size: int
+    mtime: float
+
+
+def slugify(text: str) -> str:
+    """Kaggle's (python-slugify's) title -> slug rule, for the characters that matter here."""
+    norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    norm = re.sub(r"['\"]+", "", norm)
+    return re.sub(r"[^a-z0-9]+", "-", norm).strip("-")
+
+
+def week_bounds(now: float) -> tuple[float, float]:
+    """The quota week around ``now``: Saturday 00:00 UTC to the next one."""
+    day = dt.datetime.fromtimestamp(now, dt.UTC)
+    days_back = (day.weekday() - C.QUOTA_WEEK_START_WEEKDAY) % 7
+    start = (day - dt.timedelta(days=days_back)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.timestamp(), (start + dt.timedelta(days=7)).timestamp()
+
+
+def human_bytes(n: int) -> str:
+    """``20000000000`` -> ``20 GB`` (decimal units, as Kaggle states its limits)."""
+    for unit, size in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``update`` against the known keys and merge it (per-kind dicts merge per key)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in DEFAULT_CONFIG:
+            raise ApiError(400, f"Unknown config key {key!r}; known keys: {', '.join(sorted(DEFAULT_CONFIG))}")
+        default = DEFAULT_CONFIG[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict) or any(k not in KINDS for k in value):
+                raise ApiError(400, f"{key} must be an object with keys among {list(KINDS)}")
+            for k, v in value.items():
+                if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+                    raise ApiError(400, f"{key}.{k} must be a non-negative number")
+                out[key][k] = v
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ApiError(400, f"{key} must be true or false")
+            out[key] = value
+        elif isinstance(default, str):
+            if key == "sandbox" and value not in ("auto", "namespace", "relative"):
+                raise ApiError(400, "sandbox must be one of auto, namespace, relative")
+            out[key] = str(value)
+        else:
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ApiError(400, f"{key} must be a non-negative number")
+            out[key] = value
+    return out
+
+
+def _kind_of(meta: dict[str, Any]) -> tuple[str, str]:
+    """(kind, effective machine shape) for a push, mapping retired shapes as Kaggle does."""
+    shape = str(meta.get("machineShape") or "")
+    if shape and shape != "None":
+        kind = C.accelerator_kind(shape)
+        if shape in C.RETIRED_SHAPES:
+            shape = C.SHAPE_TPU_DEFAULT if kind == "tpu" else C.SHAPE_GPU_DEFAULT
+        return kind, shape
+    if meta.get("enableTpu"):
+        return "tpu", C.SHAPE_TPU_DEFAULT
+    if meta.get("enableGpu"):
+        return "gpu", C.SHAPE_GPU_DEFAULT
+    return "cpu", "None"
+
+
+def parse_version_label(label: str | None) -> int | None:
+    """``"v3"`` -> 3; absent -> None; anything else is a 404 on Kaggle."""
+    if not label:
+        return None
+    m = re.fullmatch(r"v(\d+)", label.strip())
+    if not m:
+        raise ApiError(404, f"Kernel version {label!r} was not found (use the form 'v<N>').")
+    return int(m.group(1))
+
+
+class Backend:
+    """All state and rules. Thread-safe: one SQLite connection behind one re-entrant lock."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "versions").mkdir(exist_ok=True)
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified on status changes and log appends
+        self.db = sqlite3.connect(self.data_dir / "state.sqlite3", check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+        self._initial_config = merge_config(DEFAULT_CONFIG, config or {})
+        self.on_new_version: Callable[[int], None] = lambda vid: None
+        self.on_cancel: Callable[[int], object] = lambda vid: None
+        with self.lock:
+            if self._meta("schema") is None:
+                self._set_meta("schema", SCHEMA_VERSION)
+                self._set_meta("secret", secrets.token_hex(32))
+                self._set_meta("clock_offset", 0.0)
+                self._set_meta("config", self._initial_config)
+                self._seed()
+            elif config:
+                # explicit constructor settings win over what a previous run stored
+                self._set_meta("config", merge_config(self.config, config))
+        self.secret = str(self._meta("secret")).encode()
+
+    # --- low-level ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _meta(self, key: str) -> Any:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def _seed(self) -> None:
+        self.add_user(C.DEMO_USERNAME, C.DEMO_KEY, C.DEMO_TOKEN)
+
+    # --- configuration and clock -----------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        cfg = self._meta("config")
+        return merge_config(DEFAULT_CONFIG, cfg if isinstance(cfg, dict) else {})
+
+    def update_config(self, update: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            cfg = merge_config(self.config, update)
+            self._set_meta("config", cfg)
+            return cfg
+
+    @property
+    def clock_offset(self) -> float:
+        return float(self._meta("clock_offset") or 0.0)
+
+    def set_clock_offset(self, offset: float) -> None:
+        self._set_meta("clock_offset", float(offset))
+        with self.changed:
+            self.changed.notify_all()
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def reset(self) -> None:
+        """Forget everything (state, files, config, clock) and reseed the demo account."""
+        with self.lock:
+            for table in ("users", "kernels", "versions", "usage", "sources", "meta"):
+                self.db.execute(f"DELETE FROM {table}")
+            self._set_meta("schema", SCHEMA_VERSION)
+            self._set_meta("secret", self.secret.decode())
+            self._set_meta("clock_offset", 0.0)
+            self._set_meta("config", self._initial_config)
+            shutil.rmtree(self.data_dir / "versions", ignore_errors=True)
+            (self.data_dir / "versions").mkdir(exist_ok=True)
+            self._seed()
+
+    # --- users and auth ------------------------------------------------------------
+    def add_user(self, username: str, key: str, token: str | None = None) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}", username or ""):
+            raise ApiError(400, f"Invalid username {username!r}")
+        if not key:
+            raise ApiError(400, "A key is required")
+        with self.tx() as db:
+            row = db.execute("SELECT user_id FROM users WHERE username=?", (username,)).fetchone()
+            uid = row[0] if row else 1 + (db.execute("SELECT COALESCE(MAX(user_id), 1000) FROM users").fetchone()[0])
+            db.execute("INSERT OR REPLACE INTO users(username, key, token, user_id) VALUES (?,?,?,?)",
+                       (username, key, token, uid))
+
+    def user_id(self, username: str) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT user_id FROM users WHERE username=?", (username,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def auth_basic(self, username: str, key: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT key FROM users WHERE username=?", (username,)).fetchone()
+        if row and hmac.compare_digest(str(row[0]), key):
+            return username
+        return None
+
+    def auth_token(self, token: str) -> str | None:
+        if not token:
+            return None
+        with self.lock:
+            row = self.db.execute("SELECT username FROM users WHERE token=?", (token,)).fetchone()
+        return str(row[0]) if row else None
+
+    def users(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.db.execute("SELECT username FROM users ORDER BY username")]
+
+    # --- registered data (datasets, competitions, models) -------------------------------
+    def add_source(self, kind: str, ref: str, path: str) -> None:
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            raise ApiError(400, f"The path for {kind} {ref!r} must be absolute: {path}")
+        if not p.is_dir():
+            raise ApiError(400, f"The path for {kind} {ref!r} is not a folder: {path}")
+        if kind == "dataset" and not re.fullmatch(r"[^/\s]+/[^/\s]+", ref):
+            raise ApiError(400, "A dataset ref must be owner/slug")
+        if kind == "competition" and not re.fullmatch(r"[^/\s]+", ref):
+            raise ApiError(400, "A competition slug has no '/'")
+        if kind == "model" and not re.fullmatch(r"[^/\s]+(/[^/\s]+){3}/\d+", ref):
+            raise ApiError(400, "A model ref must be owner/model/framework/variation/version")
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO sources(kind, ref, path) VALUES (?,?,?)", (kind, ref, str(p)))
+
+    def source_path(self, kind: str, ref: str) -> Path | None:
+        with self.lock:
+            row = self.db.execute("SELECT path FROM sources WHERE kind=? AND ref=?", (kind, ref)).fetchone()
+        return Path(row[0]) if row else None
+
+    def sources(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {"dataset": {}, "competition": {}, "model": {}}
+        with self.lock:
+            for r in self.db.execute("SELECT kind, ref, path FROM sources"):
+                out.setdefault(r[0], {})[r[1]] = r[2]
+        return out
+
+    # --- kernels and versions ------------------------------------------------------
+    @staticmethod
+    def _kernel(row: sqlite3.Row) -> Kernel:
+        return Kernel(id=row["id"], owner=row["owner"], slug=row["slug"], title=row["title"],
+                      meta=json.loads(row["meta"]), current_version=row["current_version"], created=row["created"])
+
+    @staticmethod
+    def _version(row: sqlite3.Row) -> Version:
+        return Version(id=row["id"], kernel_id=row["kernel_id"], number=row["number"], owner=row["owner"],
+                       status=row["status"], failure=row["failure"], meta=json.loads(row["meta"]),
+                       kind=row["kind"], run=bool(row["run"]), limit_seconds=row["limit_seconds"],
+                       created=row["created"], started=row["started"], ended=row["ended"], pid=row["pid"],
+                       sandbox_mode=row["sandbox_mode"], internet_enforced=bool(row["internet_enforced"]))
+
+    def kernel_by_ref(self, owner: str, slug: str) -> Kernel | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM kernels WHERE owner=? AND slug=?",
+                                  (owner.lower(), slug.lower())).fetchone()
+        return self._kernel(row) if row else None
+
+    def kernel_by_id(self, kernel_id: int) -> Kernel | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM kernels WHERE id=?", (kernel_id,)).fetchone()
+        return self._kernel(row) if row else None
+
+    def all_kernels(self) -> list[Kernel]:
+        with self.lock:
+            return [self._kernel(r) for r in self.db.execute("SELECT * FROM kernels ORDER BY id")]
+
+    def version(self, vid: int) -> Version | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM versions WHERE id=?", (vid,)).fetchone()
+        return self._version(row) if row else None
+
+    def versions_of(self, kernel_id: int) -> list[Version]:
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM versions WHERE kernel_id=? ORDER BY number", (kernel_id,))
+            return [self._version(r) for r in rows]
+
+    def active_versions(self) -> list[Version]:
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM versions WHERE run=1 AND status IN (?,?,?,?) ORDER BY id",
+                                   tuple(sorted(C.ACTIVE_STATUSES)))
+            return [self._version(r) for r in rows]
+
+    def version_dir(self, vid: int) -> Path:
+        return self.data_dir / "versions" / str(vid)
+
+    def output_dir(self, vid: int) -> Path:
+        return self.version_dir(vid) / "sandbox" / "kaggle" / "working"
+
+    def source_text(self, vid: int) -> str:
+        path = self.version_dir(vid) / "source"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def visible(self, user: str, kernel: Kernel) -> bool:
+        return kernel.owner == user or not kernel.is_private
+
+    def resolve(self, user: str, owner: str, slug: str, version_label: str | None = None,
+                permission: str = "kernels.get") -> tuple[Kernel, Version]:
+        """The kernel and version a read names; 403 when missing or private to someone else (as Kaggle)."""
+        kernel = self.kernel_by_ref(owner or user, slug or "")
+        if kernel is None or not self.visible(user, kernel):
+            raise ApiError(403, f"Permission '{permission}' was denied")
+        number = parse_version_label(version_label)
+        versions = self.versions_of(kernel.id)
+        if number is not None:
+            match = [v for v in versions if v.number == number]
+            if not match:
+                raise ApiError(404, f"Version {number} of kernel {kernel.ref} was not found.")
+            return kernel, match[0]
+        ran = [v for v in versions if v.run]
+        return kernel, (ran or versions)[-1]
+
+    def latest_output_version(self, kernel: Kernel, number: int | None = None) -> Version | None:
+        """What ``kernel_sources`` mounts: the given version, else the latest COMPLETE run, else the latest final one."""
+        versions = [v for v in self.versions_of(kernel.id) if v.run and v.status in C.FINAL_STATUSES]
+        if number is not None:
+            versions = [v for v in versions if v.number == number]
+            return versions[-1] if versions else None
+        complete = [v for v in versions if v.status == C.STATUS_COMPLETE]
+        pool = complete or versions
+        return pool[-1] if pool else None
+
+    # --- the rules: SaveKernel -------------------------------------------------------------
+    def save_kernel(self, user: str, req: dict[str, Any]) -> dict[str, Any]:
+        """Validate a push, create version N+1, queue it; returns SaveKernel response fields."""
+        cfg = self.config
+        text = req.get("text")
+        if not isinstance(text, str):
+            text = ""
+        if len(text.encode("utf-8")) > int(cfg["source_limit_bytes"]):
+            raise ApiError(400, C.MSG_SOURCE_TOO_LARGE)
+        language = str(req.get("language") or "python").lower()
+        kernel_type = str(req.get("kernelType") or "script").lower()
+        if language not in ("python", "r", "rmarkdown", "sqlite", "julia"):
+            raise ApiError(400, "A valid language must be specified")
+        if kernel_type not in ("script", "notebook"):
+            raise ApiError(400, "A valid kernel type must be specified")
+        title = req.get("newTitle")
+        if title is not None and len(str(title).strip()) < C.MIN_TITLE_LENGTH:
+            raise ApiError(400, "Title must be at least five characters")
+
+        with self.lock:
+            kernel = self._target_kernel(user, req, title)
+            if isinstance(kernel, dict):
+                return kernel  # a 200 with `error`
+            owner, slug, existing = kernel
+            meta = self._push_meta(req, language, kernel_type, existing)
+            kind, shape = _kind_of(meta)
+            meta["machineShape"] = shape
+            run = req.get("kernelExecutionType") != "QUICK_SAVE"
+            invalid = self._invalid_sources(user, meta)
+            if run:
+                refusal = self._admission_error(owner, kind)
+                if refusal:
+                    return {"error": refusal}
+            limit = float(cfg["session_limit_seconds"][kind])
+            timeout = req.get("sessionTimeoutSeconds")
+            if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+                limit = min(limit, float(timeout))
+            now = self.now()
+            with self.tx() as db:
+                if existing is None:
+                    cur = db.execute("INSERT INTO kernels(owner, slug, title, meta, current_version, created) "
+                                     "VALUES (?,?,?,?,0,?)",
+                                     (owner, slug, str(title or slug), json.dumps(meta), now))
+                    kernel_id = int(cur.lastrowid or 0)
+                    number = 1
+                else:
+                    kernel_id = existing.id
+                    number = existing.current_version + 1
+                db.execute("UPDATE kernels SET meta=?, title=?, current_version=? WHERE id=?",
+                           (json.dumps(meta), str(title or (existing.title if existing else slug)), number,
+                            kernel_id))
+                status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
+                cur = db.execute(
+                    "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now))
+                vid = int(cur.lastrowid or 0)
+            vdir = self.version_dir(vid)
+            vdir.mkdir(parents=True, exist_ok=True)
+            (vdir / "source").write_text(text, encoding="utf-8")
+            self.changed.notify_all()
+        if run:
+            self.on_new_version(vid)
+        resp: dict[str, Any] = {
+            "ref": f"/code/{owner}/{slug}",
+            "url": f"{KAGGLE_URL_BASE}/code/{owner}/{slug}",
+            "versionNumber": number,
+            "kernelId": kernel_id,
+        }
+        resp.update({k: v for k, v in invalid.items() if v})
+        return resp
+
+    def _target_kernel(self, user: str, req: dict[str, Any],
+                       title: Any) -> tuple[str, str, Kernel | None] | dict[str, Any]:
+        """Which kernel a push goes to: by ``id``, by ``owner/slug``, or new (slug from the title)."""
+        kid = req.get("id")
+        if isinstance(kid, int) and not isinstance(kid, bool) and kid > 0:
+            k = self.kernel_by_id(kid)
+            if k is None:
+                return {"error": "Kernel not found"}
+            if k.owner != user:
+                raise ApiError(403, "Permission 'kernels.update' was denied")
+            return k.owner, k.slug, k
+        raw = str(req.get("slug") or "").strip()
+        if not raw:
+            raise ApiError(400, "ID or slug must be specified")
+        parts = raw.split("/")
+        if len(parts) == 1:
+            owner, slug = user, parts[0]
+        elif len(parts) == 2:
+            owner, slug = parts[0] or user, parts[1]
+        else:
+            raise ApiError(403, "Permission 'kernels.update' was denied")
+        owner, slug = owner.lower(), slug.lower()
+        if owner != user.lower():
+            raise ApiError(403, "Permission 'kernels.update' was denied")
+        existing = self.kernel_by_ref(owner, slug)
+        if existing is not None:
+            return owner, slug, existing
+        # A new kernel takes its slug from its title, as on Kaggle (the CLI warns when they differ).
+        if title:
+            title_slug = slugify(str(title))
+            if title_slug and title_slug != slug:
+                by_title = self.kernel_by_ref(owner, title_slug)
+                if by_title is not None:
+                    return owner, title_slug, by_title
+                slug = title_slug
+        if len(slug) < C.MIN_SLUG_LENGTH:
+            raise ApiError(400, "Kernel slug must be at least five characters")
+        if len(slug) > 50 or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug):
+            raise ApiError(400, f"Invalid kernel slug {slug!r}: use 5-50 letters, digits and dashes")
+        return owner, slug, None
+
+    @staticmethod
+    def _push_meta(req: dict[str, Any], language: str, kernel_type: str, existing: Kernel | None) -> dict[str, Any]:
+        def strs(key: str) -> list[str]:
+            v = req.get(key)
+            return [str(x) for x in v] if isinstance(v, list) else []
+
+        def flag(key: str, default: bool) -> bool:
+            v = req.get(key)
+            return bool(v) if isinstance(v, bool) else default
+
+        prev = existing.meta if existing else {}
+        return {
+            "language": "r" if language == "rmarkdown" and kernel_type == "notebook" else language,
+            "kernelType": kernel_type,
+            "isPrivate": flag("isPrivate", bool(prev.get("isPrivate", True))),
+            "enableGpu": flag("enableGpu", False),
+            "enableTpu": flag("enableTpu", False),
+            "enableInternet": flag("enableInternet", True),
+            "datasetDataSources": strs("datasetDataSources"),
+            "kernelDataSources": strs("kernelDataSources"),
+            "competitionDataSources": strs("competitionDataSources"),
+            "modelDataSources": strs("modelDataSources"),
+            "categoryIds": strs("categoryIds"),
+            "dockerImage": str(req.get("dockerImage") or DOCKER_IMAGE),
+            "machineShape": str(req.get("machineShape") or ""),
+            "sessionTimeoutSeconds": req.get("sessionTimeoutSeconds"),
+        }
+
+    def _invalid_sources(self, user: str, meta: dict[str, Any]) -> dict[str, list[str]]:
+        bad: dict[str, list[str]] = {"invalidDatasetSources": [], "invalidCompetitionSources": [],
+                                     "invalidKernelSources": [], "invalidModelSources": []}
+        for ref in meta["datasetDataSources"]:
+            if self.source_path("dataset", "/".join(ref.split("/")[:2])) is None:
+                bad["invalidDatasetSources"].append(ref)
+        for ref in meta["competitionDataSources"]:
+            if self.source_path("competition", ref) is None:
+                bad["invalidCompetitionSources"].append(ref)
+        for ref in meta["modelDataSources"]:
+            if self.source_path("model", ref) is None:
+                bad["invalidModelSources"].append(ref)
+        for ref in meta["kernelDataSources"]:
+            parts = ref.split("/")
+            k = self.kernel_by_ref(parts[0], parts[1]) if len(parts) >= 2 else None
+            if k is None or not self.visible(user, k):
+                bad["invalidKernelSources"].append(ref)
+        return bad
+
+    def _admission_error(self, owner: str, kind: str) -> str | None:
+        """Kaggle's admission rules: the batch-session cap, then the weekly accelerator quota."""
+        cfg = self.config
+        active = [v for v in self.active_versions() if v.owner == owner and v.kind == kind]
+        cap = int(cfg["max_sessions"][kind])
+        if len(active) >= cap:
+            return C.MSG_SESSION_CAP.format(kind=kind.upper(), n=cap)
+        if kind in ("gpu", "tpu"):
+            allowance = float(cfg[f"{kind}_quota_seconds"])
+            used, reserved = self.usage(owner, kind)
+            if used + reserved >= allowance:
+                return C.MSG_WEEKLY_QUOTA.format(kind=kind.upper(), hours=allowance / 3600)
+        return None
+
+    # --- quota ----------------------------------------------------------------------
+    def usage(self, user: str, kind: str) -> tuple[float, float]:
+        """(used, reserved) seconds this quota week: wall time of accelerator sessions, and what running
+        or queued sessions may still use up to their limit."""
+        now = self.now()
+        start, _ = week_bounds(now)
+        used = 0.0
+        reserved = 0.0
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM versions WHERE owner=? AND kind=? AND run=1", (user, kind))
+            versions = [self._version(r) for r in rows]
+            manual = self.db.execute("SELECT COALESCE(SUM(seconds), 0) FROM usage WHERE username=? AND kind=? "
+                                     "AND ts>=? AND ts<=?", (user, kind, start, now)).fetchone()[0]
+        for v in versions:
+            if v.started is not None:
+                end = v.ended if v.ended is not None else now
+                used += max(0.0, min(end, now) - max(v.started, start))
+            if v.active:
+                elapsed = (now - v.started) if v.started is not None else 0.0
+                reserved += max(0.0, v.limit_seconds - elapsed)
+        return used + float(manual), reserved
+
+    def has_ever_run(self, user: str, kind: str) -> bool:
+        with self.lock:
+            row = self.db.execute("SELECT 1 FROM versions WHERE owner=? AND kind=? AND started IS NOT NULL "
+                                  "UNION SELECT 1 FROM usage WHERE username=? AND kind=?",
+                                  (user, kind, user, kind)).fetchone()
+        return row is not None
+
+    def add_usage(self, username: str, kind: str, seconds: float) -> None:
+        if kind not in ("gpu", "tpu"):
+            raise ApiError(400, "kind must be gpu or tpu")
+        with self.lock:
+            self.db.execute("INSERT INTO usage(username, kind, seconds, ts) VALUES (?,?,?,?)",
+                            (username, kind, float(seconds), self.now()))
+
+    def quota(self, user: str) -> dict[str, Any]:
+        cfg = self.config
+        _, refresh = week_bounds(self.now())
+        out: dict[str, Any] = {"refresh": refresh}
+        for kind in ("gpu", "tpu"):
+            used, reserved = self.usage(user, kind)
+            total = float(cfg[f"{kind}_quota_seconds"])
+            out[kind] = {"used": used, "reserved": reserved, "total": total, "minimum": total,
+                         "has_ever_run": self.has_ever_run(user, kind)}
+        return out
+
+    # --- version lifecycle (driven by the runner) ---------------------------------------------
+    def update_version(self, vid: int, **fields: Any) -> None:
+        allowed = {"status", "failure", "started", "ended", "pid", "sandbox_mode", "internet_enforced"}
+        assert set(fields) <= allowed, fields
+        with self.changed:
+            cols = ", ".join(f"{k}=?" for k in fields)
+            self.db.execute(f"UPDATE versions SET {cols} WHERE id=?", (*fields.values(), vid))
+            self.changed.notify_all()
+
+    def fail_interrupted(self) -> list[Version]:
+        """At start-up: runs that were in flight when the emulator stopped end as ERROR (returned as they were)."""
+        with self.changed:
+            versions = self.active_versions()
+            for v in versions:
+                self.db.execute("UPDATE versions SET status=?, failure=?, ended=COALESCE(ended, ?) WHERE id=?",
+                                (C.STATUS_ERROR, MSG_RESTARTED, self.now(), v.id))
+            self.changed.notify_all()
+            return versions
+
+    def delete_kernel(self, user: str, owner: str, slug: str) -> None:
+        kernel = self.kernel_by_ref(owner or user, slug)
+        if kernel is None or kernel.owner != user:
+            raise ApiError(403, "Permission 'kernels.delete' was denied")
+        versions = self.versions_of(kernel.id)
+        for v in versions:
+            if v.active:
+                self.on_cancel(v.id)
+        with self.tx() as db:
+            db.execute("DELETE FROM versions WHERE kernel_id=?", (kernel.id,))
+            db.execute("DELETE FROM kernels WHERE id=?", (kernel.id,))
+        for v in versions:
+            shutil.rmtree(self.version_dir(v.id), ignore_errors=True)
+        with self.changed:
+            self.changed.notify_all()
+
+    # --- outputs and logs ---------------------------------------------------------------
+    def output_files(self, vid: int) -> list[OutputFile]:
+        root = self.output_dir(vid)
+        files: list[OutputFile] = []
+        if not root.is_dir():
+            return files
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in filenames:
+                p = Path(dirpath) / name
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                if not p.is_file() or p.is_symlink():
+                    continue
+                files.append(OutputFile(p.relative_to(root).as_posix(), p, st.st_size, st.st_mtime))
+        files.sort(key=lambda f: f.name)
+        return files
+
+    def output_file(self, vid: int, name: str) -> OutputFile | None:
+        root = self.output_dir(vid).resolve()
+        p = (root / name).resolve()
+        if root not in p.parents or not p.is_file():
+            return None
+        st = p.stat()
+        return OutputFile(name, p, st.st_size, st.st_mtime)
+
+    def log_path(self, vid: int) -> Path:
+        return self.version_dir(vid) / "log.jsonl"
+
+    def log_lines(self, vid: int) -> list[str]:
+        path = self.log_path(vid)
+        if not path.exists():
+            return []
+        with path.open("r", encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.endswith("\n")]
+
+    def log_text(self, vid: int) -> str:
+        """Kaggle's log format: one JSON array, one record per line, leading commas, ']' on its own line."""
+        lines = self.log_lines(vid)
+        if not lines:
+            version = self.version(vid)
+            return "[]" if version is not None and version.started is not None else ""
+        return "[" + "\n,".join(lines) + "\n]"
+
+    # --- signed file URLs ------------------------------------------------------------------
+    def sign(self, vid: int, name: str, expires: int) -> str:
+        msg = f"{vid}\n{name}\n{expires}".encode()
+        return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:40]
+
+    def check_signature(self, vid: int, name: str, expires: int, sig: str) -> bool:
+        return hmac.compare_digest(self.sign(vid, name, expires), sig)
+
+    # --- summaries -----------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            counts = {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM versions GROUP BY status")}
+        return {
+            "users": self.users(),
+            "kernels": [k.ref for k in self.all_kernels()],
+            "versions_by_status": counts,
+            "running_sessions": [
+                {"version_id": v.id, "kernel_id": v.kernel_id, "version": v.number, "owner": v.owner,
+                 "status": v.status, "kind": v.kind, "sandbox_mode": v.sandbox_mode,
+                 "internet_enforced": v.internet_enforced}
+                for v in self.active_versions()
+            ],
+            "sources": self.sources(),
+            "config": self.config,
+            "clock_offset_seconds": self.clock_offset,
+            "now": self.now(),
+        }
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()

@@ -1,0 +1,535 @@
+"""The HTTP server: a threaded stdlib server in front of the backend, runner and fault book.
+
+``EmulatorServer(data_dir, host, port, config).start()`` serves in a background thread
+(``.url``, ``.stop()``); ``serve_forever()`` runs in the foreground. Requests can be
+origin-form (``POST /api/v1/...``) or absolute-form (``POST http://localhost/api/v1/...``,
+as sent through ``HTTP_PROXY``). Every request is recorded (method, path, status, ts) for
+``GET /__emulator/requests``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import contextlib
+import email.utils
+import hashlib
+import json
+import mimetypes
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from kagglekit import constants as C
+from kagglekit.emulator import routes
+from kagglekit.emulator.faults import Fault, FaultBook
+from kagglekit.emulator.models import ApiError, Backend
+from kagglekit.emulator.responses import NO_AUTH_RPCS, RPCS, Ctx, Redirect
+from kagglekit.emulator.runner import Runner, kill_orphan, namespace_support
+
+LOGS_RPC = "kernels.KernelsApiService/GetKernelSessionLogsStream"
+CHUNK = 1024 * 1024
+
+
+class App:
+    """Everything a request handler needs: backend, runner, faults, the request log."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
+        self.backend = Backend(data_dir, config)
+        interrupted = self.backend.fail_interrupted()
+        self.interrupted_at_start = [v.id for v in interrupted]
+        for v in interrupted:  # kernels orphaned by an emulator that was killed
+            if v.pid:
+                kill_orphan(v.pid, self.backend.version_dir(v.id))
+        self.runner = Runner(self.backend)
+        self.faults = FaultBook()
+        self._requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=20000)
+        self._req_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.url = ""
+        self.pid = os.getpid()
+        self.started = time.time()
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._req_lock:
+            self._requests.append(entry)
+
+    def request_log(self) -> list[dict[str, Any]]:
+        with self._req_lock:
+            return list(self._requests)
+
+    def clear_request_log(self) -> None:
+        with self._req_lock:
+            self._requests.clear()
+
+    def reset(self) -> None:
+        self.runner.kill_all()
+        self.backend.reset()
+        self.faults.clear()
+        self.clear_request_log()
+
+    def state(self) -> dict[str, Any]:
+        out = self.backend.summary()
+        support = namespace_support() if self.backend.config["sandbox"] != "relative" else {
+            "mount": False, "net": False, "reason": "sandbox=relative"}
+        out.update({
+            "url": self.url,
+            "pid": self.pid,
+            "data_dir": str(self.backend.data_dir),
+            "sandbox": {
+                "configured": self.backend.config["sandbox"],
+                "mode": "namespace" if support["mount"] else "relative",
+                "namespace_available": bool(support["mount"]),
+                "internet_off_enforced": bool(support["mount"] and support["net"]),
+                "reason": support.get("reason", ""),
+            },
+            "faults": self.faults.snapshot(),
+            "interrupted_at_start": self.interrupted_at_start,
+            "requests_recorded": len(self._requests),
+        })
+        return out
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    app: App
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+    server_version = "kagglekit-emulator"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet; the request log keeps the record
+        if os.environ.get("KAGGLEKIT_EMULATOR_DEBUG"):
+            super().log_message(format, *args)
+
+    # --- entry points ---------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    @property
+    def app(self) -> App:
+        return self.server.app
+
+    def _handle(self, method: str) -> None:
+        self._status = 0
+        self._sent_headers = False
+        self._bytes = 0
+        target = self.path
+        if "://" in target.split("?", 1)[0]:
+            parts = urllib.parse.urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        else:
+            path, _, query = target.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        route = routes.match(method, path)
+        entry: dict[str, Any] = {"method": method, "path": path, "status": 0, "ts": time.time(),
+                                 "kind": route.kind if route else "unknown", "name": route.name if route else ""}
+        try:
+            if route is None:
+                raise ApiError(404, f"No such endpoint: {method} {path}")
+            if route.kind == "rpc":
+                self._rpc(route.name, body)
+            elif route.kind == "logs":
+                fault = self.app.faults.take(["logs"])
+                if self._apply_fault(fault):
+                    return
+                params = urllib.parse.parse_qs(query)
+                user = self._auth(required=True) or ""
+                self._logs(user, route.args[0], route.args[1], (params.get("versionLabel") or [""])[0], fault)
+            elif route.kind == "file":
+                entry["file"] = route.args[1]
+                self._file(int(route.args[0]), route.args[1], query, head=method == "HEAD")
+            elif route.kind == "control":
+                payload = json.loads(body) if body.strip() else None
+                self._send_json(200, routes.control(self.app, route.name, payload))
+            else:
+                self._send_json(200, {"emulator": "kagglekit", "url": self.app.url,
+                                      "rpc_base": [f"{self.app.url}/v1", f"{self.app.url}/api/v1"]})
+        except ApiError as exc:
+            self._send_error(exc.status, exc.message)
+        except json.JSONDecodeError as exc:
+            self._send_error(400, f"The body is not valid JSON: {exc}")
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+        except Exception as exc:  # a bug: answer 500, keep serving
+            traceback.print_exc(file=sys.stderr)
+            self._send_error(500, f"Internal error in the emulator: {type(exc).__name__}: {exc}")
+        finally:
+            entry["status"] = self._status
+            entry["bytes"] = self._bytes
+            self.app.record(entry)
+
+    # --- auth -----------------------------------------------------------------------
+    def _auth(self, required: bool) -> str | None:
+        header = self.headers.get("Authorization") or ""
+        user: str | None = None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic" and value:
+            try:
+                raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raw = ""
+            name, _, key = raw.partition(":")
+            user = self.app.backend.auth_basic(name, key)
+        elif scheme.lower() == "bearer" and value:
+            user = self.app.backend.auth_token(value.strip())
+        if user is None and required:
+            if header:
+                raise ApiError(401, "Unauthenticated: the credentials sent are not valid for this emulator.")
+            raise ApiError(401, "Unauthenticated: send Basic (username:key) or Bearer (token) credentials.")
+        return user
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.app.url
+
+    # --- RPCs ----------------------------------------------------------------------------
+    def _rpc(self, name: str, raw: bytes) -> None:
+        method = name.rsplit("/", 1)[-1]
+        fault = self.app.faults.take([method, name])
+        if self._apply_fault(fault):
+            return
+        if not routes.rpc_known(name):
+            raise ApiError(404, f"The kagglekit emulator does not implement {name}.")
+        user = self._auth(required=name not in NO_AUTH_RPCS)
+        body = json.loads(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object")
+        if name == LOGS_RPC:
+            assert user is not None
+            owner = str(body.get("userName") or user)
+            self._logs(user, owner, str(body.get("kernelSlug") or ""), str(body.get("versionLabel") or ""), fault)
+            return
+        ctx = Ctx(self.app.backend, user, self._base_url(), cancel=self.app.runner.cancel)
+        try:
+            result = RPCS[name](ctx, body)
+        except Redirect as r:
+            self._send_response(302, {"Location": r.location, "Content-Length": "0"})
+            return
+        self._send_json(200, result, fault)
+
+    # --- faults ------------------------------------------------------------------------
+    def _apply_fault(self, fault: Fault | None) -> bool:
+        """Apply a fault's up-front effects; True when the request has been answered (or dropped)."""
+        if fault is None:
+            return False
+        if fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000)
+        if fault.drop:
+            self.close_connection = True
+            self._status = 0
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
+            return True
+        status = fault.error_status
+        if status is not None:
+            headers: dict[str, str] = {}
+            if fault.retry_after is not None:
+                ra = fault.retry_after
+                headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+            message = fault.message or f"Injected fault: HTTP {status}"
+            if fault.html:
+                page = (f"<!DOCTYPE html>\n<html lang=en><head><title>Error {status}</title></head>"
+                        f"<body><h1>{status}.</h1><p>That's an error. {message}</p></body></html>\n").encode()
+                headers["Content-Type"] = "text/html; charset=UTF-8"
+                self._send_bytes(status, page, headers, fault)
+            else:
+                self._send_error(status, message, headers, fault)
+            return True
+        if fault.first_byte_delay_ms:
+            time.sleep(fault.first_byte_delay_ms / 1000)
+        return False
+
+    # --- writers ----------------------------------------------------------------------------
+    def _send_response(self, status: int, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self._status = status
+        self._sent_headers = True
+
+    def _send_bytes(self, status: int, data: bytes, headers: dict[str, str], fault: Fault | None = None,
+                    head: bool = False) -> None:
+        headers = {"Content-Length": str(len(data)), **headers}
+        self._send_response(status, headers)
+        if not head:
+            self._write_body([data], fault)
+
+    def _send_json(self, status: int, payload: Any, fault: Fault | None = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self._send_bytes(status, data, {"Content-Type": "application/json"}, fault)
+
+    def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None,
+                    fault: Fault | None = None) -> None:
+        if self._sent_headers:
+            self.close_connection = True
+            return
+        self._send_json_with(status, {"code": status, "message": message}, headers or {}, fault)
+
+    def _send_json_with(self, status: int, payload: Any, headers: dict[str, str], fault: Fault | None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self._send_bytes(status, data, {"Content-Type": "application/json", **headers}, fault)
+
+    def _write_body(self, chunks: Any, fault: Fault | None) -> None:
+        """Write chunks, honouring a fault's bandwidth limit and cut-off."""
+        cut = fault.cut_after_bytes if fault else None
+        rate = fault.bandwidth_bytes_per_s if fault else None
+        t0 = time.monotonic()
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                piece_len = len(view) if not rate else max(1024, min(len(view), int(rate / 20)))
+                if cut is not None:
+                    piece_len = min(piece_len, cut - self._bytes)
+                    if piece_len <= 0:
+                        self.wfile.flush()
+                        self.close_connection = True
+                        with contextlib.suppress(OSError):
+                            self.connection.shutdown(2)
+                        return
+                if rate:  # a piece arrives once the link could have carried it
+                    ahead = (self._bytes + piece_len) / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                self.wfile.write(view[:piece_len])
+                self._bytes += piece_len
+                view = view[piece_len:]
+        if cut is not None and self._bytes >= cut:
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
+
+    # --- logs stream ----------------------------------------------------------------
+    def _logs(self, user: str, owner: str, slug: str, label: str, fault: Fault | None) -> None:
+        b = self.app.backend
+        _, v = b.resolve(user, owner, slug, label or None)
+        if not v.active:
+            self._send_bytes(200, b.log_text(v.id).encode("utf-8"), {"Content-Type": "application/json"}, fault)
+            return
+        # Chunked, so a client reading with requests' iter_lines gets each event as it is written
+        # (a close-delimited body would make it wait for 512 bytes).
+        self._send_response(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                  "Transfer-Encoding": "chunked", "Connection": "close"})
+        self.close_connection = True
+
+        def send(data: bytes) -> None:
+            self._write_body([b"%x\r\n" % len(data) + data + b"\r\n"], fault)
+            self.wfile.flush()
+
+        path = b.log_path(v.id)
+        pos = 0
+        last_write = time.monotonic()
+
+        def drain() -> bool:
+            nonlocal pos, last_write
+            if not path.exists():
+                return True
+            with path.open("rb") as f:
+                f.seek(pos)
+                data = f.read()
+            end = data.rfind(b"\n")
+            if end < 0:
+                return True
+            pos += end + 1
+            events = b"".join(b"data: " + line + b"\n\n" for line in data[:end].split(b"\n") if line)
+            send(events)
+            last_write = time.monotonic()
+            return not self.close_connection or fault is None or fault.cut_after_bytes is None \
+                or self._bytes < fault.cut_after_bytes
+
+        while not self.app.stopping.is_set():
+            if not drain():
+                return
+            cur = b.version(v.id)
+            if cur is None or not cur.active:
+                if drain():
+                    send(b"data: END_OF_LOG\n\n")
+                    self._write_body([b"0\r\n\r\n"], fault)
+                    self.wfile.flush()
+                return
+            with b.changed:
+                b.changed.wait(0.5)
+            if time.monotonic() - last_write > 10:
+                send(b": keep-alive\n\n")
+                last_write = time.monotonic()
+
+    # --- output files ------------------------------------------------------------------
+    def _file(self, vid: int, name: str, query: str, head: bool) -> None:
+        b = self.app.backend
+        params = urllib.parse.parse_qs(query)
+        expires_s = (params.get("expires") or ["0"])[0]
+        sig = (params.get("sig") or [""])[0]
+        xml = {"Content-Type": "application/xml; charset=UTF-8"}
+        if not expires_s.isdigit() or not b.check_signature(vid, name, int(expires_s), sig):
+            self._send_bytes(403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SignatureDoesNotMatch"
+                                  b"</Code><Message>The request signature we calculated does not match the "
+                                  b"signature you provided.</Message></Error>", xml, head=head)
+            return
+        if b.now() > int(expires_s):
+            self._send_bytes(403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+                                  b"<Message>Invalid argument: the signed URL has expired.</Message></Error>",
+                             xml, head=head)
+            return
+        fault = self.app.faults.take(["files", f"file:{name}", f"file:{name.rsplit('/', 1)[-1]}"])
+        if self._apply_fault(fault):
+            return
+        f = b.output_file(vid, name)
+        if f is None:
+            self._send_bytes(404, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code>"
+                                  b"<Message>The specified key does not exist.</Message></Error>", xml, head=head)
+            return
+        st = f.path.stat()
+        size = st.st_size
+        etag = '"' + hashlib.md5(f"{vid}:{name}:{size}:{st.st_mtime_ns}".encode()).hexdigest() + '"'
+        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers = {"Content-Type": ctype, "ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
+        start, end = 0, size - 1
+        status = 200
+        rng = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if rng and (not if_range or if_range in (etag, last_modified)):
+            m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", rng)
+            if m and (m.group(1) or m.group(2)):
+                if m.group(1):
+                    start = int(m.group(1))
+                    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                else:
+                    start = max(0, size - int(m.group(2)))
+                if start >= size or start > end:
+                    self._send_bytes(416, b"", {"Content-Range": f"bytes */{size}", **headers}, head=True)
+                    return
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = max(0, end - start + 1)
+        headers["Content-Length"] = str(length)
+        self._send_response(status, headers)
+        if head or length == 0:
+            return
+
+        def chunks() -> Any:
+            with f.path.open("rb") as fh:
+                fh.seek(start)
+                left = length
+                while left > 0:
+                    data = fh.read(min(CHUNK, left))
+                    if not data:
+                        return
+                    left -= len(data)
+                    yield data
+
+        self._write_body(chunks(), fault)
+
+
+class EmulatorServer:
+    """The emulator: ``EmulatorServer(data_dir).start()`` then ``.url``; ``.stop()`` kills running kernels."""
+
+    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
+                 config: dict[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.app = App(self.data_dir, config)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return self.app.backend
+
+    @property
+    def runner(self) -> Runner:
+        return self.app.runner
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._httpd.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else str(host))
+        return f"http://{shown}:{port}"
+
+    def bind(self) -> None:
+        if self._httpd is None:
+            self._httpd = _HTTPServer((self.host, self.port), Handler)
+            self._httpd.app = self.app
+            self.app.url = self.url
+
+    def start(self) -> EmulatorServer:
+        """Bind and serve in a background thread."""
+        self.bind()
+        assert self._httpd is not None
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="kagglekit-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C / SIGTERM), then stop cleanly."""
+        self.bind()
+        assert self._httpd is not None
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        if self._httpd is not None and self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(5)
+        self._close()
+
+    def _close(self) -> None:
+        self.app.stopping.set()
+        self.app.runner.stop()
+        if self._httpd is not None:
+            self._httpd.server_close()
+            self._httpd = None
+        with contextlib.suppress(Exception):
+            self.app.backend.close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def demo_env(url: str) -> dict[str, str]:
+    """Environment variables that point the official CLI (via the sitecustomize shim) at ``url`` as the demo user."""
+    return {
+        "KAGGLE_USERNAME": C.DEMO_USERNAME,
+        "KAGGLE_KEY": C.DEMO_KEY,
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "KAGGLE_EMULATOR_URL": url,
+    }

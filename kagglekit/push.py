@@ -1,0 +1,178 @@
+"""``kagglekit push``: bundle the project, check quota, push, record, optionally wait.
+
+The order matters: every local check (settings, secrets, size, the test flag,
+the title/slug pair) runs before anything is sent, and nothing is retried
+blindly once Kaggle may have accepted a version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kagglekit import constants
+from kagglekit.errors import KaggleRefusedError
+
+if TYPE_CHECKING:
+    from kagglekit.bundle import BundleResult
+    from kagglekit.client import KaggleApiClient, KernelRef, PushResult
+    from kagglekit.ledger import Ledger
+    from kagglekit.settings import ProjectSettings
+    from kagglekit.watch import StatusReport
+
+
+@dataclasses.dataclass
+class PushRequest:
+    """What the user asked for on the command line (None: the project's setting)."""
+
+    project_dir: Path | None = None
+    mode: str | None = None  # "test" | "full" | None (leave the flag as it is)
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)
+    accelerator: str | None = None  # "gpu" | "tpu" | "cpu" | a machine shape
+    internet: bool | None = None
+    timeout_s: int | None = None
+    message: str | None = None
+    resume: bool = False
+    resume_from: str | None = None  # owner/slug[/version]
+    strict: bool = False
+    dry_run: bool = False
+    bundle_dir: Path | None = None
+
+
+@dataclasses.dataclass
+class PushOutcome:
+    kernel: str
+    version: int | None
+    url: str
+    mode: str | None
+    machine_shape: str
+    accelerator: str
+    bundle_sha256: str
+    script_bytes: int
+    files: int
+    flag_changes: list[str]
+    warnings: list[str]
+    invalid_sources: dict[str, list[str]]
+    dry_run: bool = False
+    metadata: dict[str, Any] | None = None
+    resume_from: str | None = None
+    final_status: str | None = None
+
+
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """The project's commit and whether the work tree is dirty (None outside a git repo)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                               timeout=10, check=True).stdout.strip() != ""
+        return commit or None, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def load_settings(req: PushRequest) -> ProjectSettings:
+    from kagglekit.settings import load_project
+
+    overrides: dict[str, Any] = {}
+    if req.accelerator is not None:
+        overrides["accelerator"] = req.accelerator
+    if req.internet is not None:
+        overrides["internet"] = req.internet
+    if req.timeout_s is not None:
+        overrides["timeout"] = req.timeout_s
+    return load_project(req.project_dir, overrides=overrides)
+
+
+def resume_source(settings: ProjectSettings, req: PushRequest, ledger: Ledger, account: str) -> tuple[str | None, int | None]:
+    """The kernel (and version) whose output carries the checkpoint to continue from."""
+    if req.resume_from:
+        parts = req.resume_from.strip("/").split("/")
+        version = int(parts[2].lstrip("v")) if len(parts) == 3 and parts[2].lstrip("v").isdigit() else None
+        return "/".join(parts[:2]), version
+    if req.resume:
+        kernel = f"{settings.kernel_owner}/{settings.kernel_slug}"
+        runs = ledger.runs(kernel=kernel, account=account)
+        parent = max((r.version for r in runs), default=None)
+        return kernel, parent
+    return None, None
+
+
+def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
+         info: Callable[[str], None] = print) -> PushOutcome:
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` without a known owner."""
+    from kagglekit.bundle import build_bundle
+
+    settings = load_settings(req)
+    account = client.username if client is not None else None
+    if settings.kernel_owner is None and account is not None:
+        settings = settings.with_owner(account)
+    kernel = settings.kernel_id or ""
+    warnings = list(settings.warnings)
+    if settings.machine_shape in constants.RETIRED_SHAPES:
+        warnings.append(f"'{settings.machine_shape}' is retired on Kaggle; use --gpu (T4 x2) or --accelerator NvidiaL4.")
+
+    parent_kernel, parent_version = (None, None)
+    if (req.resume or req.resume_from) and ledger is not None and account is not None:
+        parent_kernel, parent_version = resume_source(settings, req, ledger, account)
+
+    kind = settings.accelerator_kind
+    if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
+        from kagglekit.quota import preflight
+
+        advice = preflight(client, ledger, account or "", kernel, req.mode, kind)
+        for message in advice.messages:
+            warnings.append(message)
+        if not advice.ok and req.strict:
+            raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
+                                     hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+    out_dir = req.bundle_dir or Path(tempfile.mkdtemp(prefix="kagglekit-bundle-"))
+    resume_ref = None
+    if parent_kernel:
+        resume_ref = parent_kernel + (f"/{parent_version}" if parent_version and req.resume_from else "")
+    bundle: BundleResult = build_bundle(settings, mode=req.mode, overrides=req.overrides,
+                                        machine_shape=settings.machine_shape, internet=settings.enable_internet,
+                                        out_dir=out_dir, resume_from=resume_ref)
+    for w in warnings:
+        info(f"Warning: {w}")
+    outcome = PushOutcome(
+        kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.mode,
+        machine_shape=settings.machine_shape, accelerator=kind, bundle_sha256=bundle.archive_sha256,
+        script_bytes=bundle.script_bytes, files=len(bundle.files),
+        flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
+        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
+    )
+    if req.dry_run or client is None:
+        return outcome
+
+    result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+    outcome.version = result.version
+    outcome.url = result.url or outcome.url
+    outcome.kernel = f"{result.ref.owner}/{result.ref.slug}"
+    outcome.invalid_sources = {k: v for k, v in {
+        "datasets": result.invalid_dataset_sources, "competitions": result.invalid_competition_sources,
+        "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
+        "tags": result.invalid_tags}.items() if v}
+    outcome.warnings.extend(result.warnings)
+    if ledger is not None and result.version is not None and account is not None:
+        commit, dirty = git_state(settings.root)
+        same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
+        ledger.record_push(account, outcome.kernel, result.version, mode=req.mode, accelerator=kind,
+                           machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
+                           git_commit=commit, git_dirty=dirty, message=req.message,
+                           parent_version=same_kernel_parent, resume_from=resume_ref)
+    return outcome
+
+
+def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
+             interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
+    from kagglekit.client import KernelRef
+    from kagglekit.watch import watch
+
+    ref: KernelRef = KernelRef.parse(kernel).with_version(version)
+    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)

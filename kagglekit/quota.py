@@ -1,0 +1,654 @@
+"""``kagglekit quota``: the weekly accelerator quota, live from Kaggle and explained by the ledger.
+
+Kaggle's ``GetAcceleratorQuotaStatistics`` gives used / reserved / total per accelerator and
+the refresh time, and nothing else. This module adds what a user needs to plan:
+
+- this week's runs from the ledger and what each cost; the part of Kaggle's count that
+  kagglekit never saw (interactive sessions) as the difference;
+- a forecast: hours left, how many more runs like each kernel's last full run fit, whether
+  a new session would be admitted now (Kaggle's rule: used + reserved < total), and the
+  sessions running against the per-account cap;
+- the 20 GB ``/kaggle/working`` budget per kernel;
+- :func:`preflight`, which ``push`` calls before an accelerator run.
+
+Totals are never hard-coded (accounts get 30, 45, 60 h...): they come from the API. When the
+API cannot be reached the report falls back to the ledger and the last reading kept on disk,
+and says plainly that it is an estimate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kagglekit import paths
+from kagglekit.constants import (
+    MAX_BATCH_SESSIONS,
+    OUTPUT_BUDGET_BYTES,
+    STATUS_QUEUED,
+)
+from kagglekit.errors import KagglekitError
+from kagglekit.ledger import Ledger, RunRecord, utcnow, week_window
+
+ACCELERATORS = ("gpu", "tpu")
+BUDGET_WARN_FRACTION = 0.8
+LAST_READING_FILE = "quota-last.json"
+
+
+# --------------------------------------------------------------------------- report types
+
+
+@dataclasses.dataclass
+class AcceleratorUsage:
+    """One accelerator's week: Kaggle's numbers (None in an estimate) next to the ledger's."""
+
+    kind: str
+    used_s: float | None
+    reserved_s: float | None
+    total_s: float | None
+    seen_s: float  # what kagglekit's ledger accounts for this week
+    not_seen_s: float | None  # used - seen: interactive sessions, runs pushed by other tools
+    remaining_s: float | None  # total - used
+    available_s: float | None  # total - used - reserved: what new runs can still count on
+    admits_new_session: bool | None  # used + reserved < total
+
+    @property
+    def used_fraction(self) -> float | None:
+        if self.used_s is None or not self.total_s:
+            return None
+        return self.used_s / self.total_s
+
+
+@dataclasses.dataclass
+class WeekRun:
+    """One accelerator run this week, and its cost in quota seconds (clipped to the week)."""
+
+    kernel: str
+    version: int
+    kind: str
+    mode: str | None
+    status: str | None
+    start: datetime | None
+    end: datetime | None
+    cost_s: float
+    source: str | None  # where the duration came from: run.json / log / polling
+    active: bool
+
+
+@dataclasses.dataclass
+class KernelForecast:
+    kernel: str
+    kind: str
+    version: int
+    run_s: float
+    how: str
+    runs_fit: int | None  # more runs like that one that fit in what is available
+
+
+@dataclasses.dataclass
+class KernelBudget:
+    kernel: str
+    version: int
+    output_bytes: int | None
+    peak_working_bytes: int | None
+    budget_bytes: int
+    used_fraction: float
+    warning: str | None
+
+
+@dataclasses.dataclass
+class QuotaReport:
+    estimate: bool  # True: the API could not be reached; the ledger (and a kept reading) only
+    source: str
+    account: str | None
+    now: datetime
+    week_start: datetime
+    refresh_time: datetime
+    refresh_local: str
+    refresh_in_s: float
+    gpu: AcceleratorUsage
+    tpu: AcceleratorUsage
+    runs: list[WeekRun]
+    forecasts: list[KernelForecast]
+    sessions_running: dict[str, int]
+    session_cap: dict[str, int]
+    budgets: list[KernelBudget]
+    messages: list[str]
+
+    def usage(self, kind: str) -> AcceleratorUsage:
+        return self.gpu if kind == "gpu" else self.tpu
+
+
+@dataclasses.dataclass
+class PreflightAdvice:
+    """What ``push`` should know before starting an accelerator run: ok False = warn (or refuse, --strict)."""
+
+    ok: bool
+    messages: list[str]
+    expected_seconds: float | None
+    how_obtained: str
+
+
+# --------------------------------------------------------------------------- reading the API
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.endswith("s"):
+        with contextlib.suppress(ValueError):
+            return float(value[:-1])
+    return None
+
+
+def _acc_numbers(acc: Any) -> tuple[float | None, float | None, float | None]:
+    """(used, reserved, total) seconds from the client's AcceleratorQuota, spelled either way."""
+    if acc is None or getattr(acc, "reported", True) is False:
+        return None, None, None
+
+    def pick(*names: str) -> float | None:
+        for name in names:
+            value = acc.get(name) if isinstance(acc, dict) else getattr(acc, name, None)
+            secs = _seconds(value)
+            if secs is not None:
+                return secs
+        return None
+
+    return (pick("used_seconds", "used_s", "time_used", "timeUsed"),
+            pick("reserved_seconds", "reserved_s", "time_reserved", "timeReserved"),
+            pick("total_seconds", "total_s", "total_time_allowed", "totalTimeAllowed"))
+
+
+def _refresh_of(info: Any) -> datetime | None:
+    value = info.get("refresh_time") if isinstance(info, dict) else getattr(info, "refresh_time", None)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+def _reading_path() -> Path:
+    return paths.data_dir() / LAST_READING_FILE
+
+
+def _save_reading(account: str | None, info: Any, now: datetime) -> None:
+    data: dict[str, Any] = {"account": account, "read_at": now.isoformat()}
+    refresh = _refresh_of(info)
+    data["refresh_time"] = refresh.isoformat() if refresh else None
+    for kind in ACCELERATORS:
+        used, reserved, total = _acc_numbers(getattr(info, kind, None))
+        data[kind] = {"used_s": used, "reserved_s": reserved, "total_s": total}
+    with contextlib.suppress(OSError):
+        paths.write_text_atomic(_reading_path(), json.dumps(data, indent=1))
+
+
+def _load_reading(account: str | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_reading_path().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or (account is not None and data.get("account") not in (None, account)):
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------- the ledger's week
+
+
+def _span(run: RunRecord, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """Best guess of when a run held its machine."""
+    start, end, dur = run.started_at, run.ended_at, run.duration_s
+    if start is None and end is not None and dur is not None:
+        start = end - timedelta(seconds=dur)
+    if start is None and run.active and run.status != STATUS_QUEUED:
+        start = run.status_seen_at or run.pushed_at
+    if start is None and dur is not None:
+        start = run.pushed_at
+    if end is None and start is not None and dur is not None:
+        end = start + timedelta(seconds=dur)
+    if end is None and start is not None and run.active:
+        end = now
+    return start, end
+
+
+def week_runs(runs: Iterable[RunRecord], week_start: datetime, week_end: datetime, now: datetime) -> list[WeekRun]:
+    """Accelerator runs that overlap the week, each with its cost clipped to the week."""
+    out = []
+    for run in runs:
+        kind = run.kind
+        if kind not in ACCELERATORS:
+            continue
+        start, end = _span(run, now)
+        if start is None or end is None:
+            if run.pushed_at is not None and week_start <= run.pushed_at < week_end:
+                out.append(WeekRun(run.kernel, run.version, kind, run.mode, run.status, start, end, 0.0,
+                                   run.duration_source, run.active))
+            continue
+        lo, hi = max(start, week_start), min(end, week_end)
+        if hi <= lo and not (week_start <= start < week_end):
+            continue
+        cost = max(0.0, (hi - lo).total_seconds())
+        out.append(WeekRun(run.kernel, run.version, kind, run.mode, run.status, start, end, cost,
+                           run.duration_source, run.active))
+    out.sort(key=lambda r: (r.start or week_start, r.kernel, r.version))
+    return out
+
+
+def refresh_active(client: Any, ledger: Ledger, account: str | None, limit: int = 20) -> list[str]:
+    """Ask Kaggle about runs the ledger still thinks are queued/running; record what it says."""
+    if client is None:
+        return []
+    from kagglekit.client import KernelRef
+
+    problems = []
+    for run in ledger.active_runs(account)[-limit:]:
+        owner, _, slug = run.kernel.partition("/")
+        try:
+            st = client.status(KernelRef(owner, slug, run.version))
+        except KagglekitError as exc:
+            problems.append(f"{run.ref}: {exc.message}")
+            continue
+        status = getattr(st, "status", st)
+        name = str(getattr(status, "name", status)).rsplit(".", 1)[-1].upper()
+        ledger.record_status(run.account, run.kernel, run.version, name,
+                             failure_message=getattr(st, "failure_message", None) or None)
+    return problems
+
+
+def sessions_running(ledger: Ledger, account: str | None) -> dict[str, int]:
+    counts = {"gpu": 0, "tpu": 0, "cpu": 0}
+    for run in ledger.active_runs(account):
+        counts[run.kind] = counts.get(run.kind, 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None,
+                 account: str | None = None) -> QuotaReport:
+    """Live quota (if ``client`` can reach the API) merged with the ledger; else a ledger estimate."""
+    now = (now or utcnow()).astimezone(UTC)
+    messages: list[str] = []
+    info: Any = None
+    if client is not None:
+        try:
+            account = account or client.username
+            info = client.quota()
+        except (KagglekitError, OSError) as exc:
+            messages.append(f"Could not read the live quota ({getattr(exc, 'message', exc)}).")
+            info = None
+    estimate = info is None
+    reading = None
+    if estimate:
+        reading = _load_reading(account)
+    else:
+        _save_reading(account, info, now)
+        problems = refresh_active(client, ledger, account)
+        messages.extend(f"Could not refresh {p}" for p in problems)
+
+    refresh = _refresh_of(info) if info is not None else None
+    if refresh is None and reading and reading.get("refresh_time"):
+        kept = datetime.fromisoformat(reading["refresh_time"])
+        if kept > now:
+            refresh = kept
+    week_start, week_end = week_window(now, refresh)
+    records = ledger.runs(account=account)
+    runs = week_runs(records, week_start, week_end, now)
+
+    usages: dict[str, AcceleratorUsage] = {}
+    for kind in ACCELERATORS:
+        seen = sum(r.cost_s for r in runs if r.kind == kind)
+        if info is not None:
+            used, reserved, total = _acc_numbers(getattr(info, kind, None))
+        elif reading is not None:
+            r = reading.get(kind) or {}
+            same_week = bool(reading.get("refresh_time")) and refresh is not None
+            used = max(seen, float(r.get("used_s") or 0.0)) if same_week else seen
+            reserved = None
+            total = r.get("total_s")
+        else:
+            used, reserved, total = seen, None, None
+        remaining = max(0.0, total - used) if (total is not None and used is not None) else None
+        available = (max(0.0, total - used - (reserved or 0.0))
+                     if (total is not None and used is not None) else None)
+        admits = (used + (reserved or 0.0) < total) if (total is not None and used is not None) else None
+        not_seen = (used - seen) if (info is not None and used is not None) else None
+        usages[kind] = AcceleratorUsage(kind, used, reserved, total, seen, not_seen, remaining, available, admits)
+
+    cap = dict(MAX_BATCH_SESSIONS)
+    running = sessions_running(ledger, account)
+    forecasts = _forecasts(ledger, records, usages, account)
+    budgets = _budgets(records)
+    if estimate:
+        if reading is not None and reading.get("read_at"):
+            messages.append(f"ESTIMATE from kagglekit's ledger and the last reading of the quota "
+                            f"({reading['read_at']}); sessions not started by kagglekit are missing.")
+        else:
+            messages.append("ESTIMATE from kagglekit's ledger only: the allowance is unknown until the API "
+                            "answers once; sessions not started by kagglekit are missing.")
+    gpu = usages["gpu"]
+    if gpu.not_seen_s is not None and gpu.not_seen_s < -60:
+        messages.append(f"kagglekit's ledger counts {hours(-gpu.not_seen_s)} more GPU time than Kaggle "
+                        "(times from polling are upper bounds).")
+    if gpu.admits_new_session is False:
+        messages.append("A new GPU session would be refused now: used + reserved has reached the allowance.")
+    if running.get("gpu", 0) >= cap["gpu"]:
+        messages.append(f"{running['gpu']} GPU sessions are running: the cap is {cap['gpu']}, "
+                        "a new GPU push would be refused.")
+    for budget in budgets:
+        if budget.warning:
+            messages.append(budget.warning)
+    local = week_end.astimezone()
+    return QuotaReport(
+        estimate=estimate, source="estimate (ledger)" if estimate else "live (GetAcceleratorQuotaStatistics)",
+        account=account, now=now, week_start=week_start, refresh_time=week_end,
+        refresh_local=local.strftime("%a %Y-%m-%d %H:%M %Z"),
+        refresh_in_s=max(0.0, (week_end - now).total_seconds()), gpu=usages["gpu"], tpu=usages["tpu"],
+        runs=runs, forecasts=forecasts, sessions_running=running, session_cap=cap, budgets=budgets,
+        messages=messages,
+    )
+
+
+def _forecasts(ledger: Ledger, records: list[RunRecord], usages: dict[str, AcceleratorUsage],
+               account: str | None) -> list[KernelForecast]:
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for rec in reversed(records):
+        if rec.kind not in ACCELERATORS or (rec.account, rec.kernel) in seen:
+            continue
+        seen.add((rec.account, rec.kernel))
+        expected, how, version = expected_duration(ledger, rec.account, rec.kernel, "full")
+        if expected is None or version is None:
+            continue
+        available = usages[rec.kind].available_s
+        fit = int(available // expected) if (available is not None and expected > 0) else None
+        out.append(KernelForecast(rec.kernel, rec.kind, version, expected, how, fit))
+    out.sort(key=lambda f: f.kernel)
+    return out
+
+
+def _budgets(records: list[RunRecord]) -> list[KernelBudget]:
+    latest: dict[str, RunRecord] = {}
+    for rec in records:
+        if rec.output_bytes is None and rec.peak_working_bytes is None:
+            continue
+        old = latest.get(rec.kernel)
+        if old is None or rec.version > old.version:
+            latest[rec.kernel] = rec
+    out = []
+    for kernel, rec in sorted(latest.items()):
+        biggest = max(rec.output_bytes or 0, rec.peak_working_bytes or 0)
+        fraction = biggest / OUTPUT_BUDGET_BYTES
+        warning = None
+        if fraction >= BUDGET_WARN_FRACTION:
+            warning = (f"{kernel} v{rec.version} used {gigabytes(biggest)} of the {gigabytes(OUTPUT_BUDGET_BYTES)} "
+                       "/kaggle/working budget: keep fewer checkpoints (or write scratch files to /kaggle/tmp).")
+        out.append(KernelBudget(kernel, rec.version, rec.output_bytes, rec.peak_working_bytes,
+                                OUTPUT_BUDGET_BYTES, fraction, warning))
+    return out
+
+
+def expected_duration(ledger: Ledger, account: str | None, kernel: str,
+                      mode: str | None) -> tuple[float | None, str, int | None]:
+    """How long a run of ``kernel`` in ``mode`` is expected to take, from the ledger, and how we know.
+
+    The last COMPLETE run of the same kernel and mode; a run without a recorded mode is used only
+    when no run has one. Returns (seconds or None, explanation, version).
+    """
+    runs = [r for r in ledger.runs(kernel=kernel, account=account) if r.complete and r.elapsed_s()]
+    same = [r for r in runs if mode is None or r.mode == mode]
+    label = f"{mode} " if mode else ""
+    if not same:
+        unknown = [r for r in runs if r.mode is None]
+        if unknown:
+            same, label = unknown, "(mode unknown) "
+    if not same:
+        return None, f"no complete {label}run of {kernel} in the ledger yet", None
+    last = max(same, key=lambda r: r.version)
+    secs = last.elapsed_s()
+    assert secs is not None
+    src = last.duration_source or "start/end times"
+    return secs, f"the last complete {label}run of {kernel} (v{last.version}: {hours(secs)}, from {src})", \
+        last.version
+
+
+# --------------------------------------------------------------------------- push preflight
+
+
+def preflight(client: Any | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
+              kind: str) -> PreflightAdvice:
+    """Before a push: will Kaggle admit it, and does the quota cover the run's expected length?
+
+    ``ok`` is False when the caller should warn (or, with --strict, refuse): Kaggle would refuse
+    the session (used + reserved >= total, or the session cap is reached), or what is left of the
+    quota is less than the run is expected to take.
+    """
+    messages: list[str] = []
+    ok = True
+    kind = kind.lower()
+    expected, how, _ = expected_duration(ledger, account, kernel, mode)
+    if kind not in ACCELERATORS:
+        return PreflightAdvice(True, [], expected, how)
+
+    if client is not None:
+        problems = refresh_active(client, ledger, account)
+        messages.extend(f"Could not refresh {p}" for p in problems)
+    running = [r for r in ledger.active_runs(account) if r.kind == kind]
+    cap = MAX_BATCH_SESSIONS.get(kind, 2)
+    if len(running) >= cap:
+        ok = False
+        names = ", ".join(f"{r.kernel} v{r.version} ({(r.status or '').lower()})" for r in running)
+        messages.append(f"{len(running)} {kind.upper()} sessions are already running ({names}); Kaggle allows "
+                        f"{cap} at once and would refuse this push.")
+
+    if client is not None:
+        try:
+            info = client.quota()
+        except (KagglekitError, OSError) as exc:
+            messages.append(f"Could not read the live quota ({getattr(exc, 'message', exc)}); "
+                            "the quota was not checked.")
+            return PreflightAdvice(ok, messages, expected, how)
+        used, reserved, total = _acc_numbers(getattr(info, kind, None))
+        if used is not None and total is not None:
+            reserved = reserved or 0.0
+            refresh = _refresh_of(info)
+            reset = f" (resets {refresh.strftime('%a %H:%M UTC')})" if refresh else ""
+            if used + reserved >= total:
+                ok = False
+                messages.append(f"Kaggle would refuse a new {kind.upper()} session now: {hours(used)} used + "
+                                f"{hours(reserved)} reserved by running sessions >= the {hours(total)} "
+                                f"allowance{reset}.")
+            else:
+                available = total - used - reserved
+                if expected is not None and available < expected:
+                    ok = False
+                    messages.append(f"Only {hours(available)} of {kind.upper()} quota is left after running "
+                                    f"sessions' reservations{reset}, less than the {hours(expected)} this run is "
+                                    f"expected to take ({how}). It would start, but use up the week's quota.")
+    return PreflightAdvice(ok, messages, expected, how)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if abs(seconds) < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def gigabytes(n: float | None) -> str:
+    return "?" if n is None else f"{n / 1000**3:.2f} GB"
+
+
+def countdown(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hrs, rest = divmod(rest, 3600)
+    mins = rest // 60
+    return f"{days}d {hrs}h {mins}m" if days else f"{hrs}h {mins}m"
+
+
+def format_report(report: QuotaReport) -> str:
+    """The human report ``kagglekit quota`` prints."""
+    lines = []
+    head = "ESTIMATE (API unreachable)" if report.estimate else "live"
+    who = f" for {report.account}" if report.account else ""
+    lines.append(f"Accelerator quota{who} — {head}")
+    lines.append(f"  week: {report.week_start:%a %Y-%m-%d %H:%M} UTC -> refresh {report.refresh_time:%a %Y-%m-%d %H:%M}"
+                 f" UTC ({report.refresh_local} local), in {countdown(report.refresh_in_s)}")
+    lines.append("")
+    lines.append(f"  {'':4} {'used':>10} {'reserved':>10} {'total':>10} {'left':>10} {'seen':>10} {'not seen':>10}"
+                 "  new session")
+    for usage in (report.gpu, report.tpu):
+        admit = {True: "admitted", False: "REFUSED", None: "?"}[usage.admits_new_session]
+        lines.append(f"  {usage.kind.upper():4} {hours(usage.used_s):>10} {hours(usage.reserved_s):>10} "
+                     f"{hours(usage.total_s):>10} {hours(usage.remaining_s):>10} {hours(usage.seen_s):>10} "
+                     f"{hours(usage.not_seen_s):>10}  {admit}")
+    lines.append("  (seen = runs in kagglekit's ledger; not seen = the rest of Kaggle's count: interactive "
+                 "sessions, other tools)")
+    lines.append("")
+    cap = report.session_cap
+    lines.append("  sessions running: " + ", ".join(
+        f"{k.upper()} {report.sessions_running.get(k, 0)}/{cap.get(k, '?')}" for k in ("gpu", "tpu", "cpu")))
+    lines.append("")
+    if report.runs:
+        lines.append("  this week's accelerator runs:")
+        for run in report.runs:
+            when = f"{run.start:%a %H:%M}" if run.start else "?"
+            state = (run.status or "?").lower()
+            lines.append(f"    {when:>9}  {run.kernel} v{run.version} [{run.kind}, {run.mode or '?'}] "
+                         f"{hours(run.cost_s)} ({run.source or 'no times yet'}), {state}")
+    else:
+        lines.append("  no accelerator runs in kagglekit's ledger this week")
+    if report.forecasts:
+        lines.append("")
+        lines.append("  forecast (runs like each kernel's last full run):")
+        for f in report.forecasts:
+            fit = "?" if f.runs_fit is None else str(f.runs_fit)
+            lines.append(f"    {f.kernel}: {fit} more fit ({hours(f.run_s)} each; {f.how})")
+    if report.budgets:
+        lines.append("")
+        lines.append(f"  /kaggle/working budget ({gigabytes(OUTPUT_BUDGET_BYTES)} per version):")
+        for b in report.budgets:
+            lines.append(f"    {b.kernel} v{b.version}: output {gigabytes(b.output_bytes)}, "
+                         f"peak {gigabytes(b.peak_working_bytes)} ({b.used_fraction:.0%})")
+    if report.messages:
+        lines.append("")
+        lines.extend(f"  ! {m}" for m in report.messages)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the plot
+
+
+def _cumulative(runs: list[WeekRun], kind: str, week_start: datetime, upto: datetime) -> tuple[
+        list[datetime], list[float]]:
+    """Cumulative quota hours through the week: each run adds its cost linearly while it runs."""
+    spans = []
+    for r in runs:
+        if r.kind != kind or r.start is None or r.cost_s <= 0:
+            continue
+        lo = max(r.start, week_start)
+        spans.append((lo, lo + timedelta(seconds=r.cost_s)))
+    points = sorted({week_start, upto, *(t for s in spans for t in s if week_start <= t <= upto)})
+
+    def total_at(t: datetime) -> float:
+        return sum(max(0.0, (min(t, b) - a).total_seconds()) for a, b in spans if t > a) / 3600
+
+    return points, [total_at(t) for t in points]
+
+
+def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
+    """Draw the week: cumulative hours by day against the allowance, each run, the reset. PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mdates: Any = __import__("matplotlib.dates", fromlist=["DayLocator"])  # untyped helpers
+
+    path = Path(path)
+    usage = report.usage(kind)
+    end_of_data = min(report.now, report.refresh_time)
+    xs, ys = _cumulative(report.runs, kind, report.week_start, end_of_data)
+    fig, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
+    ax: Any = axes  # matplotlib's stubs do not admit datetimes on the x axis; it does
+    try:
+        ax.plot(xs, ys, color="#1f77b4", linewidth=2,
+                label=f"{kind.upper()} hours seen by kagglekit ({hours(usage.seen_s)})")
+        ax.fill_between(xs, ys, color="#1f77b4", alpha=0.12)
+        top = max([*ys, 0.0])
+        if usage.total_s:
+            total_h = usage.total_s / 3600
+            ax.axhline(total_h, color="#d62728", linestyle="--", linewidth=1.5,
+                       label=f"weekly allowance ({total_h:.1f} h)")
+            top = max(top, total_h)
+        if usage.used_s is not None and not report.estimate:
+            used_h = usage.used_s / 3600
+            ax.plot([end_of_data], [used_h], marker="o", color="#ff7f0e", markersize=8, linestyle="none",
+                    label=f"Kaggle's count now ({used_h:.2f} h; not seen {hours(usage.not_seen_s)})")
+            seen_h = ys[-1] if ys else 0.0
+            if used_h > seen_h:  # the part kagglekit did not see (interactive sessions, other tools)
+                ax.plot([end_of_data, end_of_data], [seen_h, used_h], color="#ff7f0e", linestyle=":",
+                        linewidth=2)
+            if usage.reserved_s:
+                ax.plot([end_of_data, end_of_data], [used_h, used_h + usage.reserved_s / 3600], color="#ff7f0e",
+                        linewidth=4, alpha=0.5, label=f"reserved by running sessions ({hours(usage.reserved_s)})")
+            top = max(top, used_h + (usage.reserved_s or 0) / 3600)
+        top = top * 1.15 if top > 0 else 1.0
+        palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+        for i, run in enumerate(r for r in report.runs if r.kind == kind and r.start is not None):
+            assert run.start is not None
+            lo = max(run.start, report.week_start)
+            hi = lo + timedelta(seconds=max(run.cost_s, 60.0))
+            color = palette[i % len(palette)]
+            ax.axvspan(lo, hi, color=color, alpha=0.25)
+            slug = run.kernel.split("/")[-1]
+            ax.annotate(f"{slug} v{run.version}  {hours(run.cost_s)}", xy=(lo, top * 0.97), fontsize=8,
+                        rotation=90, va="top", ha="right", color=color)
+        ax.axvline(report.refresh_time, color="black", linewidth=1.5)
+        ax.annotate(f"reset {report.refresh_time:%a %H:%M} UTC", xy=(report.refresh_time, top * 0.5),
+                    rotation=90, va="center", ha="right", fontsize=8)
+        ax.axvline(report.week_start, color="grey", linewidth=1, linestyle=":")
+        if report.week_start < report.now < report.refresh_time:
+            ax.axvline(report.now, color="grey", linewidth=0.8, linestyle="--")
+            ax.annotate("now", xy=(report.now, top * 0.02), fontsize=8, color="grey", ha="left")
+        ax.set_xlim(report.week_start, report.refresh_time + timedelta(hours=3))
+        ax.set_ylim(0, top)
+        ax.xaxis.set_major_locator(mdates.DayLocator(tz=UTC))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=UTC))
+        ax.set_ylabel(f"cumulative {kind.upper()} hours")
+        ax.set_xlabel("day (UTC)")
+        title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
+        if report.estimate:
+            title += " — ESTIMATE (API unreachable)"
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", bbox_to_anchor=(0.93, 1.0), fontsize=8, framealpha=0.9)
+        fig.tight_layout()
+        with paths.atomic_writer(path, "wb", encoding=None) as fh:
+            fig.savefig(fh, format="png")  # type: ignore[arg-type]
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = [
+    "AcceleratorUsage", "KernelBudget", "KernelForecast", "PreflightAdvice", "QuotaReport", "WeekRun",
+    "expected_duration", "format_report", "plot_week", "preflight", "quota_report", "week_runs",
+]

@@ -1,0 +1,655 @@
+"""``kagglekit report``: what a run cost and how it trained, from its pulled outputs.
+
+Reads ``kagglekit/run.json`` (written in the kernel by the runtime, docs/run-manifest.md)
+and, when the project writes them, ``metrics.jsonl``, ``summary.json`` and ``versions.json``
+(the ``kagglekit init`` template does). Writes an HTML or Markdown report and, beside it,
+a loss-curve PNG. For a test-mode run it also estimates the full run's duration, as a
+range, because such estimates are rough (see ``ROUGH_WARNING``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import io
+import json
+import math
+import platform
+import re
+import statistics
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kagglekit.constants import (
+    OUTPUT_BUDGET_BYTES,
+    RUN_MANIFEST_RELPATH,
+    SESSION_LIMIT_SECONDS,
+    accelerator_kind,
+)
+from kagglekit.errors import ConfigError, NotFoundError
+from kagglekit.paths import write_bytes_atomic, write_text_atomic
+
+ESTIMATE_LOW = 0.7
+ESTIMATE_HIGH = 1.5
+ROUGH_WARNING = (
+    "Estimates from a test run are rough: time is not linear in the number of examples, and "
+    "per-epoch time varies with the GPU allocation. Early stopping may also end the run sooner."
+)
+OUTPUT_WARN_FRACTION = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionDiff:
+    """A package whose version in the run differs from this environment (``local`` None: not installed)."""
+
+    package: str
+    run: str
+    local: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """The full run's duration, predicted from a test-mode run.
+
+    ``mid_s = fixed_s + data_s * data_ratio + per_epoch_s * data_ratio * full_n_epoch``;
+    the range is ``mid_s * ESTIMATE_LOW .. mid_s * ESTIMATE_HIGH``.
+    """
+
+    per_epoch_s: float  # median epoch time of the test run (the first epoch is often slower)
+    n_epoch: int  # epochs of the test run
+    full_n_epoch: int
+    n_example: int
+    full_n_example: int
+    data_ratio: float
+    fixed_s: float  # start-up and other time that does not grow with the data
+    data_s: float  # data preparation time of the test run
+    mid_s: float
+    low_s: float
+    high_s: float
+    session_limit_s: float
+    fits_session: str  # "yes" | "maybe" | "no"
+    sessions_needed: int  # sessions chained with `push --resume`, at the high end
+    quota_kind: str
+    quota_left_h: float | None
+    fits_quota: str | None  # "yes" | "maybe" | "no" | "not needed" (CPU); None when the quota is unknown
+    quota_source: str | None  # where quota_left_h came from
+
+
+@dataclasses.dataclass
+class Report:
+    """Every figure of the report (``--json`` prints this)."""
+
+    source: Path
+    path: Path
+    plot: Path | None
+    kernel: str | None
+    mode: str | None  # "test" | "full" | None (unknown)
+    status: str | None
+    exit_code: int | None
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    accelerator_requested: str | None
+    accelerator_seen: str | None
+    devices: list[str]
+    quota_kind: str  # what the session was billed as: "gpu" | "tpu" | "cpu"
+    quota_cost_h: float  # accelerator hours used (CPU runs cost 0)
+    peak_output_bytes: int | None
+    output_budget_bytes: int
+    output_fraction: float | None
+    pulled_bytes: int
+    peak_rss_bytes: int | None
+    peak_ram_mb: float | None
+    peak_gpu_mb: float | None
+    parameters: int | None
+    model_size_mb: float | None
+    epochs: list[dict[str, Any]]
+    best_epoch: int | None
+    best_score: float | None
+    resumed_from_epoch: int | None
+    epoch_time_median_s: float | None
+    python_run: str | None
+    python_local: str
+    version_diffs: list[VersionDiff]
+    estimate: Estimate | None
+    traceback_tail: str | None
+    notes: list[str]
+
+
+# --- reading -------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}).",
+                          hint="Pull the outputs again (kagglekit pull-outputs).") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} does not hold a JSON object.", hint="Pull the outputs again.")
+    return data
+
+
+def _find(source: Path, name: str) -> Path | None:
+    """The shallowest file called ``name`` under ``source`` (projects may write into a subfolder)."""
+    found = sorted(source.rglob(name), key=lambda p: (len(p.relative_to(source).parts), str(p)))
+    return found[0] if found else None
+
+
+def _read_metrics(path: Path | None, notes: list[str]) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1  # a line cut short by a kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+        else:
+            bad += 1
+    if bad:
+        notes.append(f"{bad} unreadable line(s) in {path.name} were skipped.")
+    return rows
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _quota_kind(requested: Any, seen: Any) -> str:
+    if isinstance(requested, str) and requested:
+        word = requested.strip().lower()
+        if word in ("gpu", "tpu", "cpu"):
+            return word
+        if word == "none":
+            return "cpu"
+        return accelerator_kind(requested.strip())
+    return "gpu" if seen == "cuda" else "cpu"
+
+
+def _duration(run: dict[str, Any], summary: dict[str, Any]) -> float | None:
+    duration = _num(run.get("duration_s"))
+    if duration is not None:
+        return duration
+    from datetime import datetime
+
+    start, end = run.get("started_at"), run.get("ended_at") or run.get("last_seen_at")
+    if isinstance(start, str) and isinstance(end, str):
+        try:
+            return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        except ValueError:
+            pass
+    return _num(summary.get("total_time_s"))
+
+
+def _local_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _version_diffs(packages: dict[str, Any]) -> list[VersionDiff]:
+    diffs = []
+    for package, version in sorted(packages.items(), key=lambda kv: kv[0].lower()):
+        local = _local_version(package)
+        if local != str(version):
+            diffs.append(VersionDiff(package=package, run=str(version), local=local))
+    return diffs
+
+
+def _verdict(low: float, high: float, limit: float) -> str:
+    return "yes" if high <= limit else ("no" if low > limit else "maybe")
+
+
+def _estimate(summary: dict[str, Any], epochs: list[dict[str, Any]], duration_s: float | None,
+              session_limit_s: float, kind: str, quota: dict[str, float] | None,
+              quota_source: str | None, notes: list[str]) -> Estimate | None:
+    n_example, full_n_example = _int(summary.get("n_example")), _int(summary.get("full_n_example"))
+    full_n_epoch = _int(summary.get("full_n_epoch"))
+    times = [t for t in (_num(row.get("epoch_time_s")) for row in epochs) if t is not None]
+    if not (n_example and full_n_example and full_n_epoch and times):
+        notes.append("No full-run estimate: summary.json needs n_example, full_n_example and full_n_epoch, "
+                      "and metrics.jsonl epoch_time_s (the kagglekit init template writes them).")
+        return None
+    per_epoch = statistics.median(times)
+    ratio = full_n_example / n_example
+    data_s = _num(summary.get("data_time_s")) or 0.0
+    # only this session's epochs are in its duration (metrics.jsonl may hold earlier sessions' too)
+    epochs_run = _int(summary.get("epochs_run"))
+    session_times = times[len(times) - epochs_run:] if epochs_run is not None else times
+    total = duration_s if duration_s is not None else _num(summary.get("total_time_s")) or 0.0
+    fixed = max(0.0, total - sum(session_times) - data_s)
+    mid = fixed + data_s * ratio + per_epoch * ratio * full_n_epoch
+    low, high = mid * ESTIMATE_LOW, mid * ESTIMATE_HIGH
+    quota_left = None
+    fits_quota: str | None = None
+    if kind == "cpu":
+        fits_quota = "not needed"
+    elif quota is not None and _num(quota.get(kind)) is not None:
+        quota_left = float(quota[kind])
+        fits_quota = _verdict(low, high, quota_left * 3600)
+    return Estimate(
+        per_epoch_s=per_epoch, n_epoch=len(times), full_n_epoch=full_n_epoch, n_example=n_example,
+        full_n_example=full_n_example, data_ratio=ratio, fixed_s=fixed, data_s=data_s, mid_s=mid,
+        low_s=low, high_s=high, session_limit_s=session_limit_s,
+        fits_session=_verdict(low, high, session_limit_s),
+        sessions_needed=max(1, math.ceil(high / session_limit_s)), quota_kind=kind,
+        quota_left_h=quota_left, fits_quota=fits_quota,
+        quota_source=quota_source if quota_left is not None else None,
+    )
+
+
+# --- the plot ------------------------------------------------------------------------------
+def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [row["epoch"] for row in epochs]
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+        if any(_num(row.get(key)) is not None for row in epochs):
+            ax_loss.plot(x, [_num(row.get(key)) for row in epochs], marker="o", markersize=3, label=label)
+    if best_epoch:
+        ax_loss.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+    if resumed_from:
+        ax_loss.axvline(resumed_from + 0.5, color="tab:red", linestyle=":",
+                        label=f"resumed after epoch {resumed_from}")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss curve")
+    ax_loss.legend()
+    if any(_num(row.get("score")) is not None for row in epochs):
+        ax_score.plot(x, [_num(row.get("score")) for row in epochs], marker="o", markersize=3,
+                      color="tab:green")
+    ax_score.set(xlabel="epoch", ylabel="score", title="Validation score")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+# --- building --------------------------------------------------------------------------------
+def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
+                 quota_source: str | None = None) -> Report:
+    """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
+
+    :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
+    :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
+    :param out: the report file; default ``source/report.html``. The PNG is written beside it.
+    :param quota_source: where ``quota`` came from, shown in the report.
+    :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
+    :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
+    """
+    if not source.is_dir():
+        raise NotFoundError(f"No output folder at {source}.",
+                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
+    out = out if out is not None else source / "report.html"
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
+                          hint="Use -o report.html or -o report.md.")
+    notes: list[str] = []
+    run_path = source / RUN_MANIFEST_RELPATH
+    run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
+    metrics_path = _find(source, "metrics.jsonl")
+    summary_path = _find(source, "summary.json")
+    summary = (_read_json(summary_path) if summary_path else None) or {}
+    versions_path = _find(source, "versions.json")
+    versions = (_read_json(versions_path) if versions_path else None) or {}
+    if not run and metrics_path is None and not summary:
+        raise NotFoundError(
+            f"{source} holds no kagglekit run outputs ({RUN_MANIFEST_RELPATH}, metrics.jsonl, summary.json).",
+            hint="Point kagglekit report at a folder written by kagglekit pull-outputs.",
+        )
+    if not run:
+        notes.append(f"No {RUN_MANIFEST_RELPATH}: the run was not made through kagglekit, so its duration, "
+                     "accelerator and output size are unknown.")
+    epochs = _read_metrics(metrics_path, notes)
+
+    accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
+    assert isinstance(accel, dict)
+    requested, seen = accel.get("requested"), accel.get("seen")
+    if seen is None and summary.get("device") in ("cpu", "cuda"):
+        seen = summary["device"]  # the project's own record of the device it trained on
+    kind = _quota_kind(requested, seen)
+    duration = _duration(run, summary)
+    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
+    if kind in ("gpu", "tpu") and seen == "cpu":
+        notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
+                     "check that the code moves the model and data to the device.")
+
+    mode = run.get("mode") if run.get("mode") in ("test", "full") else None
+    if mode is None and isinstance(summary.get("running_test"), bool):
+        mode = "test" if summary["running_test"] else "full"
+    if run.get("status") == "running":
+        notes.append("run.json says the run was still running when these outputs were taken.")
+
+    budget = _int(run.get("output_budget_bytes")) or OUTPUT_BUDGET_BYTES
+    peak_output = _int(run.get("peak_working_bytes"))
+    fraction = peak_output / budget if peak_output is not None else None
+    if fraction is not None and fraction >= OUTPUT_WARN_FRACTION:
+        notes.append(f"The output used {fraction:.0%} of the {_bytes(budget)} budget: keep fewer checkpoints.")
+    pulled = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+
+    session_limit = _num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
+    estimate = _estimate(summary, epochs, duration, session_limit, kind, quota, quota_source, notes) if mode == "test" else None
+    if estimate is not None:
+        notes.append(ROUGH_WARNING)
+
+    packages = run.get("packages") if isinstance(run.get("packages"), dict) else versions.get("packages")
+    python_run = run.get("python") or versions.get("python")
+    devices = accel.get("devices") if isinstance(accel.get("devices"), list) else []
+    assert isinstance(devices, list)
+    times = [t for t in (_num(row.get("epoch_time_s")) for row in epochs) if t is not None]
+    best_epoch = _int(summary.get("best_epoch"))
+    resumed_from = _int(summary.get("resumed_from_epoch"))
+    plot = None
+    if epochs:
+        plot = out.with_name(f"{out.stem}_loss_curve.png")
+        _plot(epochs, best_epoch, resumed_from, plot)
+    traceback_tail = run.get("traceback_tail") if isinstance(run.get("traceback_tail"), str) else None
+
+    report = Report(
+        source=source, path=out, plot=plot,
+        kernel=run.get("kernel") if isinstance(run.get("kernel"), str) else None,
+        mode=mode, status=run.get("status") if isinstance(run.get("status"), str) else None,
+        exit_code=_int(run.get("exit_code")),
+        started_at=run.get("started_at") if isinstance(run.get("started_at"), str) else None,
+        ended_at=run.get("ended_at") if isinstance(run.get("ended_at"), str) else None,
+        duration_s=duration,
+        accelerator_requested=str(requested) if requested is not None else None,
+        accelerator_seen=str(seen) if seen is not None else None,
+        devices=[str(d) for d in devices], quota_kind=kind, quota_cost_h=cost_h,
+        peak_output_bytes=peak_output, output_budget_bytes=budget, output_fraction=fraction,
+        pulled_bytes=pulled, peak_rss_bytes=_int(run.get("peak_rss_bytes")),
+        peak_ram_mb=_num(summary.get("peak_ram_mb")), peak_gpu_mb=_num(summary.get("peak_gpu_mb")),
+        parameters=_int(summary.get("parameters")), model_size_mb=_num(summary.get("model_size_mb")),
+        epochs=epochs, best_epoch=best_epoch, best_score=_num(summary.get("best_score")),
+        resumed_from_epoch=resumed_from,
+        epoch_time_median_s=statistics.median(times) if times else None,
+        python_run=str(python_run) if python_run else None, python_local=platform.python_version(),
+        version_diffs=_version_diffs(packages) if isinstance(packages, dict) else [],
+        estimate=estimate, traceback_tail=traceback_tail, notes=notes,
+    )
+    text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
+    write_text_atomic(out, text)
+    return report
+
+
+# --- rendering -------------------------------------------------------------------------------
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"  # pragma: no cover
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    total = round(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{seconds:.3g}s")
+
+
+def _hours(h: float) -> str:
+    """Hours with two decimals, or three significant digits for runs of minutes."""
+    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The report's tables as (title, [(label, value)]), shared by HTML and Markdown."""
+    status = r.status or "unknown"
+    if r.exit_code is not None:
+        status += f" (exit code {r.exit_code})"
+    run_rows = [
+        ("Kernel", r.kernel or "unknown"), ("Mode", r.mode or "unknown"), ("Status", status),
+        ("Started", r.started_at or "unknown"), ("Ended", r.ended_at or "unknown"),
+        ("Duration", _duration_text(r.duration_s)),
+    ]
+    devices = f" ({', '.join(r.devices)})" if r.devices else ""
+    cost = (f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
+            else "0 GPU hours (CPU session)")
+    cost_rows = [
+        ("Accelerator requested", r.accelerator_requested or "unknown"),
+        ("Accelerator used", (r.accelerator_seen or "unknown") + devices),
+        ("Quota cost", cost),
+    ]
+    fraction = f" ({r.output_fraction:.2%} of {_bytes(r.output_budget_bytes)})" if r.output_fraction is not None else ""
+    space_rows = [
+        ("Peak output size", _bytes(r.peak_output_bytes) + fraction),
+        ("Output budget", _bytes(r.output_budget_bytes)),
+        ("Pulled files", _bytes(r.pulled_bytes)),
+        ("Peak RAM (run.json)", _bytes(r.peak_rss_bytes)),
+        ("Peak RAM (project)", f"{r.peak_ram_mb:.1f} MB" if r.peak_ram_mb is not None else "unknown"),
+        ("Peak GPU memory", f"{r.peak_gpu_mb:.1f} MB" if r.peak_gpu_mb is not None else "unknown"),
+        ("Parameters", f"{r.parameters:,}" if r.parameters is not None else "unknown"),
+        ("Model size", f"{r.model_size_mb:.3f} MB" if r.model_size_mb is not None else "unknown"),
+    ]
+    last = r.epochs[-1] if r.epochs else {}
+    train_rows = [
+        ("Epochs", str(len(r.epochs))),
+        ("Best epoch", _fmt(r.best_epoch)), ("Best score", _fmt(r.best_score)),
+        ("Last train loss", _fmt(_num(last.get("train_loss")))),
+        ("Last validation loss", _fmt(_num(last.get("val_loss")))),
+        ("Median epoch time", _duration_text(r.epoch_time_median_s)),
+    ]
+    if r.resumed_from_epoch is not None:
+        train_rows.append(("Resumed from epoch", str(r.resumed_from_epoch)))
+    sections = [("Run", run_rows), ("Cost", cost_rows), ("Space", space_rows), ("Training", train_rows)]
+    e = r.estimate
+    if e is not None:
+        quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
+                 e.fits_quota if e.quota_left_h is None else
+                 f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
+        sections.append(("Full-run estimate", [
+            ("Duration (range)", f"{_duration_text(e.low_s)} .. {_duration_text(e.high_s)} "
+                                 f"(mid {_duration_text(e.mid_s)})"),
+            ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
+                     f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
+                     f"{_duration_text(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+            ("Fits the session limit", f"{e.fits_session} (limit {_duration_text(e.session_limit_s)}"
+                                       + (f"; about {e.sessions_needed} sessions with push --resume)"
+                                          if e.sessions_needed > 1 else ")")),
+            (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
+        ]))
+    return sections
+
+
+def render_markdown(r: Report) -> str:
+    title = f"Run report: {r.kernel or r.source.name}"
+    lines = [f"# {title}", ""]
+    for name, rows in _sections(r):
+        lines += [f"## {name}", "", "| | |", "|---|---|"]
+        lines += [f"| {label} | {value.replace('|', '/')} |" for label, value in rows]
+        lines.append("")
+    if r.plot is not None:
+        lines += ["## Loss curve", "", f"![loss curve]({r.plot.name})", ""]
+    lines += _versions_md(r)
+    if r.traceback_tail:
+        lines += ["## Traceback (tail)", "", "```", r.traceback_tail.rstrip(), "```", ""]
+    if r.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in r.notes] + [""]
+    return "\n".join(lines)
+
+
+def _versions_md(r: Report) -> list[str]:
+    lines = ["## Package versions that differ from this environment", ""]
+    if r.python_run and r.python_run != r.python_local:
+        lines += [f"Python: run {r.python_run}, here {r.python_local}.", ""]
+    if not r.version_diffs:
+        return [*lines, "None.", ""]
+    lines += ["| package | run | here |", "|---|---|---|"]
+    lines += [f"| {d.package} | {d.run} | {d.local or 'not installed'} |" for d in r.version_diffs]
+    return [*lines, ""]
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+td, th { border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }
+th { background: #f4f4f4; }
+img { max-width: 100%; }
+.note { background: #fff8e1; padding: 0.5em 1em; border-left: 4px solid #f0ad4e; }
+"""
+
+
+def render_html(r: Report) -> str:
+    e = html.escape
+    title = f"Run report: {r.kernel or r.source.name}"
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    for name, rows in _sections(r):
+        parts.append(f"<h2>{e(name)}</h2><table>")
+        parts += [f"<tr><th>{e(label)}</th><td>{e(value)}</td></tr>" for label, value in rows]
+        parts.append("</table>")
+    if r.plot is not None:
+        parts.append(f'<h2>Loss curve</h2><img src="{e(r.plot.name)}" alt="loss curve">')
+    parts.append("<h2>Package versions that differ from this environment</h2>")
+    if r.python_run and r.python_run != r.python_local:
+        parts.append(f"<p>Python: run {e(r.python_run)}, here {e(r.python_local)}.</p>")
+    if r.version_diffs:
+        parts.append("<table><tr><th>package</th><th>run</th><th>here</th></tr>")
+        parts += [f"<tr><td>{e(d.package)}</td><td>{e(d.run)}</td><td>{e(d.local or 'not installed')}</td></tr>"
+                  for d in r.version_diffs]
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    if r.traceback_tail:
+        parts.append(f"<h2>Traceback (tail)</h2><pre>{e(r.traceback_tail)}</pre>")
+    if r.notes:
+        parts.append("<h2>Notes</h2>")
+        parts += [f'<p class="note">{e(note)}</p>' for note in r.notes]
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# --- finding the outputs of KERNEL[/VERSION] --------------------------------------------------------
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+def resolve_target(target: str | None, root: Path, default_slug: str | None = None) -> Path:
+    """OUTPUT_DIR as given, or ``[owner/]slug[/N|/vN]`` -> ``root/outputs/<slug>/v<N>`` (latest N by default).
+
+    With no target: ``default_slug`` (the project's kernel) when it was pulled, else the only
+    kernel pulled under ``root/outputs``.
+
+    :raises NotFoundError: nothing was pulled for that kernel (or version).
+    """
+    if target is not None and Path(target).expanduser().is_dir():
+        return Path(target).expanduser()
+    outputs = root / "outputs"
+    if target is None and default_slug and _versions(outputs / default_slug):
+        target = default_slug
+    if target is None:
+        slugs = sorted(p.name for p in outputs.iterdir() if p.is_dir() and _versions(p)) if outputs.is_dir() else []
+        if len(slugs) != 1:
+            raise NotFoundError(
+                "Which run? " + (f"{outputs} holds outputs of {', '.join(slugs)}." if slugs
+                                 else f"No pulled outputs under {outputs}."),
+                hint="Pass an output folder or KERNEL[/VERSION], e.g. kagglekit report alice/my-model/3.",
+            )
+        target = slugs[0]
+    parts = target.strip("/").split("/")
+    version = None
+    if len(parts) >= 2 and re.fullmatch(r"v?\d+", parts[-1]):
+        version = int(parts[-1].lstrip("v"))
+        parts = parts[:-1]
+    if len(parts) > 2 or not parts[-1]:
+        raise NotFoundError(f"{target!r} is neither an output folder nor KERNEL[/VERSION].",
+                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3.")
+    slug_dir = outputs / parts[-1]
+    found = _versions(slug_dir)
+    if not found:
+        raise NotFoundError(f"No pulled outputs for {'/'.join(parts)} under {slug_dir}.",
+                            hint=f"Pull them first: kagglekit pull-outputs {'/'.join(parts)}.")
+    if version is None:
+        version = max(found)
+    if version not in found:
+        raise NotFoundError(f"Version {version} of {'/'.join(parts)} was not pulled (have: "
+                            f"{', '.join(str(v) for v in sorted(found))}).",
+                            hint=f"kagglekit pull-outputs {'/'.join(parts)}/{version}")
+    return found[version]
+
+
+def _versions(slug_dir: Path) -> dict[int, Path]:
+    if not slug_dir.is_dir():
+        return {}
+    found = {}
+    for child in slug_dir.iterdir():
+        match = _VERSION_DIR.match(child.name)
+        if match and child.is_dir():
+            found[int(match.group(1))] = child
+    return found
+
+
+# --- quota and the command's summary ------------------------------------------------------------
+def last_quota_reading() -> tuple[dict[str, float] | None, str | None]:
+    """Remaining hours by accelerator from the last ``kagglekit quota`` reading kept on disk (no network)."""
+    from kagglekit.paths import data_dir
+    from kagglekit.quota import LAST_READING_FILE
+
+    try:
+        data = json.loads((data_dir() / LAST_READING_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    left: dict[str, float] = {}
+    for kind in ("gpu", "tpu"):
+        numbers = data.get(kind)
+        if isinstance(numbers, dict):
+            used, total = _num(numbers.get("used_s")), _num(numbers.get("total_s"))
+            if used is not None and total is not None:
+                left[kind] = max(0.0, total - used) / 3600
+    if not left:
+        return None, None
+    return left, f"kagglekit quota at {data.get('read_at', 'an unknown time')}"
+
+
+def summary_lines(r: Report) -> list[str]:
+    """The few lines ``kagglekit report`` prints."""
+    cost = f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
+    lines = [
+        f"Run:      {r.kernel or r.source} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
+        f"{_duration_text(r.duration_s)}, cost {cost}",
+        f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
+        f"Output:   peak {_bytes(r.peak_output_bytes)} of {_bytes(r.output_budget_bytes)}",
+    ]
+    if r.epochs:
+        lines.append(f"Training: {len(r.epochs)} epochs, best epoch {_fmt(r.best_epoch)} "
+                     f"(score {_fmt(r.best_score)})")
+    e = r.estimate
+    if e is not None:
+        quota = "unknown" if e.fits_quota is None else e.fits_quota
+        lines.append(f"Full run: {_duration_text(e.low_s)} .. {_duration_text(e.high_s)} (rough); "
+                     f"fits the session limit: {e.fits_session}; fits the {e.quota_kind.upper()} quota: {quota}")
+    lines += [f"Note:     {note}" for note in r.notes]
+    lines.append(f"Report:   {r.path}")
+    if r.plot is not None:
+        lines.append(f"Plot:     {r.plot}")
+    return lines

@@ -1,0 +1,190 @@
+"""Run a bundled project inside the kernel (standard library only).
+
+Called by the generated script once the archive is verified and extracted to scratch:
+exports the mode and the time budget, starts the run.json watchdog, runs the entry
+point (a module with ``runpy.run_module`` or a script with ``runpy.run_path``) with
+``/kaggle/working`` as the working directory, and returns the exit code a plain
+``python`` would have given (exceptions: 1, with the traceback printed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fnmatch
+import os
+import runpy
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from . import paths, session
+from .manifest import RunManifest, interval_from_env
+
+ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
+ENV_BUNDLE_SHA = "KAGGLEKIT_BUNDLE_SHA256"
+DEFAULT_INTERVAL_S = 5.0
+
+
+def _exit_code(code: object) -> int:
+    """What ``sys.exit(code)`` makes the interpreter return."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code % 256
+    print(code, file=sys.stderr, flush=True)
+    return 1
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without the frames of this bootstrap and runpy."""
+    skip = {"runpy", __name__}
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") in skip:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _run_entry(entry: str, project: Path) -> None:
+    if entry.endswith(".py"):
+        script = project / entry
+        sys.argv = [str(script)]
+        script_dir = str(script.parent)
+        if script_dir not in sys.path:
+            sys.path.insert(0, script_dir)
+        runpy.run_path(str(script), run_name="__main__")
+    else:
+        sys.argv = [entry]
+        runpy.run_module(entry, run_name="__main__", alter_sys=True)
+
+
+def restore_checkpoints(ref: str, patterns: list[str], working: Path) -> list[str]:
+    """Copy the checkpoint files of a previous run's output (mounted as an input) into ``working``.
+
+    Files already in ``working`` are kept; the previous run's kagglekit/run.json is not copied.
+    """
+    owner_slug = "/".join(ref.split("/")[:2])
+    try:
+        source = paths.input_path("notebook", owner_slug)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"kagglekit: WARNING: cannot resume from {ref}: {exc}", file=sys.stderr, flush=True)
+        return []
+    copied: list[str] = []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source).as_posix()
+        if not path.is_file() or rel.startswith("kagglekit/"):
+            continue
+        if not any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns):
+            continue
+        dest = working / rel
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        copied.append(rel)
+    if copied:
+        print(f"kagglekit: resuming from {ref}: copied {', '.join(copied)} into {working}", flush=True)
+    else:
+        print(f"kagglekit: WARNING: resuming from {ref}, but its output ({source}) holds no file matching "
+              f"{', '.join(patterns)}", file=sys.stderr, flush=True)
+    return copied
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
+    """Run the project's entry point; returns the process exit code."""
+    started = time.time()
+    project = Path(project_dir).resolve()
+    env = os.environ
+    env.setdefault(session.ENV_STARTED_AT, repr(started))
+    started = float(env[session.ENV_STARTED_AT])
+    if not env.get(session.ENV_SESSION_LIMIT):
+        env[session.ENV_SESSION_LIMIT] = str(int(config.get("session_limit_s") or session.DEFAULT_SESSION_LIMIT_S))
+    mode = config.get("mode")
+    if mode in ("test", "full"):
+        env[session.ENV_MODE] = mode
+        env[session.ENV_RUNNING_TEST] = "1" if mode == "test" else "0"
+    budget = int(config.get("output_budget_bytes") or 0)
+    env[ENV_OUTPUT_BUDGET] = str(budget)
+    env[ENV_BUNDLE_SHA] = str(config.get("bundle_sha256") or "")
+    env[paths.ENV_PROJECT_DIR] = str(project)
+    for name, value in sorted((config.get("env") or {}).items()):
+        env[str(name)] = str(value)
+
+    runtime_parent = str(Path(__file__).resolve().parent.parent)
+    for entry_path in (runtime_parent, str(project)):
+        if entry_path not in sys.path:
+            sys.path.insert(0, entry_path)
+    # child processes (DataLoader workers with spawn, torchrun, subprocess) find the project too
+    env["PYTHONPATH"] = os.pathsep.join([str(project), runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
+
+    working = paths.working_dir()
+    working.mkdir(parents=True, exist_ok=True)
+    os.chdir(working)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(line_buffering=True)
+
+    entry = str(config["entry"])
+    limit = float(env[session.ENV_SESSION_LIMIT])
+    sets = config.get("overrides") or {}
+    sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
+    print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}), bundle "
+          f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
+
+    base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
+    base["session_limit_s"] = int(limit)
+    base["accelerator_requested"] = config.get("accelerator") or "cpu"
+    manifest = RunManifest(working, base, interval_s=interval_from_env(float(config.get("watchdog_interval_s")
+                                                                               or DEFAULT_INTERVAL_S)),
+                           output_budget_bytes=budget, skip_under=[str(project), runtime_parent],
+                           started_at=started)
+    resume_from = config.get("resume_from")
+    if resume_from:
+        env["KAGGLEKIT_RESUME_FROM"] = str(resume_from)
+        restored = restore_checkpoints(str(resume_from), list(config.get("checkpoints") or ()), working)
+        manifest.data["resume_from"] = resume_from
+        manifest.data["restored_files"] = restored
+    manifest.start()
+    atexit.register(manifest.finish, "interrupted", None)
+
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        interrupted.append(signum)
+        where = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        manifest.finish("interrupted", 128 + signum,
+                        f"{where}Stopped by {signal.Signals(signum).name} (e.g. the session limit).")
+        raise SystemExit(128 + signum)
+
+    with contextlib.suppress(ValueError, OSError):  # not the main thread: no handler, the last tick stays
+        signal.signal(signal.SIGTERM, on_signal)
+
+    tb_text: str | None = None
+    try:
+        _run_entry(entry, project)
+        code, status = 0, "complete"
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+        status = "interrupted" if interrupted else ("complete" if code == 0 else "error")
+    except KeyboardInterrupt as exc:
+        tb_text = _user_traceback(exc)
+        print(tb_text, file=sys.stderr, end="", flush=True)
+        code, status = 130, "interrupted"
+    except BaseException as exc:
+        tb_text = _user_traceback(exc)
+        print(tb_text, file=sys.stderr, end="", flush=True)
+        code, status = 1, "error"
+    manifest.finish(status, code, tb_text)
+    return code

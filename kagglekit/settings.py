@@ -1,0 +1,470 @@
+"""Project settings: ``[tool.kagglekit]`` in pyproject.toml or a ``kagglekit.toml``.
+
+Precedence (docs/settings.md): command line > ``KAGGLEKIT_*`` environment > project
+file > defaults. Every bad value raises ``ConfigError`` naming the field, where the
+value came from (file, variable or option) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kagglekit import constants
+from kagglekit.errors import ConfigError
+
+PROJECT_FILE = "kagglekit.toml"
+PYPROJECT_FILE = "pyproject.toml"
+ENV_PREFIX = "KAGGLEKIT_"
+
+ACCELERATOR_ALIASES = {"cpu": "None", "none": "None", "gpu": constants.SHAPE_GPU_DEFAULT,
+                       "tpu": constants.SHAPE_TPU_DEFAULT}
+SHAPE_LABELS = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8", "None": "CPU", "NvidiaTeslaP100": "GPU P100",
+                "NvidiaL4": "GPU L4 x4", "NvidiaL4X1": "GPU L4", "NvidiaTeslaA100": "GPU A100",
+                "NvidiaH100": "GPU H100", "TpuV6E8": "TPU v6e-8"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectSettings:
+    """Resolved settings of one project (all precedence levels applied)."""
+
+    root: Path
+    config_file: Path | None = None
+    kernel_owner: str | None = None  # None: filled from the account at push time
+    kernel_slug: str | None = None
+    title: str | None = None  # None: derived from the slug
+    entry: str | None = None  # "pkg.train" (module) or "train.py" (script)
+    code_file: str | None = None  # None: "<slug>.py"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    competitions: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    accelerator: str = "cpu"  # "cpu" | "gpu" | "tpu" | a machine shape
+    internet: bool | None = None  # None: on, except off when a competition is attached
+    private: bool = True
+    timeout_s: int | None = None  # None: Kaggle's session limit for the accelerator
+    checkpoints: tuple[str, ...] = constants.DEFAULT_CHECKPOINT_PATTERNS
+    output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
+    test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
+    test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def kernel_id(self) -> str | None:
+        if self.kernel_slug is None:
+            return None
+        return f"{self.kernel_owner}/{self.kernel_slug}" if self.kernel_owner else self.kernel_slug
+
+    @property
+    def machine_shape(self) -> str:
+        """The ``machine_shape`` to write: a shape name, or ``"None"`` for CPU."""
+        return ACCELERATOR_ALIASES.get(self.accelerator.lower(), self.accelerator)
+
+    @property
+    def accelerator_kind(self) -> str:
+        return constants.accelerator_kind(self.machine_shape)
+
+    @property
+    def enable_internet(self) -> bool:
+        return self.internet if self.internet is not None else not self.competitions
+
+    @property
+    def session_limit_s(self) -> int:
+        return self.timeout_s or constants.SESSION_LIMIT_SECONDS[self.accelerator_kind]
+
+    @property
+    def resolved_title(self) -> str | None:
+        if self.title:
+            return self.title
+        return title_from_slug(self.kernel_slug) if self.kernel_slug else None
+
+    @property
+    def resolved_code_file(self) -> str:
+        return self.code_file or f"{self.kernel_slug or 'kernel'}.py"
+
+    def origin(self, field: str) -> str:
+        return self.origins.get(field, "default")
+
+    def with_owner(self, owner: str) -> ProjectSettings:
+        """A copy with the kernel owner filled in (from the account, at push time)."""
+        return dataclasses.replace(self, kernel_owner=owner)
+
+
+def title_from_slug(slug: str) -> str:
+    """``my-mnist-run`` -> ``My Mnist Run`` (whose slugified form is the slug again)."""
+    title = " ".join(part.capitalize() for part in slug.split("-"))
+    return title if slugify(title) == slug else slug
+
+
+def slugify(text: str) -> str:
+    from slugify import slugify as _slugify  # the same function `kaggle kernels push` uses
+
+    result: str = _slugify(text)
+    return result
+
+
+# --- value parsers ----------------------------------------------------------------------
+
+class _Bad(Exception):
+    """A value that does not fit; the text says what is allowed."""
+
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
+                          re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+def parse_duration(value: object) -> int:
+    """``"11h"``, ``"90m"``, ``"1h30m"``, ``"3600"`` or an int -> seconds."""
+    if isinstance(value, bool):
+        raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            m = _DURATION_RE.match(text)
+            if not text or not m or not any(m.groups()):
+                raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    else:
+        raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
+    if seconds <= 0:
+        raise _Bad("a positive duration such as '11h' or '90m'")
+    return round(seconds)
+
+
+def parse_size(value: object) -> int:
+    """``"20GB"``, ``"500 MB"``, ``"1.5GiB"`` or an int -> bytes (GB = 10^9, GiB = 2^30)."""
+    allowed = "a size such as '20GB', '500MB', '1.5GiB' or a number of bytes"
+    if isinstance(value, bool):
+        raise _Bad(allowed)
+    if isinstance(value, int):
+        n = float(value)
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m or (m.group(2) or "").lower() not in _SIZE_UNITS:
+            raise _Bad(allowed)
+        n = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+    else:
+        raise _Bad(allowed)
+    if n <= 0:
+        raise _Bad("a positive size such as '20GB'")
+    return int(n)
+
+
+def parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise _Bad("true or false")
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad("a non-empty string")
+    return value.strip()
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Bad("a list of strings, e.g. [\"a\", \"b\"]")
+    return tuple(v.strip() for v in value)
+
+
+_SLUG_CHARS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def parse_kernel(value: object) -> tuple[str | None, str]:
+    """``owner/slug`` or a bare ``slug`` (owner filled from the account later)."""
+    text = _str(value)
+    parts = text.split("/")
+    if len(parts) > 2:
+        raise _Bad("'owner/slug' or 'slug' (no version: the version is chosen by Kaggle at push)")
+    owner, slug = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    if owner is not None and not owner:
+        raise _Bad("'owner/slug' with your Kaggle username as owner (or just 'slug' to use your account)")
+    if not slug:
+        raise _Bad("'owner/slug' with a non-empty slug")
+    if len(slug) < constants.MIN_SLUG_LENGTH:
+        raise _Bad(f"a slug of at least {constants.MIN_SLUG_LENGTH} characters ('{slug}' has {len(slug)})")
+    if not _SLUG_CHARS.match(slug):
+        raise _Bad(f"a slug of lowercase letters, digits and hyphens, such as '{slugify(slug) or 'my-kernel'}'")
+    return owner, slug
+
+
+def parse_title(value: object) -> str:
+    title = _str(value)
+    if len(title) < constants.MIN_TITLE_LENGTH:
+        raise _Bad(f"a title of at least {constants.MIN_TITLE_LENGTH} characters")
+    return title
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def parse_entry(value: object) -> str:
+    text = _str(value)
+    if text.endswith(".py"):
+        if text.startswith("/") or ".." in Path(text).parts:
+            raise _Bad("a script path relative to the project root, e.g. 'train.py' or 'scripts/train.py'")
+        return Path(text).as_posix()
+    if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*", text):
+        return text
+    raise _Bad("a module such as 'mypkg.train' or a script such as 'train.py'")
+
+
+def parse_code_file(value: object) -> str:
+    text = _str(value)
+    if "/" in text or "\\" in text or not text.endswith(".py"):
+        raise _Bad("a file name ending in .py, without folders, e.g. 'kernel.py'")
+    return text
+
+
+def parse_accelerator(value: object) -> str:
+    text = _str(value)
+    if text.lower() in ACCELERATOR_ALIASES:
+        return text.lower()
+    known = constants.GPU_SHAPES | constants.TPU_SHAPES
+    if text in known:
+        return text
+    close = difflib.get_close_matches(text, sorted(known), n=1)
+    extra = f" (did you mean '{close[0]}'?)" if close else ""
+    raise _Bad("'gpu' (T4 x2), 'tpu' (v5e-8), 'cpu' or a machine shape such as 'NvidiaTeslaT4' or "
+               f"'TpuV5E8'{extra}")
+
+
+def resolve_machine_shape(value: str, origin: str = "--accelerator") -> str:
+    """'gpu' / 'tpu' / 'cpu' / a shape -> the machine_shape to write; ConfigError if unknown."""
+    try:
+        alias = parse_accelerator(value)
+    except _Bad as exc:
+        raise ConfigError(f"{origin} {value!r} is not valid: expected {exc}.",
+                          hint="docs/settings.md lists the accelerators.") from None
+    return ACCELERATOR_ALIASES.get(alias.lower(), alias)
+
+
+def parse_test_flag(value: object) -> str | None:
+    if value is False or (isinstance(value, str) and value.strip().lower() in {"false", "none", "off"}):
+        return None
+    text = _str(value)
+    m = re.fullmatch(rf"([^:]+\.py):({_IDENT}(?:\.{_IDENT})*)\.({_IDENT})", text)
+    if not m:
+        raise _Bad("'FILE.py:Class.attribute', e.g. 'config.py:Config.running_test', or false to leave "
+                   "the sources alone (the project reads KAGGLEKIT_MODE itself)")
+    return text
+
+
+def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
+    def parse(value: object) -> tuple[str, ...]:
+        items = _str_list(value)
+        for item in items:
+            parts = item.split("/")
+            if kind == "datasets" and not (2 <= len(parts) <= 3 and all(parts)):
+                raise _Bad(f"'owner/dataset-slug' entries ('{item}' is not)")
+            if kind == "kernels" and not (2 <= len(parts) <= 3 and all(parts)
+                                          and len(parts[1]) >= constants.MIN_SLUG_LENGTH):
+                raise _Bad(f"'owner/kernel-slug' entries with a slug of at least 5 characters ('{item}' is not)")
+            if kind == "models" and not (len(parts) == 5 and all(parts) and parts[4].isdigit()):
+                raise _Bad(f"'owner/model/framework/variation/version' entries ('{item}' is not)")
+            if kind == "competitions" and (len(parts) != 1 or not item):
+                raise _Bad(f"competition slugs such as 'titanic' ('{item}' is not)")
+        return items
+
+    return parse
+
+
+def _budget(value: object) -> int:
+    n = parse_size(value)
+    if n > constants.OUTPUT_BUDGET_BYTES:
+        raise _Bad(f"a size up to Kaggle's 20GB output limit ({n:,} bytes is more)")
+    return n
+
+
+# field name -> (parser, attribute names it sets)
+FIELDS: dict[str, Callable[[object], Any]] = {
+    "kernel": parse_kernel,
+    "title": parse_title,
+    "entry": parse_entry,
+    "code-file": parse_code_file,
+    "include": _str_list,
+    "exclude": _str_list,
+    "datasets": _validate_sources("datasets"),
+    "competitions": _validate_sources("competitions"),
+    "kernels": _validate_sources("kernels"),
+    "models": _validate_sources("models"),
+    "accelerator": parse_accelerator,
+    "internet": parse_bool,
+    "private": parse_bool,
+    "timeout": parse_duration,
+    "checkpoints": _str_list,
+    "output-budget": _budget,
+    "test-flag": parse_test_flag,
+}
+
+LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints"})
+
+
+def env_var(field: str) -> str:
+    """``output-budget`` -> ``KAGGLEKIT_OUTPUT_BUDGET``."""
+    return ENV_PREFIX + field.upper().replace("-", "_")
+
+
+# --- finding and reading the project file ------------------------------------------
+
+def find_project_root(start: Path) -> tuple[Path, Path | None]:
+    """Walk up from ``start`` to the first folder with kagglekit.toml or a [tool.kagglekit] pyproject.
+
+    Returns (root, config file); with no file found, ``start`` is the root.
+    """
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return folder, candidate
+        pyproject = folder / PYPROJECT_FILE
+        if pyproject.is_file() and _has_tool_table(pyproject):
+            return folder, pyproject
+    return start, None
+
+
+def _has_tool_table(pyproject: Path) -> bool:
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    # cheap pre-check before parsing; the real parse (with errors reported) happens in _read_table
+    return re.search(r"^\s*\[\s*tool\s*\.\s*kagglekit\s*[\].]", text, re.MULTILINE) is not None
+
+
+def _read_table(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.",
+                          hint="Fix the syntax (see https://toml.io); docs/settings.md has an example.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
+    if path.name == PYPROJECT_FILE:
+        table = data.get("tool", {}).get("kagglekit", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [tool.kagglekit] must be a table.")
+        return table
+    return data
+
+
+def _where(path: Path) -> str:
+    return f"{path} [tool.kagglekit]" if path.name == PYPROJECT_FILE else str(path)
+
+
+# --- loading -------------------------------------------------------------------------
+
+def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None) -> ProjectSettings:
+    """Find the project from ``start`` (default: cwd) and resolve its settings.
+
+    ``overrides`` are command-line values keyed by field name (``timeout`` or
+    ``output_budget``/``output-budget``); ``None`` values are ignored.
+    """
+    root, config_file = find_project_root(start or Path.cwd())
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def put(field: str, raw: object, origin: str, describe: str) -> None:
+        try:
+            values[field] = FIELDS[field](raw)
+        except _Bad as exc:
+            raise ConfigError(f"{describe} = {raw!r} is not valid: expected {exc}.",
+                              hint=f"Fix {origin}; docs/settings.md lists every setting.") from None
+        origins[field] = origin
+
+    if config_file is not None:
+        where = _where(config_file)
+        for key, raw in _read_table(config_file).items():
+            if key not in FIELDS:
+                snake = key.replace("_", "-")
+                close = [snake] if snake in FIELDS else difflib.get_close_matches(key, list(FIELDS), n=1)
+                suggestion = f" Did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(
+                    f"{where}: unknown setting '{key}'.{suggestion}",
+                    hint="Known settings: " + ", ".join(FIELDS) + " (docs/settings.md).")
+            put(key, raw, str(config_file), f"{where}: {key}")
+    for field in FIELDS:
+        name = env_var(field)
+        if name in env and env[name].strip():
+            raw_env: object = env[name]
+            if field in LIST_FIELDS:  # comma-separated in the environment
+                raw_env = [v.strip() for v in env[name].split(",") if v.strip()]
+            put(field, raw_env, f"the environment variable {name}", name)
+    for key, raw in (overrides or {}).items():
+        field = key.replace("_", "-")
+        if field not in FIELDS:
+            raise ConfigError(f"Unknown setting '{key}' given on the command line.")
+        if raw is not None:
+            put(field, raw, "the command line", f"--{field}")
+
+    return _build(root, config_file, values, origins)
+
+
+def _build(root: Path, config_file: Path | None, values: dict[str, Any],
+           origins: dict[str, str]) -> ProjectSettings:
+    warnings: list[str] = []
+    kw: dict[str, Any] = {}
+    if "kernel" in values:
+        kw["kernel_owner"], kw["kernel_slug"] = values["kernel"]
+    else:
+        derived = slugify(root.name)
+        if len(derived) >= constants.MIN_SLUG_LENGTH:
+            kw["kernel_slug"] = derived
+            origins["kernel"] = f"derived from the folder name '{root.name}'"
+    for field, attr in (("title", "title"), ("entry", "entry"), ("code-file", "code_file"),
+                        ("include", "include"), ("exclude", "exclude"), ("datasets", "datasets"),
+                        ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
+                        ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
+                        ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
+                        ("output-budget", "output_budget_bytes")):
+        if field in values:
+            kw[attr] = values[field]
+    if "test-flag" in values:
+        kw["test_flag"] = values["test-flag"]
+        kw["test_flag_enabled"] = values["test-flag"] is not None
+    settings = ProjectSettings(root=root, config_file=config_file, origins=dict(origins), **kw)
+
+    slug = settings.kernel_slug
+    if settings.title and slug and slugify(settings.title) != slug:
+        raise ConfigError(
+            f"title = {settings.title!r} ({settings.origin('title')}) does not match the kernel slug '{slug}' "
+            f"({settings.origin('kernel')}): it slugifies to '{slugify(settings.title)}'.",
+            hint=f"Kaggle names a kernel after its title; use a title that slugifies to '{slug}', e.g. "
+                 f"'{title_from_slug(slug)}', or change kernel to '{slugify(settings.title)}'.")
+    if settings.timeout_s is not None:
+        kind = settings.accelerator_kind
+        limit = constants.SESSION_LIMIT_SECONDS[kind]
+        if settings.timeout_s > limit:
+            raise ConfigError(
+                f"timeout = {settings.timeout_s}s ({settings.origin('timeout')}) is over Kaggle's "
+                f"{limit // 3600}h session limit for {kind.upper()} runs.",
+                hint=f"Use at most {limit // 3600}h, or leave timeout unset to get the full limit.")
+    if settings.machine_shape in constants.RETIRED_SHAPES:
+        warnings.append(f"machine shape {settings.machine_shape} was retired in September 2026; Kaggle runs it "
+                        "on a replacement. Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
+    return dataclasses.replace(settings, warnings=tuple(warnings))

@@ -1,0 +1,174 @@
+"""Following a run: version-aware status, ``status --watch`` and ``logs [-f]``.
+
+Right after a push, Kaggle's API can still describe the *previous* run of the
+kernel. kagglekit never reports that as the new one: it asks for the version it
+pushed (``versionLabel``), and when the API does not know that version yet it
+says "queued (Kaggle has not registered vN yet)" instead of a stale status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from kagglekit.constants import (
+    STATUS_CANCEL_ACKNOWLEDGED,
+    STATUS_COMPLETE,
+    STATUS_ERROR,
+    STATUS_QUEUED,
+)
+from kagglekit.errors import NotFoundError, RunCancelledError, RunFailedError
+from kagglekit.logs import render_lines, tail
+
+if TYPE_CHECKING:
+    from kagglekit.client import KaggleApiClient, KernelRef
+    from kagglekit.ledger import Ledger
+
+DEFAULT_INTERVAL_S = 30.0
+LOG_TAIL_LINES = 25
+
+
+@dataclasses.dataclass
+class StatusReport:
+    """One look at a run, with what a user needs to act on it."""
+
+    kernel: str
+    version: int | None
+    status: str
+    failure_message: str | None = None
+    elapsed_s: float | None = None
+    note: str | None = None
+    log_tail: str | None = None
+    url: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in (STATUS_COMPLETE, STATUS_ERROR, STATUS_CANCEL_ACKNOWLEDGED)
+
+    def line(self) -> str:
+        ver = f" v{self.version}" if self.version else ""
+        parts = [f"{self.kernel}{ver}: {self.status}"]
+        if self.elapsed_s is not None:
+            parts.append(f"({format_duration(self.elapsed_s)})")
+        if self.note:
+            parts.append(f"— {self.note}")
+        return " ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None) -> tuple[KernelRef, str | None]:
+    """Pick the version to describe: the one asked for, else the newest we pushed or Kaggle knows."""
+    if ref.version is not None:
+        return ref, None
+    pushed = None
+    if ledger is not None:
+        runs = ledger.runs(kernel=f"{ref.owner}/{ref.slug}", account=client.username)
+        pushed = max((r.version for r in runs), default=None)
+    try:
+        current = client.get_kernel(ref).current_version
+    except NotFoundError:
+        if pushed is None:
+            raise
+        current = None
+    if pushed is not None and (current is None or pushed > current):
+        return ref.with_version(pushed), f"Kaggle has not registered v{pushed} yet (it knows v{current or 0})"
+    return ref.with_version(current or pushed), None
+
+
+def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
+                 with_log_tail: bool = True) -> StatusReport:
+    """One status look at ``ref`` (newest version when none given), recorded in the ledger."""
+    ref, note = resolve_version(client, ref, ledger)
+    kernel = f"{ref.owner}/{ref.slug}"
+    if note is not None:
+        status, failure = STATUS_QUEUED, None
+    else:
+        try:
+            st = client.status(ref)
+            status, failure = st.status, st.failure_message
+        except NotFoundError:
+            if ledger is None or ref.version is None or ledger.get(client.username, kernel, ref.version) is None:
+                raise
+            status, failure, note = STATUS_QUEUED, None, f"Kaggle does not show v{ref.version} yet"
+    report = StatusReport(kernel, ref.version, status, failure, note=note, url=ref.url)
+    if ledger is not None and ref.version is not None:
+        ledger.record_status(client.username, kernel, ref.version, status, failure_message=failure)
+        record = ledger.get(client.username, kernel, ref.version)
+        if record is not None:
+            report.elapsed_s = record.elapsed_s(datetime.now(UTC))
+    if with_log_tail and status in (STATUS_ERROR, STATUS_CANCEL_ACKNOWLEDGED):
+        try:
+            report.log_tail = tail(client.get_log(ref), LOG_TAIL_LINES) or None
+        except NotFoundError:
+            report.log_tail = None
+    return report
+
+
+def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
+          interval_s: float = DEFAULT_INTERVAL_S, max_interval_s: float | None = None,
+          on_change: Callable[[StatusReport], None] | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> StatusReport:
+    """Poll until the run ends; back off while nothing changes (429s are the client's to honour).
+
+    The interval starts at ``interval_s`` and grows by half each unchanged poll, up
+    to ``max_interval_s`` (4x by default); any change resets it.
+    """
+    cap = max_interval_s if max_interval_s is not None else interval_s * 4
+    ref, _ = resolve_version(client, ref, ledger)
+    last: tuple[str, str | None] | None = None
+    wait = interval_s
+    while True:
+        report = check_status(client, ref, ledger)
+        key = (report.status, report.note)
+        if key != last:
+            if on_change is not None:
+                on_change(report)
+            last = key
+            wait = interval_s
+        else:
+            wait = min(cap, wait * 1.5)
+        if report.final:
+            return report
+        sleep(wait * (1 + random.uniform(-0.1, 0.1)))
+
+
+def raise_for_outcome(report: StatusReport) -> None:
+    """Turn a final status into the documented exit: COMPLETE passes, ERROR 8, CANCEL_ACKNOWLEDGED 9."""
+    where = f"{report.kernel} v{report.version}" if report.version else report.kernel
+    detail = f": {report.failure_message}" if report.failure_message else ""
+    tail_text = f"\n--- last lines of the log ---\n{report.log_tail}" if report.log_tail else ""
+    if report.status == STATUS_ERROR:
+        raise RunFailedError(f"The run {where} failed{detail}{tail_text}",
+                             hint=f"Full log: kagglekit logs {where.replace(' v', '/')}")
+    if report.status == STATUS_CANCEL_ACKNOWLEDGED:
+        raise RunCancelledError(f"The run {where} was stopped{detail}{tail_text}",
+                                hint="Its files are kept: kagglekit pull-outputs. To go on from its checkpoint: "
+                                     "kagglekit push --resume")
+
+
+def log_text(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None) -> Iterator[str]:
+    """The readable lines of a version's saved log."""
+    from kagglekit.logs import parse_log
+
+    ref, _ = resolve_version(client, ref, ledger)
+    yield from render_lines(parse_log(client.get_log(ref)))
+
+
+def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None) -> Iterator[str]:
+    """Readable lines as the run prints them (the client reconnects and drops replayed records)."""
+    ref, _ = resolve_version(client, ref, ledger)
+    yield from render_lines(client.stream_log(ref))

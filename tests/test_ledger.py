@@ -1,0 +1,229 @@
+"""The run ledger: concurrent writers, crashes, migrations, time sources, chains.
+
+Real SQLite files and real OS processes: the guarantees that matter (two kagglekit
+processes at once, a process killed mid-write) only show up that way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kagglekit import ledger as ledger_mod
+from kagglekit.ledger import Ledger, week_window
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from kagglekit.ledger import Ledger
+    path, account, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    led = Ledger(path)
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+    for v in range(1, n + 1):
+        led.record_push(account, "demo/race-kernel", v, mode="full", machine_shape="NvidiaTeslaT4")
+        led.record_status(account, "demo/race-kernel", v, "RUNNING")
+    print("done", flush=True)
+    """
+)
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=os.environ.copy(),
+    )
+
+
+def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
+    """2 x 500 pushes (+ a status each) from two real processes, started together: all 1000 land."""
+    path = tmp_path / "ledger.sqlite3"
+    procs = [_spawn(WRITER, str(path), account, "500") for account in ("alice", "bob")]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, out
+    led = Ledger(path)
+    assert led.count() == 1000
+    for account in ("alice", "bob"):
+        runs = led.runs(account=account)
+        assert sorted(r.version for r in runs) == list(range(1, 501))
+        assert all([e.status for e in r.statuses] == ["QUEUED", "RUNNING"] for r in runs)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(*) FROM status_events").fetchone()[0] == 2000
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from kagglekit.ledger import Ledger
+    led = Ledger(sys.argv[1])
+    for v in range(1, 11):
+        led.record_push("alice", "demo/crash-kernel", v, mode="full")
+    with led._transaction() as conn:
+        for v in range(11, 21):
+            led._ensure_run(conn, "alice", "demo/crash-kernel", v)
+        print("inside", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_a_writer_killed_inside_a_transaction_loses_nothing_committed(tmp_path: Path) -> None:
+    """SIGKILL while a write transaction is open: committed runs stay, the half transaction vanishes,
+    the file is consistent and the next writer is not blocked by a dead lock."""
+    path = tmp_path / "ledger.sqlite3"
+    proc = _spawn(KILLED_WRITER, str(path))
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "inside"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    led = Ledger(path)
+    assert sorted(r.version for r in led.runs()) == list(range(1, 11))
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    started = time.monotonic()
+    led.record_push("alice", "demo/crash-kernel", 11, mode="full")
+    assert time.monotonic() - started < 5
+    assert led.count() == 11
+
+
+def test_old_schema_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A ledger left at schema 1 by an older kagglekit upgrades on open, rows intact."""
+    path = tmp_path / "ledger.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript(ledger_mod._MIGRATIONS[0])
+    con.execute(
+        "INSERT INTO runs (account, kernel, version, status, created_at, updated_at) "
+        "VALUES ('alice', 'demo/old-kernel', 3, 'COMPLETE', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')"
+    )
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+
+    led = Ledger(path)
+    assert led.schema_version == ledger_mod.SCHEMA_VERSION > 1
+    old = led.get("alice", "demo/old-kernel", 3)
+    assert old is not None and old.status == "COMPLETE"
+    led.record_manifest("alice", "demo/old-kernel", 3, {"duration_s": 12.5})  # uses the v2 column
+    rec = led.get("alice", "demo/old-kernel", 3)
+    assert rec is not None and rec.duration_s == 12.5
+
+
+def test_a_newer_schema_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version = {ledger_mod.SCHEMA_VERSION + 5}")
+    con.commit()
+    con.close()
+    with pytest.raises(ledger_mod.LedgerError) as info:
+        Ledger(path)
+    assert "newer" in info.value.message and info.value.hint
+
+
+def test_time_sources_only_improve(tmp_path: Path) -> None:
+    """polling < log < run.json: a worse source never overwrites a better one; each time says its source."""
+    clock = [T0]
+    led = Ledger(tmp_path / "l.sqlite3", clock=lambda: clock[0])
+    led.record_push("alice", "alice/train-kernel", 1, mode="full", machine_shape="NvidiaTeslaT4")
+    assert led.record_status("alice", "alice/train-kernel", 1, "RUNNING", seen_at=T0 + timedelta(seconds=30))
+    assert not led.record_status("alice", "alice/train-kernel", 1, "RUNNING", seen_at=T0 + timedelta(seconds=60))
+    led.record_status("alice", "alice/train-kernel", 1, "COMPLETE", seen_at=T0 + timedelta(seconds=630))
+    rec = led.get("alice", "alice/train-kernel", 1)
+    assert rec is not None
+    assert (rec.duration_s, rec.duration_source, rec.started_source) == (600.0, "polling", "polling")
+    assert [e.status for e in rec.statuses] == ["QUEUED", "RUNNING", "COMPLETE"]
+
+    led.record_times("alice", "alice/train-kernel", 1, "log", duration_s=590.5)
+    rec = led.get("alice", "alice/train-kernel", 1)
+    assert rec is not None and (rec.duration_s, rec.duration_source) == (590.5, "log")
+
+    led.record_manifest("alice", "alice/train-kernel", 1, {
+        "started_at": "2026-11-20T10:00:40Z", "ended_at": "2026-11-20T10:10:20Z",
+        "peak_working_bytes": 123456, "peak_rss_bytes": 789, "mode": "full"})
+    rec = led.get("alice", "alice/train-kernel", 1)
+    assert rec is not None
+    assert (rec.duration_s, rec.duration_source, rec.started_source) == (580.0, "run.json", "run.json")
+    assert (rec.peak_working_bytes, rec.peak_rss_bytes) == (123456, 789)
+
+    # Later polling and a later log reading leave the exact figures alone.
+    led.record_times("alice", "alice/train-kernel", 1, "log", duration_s=1.0)
+    led.record_times("alice", "alice/train-kernel", 1, "polling", started_at=T0)
+    rec = led.get("alice", "alice/train-kernel", 1)
+    assert rec is not None and (rec.duration_s, rec.started_at) == (580.0, T0 + timedelta(seconds=40))
+
+
+def test_a_stale_poll_does_not_revive_a_finished_run(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite3")
+    led.record_status("alice", "alice/some-kernel", 2, "COMPLETE")
+    assert not led.record_status("alice", "alice/some-kernel", 2, "RUNNING")
+    rec = led.get("alice", "alice/some-kernel", 2)
+    assert rec is not None and rec.status == "COMPLETE" and not led.active_runs()
+
+
+def test_last_run_and_chain(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.sqlite3")
+    k = "alice/long-train"
+    led.record_push("alice", k, 1, mode="test")
+    led.record_status("alice", k, 1, "COMPLETE")
+    led.record_push("alice", k, 2, mode="full")
+    led.record_status("alice", k, 2, "COMPLETE")
+    led.record_push("alice", k, 3, mode="full", parent_version=2)
+    led.record_status("alice", k, 3, "COMPLETE")
+    led.record_push("alice", k, 4, mode="full", resume_from="alice/long-train/v3")
+    led.record_push("alice", k, 5, mode="full")
+    led.record_status("alice", k, 5, "ERROR", failure_message="boom")
+
+    last_full = led.last_run("alice", k, mode="full")
+    last_test = led.last_run("alice", k, mode="test")
+    any_last = led.last_run("alice", k, complete=False)
+    assert last_full is not None and last_full.version == 3
+    assert last_test is not None and last_test.version == 1
+    assert any_last is not None and any_last.version == 5 and any_last.failure_message == "boom"
+    assert [r.version for r in led.chain("alice", k, 4)] == [2, 3, 4]
+    assert [r.version for r in led.chain("alice", k, 1)] == [1]
+    assert [r.version for r in led.active_runs()] == [4]
+
+
+def test_runs_filters(tmp_path: Path) -> None:
+    clock = [T0]
+    led = Ledger(tmp_path / "l.sqlite3", clock=lambda: clock[0])
+    led.record_push("alice", "alice/kernel-a", 1, pushed_at=T0 - timedelta(days=10))
+    led.record_status("alice", "alice/kernel-a", 1, "COMPLETE", seen_at=T0 - timedelta(days=10))
+    led.record_push("alice", "alice/kernel-b", 1, pushed_at=T0)
+    led.record_push("bob", "bob/kernel-c", 1, pushed_at=T0)
+    assert [r.kernel for r in led.runs(account="alice")] == ["alice/kernel-a", "alice/kernel-b"]
+    assert [r.kernel for r in led.runs(kernel="bob/kernel-c")] == ["bob/kernel-c"]
+    assert [r.kernel for r in led.runs(since=T0 - timedelta(days=1))] == ["alice/kernel-b", "bob/kernel-c"]
+
+
+@pytest.mark.parametrize(
+    ("now", "start"),
+    [
+        (datetime(2026, 11, 27, 12, 0, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),  # Friday
+        (datetime(2026, 11, 28, 0, 0, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)),  # Sat 00:00 exactly
+        (datetime(2026, 11, 27, 23, 59, 59, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
+    ],
+)
+def test_week_window_starts_saturday_midnight_utc(now: datetime, start: datetime) -> None:
+    assert week_window(now) == (start, start + timedelta(days=7))
+    assert start.weekday() == 5
