@@ -213,6 +213,157 @@ def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None,
     result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
+
+def _kernel_ref(opts: Options, client: Any, kernel: str | None) -> Any:
+    """KERNEL as typed, else the project's kernel; a bare slug gets the account as owner."""
+    from kagglekit.client import KernelRef
+
+    if kernel is None:
+        from kagglekit.settings import load_project
+
+        settings = load_project()
+        if settings.kernel_slug is None:
+            from kagglekit.errors import ConfigError
+
+            raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
+                              "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
+        kernel = settings.kernel_id or ""
+    return KernelRef.parse(kernel, default_owner=client.username)
+
+
+def _print_status(opts: Options, report: Any) -> None:
+    if opts.json:
+        return
+    click.echo(report.line())
+    if report.failure_message:
+        click.echo(f"  failure: {report.failure_message}")
+    if report.log_tail:
+        click.echo("  --- last lines of the log ---")
+        click.echo("\n".join("  " + line for line in report.log_tail.splitlines()))
+
+
+@cli.command("push")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@run_options
+@click.option("-m", "--message", help="A note kept with this version in the run ledger.")
+@click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 8 on ERROR, 9 if stopped.")
+@click.option("--dry-run", is_flag=True, help="Show everything that would be sent, send nothing.")
+@click.option("--after-test", is_flag=True,
+              help="First run the test mode and wait for it; push this (full) run only if it completed.")
+@click.option("--test-accelerator", default="cpu", show_default=True, metavar="ACC",
+              help="With --after-test: where the test run goes (cpu, gpu, tpu or a shape).")
+@click.option("--resume", is_flag=True,
+              help="Continue training from this kernel's previous output (its newest checkpoint).")
+@click.option("--resume-from", metavar="OWNER/SLUG[/V]", help="Continue from another kernel's output.")
+@click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
+@click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds between status polls with --wait.")
+@json_option
+@pass_options
+def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
+             after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
+             interval: float, **run_values: Any) -> None:
+    """Bundle the project and push it as a new version of its kernel.
+
+    \b
+    Examples:  kagglekit push --gpu --test --wait
+               kagglekit push --gpu --full --set n_epoch=1      (full data, small epoch)
+               kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
+               kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
+    """
+    import dataclasses as dc
+
+    from kagglekit.ledger import Ledger
+    from kagglekit.push import PushRequest, describe, push, push_after_test, wait_for
+    from kagglekit.watch import raise_for_outcome
+
+    run = parse_run_options(**run_values)
+    req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume, resume_from=resume_from,
+                      strict=strict, dry_run=dry_run)
+    ledger = Ledger()
+    on_change = lambda report: _print_status(opts, report)  # noqa: E731
+    if dry_run:
+        try:
+            client = opts.client()
+        except KagglekitError:  # a dry run must work offline: the owner stays as configured
+            client = None
+        outcome = push(client, req, ledger, info=opts.info)
+        opts.emit(outcome, describe(outcome))
+        return
+    client = opts.client()
+    if after_test:
+        _test, _, outcome = push_after_test(client, req, ledger, test_accelerator=test_accelerator,
+                                                   interval_s=interval, on_change=on_change, info=opts.info)
+    else:
+        outcome = push(client, req, ledger, info=opts.info)
+    if not opts.json:
+        click.echo(describe(outcome))
+    if wait:
+        report = wait_for(client, outcome.kernel, outcome.version, ledger, interval, on_change)
+        outcome = dc.replace(outcome, final_status=report.status)
+        opts.emit(outcome)
+        raise_for_outcome(report)
+    else:
+        opts.emit(outcome)
+        if not opts.json:
+            click.echo(f"Follow it with: kagglekit status --watch {outcome.kernel}/{outcome.version}")
+
+
+@cli.command("status")
+@click.argument("kernel", required=False)
+@click.option("-w", "--watch", "watch_flag", is_flag=True,
+              help="Poll until the run ends: exit 0 on COMPLETE, 8 on ERROR, 9 when stopped.")
+@click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds between polls (grows while nothing changes; 429s are honoured).")
+@json_option
+@pass_options
+def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
+    """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
+    from kagglekit.ledger import Ledger
+    from kagglekit.watch import check_status, raise_for_outcome, watch
+
+    client = opts.client()
+    ref = _kernel_ref(opts, client, kernel)
+    ledger = Ledger()
+    if not watch_flag:
+        report = check_status(client, ref, ledger)
+        opts.emit(report, lambda: _print_status(opts, report))
+        return
+    try:
+        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r))
+    except KeyboardInterrupt:
+        opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
+        raise
+    opts.emit(report)
+    raise_for_outcome(report)
+
+
+@cli.command("logs")
+@click.argument("kernel", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Follow the log while the run goes on.")
+@click.option("--raw", is_flag=True, help="Kaggle's JSON log as stored (no formatting).")
+@pass_options
+def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
+    """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
+    from kagglekit.ledger import Ledger
+    from kagglekit.watch import follow_log, log_text, resolve_version
+
+    client = opts.client()
+    ref = _kernel_ref(opts, client, kernel)
+    ledger = Ledger()
+    if raw:
+        ref, _ = resolve_version(client, ref, ledger)
+        click.echo(client.get_log(ref))
+        return
+    lines = follow_log(client, ref, ledger) if follow else log_text(client, ref, ledger)
+    try:
+        for line in lines:
+            click.echo(line)
+    except KeyboardInterrupt:
+        opts.info("Stopped following. The run goes on.")
+        raise
+
 # === section: bundle-push-status-logs (end) ===
 
 def _json_flag(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -502,7 +502,8 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
 
 
 def _write_meta(path: Path, data: dict[str, Any]) -> None:
-    paths.write_text_atomic(path, json.dumps(data))
+    # Advisory (a missing or torn one only means starting that file over): no fsync, no rename.
+    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def _unlink(*items: Path) -> None:

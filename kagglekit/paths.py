@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENV_HOME = "KAGGLEKIT_HOME"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def data_dir() -> Path:
@@ -50,10 +52,12 @@ def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        if "b" in mode:
-            f = os.fdopen(fd, mode)
-        else:
-            f = os.fdopen(fd, mode, encoding=encoding)
+        # mkstemp makes 0600 files; keep an existing file's mode, else the usual umask-based one.
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        f = os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding=encoding)
         with f:
             yield f
             f.flush()

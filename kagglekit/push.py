@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kagglekit import constants
 from kagglekit.errors import KaggleRefusedError
+from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
     from kagglekit.bundle import BundleResult
@@ -30,11 +31,7 @@ class PushRequest:
     """What the user asked for on the command line (None: the project's setting)."""
 
     project_dir: Path | None = None
-    mode: str | None = None  # "test" | "full" | None (leave the flag as it is)
-    overrides: dict[str, str] = dataclasses.field(default_factory=dict)
-    accelerator: str | None = None  # "gpu" | "tpu" | "cpu" | a machine shape
-    internet: bool | None = None
-    timeout_s: int | None = None
+    run: RunOptions = dataclasses.field(default_factory=lambda: RunOptions())
     message: str | None = None
     resume: bool = False
     resume_from: str | None = None  # owner/slug[/version]
@@ -78,14 +75,7 @@ def git_state(root: Path) -> tuple[str | None, bool | None]:
 def load_settings(req: PushRequest) -> ProjectSettings:
     from kagglekit.settings import load_project
 
-    overrides: dict[str, Any] = {}
-    if req.accelerator is not None:
-        overrides["accelerator"] = req.accelerator
-    if req.internet is not None:
-        overrides["internet"] = req.internet
-    if req.timeout_s is not None:
-        overrides["timeout"] = req.timeout_s
-    return load_project(req.project_dir, overrides=overrides)
+    return load_project(req.project_dir, overrides=req.run.settings_overrides())
 
 
 def resume_source(settings: ProjectSettings, req: PushRequest, ledger: Ledger, account: str) -> tuple[str | None, int | None]:
@@ -124,7 +114,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
         from kagglekit.quota import preflight
 
-        advice = preflight(client, ledger, account or "", kernel, req.mode, kind)
+        advice = preflight(client, ledger, account or "", kernel, req.run.mode, kind)
         for message in advice.messages:
             warnings.append(message)
         if not advice.ok and req.strict:
@@ -135,13 +125,13 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     resume_ref = None
     if parent_kernel:
         resume_ref = parent_kernel + (f"/{parent_version}" if parent_version and req.resume_from else "")
-    bundle: BundleResult = build_bundle(settings, mode=req.mode, overrides=req.overrides,
+    bundle: BundleResult = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets,
                                         machine_shape=settings.machine_shape, internet=settings.enable_internet,
                                         out_dir=out_dir, resume_from=resume_ref)
     for w in warnings:
         info(f"Warning: {w}")
     outcome = PushOutcome(
-        kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.mode,
+        kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
         machine_shape=settings.machine_shape, accelerator=kind, bundle_sha256=bundle.archive_sha256,
         script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
@@ -162,7 +152,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if ledger is not None and result.version is not None and account is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
-        ledger.record_push(account, outcome.kernel, result.version, mode=req.mode, accelerator=kind,
+        ledger.record_push(account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref)
@@ -176,3 +166,44 @@ def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: 
 
     ref: KernelRef = KernelRef.parse(kernel).with_version(version)
     return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
+
+
+def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | None, *,
+                    test_accelerator: str, interval_s: float,
+                    on_change: Callable[[StatusReport], None],
+                    info: Callable[[str], None] = print) -> tuple[PushOutcome, StatusReport, PushOutcome]:
+    """The test-then-full gate: a test-mode run first; the full run is pushed only if it completed."""
+    from kagglekit.watch import raise_for_outcome
+
+    test_run = dataclasses.replace(req.run, mode="test", accelerator=test_accelerator)
+    test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
+    test_outcome = push(client, test_req, ledger, info=info)
+    info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
+    report = wait_for(client, test_outcome.kernel, test_outcome.version, ledger, interval_s, on_change)
+    raise_for_outcome(report)  # a failed test stops here, with its log tail
+    info("Test run complete; pushing the full run.")
+    full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
+    return test_outcome, report, push(client, full_req, ledger, info=info)
+
+
+def describe(outcome: PushOutcome) -> str:
+    """The human summary of a push (or of what a dry run would send)."""
+    import json
+
+    lines = []
+    for change in outcome.flag_changes:
+        lines.append(f"  changed in the bundled copy: {change}")
+    mode = outcome.mode or "as written"
+    lines.append(f"  mode {mode}, accelerator {outcome.machine_shape} ({outcome.accelerator}), "
+                 f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    if outcome.resume_from:
+        lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
+    for kind, names in outcome.invalid_sources.items():
+        lines.append(f"  Kaggle did not accept these {kind} sources: {', '.join(names)}")
+    if outcome.dry_run:
+        lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
+        lines.append("  kernel-metadata.json:")
+        lines += ["    " + line for line in json.dumps(outcome.metadata, indent=2).splitlines()]
+    else:
+        lines.insert(0, f"Pushed {outcome.kernel} version {outcome.version}: {outcome.url}")
+    return "\n".join(lines)
