@@ -26,8 +26,7 @@ from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kagglekit import constants as C  # noqa: E402
+from kagglekit import constants as C
 
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 RPC = "/api/v1/kernels.KernelsApiService/"

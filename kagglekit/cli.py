@@ -117,11 +117,9 @@ def emulator_group() -> None:
               help="Where state and outputs live (default: the per-user emulator dir).")
 def emulator_serve_command(host: str, port: int, data_dir: Path | None) -> None:
     """Run the emulator in the foreground until Ctrl-C."""
-    from kagglekit.emulator.__main__ import main as serve_main
-    from kagglekit.paths import emulator_data_dir
+    from kagglekit.local import serve_foreground
 
-    args = ["serve", "--host", host, "--port", str(port), "--data-dir", str(data_dir or emulator_data_dir())]
-    sys.exit(serve_main(args))
+    sys.exit(serve_foreground(host, port, data_dir))
 
 
 @emulator_group.command("start")

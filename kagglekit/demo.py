@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kagglekit demo — workspace {work}\nEverything below runs against the embedded Kaggle emulator.")
     try:
         run("a seed-structured PyTorch project", ["init", str(project), "--kernel", "demo/my-first-kernel"], work, env)
-        run("bundle it, test mode on a GPU, follow the run", ["push", "--gpu", "--test", "--wait",
+        run("bundle it, test mode on a GPU, follow the run", ["push", "--gpu", "--test", "--wait", "--interval", "2",
                                                              "--message", "demo: test mode"], project, env)
         run("what the API says about the run", ["status"], project, env)
         run("outputs and checkpoints, per version", ["pull-outputs"], project, env)
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nDone. Look at:")
     print(f"  report       {work / 'report.html'}")
     for png in sorted(work.rglob("*.png")):
-        print(f"  plot         {png}")
+        if ".kagglekit-home" not in png.parts:
+            print(f"  plot         {png}")
     print(f"  outputs      {project / 'outputs'}")
     return 0
 

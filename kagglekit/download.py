@@ -336,7 +336,7 @@ class Fetcher:
         policy: RetryPolicy | None = None,
         on_bytes: Callable[[int], None] | None = None,
         url_refresher: Callable[[str, str], str | None] | None = None,
-        fsync: bool = True,
+        fsync: bool = False,
     ) -> None:
         self._factory = session_factory
         self._local = threading.local()
@@ -607,7 +607,7 @@ def pull_outputs(
     ledger: Any = None,
     policy: RetryPolicy | None = None,
     raise_on_failure: bool = True,
-    fsync: bool = True,
+    fsync: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> PullSummary:
     """Download the outputs of ``ref`` (``owner/slug[/version]`` text or a ``KernelRef``).

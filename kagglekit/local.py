@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,9 @@ def ensure_running() -> EmulatorInfo:
 def control(route: str, payload: dict[str, Any] | None = None, url: str | None = None) -> Any:
     """POST a control route (``datasets``, ``competitions``, ...) to the running (or given) emulator."""
     base = url or ensure_running().url
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme and parts.netloc:  # control routes live at the server root, whatever API path was given
+        base = f"{parts.scheme}://{parts.netloc}"
     req = urllib.request.Request(f"{base.rstrip('/')}/__emulator/{route}", data=json.dumps(payload or {}).encode(),
                                  method="POST", headers={"Content-Type": "application/json"})
     try:
@@ -218,3 +222,16 @@ def add_source(route: str, ref: str, path: Path, endpoint: str | None = None) ->
     """Register local data (``datasets`` ref=owner/slug, ``competitions`` slug) with the emulator."""
     key = "slug" if route == "competitions" else "ref"
     return control(route, {key: ref, "path": str(Path(path).resolve())}, url=endpoint)
+
+
+def serve_foreground(host: str, port: int, data_dir: Path | None) -> int:
+    """``kagglekit emulator serve``: run in this process until Ctrl-C (refused while the background one uses
+    the same data dir, since two servers must not share one state database)."""
+    target = Path(data_dir) if data_dir else paths.emulator_data_dir()
+    running = status()
+    if running is not None and running.data_dir.resolve() == target.resolve():
+        raise EmulatorError(f"The background emulator (pid {running.pid}, {running.url}) already uses {target}.",
+                            "Use it, stop it with `kagglekit emulator stop`, or pass another --data-dir.")
+    from kagglekit.emulator.__main__ import main as serve_main
+
+    return serve_main(["serve", "--host", host, "--port", str(port), "--data-dir", str(target)])

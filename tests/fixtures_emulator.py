@@ -155,6 +155,18 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _stop_background_emulator(isolated_home: Path) -> Iterator[None]:
+    """A test that used ``--local`` started a background emulator in its own kagglekit home: stop it."""
+    yield
+    from kagglekit import paths
+
+    if paths.emulator_state_path().exists():
+        from kagglekit import local
+
+        local.stop()
+
+
 def kaggle_executable() -> str:
     exe = shutil.which("kaggle", path=str(Path(sys.executable).parent))
     if exe is None:

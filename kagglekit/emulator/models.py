@@ -225,6 +225,8 @@ class Backend:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
         self._initial_config = merge_config(DEFAULT_CONFIG, config or {})
+        self._config_cache: dict[str, Any] | None = None
+        self._offset_cache: float | None = None
         self.on_new_version: Callable[[int], None] = lambda vid: None
         self.on_cancel: Callable[[int], object] = lambda vid: None
         with self.lock:
@@ -237,6 +239,7 @@ class Backend:
             elif config:
                 # explicit constructor settings win over what a previous run stored
                 self._set_meta("config", merge_config(self.config, config))
+                self._config_cache = None
         self.secret = str(self._meta("secret")).encode()
 
     # --- low-level ---------------------------------------------------------------
@@ -266,22 +269,39 @@ class Backend:
     # --- configuration and clock -----------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        cfg = self._meta("config")
-        return merge_config(DEFAULT_CONFIG, cfg if isinstance(cfg, dict) else {})
+        """The current rule settings (a copy; cached, since only this object writes them)."""
+        with self.lock:
+            if self._config_cache is None:
+                cfg = self._meta("config")
+                self._config_cache = merge_config(DEFAULT_CONFIG, cfg if isinstance(cfg, dict) else {})
+            return copy.deepcopy(self._config_cache)
 
     def update_config(self, update: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             cfg = merge_config(self.config, update)
             self._set_meta("config", cfg)
+            self._config_cache = None
             return cfg
+
+    def setting(self, key: str) -> Any:
+        """One rule setting without copying the whole configuration (hot paths)."""
+        with self.lock:
+            if self._config_cache is None:
+                self.config  # noqa: B018  (fills the cache)
+            assert self._config_cache is not None
+            return self._config_cache[key]
 
     @property
     def clock_offset(self) -> float:
-        return float(self._meta("clock_offset") or 0.0)
+        with self.lock:
+            if self._offset_cache is None:
+                self._offset_cache = float(self._meta("clock_offset") or 0.0)
+            return self._offset_cache
 
     def set_clock_offset(self, offset: float) -> None:
-        self._set_meta("clock_offset", float(offset))
         with self.changed:
+            self._set_meta("clock_offset", float(offset))
+            self._offset_cache = None
             self.changed.notify_all()
 
     def now(self) -> float:
@@ -296,6 +316,8 @@ class Backend:
             self._set_meta("secret", self.secret.decode())
             self._set_meta("clock_offset", 0.0)
             self._set_meta("config", self._initial_config)
+            self._config_cache = None
+            self._offset_cache = None
             shutil.rmtree(self.data_dir / "versions", ignore_errors=True)
             (self.data_dir / "versions").mkdir(exist_ok=True)
             self._seed()

@@ -117,7 +117,7 @@ def kernel_metadata(b: Backend, k: Kernel, version: Version | None = None) -> di
 
 def file_url(ctx: Ctx, vid: int, name: str) -> str:
     b = ctx.backend
-    expires = int(b.now() + float(b.config["url_expiry_seconds"]))
+    expires = int(b.now() + float(b.setting("url_expiry_seconds")))
     sig = b.sign(vid, name, expires)
     return f"{ctx.base_url}/__files/{vid}/{urllib.parse.quote(name)}?expires={expires}&sig={sig}"
 

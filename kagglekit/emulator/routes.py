@@ -155,6 +155,20 @@ def _state(app: App, p: dict[str, Any]) -> Any:
     return app.state()
 
 
+def _versions(app: App, p: dict[str, Any]) -> Any:
+    """Every version: kernel, number, status, failure, kind, sandbox mode, internet enforcement, times."""
+    b = app.backend
+    out = []
+    for k in b.all_kernels():
+        for v in b.versions_of(k.id):
+            out.append({"ref": k.ref, "version": v.number, "version_id": v.id, "status": v.status,
+                        "failure": v.failure, "kind": v.kind, "machine_shape": v.meta.get("machineShape"),
+                        "ran": v.run, "sandbox_mode": v.sandbox_mode, "internet_enforced": v.internet_enforced,
+                        "created": v.created, "started": v.started, "ended": v.ended,
+                        "output_dir": str(b.output_dir(v.id))})
+    return {"versions": out}
+
+
 def _health(app: App, p: dict[str, Any]) -> Any:
     return {"ok": True, "url": app.url, "pid": app.pid}
 
@@ -190,6 +204,7 @@ CONTROL: dict[str, Callable[[App, dict[str, Any]], Any]] = {
     "GET requests": _requests,
     "DELETE requests": _clear_requests,
     "GET state": _state,
+    "GET versions": _versions,
     "GET health": _health,
 }
 

@@ -1,0 +1,209 @@
+"""push / status / logs / pull-outputs, as a user types them, against the emulator.
+
+Every command here is the real ``kagglekit`` entry point (``cli.main``), talking
+over HTTP through the real kagglesdk client to an emulator that runs the bundled
+script in a subprocess. Nothing about Kaggle is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kagglekit import constants as C
+from kagglekit.cli import main
+
+
+@pytest.fixture
+def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run ``kagglekit ARGS`` in a folder; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
+    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+CONFIG = """\
+    import os
+
+
+    class Config:
+        at_cloud = 'kaggle/working' in os.getcwd()
+        n_example = 1000
+        n_epoch = 20
+        lr = 0.01
+        running_test = True  # flipped by kagglekit push --test/--full in the bundled copy
+"""
+
+TRAIN = """\
+    import json, os
+    from mypkg.config import Config
+    from mypkg.helpers import double
+
+    print("training", Config.running_test, Config.n_epoch, flush=True)
+    with open("result.json", "w") as f:
+        json.dump({"running_test": Config.running_test, "n_epoch": Config.n_epoch, "lr": Config.lr,
+                   "double": double(21), "at_cloud": Config.at_cloud,
+                   "mode_env": os.environ.get("KAGGLEKIT_MODE")}, f)
+    os.makedirs("sub", exist_ok=True)
+    open("sub/model.pt", "wb").write(b"w" * 1000)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A multi-module project: a package, a config, an entry module, and a data folder to leave out."""
+    root = write(tmp_path / "proj", {
+        "pyproject.toml": """\
+            [tool.kagglekit]
+            kernel = "multi-module"
+            entry = "mypkg.train"
+            test-flag = "mypkg/config.py:Config.running_test"
+        """,
+        "mypkg/__init__.py": "",
+        "mypkg/config.py": CONFIG,
+        "mypkg/helpers.py": "def double(x):\n    return 2 * x\n",
+        "mypkg/train.py": TRAIN,
+    })
+    (root / "data").mkdir()
+    (root / "data" / "big.bin").write_bytes(b"\0" * (3 * 1024 * 1024))  # would break the 1 MiB limit
+    return root
+
+
+def pulled_result(root: Path, version: int) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((root / "outputs" / "multi-module" / f"v{version}" / "result.json").read_text())
+    return result
+
+
+def test_test_then_full_mode_runs_prove_mode_and_overrides(kk: Any, project: Path) -> None:
+    before = (project / "mypkg" / "config.py").read_text()
+
+    code, out, err = kk("push", "--cpu", "--test", "--wait", "--interval", "0.3", cwd=project)
+    assert code == 0, err
+    assert "Pushed demo/multi-module version 1" in out
+    assert "running_test: True" in out  # what changed (here: nothing to change) is printed
+    assert kk("pull-outputs", cwd=project)[0] == 0
+    assert pulled_result(project, 1) == {"running_test": True, "n_epoch": 20, "lr": 0.01, "double": 42,
+                                         "at_cloud": True, "mode_env": "test"}
+
+    code, out, err = kk("push", "--cpu", "--full", "--set", "n_epoch=1", "--set", "lr=0.5", "--wait",
+                        "--interval", "0.3", cwd=project)
+    assert code == 0, err
+    assert "running_test: True → False" in out and "n_epoch: 20 → 1" in out
+    assert kk("pull-outputs", cwd=project)[0] == 0
+    assert pulled_result(project, 2) == {"running_test": False, "n_epoch": 1, "lr": 0.5, "double": 42,
+                                         "at_cloud": True, "mode_env": "full"}
+    # The sub-folder file came back, the local config was never touched, the ledger knows both runs.
+    assert (project / "outputs" / "multi-module" / "v2" / "sub" / "model.pt").stat().st_size == 1000
+    assert (project / "mypkg" / "config.py").read_text() == before
+    code, out, _ = kk("--json", "runs", cwd=project)
+    runs = json.loads(out)
+    assert [(r["version"], r["mode"], r["status"]) for r in runs] == [(1, "test", "COMPLETE"), (2, "full", "COMPLETE")]
+
+
+def test_seed_style_runing_test_is_toggled_and_local_file_unchanged(kk: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "seed", {
+        "kagglekit.toml": 'kernel = "seed-style"\nentry = "main.py"\n',
+        "main.py": """\
+            import os
+
+            class Config:
+                data_path = '../input/x'
+                runing_test = True   # the notes' spelling
+                n_example = 20 if runing_test else 10000
+
+            print("RUNING_TEST", Config.runing_test, "N", Config.n_example)
+        """,
+    })
+    before = (root / "main.py").read_text()
+    code, out, err = kk("push", "--cpu", "--full", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, err
+    assert "runing_test: True → False" in out
+    code, log, _ = kk("logs", cwd=root)
+    assert code == 0 and "RUNING_TEST False N 10000" in log
+    assert (root / "main.py").read_text() == before
+
+
+def test_failing_kernel_gives_nonzero_watch_with_traceback_tail(kk: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "boom", {
+        "kagglekit.toml": 'kernel = "boom-kernel"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": "print('starting')\ndef train():\n    raise ValueError('shape mismatch in layer 3')\ntrain()\n",
+    })
+    code, out, err = kk("push", "--cpu", cwd=root)
+    assert code == 0, err
+    code, out, err = kk("status", "--watch", "--interval", "0.3", cwd=root)
+    assert code == 8, (out, err)
+    assert "ERROR" in out
+    assert "ValueError: shape mismatch in layer 3" in err  # the log tail, in the error message
+    assert "kagglekit logs" in err  # and where to read the rest
+
+
+def test_session_cap_and_quota_refusals_are_clear_errors(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    emulator.control("config", {"max_sessions": {"gpu": 2, "cpu": 5, "tpu": 2}})
+    roots = []
+    for i in range(3):
+        roots.append(write(tmp_path / f"k{i}", {
+            "kagglekit.toml": f'kernel = "sleepy-{i}"\nentry = "main.py"\ntest-flag = false\n',
+            "main.py": "import time\ntime.sleep(30)\n",
+        }))
+    assert kk("push", "--gpu", cwd=roots[0])[0] == 0
+    assert kk("push", "--gpu", cwd=roots[1])[0] == 0
+    code, out, err = kk("push", "--gpu", cwd=roots[2])
+    assert code == 6, (out, err)
+    assert "Maximum batch GPU session count of 2 reached." in err
+    assert "already running" in err  # kagglekit's own preflight warned before sending
+
+    emulator.control("usage", {"username": C.DEMO_USERNAME, "kind": "tpu", "seconds": 20 * 3600})
+    code, out, err = kk("push", "--tpu", cwd=roots[2])
+    assert code == 6, (out, err)
+    assert "Maximum weekly TPU quota of 20.00 hours reached." in err
+
+
+def test_dry_run_sends_nothing_and_shows_the_metadata(kk: Any, emulator: Any, project: Path) -> None:
+    code, out, err = kk("push", "--gpu", "--full", "--dry-run", cwd=project)
+    assert code == 0, err
+    assert "Dry run: nothing was sent" in out
+    assert '"machine_shape": "NvidiaTeslaT4"' in out and '"enable_internet": true' in out
+    assert not [r for r in emulator.requests() if "SaveKernel" in r["path"]]
+
+
+def test_after_test_stops_when_the_test_run_fails(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "gate", {
+        "kagglekit.toml": 'kernel = "gated-run"\nentry = "main.py"\n',
+        "main.py": """\
+            class Config:
+                running_test = False
+
+            if Config.running_test:
+                raise SystemExit("the test mode found a bug")
+            print("full run")
+        """,
+    })
+    code, out, err = kk("push", "--gpu", "--full", "--after-test", "--interval", "0.3", cwd=root)
+    assert code == 8, (out, err)
+    assert "the test mode found a bug" in err
+    saves = [r for r in emulator.requests() if r["path"].endswith("/SaveKernel")]
+    assert len(saves) == 1  # the full run was never pushed

@@ -1,0 +1,65 @@
+"""Checkpoint chaining across the session limit: init → full run killed → push --resume finishes it.
+
+The generated PyTorch project trains for real inside the emulator. The first
+version is killed by a short session limit (CANCEL_ACKNOWLEDGED, files kept);
+``push --resume`` mounts that output, the runtime restores the checkpoint, and
+training continues from the next epoch instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_push_cli import kk  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def epochs(metrics: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def test_killed_full_run_is_resumed_from_its_checkpoint(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    root = tmp_path / "chain"
+    code, _, err = kk("init", str(root), "--kernel", "demo/resume-chain", cwd=tmp_path)
+    assert code == 0, err
+
+    # v1: full data, 60 epochs, killed by a 9-second session limit (the emulator's GPU limit).
+    emulator.control("config", {"session_limit_seconds": {"cpu": 9, "gpu": 9, "tpu": 9}})
+    code, out, err = kk("push", "--gpu", "--full", "--set", "n_epoch=60", "--set", "n_example=4000", "--set", "early_stop=1000", "--wait",
+                        "--interval", "0.5", cwd=root)
+    assert code == 9, (out, err)  # CANCEL_ACKNOWLEDGED: "exceeded the max allowed execution duration"
+    assert "exceeded the max allowed execution duration" in err
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    v1 = root / "outputs" / "resume-chain" / "v1"
+    done_in_v1 = epochs(v1 / "metrics.jsonl")
+    assert done_in_v1 and done_in_v1 == list(range(1, len(done_in_v1) + 1))
+    assert len(done_in_v1) < 60, "the run was supposed to be cut short"
+    assert (v1 / "checkpoint.pt").exists()
+    run_json = json.loads((v1 / "kagglekit" / "run.json").read_text())
+    assert run_json["mode"] == "full"
+
+    # v2: more time; --resume attaches v1's output and restores its checkpoint before train.py starts.
+    emulator.control("config", {"session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120}})
+    code, out, err = kk("push", "--gpu", "--full", "--set", "n_epoch=60", "--set", "n_example=4000", "--set", "early_stop=1000", "--resume",
+                        "--wait", "--interval", "0.5", cwd=root)
+    assert code == 0, (out, err)
+    assert "resumes from the checkpoint in demo/resume-chain" in out
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    v2 = root / "outputs" / "resume-chain" / "v2"
+    assert epochs(v2 / "metrics.jsonl") == list(range(1, 61))  # each epoch once: continued, not restarted
+    log = (v2 / "log.txt").read_text()
+    assert f"resumed from epoch {done_in_v1[-1]}" in log or f"resumed from epoch {done_in_v1[-1] + 1}" in log
+    run2 = json.loads((v2 / "kagglekit" / "run.json").read_text())
+    assert run2["resume_from"].startswith("demo/resume-chain")
+    assert any(name.endswith("checkpoint.pt") for name in run2["restored_files"])
+
+    # The ledger links the two versions into a chain.
+    code, out, _ = kk("--json", "runs", cwd=root)
+    by_version = {r["version"]: r for r in json.loads(out)}
+    assert by_version[2]["parent_version"] == 1
+    assert by_version[1]["status"] == "CANCEL_ACKNOWLEDGED" and by_version[2]["status"] == "COMPLETE"
