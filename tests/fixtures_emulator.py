@@ -73,6 +73,10 @@ class EmulatorHandle:
         """GET {url}/__emulator/<route> (``requests``, ``state``, ``config``, ``faults``)."""
         return self._request("GET", f"/__emulator/{route}")
 
+    def delete(self, route: str) -> Any:
+        """DELETE {url}/__emulator/<route> (``requests`` clears the request log, ``faults`` the faults)."""
+        return self._request("DELETE", f"/__emulator/{route}")
+
     def rpc(self, method: str, body: dict[str, Any] | None = None, *, username: str = C.DEMO_USERNAME,
             key: str = C.DEMO_KEY, service: str = "kernels.KernelsApiService") -> Any:
         """Call an RPC over HTTP as a user (Basic auth), e.g. ``rpc("GetKernelSessionStatus", {...})``."""

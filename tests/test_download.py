@@ -180,9 +180,11 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
 
 
 def test_checkpoints_include_and_exclude_select_files(
-        emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path) -> None:
+        emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "ck"
-    summary = pull_outputs(client, outputs_kernel + "/1", target=target, checkpoints=True, progress=False)
+    summary = pull_outputs(client, outputs_kernel + "/1", target=target, checkpoints=True, progress=True)
+    assert "4/4 files" in capsys.readouterr().err  # the progress bar (forced on: no terminal here)
     got = set(tree(target))
     # run.json always comes along: it is what the ledger reads the run's times from.
     assert got == {"model.pt", "ckpt/epoch1.ckpt", "checkpoint_3.bin", "kagglekit/run.json"}

@@ -308,6 +308,14 @@ def test_cli_quota_runs_and_pull_outputs(emulator: Any, client: KaggleApiClient,
     summary = json.loads(pulled.stdout)
     assert summary["target"] == str(tmp_path / "outputs" / "cli-kernel" / "v1") and summary["files"] == 1
 
+    project = tmp_path / "project"  # inside a project, KERNEL defaults to the project's kernel
+    project.mkdir()
+    (project / "kagglekit.toml").write_text(f'kernel = "{DEMO_USERNAME}/cli-kernel"\n')
+    again = subprocess.run([sys.executable, "-m", "kagglekit", "--endpoint", emulator.url, "pull-outputs"],
+                           env=env, capture_output=True, text=True, timeout=60, cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert (project / "outputs" / "cli-kernel" / "v1" / "kagglekit" / "run.json").is_file()
+
     runs = kk("runs", "--json")
     (run,) = json.loads(runs.stdout)
     assert (run["kernel"], run["version"], run["status"], run["duration_source"]) == (

@@ -107,6 +107,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK
+    # add ~40 ms to every response on loopback.
+    disable_nagle_algorithm = True
     server: _HTTPServer
     server_version = "kagglekit-emulator"
     sys_version = ""
