@@ -153,6 +153,7 @@ class Handler(BaseHTTPRequestHandler):
         route = routes.match(method, path)
         entry: dict[str, Any] = {"method": method, "path": path, "status": 0, "ts": time.time(),
                                  "kind": route.kind if route else "unknown", "name": route.name if route else ""}
+        self._entry: dict[str, Any] | None = entry  # logged as soon as the status is sent (see _send_response)
         try:
             if route is None:
                 raise ApiError(404, f"No such endpoint: {method} {path}")
@@ -185,8 +186,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(500, f"Internal error in the emulator: {type(exc).__name__}: {exc}")
         finally:
             entry["status"] = self._status
-            entry["bytes"] = self._bytes
-            self.app.record(entry)
+            entry["bytes"] = self._bytes  # the logged dict is updated in place
+            if self._entry is not None:
+                self._entry = None
+                self.app.record(entry)
 
     # --- auth -----------------------------------------------------------------------
     def _auth(self, required: bool) -> str | None:
@@ -274,9 +277,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.end_headers()
         self._status = status
         self._sent_headers = True
+        if self._entry is not None:
+            # Log before the client can see the answer, so a test reading the log right after
+            # a call always finds it.
+            self._entry["status"] = status
+            self.app.record(self._entry)
+            self._entry = None
+        self.end_headers()
 
     def _send_bytes(self, status: int, data: bytes, headers: dict[str, str], fault: Fault | None = None,
                     head: bool = False) -> None:
