@@ -407,7 +407,9 @@ class Fetcher:
         headers = {"Accept-Encoding": "identity"}  # sizes must be the bytes on the wire
         if offset and meta is not None:
             headers["Range"] = f"bytes={offset}-"
-            validator = meta.get("etag") or meta.get("last_modified")
+            etag = meta.get("etag")
+            # If-Range needs a strong validator: a weak ETag would always get the whole file back.
+            validator = etag if etag and not str(etag).startswith("W/") else meta.get("last_modified")
             if validator:
                 headers["If-Range"] = str(validator)
         elif offset:
@@ -666,6 +668,11 @@ def pull_outputs(
     summary.selected = len(chosen)
 
     manifest = load_manifest(target)
+    if manifest.get("files") and (manifest.get("kernel"), manifest.get("version")) != (kernel, version):
+        # Another version's files (an -o folder used twice): same names and sizes prove nothing.
+        old = f"{manifest.get('kernel')} v{manifest.get('version')}"
+        note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
+        manifest = {"files": {}}
     entries: dict[str, Any] = manifest.setdefault("files", {})
     manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version)
 

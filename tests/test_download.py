@@ -179,6 +179,20 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
     assert tree(target) == tree(source)
 
 
+def test_a_folder_reused_for_another_version_is_not_taken_as_complete(
+        emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path) -> None:
+    """Same names and sizes, other bytes: v2 pulled into v1's folder must download everything again."""
+    target = tmp_path / "same"
+    first = pull_outputs(client, outputs_kernel + "/1", target=target, progress=False)
+    script = OUTPUTS_SCRIPT.format(big=6_000_000).replace("Random(7)", "Random(8)")
+    run_kernel(emulator, client, tmp_path, "outputs-kernel", script)
+    warned: list[str] = []
+    second = pull_outputs(client, outputs_kernel + "/2", target=target, progress=False, warn=warned.append)
+    assert second.files == first.files and second.skipped == 0
+    assert tree(target) == tree(emulator.output_dir(DEMO_USERNAME, "outputs-kernel", 2))
+    assert any("v1" in w for w in warned)
+
+
 def test_checkpoints_include_and_exclude_select_files(
         emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
