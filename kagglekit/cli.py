@@ -212,21 +212,23 @@ def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None,
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 
-def _kernel_ref(opts: Options, client: Any, kernel: str | None) -> Any:
+def _project_kernel() -> str:
+    """The project's kernel id, for commands whose KERNEL argument was left out."""
+    from kagglekit.errors import ConfigError
+    from kagglekit.settings import load_project
+
+    kernel_id = load_project().kernel_id
+    if not kernel_id:
+        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
+                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
+    return kernel_id
+
+
+def _kernel_ref(client: Any, kernel: str | None) -> Any:
     """KERNEL as typed, else the project's kernel; a bare slug gets the account as owner."""
     from kagglekit.client import KernelRef
 
-    if kernel is None:
-        from kagglekit.settings import load_project
-
-        settings = load_project()
-        if settings.kernel_slug is None:
-            from kagglekit.errors import ConfigError
-
-            raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
-                              "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
-        kernel = settings.kernel_id or ""
-    return KernelRef.parse(kernel, default_owner=client.username)
+    return KernelRef.parse(kernel or _project_kernel(), default_owner=client.username)
 
 
 def _print_status(opts: Options, report: Any) -> None:
@@ -322,7 +324,7 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
     client = opts.client()
-    ref = _kernel_ref(opts, client, kernel)
+    ref = _kernel_ref(client, kernel)
     ledger = Ledger()
     if not watch_flag:
         report = check_status(client, ref, ledger)
@@ -348,7 +350,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     from kagglekit.watch import follow_log, log_text, resolve_version
 
     client = opts.client()
-    ref = _kernel_ref(opts, client, kernel)
+    ref = _kernel_ref(client, kernel)
     ledger = Ledger()
     if raw:
         ref, _ = resolve_version(client, ref, ledger)
@@ -364,29 +366,6 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
 
 # === section: bundle-push-status-logs (end) ===
 
-def _json_flag(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json`` after the command name too (``kagglekit runs --json``), same as the global flag."""
-
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value and isinstance(ctx.obj, Options):
-            ctx.obj.json = True
-
-    return click.option("--json", "_json", is_flag=True, expose_value=False, callback=set_json,
-                        help="Machine-readable JSON on stdout.")(fn)
-
-
-def _project_kernel() -> str:
-    """The project's kernel id, for commands whose KERNEL argument was left out."""
-    from kagglekit.errors import ConfigError
-    from kagglekit.settings import load_project
-
-    kernel_id = load_project().kernel_id
-    if not kernel_id:
-        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
-                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
-    return kernel_id
-
-
 @cli.command("pull-outputs")
 @click.argument("kernel", required=False)
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -398,7 +377,7 @@ def _project_kernel() -> str:
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Files downloaded at once.")
 @click.option("--force", is_flag=True, help="Download again even what is already complete.")
-@_json_flag
+@json_option
 @pass_options
 def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
                          exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool) -> None:
@@ -432,7 +411,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
 @cli.command("runs")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
-@_json_flag
+@json_option
 @pass_options
 def runs_command(opts: Options, kernel: str | None) -> None:
     """List the runs kagglekit has recorded (the run ledger)."""
@@ -445,7 +424,7 @@ def runs_command(opts: Options, kernel: str | None) -> None:
 @cli.command("quota")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Also draw the week (cumulative GPU hours against the allowance) to FILE.png.")
-@_json_flag
+@json_option
 @pass_options
 def quota_command(opts: Options, plot: Path | None) -> None:
     """The weekly GPU/TPU quota: live numbers, this week's runs, forecast, the 20 GB budget."""

@@ -26,7 +26,7 @@ import pytest
 
 from kagglekit import constants as C
 
-SHIM_DIR = Path(__file__).resolve().parent / "shim"
+SHIM_DIR = Path(__file__).resolve().parent.parent / "kagglekit" / "emulator" / "shim"  # the shim users get
 FINAL = C.FINAL_STATUSES
 
 EMULATOR_TEST_CONFIG: dict[str, Any] = {

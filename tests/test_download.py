@@ -32,6 +32,7 @@ from kagglekit.download import CHUNK_SIZE, matches_any, pull_outputs, safe_desti
 from kagglekit.download import RetryPolicy as PullPolicy
 from kagglekit.errors import DownloadError, UnsafePathError
 from kagglekit.ledger import Ledger
+from tests.helpers import make_kernel
 
 FAST = RetryPolicy(status_retries=3, connect_retries=2, read_retries=2, backoff_factor=0.01, backoff_max=0.05,
                    jitter=0.0)
@@ -74,15 +75,6 @@ MANY_FILES_SCRIPT = textwrap.dedent(
             f.write(str(i))
     """
 )
-
-
-def make_kernel(folder: Path, slug: str, script: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {"id": f"{DEMO_USERNAME}/{slug}", "title": slug.replace("-", " ").title(), "code_file": "main.py",
-            "language": "python", "kernel_type": "script", "enable_internet": False}
-    (folder / "kernel-metadata.json").write_text(json.dumps(meta))
-    (folder / "main.py").write_text(script)
-    return folder
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from kagglekit.credentials import demo_credentials
 from kagglekit.download import pull_outputs
 from kagglekit.ledger import Ledger
 from kagglekit.quota import format_report, plot_week, preflight, quota_report
+from tests.helpers import make_kernel
 
 FAST = RetryPolicy(status_retries=2, connect_retries=1, read_retries=1, backoff_factor=0.01, backoff_max=0.05,
                    jitter=0.0)
@@ -42,16 +43,6 @@ GPU_SCRIPT = textwrap.dedent(
 )
 
 
-def make_kernel(folder: Path, slug: str, script: str, machine_shape: str = "NvidiaTeslaT4") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {"id": f"{DEMO_USERNAME}/{slug}", "title": slug.replace("-", " ").title(), "code_file": "main.py",
-            "language": "python", "kernel_type": "script", "enable_internet": False,
-            "machine_shape": machine_shape}
-    (folder / "kernel-metadata.json").write_text(json.dumps(meta))
-    (folder / "main.py").write_text(script)
-    return folder
-
-
 @pytest.fixture
 def client(emulator: Any) -> Iterator[KaggleApiClient]:
     with KaggleApiClient(demo_credentials(), endpoint=emulator.url, timeout=(5, 20), retry=FAST) as c:
@@ -62,7 +53,7 @@ def gpu_run(emulator: Any, client: KaggleApiClient, ledger: Ledger, tmp_path: Pa
             sleep: float = 0.5, wait: bool = True) -> int:
     """Push a GPU kernel and record it the way `kagglekit push` / `status` do (push, then polled statuses)."""
     pushed = client.push(make_kernel(tmp_path / f"src-{slug}-{time.monotonic_ns()}", slug,
-                                     GPU_SCRIPT.format(sleep=sleep)))
+                                     GPU_SCRIPT.format(sleep=sleep), machine_shape="NvidiaTeslaT4"))
     assert pushed.version is not None
     ledger.record_push(client.username, f"{DEMO_USERNAME}/{slug}", pushed.version, mode="full",
                        machine_shape="NvidiaTeslaT4")
