@@ -59,6 +59,26 @@ def check() -> list[str]:
             problems.append(f"run.json missing or unreadable: {exc}")
         if result.script_bytes >= result.limit_bytes:
             problems.append("the tiny project's script is over the source limit")
+        problems += check_project_template(base / "init-project")
+    return problems
+
+
+def check_project_template(dest: Path) -> list[str]:
+    """`kagglekit init` renders the project template, and the result bundles with its test flag found."""
+    from kagglekit.bundle import bundle_project
+    from kagglekit.options import RunOptions
+    from kagglekit.scaffold import init_project
+
+    problems: list[str] = []
+    init_project(dest, name=None, kernel="selfcheck/init-project", dataset=None, force=False)
+    for name in ("config.py", "train.py", "pyproject.toml", "tests/test_smoke.py"):
+        if not (dest / name).is_file():
+            problems.append(f"init did not write {name}")
+    if "[tool.kagglekit]" not in (dest / "pyproject.toml").read_text():
+        problems.append("the generated pyproject.toml has no [tool.kagglekit]")
+    bundle = bundle_project(dest, dest.parent / "init-kernel", RunOptions(mode="full"))
+    if not any("running_test" in str(change) for change in bundle.flag_changes):
+        problems.append("the generated project's running_test flag was not found by the bundler")
     return problems
 
 
@@ -71,7 +91,7 @@ def main() -> int:
         for p in problems:
             print(f"selfcheck FAILED: {p}", file=sys.stderr)
         return 1
-    print("selfcheck ok: bundled a project, ran the kernel script, run.json complete")
+    print("selfcheck ok: bundled a project, ran the kernel script, run.json complete; init template renders")
     return 0
 
 
