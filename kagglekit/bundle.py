@@ -319,7 +319,7 @@ def resolve_entry(entry: str | None, names: set[str]) -> str:
         if entry not in names:
             raise BundleError(f"The entry script {entry} is not among the bundled files.",
                               hint="Check the path (relative to the project root) and that no ignore rule "
-                                   "leaves it out (kagglekit bundle -v lists the files).")
+                                   "leaves it out (kagglekit -v bundle lists the files).")
         return entry
     mod = entry.replace(".", "/")
     if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
@@ -533,6 +533,12 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
 
 # --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
 
+def _limit_text(seconds: int) -> str:
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
 def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     lines: list[str] = []
     lines.append(f"Bundled {len(result.files)} files ({_human(result.total_bytes)}) for {result.kernel}, "
@@ -555,8 +561,7 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     label = SHAPE_LABELS.get(result.machine_shape, result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
-                 f"{'private' if result.is_private else 'public'}  session limit {result.session_limit_s // 3600}h"
-                 f"{(result.session_limit_s % 3600) // 60:02d}m")
+                 f"{'private' if result.is_private else 'public'}  session limit {_limit_text(result.session_limit_s)}")
     for w in result.warnings:
         lines.append(f"Warning: {w}")
     lines.append(f"Wrote {result.script_path} and {result.metadata_path.name}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,14 @@ class Options:
             human()
         elif human is not None:
             click.echo(human)
+
+    def command_prefix(self) -> str:
+        """How to call kagglekit again with the same backend, for hints the user may paste."""
+        if self.local:
+            return "kagglekit --local"
+        if self.endpoint:
+            return f"kagglekit --endpoint {self.endpoint}"
+        return "kagglekit"
 
     def info(self, message: str) -> None:
         """Progress chatter: to stderr, so ``--json`` stdout stays parseable."""
@@ -217,8 +226,9 @@ def _project_kernel() -> str:
     from kagglekit.errors import ConfigError
     from kagglekit.settings import load_project
 
-    kernel_id = load_project().kernel_id
-    if not kernel_id:
+    settings = load_project()
+    kernel_id = settings.kernel_id
+    if not kernel_id or settings.origin("kernel").startswith("derived"):
         raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
                           "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
     return kernel_id
@@ -231,10 +241,13 @@ def _kernel_ref(client: Any, kernel: str | None) -> Any:
     return KernelRef.parse(kernel or _project_kernel(), default_owner=client.username)
 
 
-def _print_status(opts: Options, report: Any) -> None:
+def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
+    """One status line; the failure and log tail too unless an error will say them (``tail=False``)."""
     if opts.json:
         return
     click.echo(report.line())
+    if not tail:
+        return
     if report.failure_message:
         click.echo(f"  failure: {report.failure_message}")
     if report.log_tail:
@@ -272,42 +285,26 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
     """
-    import dataclasses as dc
-
     from kagglekit.ledger import Ledger
-    from kagglekit.push import PushRequest, describe, push, push_after_test, wait_for
+    from kagglekit.push import PushRequest, describe, run_push
     from kagglekit.watch import raise_for_outcome
 
-    run = parse_run_options(**run_values)
-    req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume, resume_from=resume_from,
-                      strict=strict, dry_run=dry_run)
-    ledger = Ledger()
-    on_change = lambda report: _print_status(opts, report)  # noqa: E731
+    req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
+                      resume_from=resume_from, strict=strict, dry_run=dry_run)
+    outcome, report = run_push(
+        opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
+        interval_s=interval, info=opts.info,
+        on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+        on_change=lambda r: _print_status(opts, r, tail=False),
+    )
     if dry_run:
-        try:
-            client = opts.client()
-        except KagglekitError:  # a dry run must work offline: the owner stays as configured
-            client = None
-        outcome = push(client, req, ledger, info=opts.info)
         opts.emit(outcome, describe(outcome))
         return
-    client = opts.client()
-    if after_test:
-        _test, _, outcome = push_after_test(client, req, ledger, test_accelerator=test_accelerator,
-                                                   interval_s=interval, on_change=on_change, info=opts.info)
-    else:
-        outcome = push(client, req, ledger, info=opts.info)
-    if not opts.json:
-        click.echo(describe(outcome))
-    if wait:
-        report = wait_for(client, outcome.kernel, outcome.version, ledger, interval, on_change)
-        outcome = dc.replace(outcome, final_status=report.status)
-        opts.emit(outcome)
-        raise_for_outcome(report)
-    else:
-        opts.emit(outcome)
-        if not opts.json:
-            click.echo(f"Follow it with: kagglekit status --watch {outcome.kernel}/{outcome.version}")
+    opts.emit(outcome)
+    if report is not None:
+        raise_for_outcome(report, cli=opts.command_prefix())
+    elif not opts.json:
+        click.echo(f"Follow it with: {opts.command_prefix()} status --watch {outcome.kernel}/{outcome.version}")
 
 
 @cli.command("status")
@@ -331,18 +328,19 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
         opts.emit(report, lambda: _print_status(opts, report))
         return
     try:
-        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r))
+        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False))
     except KeyboardInterrupt:
         opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
         raise
     opts.emit(report)
-    raise_for_outcome(report)
+    raise_for_outcome(report, cli=opts.command_prefix())
 
 
 @cli.command("logs")
 @click.argument("kernel", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Follow the log while the run goes on.")
 @click.option("--raw", is_flag=True, help="Kaggle's JSON log as stored (no formatting).")
+@json_option
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
@@ -352,9 +350,19 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
-    if raw:
+    if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
-        click.echo(client.get_log(ref))
+        if opts.json and follow:  # one JSON record a line, as they come
+            for record in client.stream_log(ref):
+                click.echo(json.dumps(to_jsonable(record)))
+            return
+        text = client.get_log(ref)
+        if opts.json:
+            from kagglekit.logs import parse_log
+
+            opts.emit(parse_log(text))
+        else:
+            click.echo(text)
         return
     lines = follow_log(client, ref, ledger) if follow else log_text(client, ref, ledger)
     try:
@@ -418,7 +426,7 @@ def runs_command(opts: Options, kernel: str | None) -> None:
     from kagglekit.ledger import Ledger, runs_table
 
     records = Ledger().runs(kernel=kernel)
-    opts.emit(records, lambda: click.echo(runs_table(records)))
+    opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))
 
 
 @cli.command("quota")
@@ -432,12 +440,16 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     from kagglekit.ledger import Ledger
     from kagglekit.quota import format_report, plot_week, quota_report
 
+    client, reason = None, None
     try:
         client = opts.client()
-    except (ApiError, CredentialsError, EmulatorError) as exc:
+    except CredentialsError as exc:
+        reason = "no Kaggle credentials"
         opts.info(f"Warning: {exc.message}\nShowing the ledger's estimate instead.")
-        client = None
-    report = quota_report(client, Ledger())
+    except (ApiError, EmulatorError) as exc:
+        reason = "API unreachable"
+        opts.info(f"Warning: {exc.message}\nShowing the ledger's estimate instead.")
+    report = quota_report(client, Ledger(), reason=reason)
     if plot is not None:
         plot_week(report, plot)
         opts.info(f"Plot written to {plot}")
@@ -530,7 +542,7 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point and the single error boundary."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
     try:
         rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False)
     except KagglekitError as exc:

@@ -138,6 +138,8 @@ class KernelRef:
             if not default_owner:
                 raise ConfigError(f"Kernel '{text}' has no owner.", form_hint)
             owner, slug, version_text = default_owner, parts[0], None
+        elif len(parts) == 2 and default_owner and re.fullmatch(r"[vV]?\d+", parts[1]):
+            owner, slug, version_text = default_owner, parts[0], parts[1]  # "slug/3": a version of my kernel
         elif len(parts) in (2, 3):
             owner, slug = parts[0], parts[1]
             version_text = parts[2] if len(parts) == 3 else None
@@ -551,6 +553,28 @@ class KaggleApiClient:
         if self._username is None:
             self._username = self._introspect()
         return self._username
+
+    @property
+    def account(self) -> str:
+        """The key the ledger and quota readings use: the username, qualified by the server unless it is Kaggle.
+
+        ``alice`` on Kaggle's production API, ``alice@local`` on a loopback endpoint (the emulator, on
+        whatever port), ``alice@<host>`` on any other endpoint: a demo account's runs and quota never
+        mix with a real account's, and a real user named ``demo`` stays apart from the emulator's.
+        """
+        import ipaddress
+
+        name = self.username
+        host = (urlsplit(self.endpoint).hostname or "").lower().rstrip(".")
+        if urlsplit(self.endpoint).scheme == "https" and host in ("api.kaggle.com", "www.kaggle.com", "kaggle.com"):
+            return name
+        try:
+            ip = ipaddress.ip_address(host)
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            loopback = ip.is_loopback or (mapped is not None and mapped.is_loopback)
+        except ValueError:
+            loopback = host == "localhost" or host.endswith(".localhost")
+        return f"{name}@local" if loopback else f"{name}@{host}"
 
     def _introspect(self) -> str:
         request = IntrospectTokenRequest()

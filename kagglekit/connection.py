@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import sys
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kagglekit.credentials import demo_credentials, find_credentials
-from kagglekit.errors import ConfigError, EmulatorError
+from kagglekit.errors import ConfigError
 
 if TYPE_CHECKING:
     from kagglekit.client import KaggleApiClient
@@ -50,17 +49,14 @@ def open_client(local: bool = False, endpoint: str | None = None, verbose: bool 
 
 
 def _local_emulator_url() -> str:
-    try:
-        local_module = importlib.import_module("kagglekit.local")  # written by the emulator work
-    except ModuleNotFoundError as exc:
-        if exc.name != "kagglekit.local":
-            raise
-        raise EmulatorError(
-            "The embedded emulator is not available in this build of kagglekit.",
-            "Start an emulator yourself and pass --endpoint URL, or use Kaggle without --local.",
-        ) from None
-    server = local_module.ensure_running()
-    return str(server.url)
+    from kagglekit import local
+
+    running = local.status()
+    if running is None:
+        running = local.start()
+        _notice(f"Started the local Kaggle emulator at {running.url} (data in {running.data_dir}); "
+                "stop it with: kagglekit emulator stop")
+    return running.url
 
 
 def _plain_http_to_remote(url: str) -> bool:

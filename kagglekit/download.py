@@ -9,8 +9,10 @@ What the official client (2.2.5) does badly and this module does instead:
 - retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
   connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
   interrupted pull is finished by running it again;
-- a manifest (``.kagglekit-manifest.json``: name -> size, ETag, Last-Modified, sha256) so a
-  second pull sends no file request at all, not even a HEAD;
+- a manifest (``.kagglekit-manifest.json``: name -> size, ETag, Last-Modified, sha256, and whether
+  the run had finished) so a second pull of a finished run sends no file request at all, not even a
+  HEAD; files pulled while the run was still going are always fetched again (they may have changed),
+  and those the finished run no longer lists are removed;
 - names that would land outside the target (absolute, ``..``, through a symlink) are refused.
 """
 
@@ -40,6 +42,7 @@ from kagglekit import paths
 from kagglekit.constants import (
     ACTIVE_STATUSES,
     DEFAULT_CHECKPOINT_PATTERNS,
+    FINAL_STATUSES,
     RUN_MANIFEST_RELPATH,
     STATUS_QUEUED,
     STATUS_RUNNING,
@@ -47,7 +50,7 @@ from kagglekit.constants import (
 from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
 
 MANIFEST_NAME = ".kagglekit-manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
 META_SUFFIX = ".part.meta"
@@ -72,6 +75,7 @@ class PullSummary:
     kernel: str
     version: int | None
     target: Path
+    status: str | None = None  # the version's status when the listing was taken (None: unknown)
     files: int = 0  # downloaded this time
     bytes: int = 0  # transferred this time (resumed parts count only the new bytes)
     seconds: float = 0.0
@@ -81,6 +85,7 @@ class PullSummary:
     total_bytes: int | None = None  # size of the whole listing, when every size is known
     failed: list[FailedFile] = dataclasses.field(default_factory=list)
     refused: list[str] = dataclasses.field(default_factory=list)
+    removed: list[str] = dataclasses.field(default_factory=list)  # pulled mid-run, gone from the final output
     warnings: list[str] = dataclasses.field(default_factory=list)
     log_path: Path | None = None
     log_text_path: Path | None = None
@@ -97,6 +102,8 @@ class PullSummary:
             f"{self.files} downloaded ({human_bytes(self.bytes)} in {self.seconds:.1f}s, {human_bytes(rate)}/s)",
             f"{self.skipped} already complete",
         ]
+        if self.removed:
+            parts.append(f"{len(self.removed)} removed (no longer in the output)")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         if self.refused:
@@ -123,11 +130,12 @@ class PullSummary:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    """Decimal units (kB, MB, GB), as the progress bar and the rest of kagglekit (Kaggle's "20 GB")."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- names and paths
@@ -228,8 +236,9 @@ def load_manifest(target: Path) -> dict[str, Any]:
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
-    """Already here: in the manifest, and the file on disk has the recorded size (no request needed)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("size"), int):
+    """Already here: in the manifest, pulled once the run had finished, and the file on disk has the
+    recorded size (no request needed). A file pulled while the run was going may have changed since."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or entry.get("final") is not True:
         return False
     dest = safe_destination(target, name)
     if dest is None:
@@ -562,16 +571,6 @@ def _fallback_readable_log(raw: str) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def log_duration_s(raw: str) -> float | None:
-    """The last time offset in the log: the session's run time as the log saw it."""
-    try:
-        from kagglekit.logs import parse_log
-    except ImportError:  # pragma: no cover
-        return None
-    records = parse_log(raw)
-    return max((r.time for r in records), default=None) if records else None
-
-
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -633,24 +632,30 @@ def pull_outputs(
         if warn is not None:
             warn(message)
 
-    # Which version is this? Kaggle serves the newest run's outputs, so say when it is still going.
-    newest_status: str | None = None
+    # Which version, and has it finished? Asked before the listing: files listed while the run
+    # is going may still change, so the manifest marks them and the next pull fetches them again.
     base_ref = KernelRef(owner, slug, None)
-    with contextlib.suppress(KagglekitError):
-        newest_status = _status_name(client.status(base_ref))
     if version is None:
         version = _version_of(client.get_kernel(base_ref))
-    if newest_status in ACTIVE_STATUSES:
-        state = "queued" if newest_status == STATUS_QUEUED else (
-            "running" if newest_status == STATUS_RUNNING else newest_status.lower())
-        note(f"The newest version of {kernel} is still {state}: Kaggle serves the latest run's outputs, "
-             "so this listing may be empty or incomplete. Pull again once it has finished.")
-
     listing_ref = KernelRef(owner, slug, version) if version is not None else base_ref
+    status: str | None = None
+    with contextlib.suppress(KagglekitError):
+        status = _status_name(client.status(listing_ref))
+    final = status in FINAL_STATUSES
+    label = f"{kernel} v{version}" if version is not None else kernel
+    if status in ACTIVE_STATUSES:
+        state = "queued" if status == STATUS_QUEUED else (
+            "running" if status == STATUS_RUNNING else status.lower())
+        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
+             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
+             "now is fetched again then).")
+
     listing = client.list_outputs(listing_ref)
+    if status is None:
+        note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
     target = Path(target) if target is not None else default_target(slug, version)
     target.mkdir(parents=True, exist_ok=True)
-    summary = PullSummary(kernel=kernel, version=version, target=target, warnings=warnings)
+    summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
 
     files = list(getattr(listing, "files", []) or [])
     urls: dict[str, str] = {}
@@ -674,7 +679,12 @@ def pull_outputs(
         note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
         manifest = {"files": {}}
     entries: dict[str, Any] = manifest.setdefault("files", {})
-    manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version)
+    manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version, status=status)
+    if final and names:
+        summary.removed = _remove_stale(target, entries, set(names))
+        if summary.removed:
+            note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
+                 "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
 
     todo: list[FileJob] = []
     for name in chosen:
@@ -693,7 +703,7 @@ def pull_outputs(
 
     if todo:
         _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
-                      progress=progress, policy=policy, fsync=fsync)
+                      progress=progress, policy=policy, fsync=fsync, final=final)
     _save_manifest(target, manifest)
 
     sizes = [entries.get(n, {}).get("size") for n in names]
@@ -713,7 +723,7 @@ def pull_outputs(
 def _download_all(
     client: Any, listing_ref: Any, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
     manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
-    policy: RetryPolicy | None, fsync: bool,
+    policy: RetryPolicy | None, fsync: bool, final: bool,
 ) -> None:
     bar = _progress_bar(progress, f"{listing_ref.slug}", len(todo))
     refresh_lock = threading.Lock()
@@ -759,6 +769,7 @@ def _download_all(
                 entries[job.name] = {
                     "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
                     "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "final": final,  # False: taken from a run still going; never trusted by a later pull
                 }
                 if bar is not None:
                     bar.set_postfix_str(f"{summary.files + len(summary.failed)}/{len(todo)} files", refresh=False)
@@ -778,6 +789,23 @@ def _download_all(
         _save_manifest(target, manifest)
 
 
+def _remove_stale(target: Path, entries: dict[str, Any], listed: set[str]) -> list[str]:
+    """Files a pull took while the run was going that its final output no longer lists: remove them
+    (they are kagglekit's own copies, named in the manifest) so the folder is the run's output."""
+    removed = []
+    for name, entry in sorted(entries.items()):
+        if name in listed or not isinstance(entry, dict) or entry.get("final") is True:
+            continue
+        dest = safe_destination(target, name)
+        if dest is not None and dest.is_file() and not dest.is_symlink():
+            with contextlib.suppress(OSError):
+                dest.unlink()
+                removed.append(name)
+        if dest is None or not dest.exists():
+            del entries[name]
+    return removed
+
+
 def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
     if progress is None:
         progress = sys.stderr.isatty()
@@ -785,7 +813,7 @@ def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True,
+    return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1000, desc=desc, leave=True,
                 dynamic_ncols=True, postfix=f"0/{count} files")
 
 
@@ -825,17 +853,21 @@ def _update_ledger(
     ledger: Any, client: Any, kernel: str, version: int, summary: PullSummary, log_raw: str,
     note: Callable[[str], None],
 ) -> None:
-    account = client.username
+    """What the pull learnt about the run: its status, output size, run.json, else times from the log."""
+    from kagglekit.ledger import ensure_times
+
+    account = client.account
+    if summary.status is not None:
+        ledger.record_status(account, kernel, version, summary.status)
     ledger.record_outputs(account, kernel, version, summary.total_bytes, summary.listed)
-    if log_raw:
-        duration = log_duration_s(log_raw)
-        if duration is not None and duration > 0:
-            ledger.record_times(account, kernel, version, "log", duration_s=duration)
     if summary.run_json is not None:
         try:
             data = json.loads(summary.run_json.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             note(f"Could not read {summary.run_json}: {exc}")
-            return
+            data = None
         if isinstance(data, dict):
             ledger.record_manifest(account, kernel, version, data)
+    if summary.status in FINAL_STATUSES and log_raw:
+        # No run.json (or a killed run's, without an end): the log's time offsets, already in hand.
+        ensure_times(client, ledger, account, kernel, version, log_text=log_raw)

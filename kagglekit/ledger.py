@@ -43,6 +43,7 @@ SOURCE_POLLING = "polling"
 SOURCE_RANK = {SOURCE_RUN_JSON: 3, SOURCE_LOG: 2, SOURCE_POLLING: 1}
 
 BUSY_TIMEOUT_MS = 30_000
+KIND_UNKNOWN = "unknown"
 
 
 class LedgerError(KagglekitError):
@@ -113,9 +114,12 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        """gpu / tpu / cpu: the accelerator kind, from the kind or the machine shape."""
+        """gpu / tpu / cpu, from the kind or the machine shape; ``unknown`` when neither was recorded
+        (a run first seen by ``status`` that kagglekit did not push: it may well be a GPU run)."""
         if self.accelerator in ("gpu", "tpu", "cpu"):
             return self.accelerator
+        if self.machine_shape is None:
+            return KIND_UNKNOWN
         return accelerator_kind(self.machine_shape)
 
     def elapsed_s(self, now: datetime | None = None) -> float | None:
@@ -183,6 +187,23 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
         if node is not None:
             return node
     return None
+
+
+def _requested_accelerator(value: Any) -> tuple[str, str | None] | None:
+    """run.json's ``accelerator.requested`` as (kind, machine shape or None); None when absent."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    word = value.strip()
+    if word.lower() in ("gpu", "tpu", "cpu"):
+        return word.lower(), None
+    if word.lower() == "none":
+        return "cpu", None
+    return accelerator_kind(word), word
+
+
+def is_real_account(account: str | None) -> bool:
+    """An account on Kaggle itself: ``KaggleApiClient.account`` qualifies any other server as ``name@host``."""
+    return bool(account) and "@" not in str(account)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -568,8 +589,15 @@ class Ledger:
         if resume_from is not None and resume_from != "":
             values["resume_from"] = str(resume_from)
         values["manifest_json"] = json.dumps(dict(run_json), default=str, sort_keys=True)
+        requested = _requested_accelerator(_first(run_json, "accelerator.requested"))
         with self._transaction() as conn:
             run_id = self._ensure_run(conn, account, kernel, version)
+            row = conn.execute("SELECT accelerator, machine_shape FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if requested is not None and row["accelerator"] is None:
+                # What the kernel was bundled for: fills a run first seen by `status` (pushed elsewhere).
+                values["accelerator"] = requested[0]
+                if row["machine_shape"] is None and requested[1] is not None:
+                    values["machine_shape"] = requested[1]
             self._update(conn, run_id, values)
             self._set_times(conn, run_id, SOURCE_RUN_JSON, started_at=started, ended_at=ended, duration_s=duration)
         return self._get(account, kernel, version)
@@ -697,6 +725,57 @@ class Ledger:
             return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
 
+def ensure_times(client: Any, ledger: Ledger, account: str, kernel: str, version: int, *,
+                 log_text: str | None = None) -> RunRecord | None:
+    """Give a finished run without a duration one, from its saved log (source ``log``).
+
+    A run seen QUEUED and then straight COMPLETE (or only looked at after it ended) has no
+    start time, so no duration. Its saved log has time offsets: ``last - first`` is the honest
+    duration. The start and end are placed with it inside what polling saw (it ended before the
+    first final status seen, started after the push). ``log_text`` (already fetched, e.g. by
+    pull-outputs) saves the request, and then also replaces a duration that came from polling.
+    Returns the record as it now stands (None when the ledger does not know the run).
+    """
+    from kagglekit.logs import parse_log, session_span
+
+    rec = ledger.get(account, kernel, version)
+    if rec is None or not rec.finished:
+        return rec
+    if rec.duration_s is not None and not (log_text is not None and rec.duration_source == SOURCE_POLLING):
+        return rec
+    if log_text is None:
+        from kagglekit.client import KernelRef
+
+        owner, _, slug = kernel.partition("/")
+        try:
+            log_text = str(client.get_log(KernelRef(owner, slug, version)))
+        except KagglekitError:
+            return rec
+    span = session_span(parse_log(log_text))
+    if span is None or span[1] <= span[0]:
+        return rec  # no log, or one instant of it: nothing honest to say
+    duration = span[1] - span[0]
+    start, end = _place_span(rec, duration)
+    ledger.record_times(account, kernel, version, SOURCE_LOG, started_at=start, ended_at=end, duration_s=duration)
+    return ledger.get(account, kernel, version)
+
+
+def _place_span(rec: RunRecord, duration: float) -> tuple[datetime | None, datetime | None]:
+    """Start and end of a run lasting ``duration``, inside the polled bounds (None: unknown)."""
+    length = timedelta(seconds=duration)
+    if rec.started_source not in (None, SOURCE_POLLING) or rec.ended_source not in (None, SOURCE_POLLING):
+        return None, None  # a better source already placed it
+    end = rec.ended_at  # the first final status seen: it ended before that
+    if rec.started_at is not None:  # RUNNING seen: it started before that, so ended before start + length
+        end = min(end, rec.started_at + length) if end is not None else rec.started_at + length
+    if end is None:
+        return None, None
+    start = end - length
+    if rec.pushed_at is not None and start < rec.pushed_at:  # it cannot have started before its push
+        start, end = rec.pushed_at, rec.pushed_at + length
+    return start, end
+
+
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -763,11 +842,30 @@ def _short_size(n: int | None) -> str:
     return f"{value:.1f} GB"  # pragma: no cover
 
 
-def runs_table(records: list[RunRecord]) -> str:
-    """The ledger as a readable table (pandas), newest last."""
+_SHAPE_LABELS = {
+    "NvidiaTeslaT4": "T4x2", "NvidiaTeslaT4Highmem": "T4x2 highmem", "NvidiaTeslaP100": "P100",
+    "NvidiaTeslaA100": "A100", "NvidiaL4": "L4", "NvidiaL4X1": "L4x1", "NvidiaH100": "H100",
+    "NvidiaRtxPro6000": "RTX Pro 6000", "TpuV5E8": "v5e-8", "TpuV6E8": "v6e-8", "TpuV38": "v3-8",
+    "Tpu1VmV38": "v3-8 VM", "TpuV232": "v2-32", "TpuV2256": "v2-256",
+}
+
+
+def accelerator_label(record: RunRecord) -> str:
+    """``cpu``, ``gpu T4x2``, ``tpu v5e-8``, ``gpu <shape>`` for a shape without a short name, or ``unknown``."""
+    kind = record.kind
+    shape = record.machine_shape
+    if kind in ("cpu", KIND_UNKNOWN) or not shape or shape == "None":
+        return kind
+    return f"{kind} {_SHAPE_LABELS.get(shape, shape)}"
+
+
+def runs_table(records: list[RunRecord], kernel: str | None = None) -> str:
+    """The ledger as a readable table (pandas), newest last; ``kernel`` is the filter the records came from."""
     import pandas as pd
 
     if not records:
+        if kernel:
+            return f"No runs of {kernel} in the ledger."
         return "No runs in the ledger yet (kagglekit push records them)."
     accounts = {r.account for r in records}
     rows = []
@@ -776,7 +874,7 @@ def runs_table(records: list[RunRecord]) -> str:
             r.duration_source or "", "")
         commit = (r.git_commit or "")[:8] + ("+dirty" if r.git_dirty else "")
         row = {
-            "kernel": r.kernel, "v": r.version, "mode": r.mode or "", "accel": r.machine_shape or r.kind,
+            "kernel": r.kernel, "v": r.version, "mode": r.mode or "", "accel": accelerator_label(r),
             "status": (r.status or "").lower(),
             "pushed": r.pushed_at.astimezone().strftime("%Y-%m-%d %H:%M") if r.pushed_at else "",
             "duration": _short_duration(r.elapsed_s()), "(source)": source,

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit import constants
-from kagglekit.errors import KaggleRefusedError
+from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
@@ -78,69 +77,65 @@ def load_settings(req: PushRequest) -> ProjectSettings:
     return load_project(req.project_dir, overrides=req.run.settings_overrides())
 
 
-def resume_source(settings: ProjectSettings, req: PushRequest, ledger: Ledger, account: str) -> tuple[str | None, int | None]:
-    """The kernel (and version) whose output carries the checkpoint to continue from."""
+def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest,
+                  ledger: Ledger | None) -> tuple[str, int | None]:
+    """The kernel and version whose output carries the checkpoint to continue from.
+
+    ``--resume`` means this kernel's newest version (from the ledger, else from Kaggle);
+    ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
+    even when an older run of the kernel completed and the newest was stopped.
+    """
+    from kagglekit.client import KernelRef
+
     if req.resume_from:
-        parts = req.resume_from.strip("/").split("/")
-        version = int(parts[2].lstrip("v")) if len(parts) == 3 and parts[2].lstrip("v").isdigit() else None
-        return "/".join(parts[:2]), version
-    if req.resume:
-        kernel = f"{settings.kernel_owner}/{settings.kernel_slug}"
-        runs = ledger.runs(kernel=kernel, account=account)
-        parent = max((r.version for r in runs), default=None)
-        return kernel, parent
-    return None, None
+        ref = KernelRef.parse(req.resume_from, default_owner=client.username)
+    else:
+        ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
+    kernel = f"{ref.owner}/{ref.slug}"
+    info = client.get_kernel(ref.without_version())  # fails clearly (exit 5) for a kernel that isn't there
+    version = ref.version
+    if version is None and ledger is not None:
+        version = max((r.version for r in ledger.runs(kernel=kernel, account=client.account)), default=None)
+    if version is None:
+        version = info.current_version
+    return kernel, version
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` without a known owner."""
-    from kagglekit.bundle import build_bundle
-
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
     settings = load_settings(req)
-    account = client.username if client is not None else None
-    if settings.kernel_owner is None and account is not None:
-        settings = settings.with_owner(account)
+    if settings.kernel_owner is None and client is not None:
+        settings = settings.with_owner(client.username)
     kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
-    if settings.machine_shape in constants.RETIRED_SHAPES:
-        warnings.append(f"'{settings.machine_shape}' is retired on Kaggle; use --gpu (T4 x2) or --accelerator NvidiaL4.")
 
-    parent_kernel, parent_version = (None, None)
-    if (req.resume or req.resume_from) and ledger is not None and account is not None:
-        parent_kernel, parent_version = resume_source(settings, req, ledger, account)
+    parent_kernel: str | None = None
+    parent_version: int | None = None
+    if (req.resume or req.resume_from) and client is not None:
+        parent_kernel, parent_version = resume_source(client, settings, req, ledger)
+    resume_ref = None if parent_kernel is None else (
+        parent_kernel + (f"/{parent_version}" if parent_version else ""))
 
     kind = settings.accelerator_kind
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
         from kagglekit.quota import preflight
 
-        advice = preflight(client, ledger, account or "", kernel, req.run.mode, kind)
-        for message in advice.messages:
-            warnings.append(message)
+        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
+        warnings.extend(advice.messages)
         if not advice.ok and req.strict:
             raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
                                      hint="Wait for the quota reset or a running session to end, or push without --strict.")
 
-    out_dir = req.bundle_dir or Path(tempfile.mkdtemp(prefix="kagglekit-bundle-"))
-    resume_ref = None
-    if parent_kernel:
-        resume_ref = parent_kernel + (f"/{parent_version}" if parent_version and req.resume_from else "")
-    bundle: BundleResult = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets,
-                                        machine_shape=settings.machine_shape, internet=settings.enable_internet,
-                                        out_dir=out_dir, resume_from=resume_ref)
-    for w in warnings:
-        info(f"Warning: {w}")
-    outcome = PushOutcome(
-        kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
-        machine_shape=settings.machine_shape, accelerator=kind, bundle_sha256=bundle.archive_sha256,
-        script_bytes=bundle.script_bytes, files=len(bundle.files),
-        flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
-        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
-    )
-    if req.dry_run or client is None:
-        return outcome
+    with tempfile.TemporaryDirectory(prefix="kagglekit-bundle-") as tmp:
+        out_dir = req.bundle_dir or Path(tmp)
+        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings)
+        for w in warnings:
+            info(f"Warning: {w}")
+        if req.dry_run or client is None:
+            return outcome
+        result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
-    result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
     outcome.version = result.version
     outcome.url = result.url or outcome.url
     outcome.kernel = f"{result.ref.owner}/{result.ref.slug}"
@@ -149,14 +144,31 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
-    if ledger is not None and result.version is not None and account is not None:
+    if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
-        ledger.record_push(account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
+        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref)
     return outcome
+
+
+def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
+            warnings: list[str]) -> tuple[PushOutcome, BundleResult]:
+    from kagglekit.bundle import build_bundle
+
+    bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
+                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref)
+    kernel = settings.kernel_id or ""
+    outcome = PushOutcome(
+        kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
+        machine_shape=settings.machine_shape, accelerator=settings.accelerator_kind,
+        bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
+        flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
+        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
+    )
+    return outcome, bundle
 
 
 def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
@@ -207,3 +219,28 @@ def describe(outcome: PushOutcome) -> str:
     else:
         lines.insert(0, f"Pushed {outcome.kernel} version {outcome.version}: {outcome.url}")
     return "\n".join(lines)
+
+
+def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger, *, wait: bool,
+             after_test: bool, test_accelerator: str, interval_s: float,
+             on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
+             info: Callable[[str], None]) -> tuple[PushOutcome, StatusReport | None]:
+    """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait."""
+    if req.dry_run:
+        try:
+            client: KaggleApiClient | None = open_client()
+        except KagglekitError:  # a dry run works offline; the owner then stays as configured
+            client = None
+        return push(client, req, ledger, info=info), None
+    api = open_client()
+    if after_test:
+        _, _, outcome = push_after_test(api, req, ledger, test_accelerator=test_accelerator, interval_s=interval_s,
+                                        on_change=on_change, info=info)
+    else:
+        outcome = push(api, req, ledger, info=info)
+    on_pushed(outcome)
+    if not wait:
+        return outcome, None
+    report = wait_for(api, outcome.kernel, outcome.version, ledger, interval_s, on_change)
+    outcome.final_status = report.status
+    return outcome, report

@@ -33,7 +33,15 @@ from kagglekit.constants import (
     STATUS_QUEUED,
 )
 from kagglekit.errors import KagglekitError
-from kagglekit.ledger import Ledger, RunRecord, utcnow, week_window
+from kagglekit.ledger import (
+    KIND_UNKNOWN,
+    Ledger,
+    RunRecord,
+    ensure_times,
+    is_real_account,
+    utcnow,
+    week_window,
+)
 
 ACCELERATORS = ("gpu", "tpu")
 BUDGET_WARN_FRACTION = 0.8
@@ -119,6 +127,7 @@ class QuotaReport:
     session_cap: dict[str, int]
     budgets: list[KernelBudget]
     messages: list[str]
+    reason: str | None = None  # why it is an estimate: "no Kaggle credentials", "API unreachable", ...
 
     def usage(self, kind: str) -> AcceleratorUsage:
         return self.gpu if kind == "gpu" else self.tpu
@@ -182,25 +191,96 @@ def _reading_path() -> Path:
     return paths.data_dir() / LAST_READING_FILE
 
 
+READING_FORMAT = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaReading:
+    """The last live quota kagglekit read for one account, kept on disk for offline estimates."""
+
+    account: str
+    read_at: datetime
+    refresh_time: datetime | None
+    numbers: dict[str, tuple[float | None, float | None, float | None]]  # kind -> (used, reserved, total) s
+    current: bool  # read in the quota week that holds ``now``: its usage still counts
+
+    def left_hours(self) -> dict[str, float]:
+        """Hours left by accelerator (total - used); empty unless the reading is from this week."""
+        if not self.current:
+            return {}
+        left = {}
+        for kind, (used, _, total) in self.numbers.items():
+            if used is not None and total is not None:
+                left[kind] = max(0.0, total - used) / 3600
+        return left
+
+
+def _read_all_readings() -> dict[str, Any]:
+    try:
+        data = json.loads(_reading_path().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != READING_FORMAT or not isinstance(data.get("readings"), dict):
+        return {}  # an older single-reading file could be the emulator's: start again
+    return {k: v for k, v in data["readings"].items() if isinstance(k, str) and isinstance(v, dict)}
+
+
 def _save_reading(account: str | None, info: Any, now: datetime) -> None:
-    data: dict[str, Any] = {"account": account, "read_at": now.isoformat()}
+    """Keep this reading under its account (one per account: the emulator's never hides a real one)."""
+    if not account:
+        return
+    data: dict[str, Any] = {"read_at": now.isoformat()}
     refresh = _refresh_of(info)
     data["refresh_time"] = refresh.isoformat() if refresh else None
     for kind in ACCELERATORS:
         used, reserved, total = _acc_numbers(getattr(info, kind, None))
         data[kind] = {"used_s": used, "reserved_s": reserved, "total_s": total}
+    readings = _read_all_readings()
+    readings[account] = data
     with contextlib.suppress(OSError):
-        paths.write_text_atomic(_reading_path(), json.dumps(data, indent=1))
+        paths.write_text_atomic(_reading_path(), json.dumps({"format": READING_FORMAT, "readings": readings},
+                                                            indent=1, sort_keys=True))
 
 
-def _load_reading(account: str | None) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_reading_path().read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+def _parse_reading(account: str, data: dict[str, Any], now: datetime) -> QuotaReading | None:
+    def when(value: Any) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    read_at = when(data.get("read_at"))
+    if read_at is None:
         return None
-    if not isinstance(data, dict) or (account is not None and data.get("account") not in (None, account)):
-        return None
-    return data
+    refresh = when(data.get("refresh_time"))
+    numbers = {}
+    for kind in ACCELERATORS:
+        raw = data.get(kind)
+        if not isinstance(raw, dict):
+            raw = {}
+        numbers[kind] = (_seconds(raw.get("used_s")), _seconds(raw.get("reserved_s")), _seconds(raw.get("total_s")))
+    if refresh is not None:
+        current = refresh - timedelta(days=7) <= now < refresh
+    else:
+        start, end = week_window(read_at)
+        current = start <= now < end
+    return QuotaReading(account, read_at, refresh, numbers, current)
+
+
+def last_reading(account: str | None = None, now: datetime | None = None) -> QuotaReading | None:
+    """The last live quota reading of ``account``; with None, the newest of a real Kaggle account
+    (never the emulator's or another server's). ``current`` says whether it is from this week."""
+    now = (now or utcnow()).astimezone(UTC)
+    found = []
+    for name, data in _read_all_readings().items():
+        if (name == account) if account is not None else is_real_account(name):
+            reading = _parse_reading(name, data, now)
+            if reading is not None:
+                found.append(reading)
+    return max(found, key=lambda r: r.read_at, default=None)
 
 
 # --------------------------------------------------------------------------- the ledger's week
@@ -276,36 +356,79 @@ def sessions_running(ledger: Ledger, account: str | None) -> dict[str, int]:
 # --------------------------------------------------------------------------- the report
 
 
+ENSURE_TIMES_LIMIT = 20  # log requests one quota report may make for runs without a duration
+
+
+def _reason_of(exc: BaseException) -> str:
+    from kagglekit.errors import CredentialsError
+
+    return "credentials not accepted" if isinstance(exc, CredentialsError) else "API unreachable"
+
+
+def _pick_account(ledger: Ledger, reading: QuotaReading | None, messages: list[str]) -> str | None:
+    """Without a client: the real Kaggle account to estimate for (never the emulator's)."""
+    runs = [r for r in ledger.runs() if is_real_account(r.account)]
+    accounts = sorted({r.account for r in runs})
+    if reading is not None:
+        chosen: str | None = reading.account
+    elif runs:
+        chosen = max(runs, key=lambda r: r.updated_at or r.pushed_at or utcnow()).account
+    else:
+        chosen = None
+    others = [a for a in accounts if a != chosen]
+    if chosen is not None and others:
+        messages.append(f"Showing {chosen}; the ledger also holds runs of {', '.join(others)}.")
+    return chosen
+
+
 def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None,
-                 account: str | None = None) -> QuotaReport:
-    """Live quota (if ``client`` can reach the API) merged with the ledger; else a ledger estimate."""
+                 account: str | None = None, reason: str | None = None) -> QuotaReport:
+    """Live quota (if ``client`` can reach the API) merged with the ledger; else a ledger estimate.
+
+    The ledger and the kept readings are keyed by ``client.account`` (``name@local`` for the
+    emulator). Without a client only real Kaggle accounts are estimated, and ``reason`` (e.g.
+    "no Kaggle credentials", "API unreachable") says why it is an estimate.
+    """
     now = (now or utcnow()).astimezone(UTC)
     messages: list[str] = []
     info: Any = None
     if client is not None:
         try:
-            account = account or client.username
+            account = account or client.account
             info = client.quota()
         except (KagglekitError, OSError) as exc:
             messages.append(f"Could not read the live quota ({getattr(exc, 'message', exc)}).")
+            reason = reason or _reason_of(exc)
             info = None
     estimate = info is None
-    reading = None
     if estimate:
-        reading = _load_reading(account)
+        reason = reason or "no API client"
+    reading: QuotaReading | None = None
+    if estimate:
+        reading = last_reading(account, now)
+        if account is None:
+            account = _pick_account(ledger, reading, messages)
     else:
         _save_reading(account, info, now)
         problems = refresh_active(client, ledger, account)
         messages.extend(f"Could not refresh {p}" for p in problems)
 
     refresh = _refresh_of(info) if info is not None else None
-    if refresh is None and reading and reading.get("refresh_time"):
-        kept = datetime.fromisoformat(reading["refresh_time"])
-        if kept > now:
-            refresh = kept
+    if refresh is None and reading is not None and reading.current:
+        refresh = reading.refresh_time
     week_start, week_end = week_window(now, refresh)
-    records = ledger.runs(account=account)
+    if account is None:
+        records: list[RunRecord] = []  # nothing but the emulator's (or other servers') runs: none are Kaggle's
+    else:
+        if not estimate:
+            _fill_durations(client, ledger, account, week_start)
+        records = ledger.runs(account=account)
     runs = week_runs(records, week_start, week_end, now)
+    unknown = [r for r in records if r.kind == KIND_UNKNOWN and _in_week(r, week_start, week_end)]
+    if unknown:
+        names = ", ".join(r.ref for r in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        messages.append(f"{len(unknown)} run(s) this week have an unknown accelerator and are not counted as "
+                        f"seen ({names}): pull their outputs (kagglekit/run.json says what they asked for).")
 
     usages: dict[str, AcceleratorUsage] = {}
     for kind in ACCELERATORS:
@@ -313,11 +436,9 @@ def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None
         if info is not None:
             used, reserved, total = _acc_numbers(getattr(info, kind, None))
         elif reading is not None:
-            r = reading.get(kind) or {}
-            same_week = bool(reading.get("refresh_time")) and refresh is not None
-            used = max(seen, float(r.get("used_s") or 0.0)) if same_week else seen
+            kept_used, _, total = reading.numbers.get(kind, (None, None, None))
+            used = max(seen, kept_used or 0.0) if reading.current else seen
             reserved = None
-            total = r.get("total_s")
         else:
             used, reserved, total = seen, None, None
         remaining = max(0.0, total - used) if (total is not None and used is not None) else None
@@ -328,16 +449,24 @@ def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None
         usages[kind] = AcceleratorUsage(kind, used, reserved, total, seen, not_seen, remaining, available, admits)
 
     cap = dict(MAX_BATCH_SESSIONS)
-    running = sessions_running(ledger, account)
+    running = sessions_running(ledger, account) if account is not None else {"gpu": 0, "tpu": 0, "cpu": 0}
     forecasts = _forecasts(ledger, records, usages, account)
     budgets = _budgets(records)
     if estimate:
-        if reading is not None and reading.get("read_at"):
-            messages.append(f"ESTIMATE from kagglekit's ledger and the last reading of the quota "
-                            f"({reading['read_at']}); sessions not started by kagglekit are missing.")
+        if reading is not None:
+            when = f"{reading.read_at:%Y-%m-%d %H:%M} UTC"
+            if reading.current:
+                messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger and the last reading of the quota "
+                                f"for {reading.account} ({when}); sessions not started by kagglekit are missing.")
+            else:
+                messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger; the last reading of the quota for "
+                                f"{reading.account} ({when}) is from an earlier week, so only its allowance is used.")
+        elif account is None:
+            messages.append(f"ESTIMATE ({reason}): kagglekit's ledger holds no run of a Kaggle account "
+                            "(emulator runs are kept apart), and no quota was ever read.")
         else:
-            messages.append("ESTIMATE from kagglekit's ledger only: the allowance is unknown until the API "
-                            "answers once; sessions not started by kagglekit are missing.")
+            messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger only: the allowance is unknown until "
+                            "the API answers once; sessions not started by kagglekit are missing.")
     gpu = usages["gpu"]
     if gpu.not_seen_s is not None and gpu.not_seen_s < -60:
         messages.append(f"kagglekit's ledger counts {hours(-gpu.not_seen_s)} more GPU time than Kaggle "
@@ -352,13 +481,25 @@ def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None
             messages.append(budget.warning)
     local = week_end.astimezone()
     return QuotaReport(
-        estimate=estimate, source="estimate (ledger)" if estimate else "live (GetAcceleratorQuotaStatistics)",
+        estimate=estimate, source=f"estimate (ledger; {reason})" if estimate else "live (GetAcceleratorQuotaStatistics)",
         account=account, now=now, week_start=week_start, refresh_time=week_end,
         refresh_local=local.strftime("%a %Y-%m-%d %H:%M %Z"),
         refresh_in_s=max(0.0, (week_end - now).total_seconds()), gpu=usages["gpu"], tpu=usages["tpu"],
         runs=runs, forecasts=forecasts, sessions_running=running, session_cap=cap, budgets=budgets,
-        messages=messages,
+        messages=messages, reason=reason if estimate else None,
     )
+
+
+def _in_week(run: RunRecord, week_start: datetime, week_end: datetime) -> bool:
+    times = (run.started_at, run.ended_at, run.pushed_at, run.status_seen_at)
+    return run.active or any(t is not None and week_start <= t < week_end for t in times)
+
+
+def _fill_durations(client: Any, ledger: Ledger, account: str, week_start: datetime) -> None:
+    """This week's finished runs without a duration get one from their saved logs (bounded)."""
+    missing = [r for r in ledger.runs(account=account, since=week_start) if r.finished and r.duration_s is None]
+    for run in missing[-ENSURE_TIMES_LIMIT:]:
+        ensure_times(client, ledger, account, run.kernel, run.version)
 
 
 def _forecasts(ledger: Ledger, records: list[RunRecord], usages: dict[str, AcceleratorUsage],
@@ -506,7 +647,7 @@ def countdown(seconds: float) -> str:
 def format_report(report: QuotaReport) -> str:
     """The human report ``kagglekit quota`` prints."""
     lines = []
-    head = "ESTIMATE (API unreachable)" if report.estimate else "live"
+    head = f"ESTIMATE ({report.reason or 'API unreachable'})" if report.estimate else "live"
     who = f" for {report.account}" if report.account else ""
     lines.append(f"Accelerator quota{who} — {head}")
     lines.append(f"  week: {report.week_start:%a %Y-%m-%d %H:%M} UTC -> refresh {report.refresh_time:%a %Y-%m-%d %H:%M}"
@@ -636,7 +777,7 @@ def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
         ax.set_xlabel("day (UTC)")
         title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
         if report.estimate:
-            title += " — ESTIMATE (API unreachable)"
+            title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", bbox_to_anchor=(0.93, 1.0), fontsize=8, framealpha=0.9)
@@ -649,6 +790,6 @@ def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
 
 
 __all__ = [
-    "AcceleratorUsage", "KernelBudget", "KernelForecast", "PreflightAdvice", "QuotaReport", "WeekRun",
-    "expected_duration", "format_report", "plot_week", "preflight", "quota_report", "week_runs",
+    "AcceleratorUsage", "KernelBudget", "KernelForecast", "PreflightAdvice", "QuotaReading", "QuotaReport", "WeekRun",
+    "expected_duration", "format_report", "last_reading", "plot_week", "preflight", "quota_report", "week_runs",
 ]

@@ -399,6 +399,11 @@ def _bytes(n: float | None) -> str:
     return f"{n:.2f} TB"  # pragma: no cover
 
 
+def _mib(value: float | None) -> str:
+    """The project's ``*_mb`` figures are MiB (``/ 1024**2``): shown in the report's one unit system (kB, MB, GB)."""
+    return "unknown" if value is None else _bytes(value * 1024**2)
+
+
 def _duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
@@ -445,10 +450,10 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Output budget", _bytes(r.output_budget_bytes)),
         ("Pulled files", _bytes(r.pulled_bytes)),
         ("Peak RAM (run.json)", _bytes(r.peak_rss_bytes)),
-        ("Peak RAM (project)", f"{r.peak_ram_mb:.1f} MB" if r.peak_ram_mb is not None else "unknown"),
-        ("Peak GPU memory", f"{r.peak_gpu_mb:.1f} MB" if r.peak_gpu_mb is not None else "unknown"),
+        ("Peak RAM (project)", _mib(r.peak_ram_mb)),
+        ("Peak GPU memory", _mib(r.peak_gpu_mb)),
         ("Parameters", f"{r.parameters:,}" if r.parameters is not None else "unknown"),
-        ("Model size", f"{r.model_size_mb:.3f} MB" if r.model_size_mb is not None else "unknown"),
+        ("Model size", _mib(r.model_size_mb)),
     ]
     last = r.epochs[-1] if r.epochs else {}
     train_rows = [
@@ -608,27 +613,19 @@ def _versions(slug_dir: Path) -> dict[int, Path]:
 
 
 # --- quota and the command's summary ------------------------------------------------------------
-def last_quota_reading() -> tuple[dict[str, float] | None, str | None]:
-    """Remaining hours by accelerator from the last ``kagglekit quota`` reading kept on disk (no network)."""
-    from kagglekit.paths import data_dir
-    from kagglekit.quota import LAST_READING_FILE
+def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | None, str | None]:
+    """Hours left by accelerator from the last ``kagglekit quota`` reading kept on disk (no network).
 
-    try:
-        data = json.loads((data_dir() / LAST_READING_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    The reading of ``account`` (``KaggleApiClient.account``), or with None the newest of a real
+    Kaggle account, never the emulator's; only a reading from this quota week counts.
+    """
+    from kagglekit.quota import last_reading
+
+    reading = last_reading(account)
+    left = reading.left_hours() if reading is not None else {}
+    if reading is None or not left:
         return None, None
-    if not isinstance(data, dict):
-        return None, None
-    left: dict[str, float] = {}
-    for kind in ("gpu", "tpu"):
-        numbers = data.get(kind)
-        if isinstance(numbers, dict):
-            used, total = _num(numbers.get("used_s")), _num(numbers.get("total_s"))
-            if used is not None and total is not None:
-                left[kind] = max(0.0, total - used) / 3600
-    if not left:
-        return None, None
-    return left, f"kagglekit quota at {data.get('read_at', 'an unknown time')}"
+    return left, f"kagglekit quota for {reading.account} at {reading.read_at:%Y-%m-%d %H:%M} UTC"
 
 
 def summary_lines(r: Report) -> list[str]:

@@ -178,6 +178,11 @@ def parse_bool(value: object) -> bool:
     raise _Bad("true or false")
 
 
+def field_is_bool(key: str) -> bool:
+    """Settings whose file value must be a TOML boolean (strings are for environment variables)."""
+    return FIELDS.get(key) is parse_bool
+
+
 def _str(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _Bad("a non-empty string")
@@ -407,6 +412,9 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
                 raise ConfigError(
                     f"{where}: unknown setting '{key}'.{suggestion}",
                     hint="Known settings: " + ", ".join(FIELDS) + " (docs/settings.md).")
+            if field_is_bool(key) and not isinstance(raw, bool):
+                raise ConfigError(f"{where}: {key} = {raw!r} is not valid: expected true or false (a TOML boolean).",
+                                  hint=f"Write {key} = true or {key} = false, without quotes.")
             put(key, raw, str(config_file), f"{where}: {key}")
     for field in FIELDS:
         name = env_var(field)

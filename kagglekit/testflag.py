@@ -37,8 +37,9 @@ class FlagChange:
         return self.old != self.new
 
     def __str__(self) -> str:
-        tail = "" if self.changed else " (unchanged)"
-        return f"{self.file}:{self.line} {self.name}: {self.old} → {self.new}{tail}"
+        if not self.changed:
+            return f"{self.file}:{self.line} {self.name} = {self.new} (already so)"
+        return f"{self.file}:{self.line} {self.name}: {self.old} → {self.new}"
 
 
 @dataclasses.dataclass

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from kagglekit.constants import (
+    FINAL_STATUSES,
     STATUS_CANCEL_ACKNOWLEDGED,
     STATUS_COMPLETE,
     STATUS_ERROR,
@@ -76,7 +77,7 @@ def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
         return ref, None
     pushed = None
     if ledger is not None:
-        runs = ledger.runs(kernel=f"{ref.owner}/{ref.slug}", account=client.username)
+        runs = ledger.runs(kernel=f"{ref.owner}/{ref.slug}", account=client.account)
         pushed = max((r.version for r in runs), default=None)
     try:
         current = client.get_kernel(ref).current_version
@@ -101,13 +102,17 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
             st = client.status(ref)
             status, failure = st.status, st.failure_message
         except NotFoundError:
-            if ledger is None or ref.version is None or ledger.get(client.username, kernel, ref.version) is None:
+            if ledger is None or ref.version is None or ledger.get(client.account, kernel, ref.version) is None:
                 raise
             status, failure, note = STATUS_QUEUED, None, f"Kaggle does not show v{ref.version} yet"
     report = StatusReport(kernel, ref.version, status, failure, note=note, url=ref.url)
     if ledger is not None and ref.version is not None:
-        ledger.record_status(client.username, kernel, ref.version, status, failure_message=failure)
-        record = ledger.get(client.username, kernel, ref.version)
+        ledger.record_status(client.account, kernel, ref.version, status, failure_message=failure)
+        if status in FINAL_STATUSES:
+            from kagglekit.ledger import ensure_times
+
+            ensure_times(client, ledger, client.account, kernel, ref.version)  # no request once it has a duration
+        record = ledger.get(client.account, kernel, ref.version)
         if record is not None:
             report.elapsed_s = record.elapsed_s(datetime.now(UTC))
     if with_log_tail and status in (STATUS_ERROR, STATUS_CANCEL_ACKNOWLEDGED):
@@ -146,18 +151,18 @@ def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
         sleep(wait * (1 + random.uniform(-0.1, 0.1)))
 
 
-def raise_for_outcome(report: StatusReport) -> None:
+def raise_for_outcome(report: StatusReport, cli: str = "kagglekit") -> None:
     """Turn a final status into the documented exit: COMPLETE passes, ERROR 8, CANCEL_ACKNOWLEDGED 9."""
     where = f"{report.kernel} v{report.version}" if report.version else report.kernel
     detail = f": {report.failure_message}" if report.failure_message else ""
     tail_text = f"\n--- last lines of the log ---\n{report.log_tail}" if report.log_tail else ""
     if report.status == STATUS_ERROR:
         raise RunFailedError(f"The run {where} failed{detail}{tail_text}",
-                             hint=f"Full log: kagglekit logs {where.replace(' v', '/')}")
+                             hint=f"Full log: {cli} logs {where.replace(' v', '/')}")
     if report.status == STATUS_CANCEL_ACKNOWLEDGED:
         raise RunCancelledError(f"The run {where} was stopped{detail}{tail_text}",
-                                hint="Its files are kept: kagglekit pull-outputs. To go on from its checkpoint: "
-                                     "kagglekit push --resume")
+                                hint=f"Its files are kept: {cli} pull-outputs. To go on from its checkpoint: "
+                                     f"{cli} push --resume")
 
 
 def log_text(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None) -> Iterator[str]:

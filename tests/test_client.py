@@ -469,3 +469,10 @@ def test_code_in_200_body_and_missing_status(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_kernel_ref_reads_slug_slash_number_as_a_version_of_my_kernel() -> None:
+    assert KernelRef.parse("my-kernel/2", default_owner="me") == KernelRef("me", "my-kernel", 2)
+    assert KernelRef.parse("my-kernel/v3", default_owner="me") == KernelRef("me", "my-kernel", 3)
+    assert KernelRef.parse("alice/my-kernel", default_owner="me") == KernelRef("alice", "my-kernel", None)
+    assert KernelRef.parse("alice/my-kernel/4", default_owner="me") == KernelRef("alice", "my-kernel", 4)

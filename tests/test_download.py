@@ -135,6 +135,8 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
     assert summary.files == summary.listed == len(tree(source)) and summary.skipped == 0
     assert summary.bytes == sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
     assert not [p for p in target.rglob("*.part")]
+    line = summary.describe()  # decimal units, like the progress bar (tqdm, divisor 1000)
+    assert f"({summary.bytes / 1e6:.1f} MB in" in line and "iB" not in line
 
     # The log: raw as Kaggle sends it, and readable (progress bar collapsed, stderr marked).
     raw = (target / "outputs-kernel.log").read_text()
@@ -148,7 +150,7 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
     assert {n: e["sha256"] for n, e in manifest["files"].items()} == tree(source)
 
     # The ledger learnt the run's exact times, peaks and output size from kagglekit/run.json.
-    rec = ledger.get(DEMO_USERNAME, outputs_kernel, 1)
+    rec = ledger.get(client.account, outputs_kernel, 1)
     assert rec is not None
     assert (rec.duration_s, rec.duration_source) == (570.5, "run.json")
     assert (rec.peak_working_bytes, rec.peak_rss_bytes, rec.mode) == (123456789, 2345678, "full")
@@ -311,6 +313,89 @@ def test_warns_when_the_newest_version_is_still_running(emulator: Any, client: K
         emulator.control("cancel", {"owner": DEMO_USERNAME, "slug": "outputs-kernel"})
     assert summary.version == 2
     assert len(seen) == 1 and "still running" in seen[0] and summary.warnings == seen
+
+
+MID_RUN_SCRIPT = textwrap.dedent(
+    """
+    import json, os, time
+    def manifest(status, pad):  # same size both times: a size check alone cannot tell them apart
+        os.makedirs("kagglekit", exist_ok=True)
+        with open("kagglekit/.run.json.tmp", "w") as f:
+            json.dump({{"schema": 1, "status": status, "pad": pad}}, f)
+        os.replace("kagglekit/.run.json.tmp", "kagglekit/run.json")
+    with open("out.bin", "wb") as f:
+        f.write(b"A" * 5)
+    with open("scratch.tmp", "wb") as f:
+        f.write(b"x" * 3)
+    manifest("running", "x")
+    time.sleep({sleep})
+    with open("out.bin", "wb") as f:
+        f.write(b"B" * 5)
+    os.remove("scratch.tmp")
+    manifest("complete", "")
+    """
+)
+
+
+def test_a_pull_while_running_is_not_trusted_by_the_pull_after_the_run_ends(
+        emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
+    """out.bin is rewritten with the same size after a mid-run pull: the pull after the run finished
+    must fetch it (and run.json) again, drop the scratch file the run deleted, and then trust it all."""
+    pushed = client.push(make_kernel(tmp_path / "src", "mid-run-kernel", MID_RUN_SCRIPT.format(sleep=2.0)))
+    assert pushed.version is not None
+    emulator.wait_for_status(DEMO_USERNAME, "mid-run-kernel", pushed.version, statuses={"RUNNING"})
+    live = emulator.output_dir(DEMO_USERNAME, "mid-run-kernel", pushed.version)
+    deadline = time.monotonic() + 30
+    while not (live / "kagglekit" / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ledger, target = Ledger(), tmp_path / "t"
+    seen: list[str] = []
+    early = pull_outputs(client, f"{DEMO_USERNAME}/mid-run-kernel", target=target, ledger=ledger, progress=False,
+                         warn=seen.append)
+    assert early.status == "RUNNING" and any("still running" in w for w in seen)
+    assert (target / "out.bin").read_bytes() == b"A" * 5, "pulled mid-run (the kernel sleeps 2 s)"
+
+    assert emulator.wait_for_status(DEMO_USERNAME, "mid-run-kernel", pushed.version) == "COMPLETE"
+    clear_requests(emulator)
+    after = pull_outputs(client, f"{DEMO_USERNAME}/mid-run-kernel", target=target, ledger=ledger, progress=False)
+    assert after.status == "COMPLETE" and after.skipped == 0
+    assert (target / "out.bin").read_bytes() == b"B" * 5
+    assert json.loads((target / "kagglekit" / "run.json").read_text())["status"] == "complete"
+    assert sorted(r["file"] for r in file_gets(emulator)) == ["kagglekit/run.json", "out.bin"]
+    assert after.removed == ["scratch.tmp"] and not (target / "scratch.tmp").exists()
+    manifest = json.loads((target / ".kagglekit-manifest.json").read_text())
+    assert set(manifest["files"]) == {"out.bin", "kagglekit/run.json"}
+    assert all(e["final"] is True for e in manifest["files"].values())
+    rec = ledger.get(client.account, f"{DEMO_USERNAME}/mid-run-kernel", pushed.version)
+    assert rec is not None and rec.status == "COMPLETE"
+
+    # Now the run is over, what was pulled is trusted: not one file request.
+    clear_requests(emulator)
+    third = pull_outputs(client, f"{DEMO_USERNAME}/mid-run-kernel", target=target, progress=False)
+    assert (third.files, third.skipped) == (0, 2) and emulator.requests("file") == []
+
+
+def test_a_finished_run_without_run_json_gets_its_duration_from_the_listings_log(
+        emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
+    """No kagglekit/run.json: the ledger learns the status and the log's span (last - first offset),
+    from the log that came with the listing (no second request for it)."""
+    from kagglekit.logs import parse_log, session_span
+
+    script = "import time\nprint('first', flush=True)\ntime.sleep(0.6)\nprint('last', flush=True)\n"
+    version = run_kernel(emulator, client, tmp_path, "plain-kernel", script)
+    ledger = Ledger()
+    clear_requests(emulator)
+    summary = pull_outputs(client, f"{DEMO_USERNAME}/plain-kernel", target=tmp_path / "t", ledger=ledger,
+                           progress=False)
+    listings = [r for r in emulator.requests("rpc") if r["path"].endswith("/ListKernelSessionOutput")]
+    assert summary.run_json is None and len(listings) == 1
+    span = session_span(parse_log(summary.log_path.read_text() if summary.log_path else ""))
+    assert span is not None and span[1] - span[0] >= 0.5
+    rec = ledger.get(client.account, f"{DEMO_USERNAME}/plain-kernel", version)
+    assert rec is not None and rec.status == "COMPLETE" and rec.duration_source == "log"
+    assert rec.duration_s == pytest.approx(span[1] - span[0])
+    assert rec.ended_at is not None and rec.started_at is not None
+    assert (rec.ended_at - rec.started_at).total_seconds() == pytest.approx(rec.duration_s)
 
 
 # --------------------------------------------------------------------------- unsafe names

@@ -104,7 +104,7 @@ def test_test_then_full_mode_runs_prove_mode_and_overrides(kk: Any, project: Pat
     code, out, err = kk("push", "--cpu", "--test", "--wait", "--interval", "0.3", cwd=project)
     assert code == 0, err
     assert "Pushed demo/multi-module version 1" in out
-    assert "running_test: True" in out  # what changed (here: nothing to change) is printed
+    assert "running_test = True (already so)" in out  # what the toggle did (here: nothing to change)
     assert kk("pull-outputs", cwd=project)[0] == 0
     assert pulled_result(project, 1) == {"running_test": True, "n_epoch": 20, "lr": 0.01, "double": 42,
                                          "at_cloud": True, "mode_env": "test"}
@@ -158,7 +158,7 @@ def test_failing_kernel_gives_nonzero_watch_with_traceback_tail(kk: Any, tmp_pat
     assert code == 8, (out, err)
     assert "ERROR" in out
     assert "ValueError: shape mismatch in layer 3" in err  # the log tail, in the error message
-    assert "kagglekit logs" in err  # and where to read the rest
+    assert "logs demo/boom-kernel/1" in err  # and where to read the rest
 
 
 def test_session_cap_and_quota_refusals_are_clear_errors(kk: Any, emulator: Any, tmp_path: Path) -> None:
@@ -207,3 +207,25 @@ def test_after_test_stops_when_the_test_run_fails(kk: Any, emulator: Any, tmp_pa
     assert "the test mode found a bug" in err
     saves = [r for r in emulator.requests() if r["path"].endswith("/SaveKernel")]
     assert len(saves) == 1  # the full run was never pushed
+
+
+def test_commands_outside_a_project_ask_for_a_kernel(kk: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-project"
+    empty.mkdir()
+    for cmd in (["status"], ["logs"], ["pull-outputs"]):
+        code, out, err = kk(*cmd, cwd=empty)
+        assert code == 3, (cmd, out, err)
+        assert "No KERNEL given" in err
+
+
+def test_push_leaves_no_bundle_folder_behind(kk: Any, project: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    code, _, err = kk("push", "--cpu", "--test", cwd=project)
+    assert code == 0, err
+    assert list(scratch.iterdir()) == []

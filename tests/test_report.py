@@ -208,7 +208,10 @@ def test_cli_report_uses_the_last_quota_reading(outputs: Path, tmp_path: Path, m
 
     gpu = AcceleratorQuota(used_seconds=25 * 3600, total_seconds=30 * 3600)
     tpu = AcceleratorQuota(used_seconds=0, total_seconds=20 * 3600)
-    quota._save_reading("demo", QuotaInfo(gpu=gpu, tpu=tpu, refresh_time=None), datetime.now(UTC))
+    quota._save_reading("alice", QuotaInfo(gpu=gpu, tpu=tpu, refresh_time=None), datetime.now(UTC))
+    # The emulator's reading, taken later, must not stand in for the real account's.
+    emulated = AcceleratorQuota(used_seconds=29 * 3600, total_seconds=30 * 3600)
+    quota._save_reading("demo@local", QuotaInfo(gpu=emulated, tpu=tpu, refresh_time=None), datetime.now(UTC))
     project = tmp_path / "proj"
     target = project / "outputs" / "report-demo" / "v4"
     target.parent.mkdir(parents=True)
@@ -220,7 +223,7 @@ def test_cli_report_uses_the_last_quota_reading(outputs: Path, tmp_path: Path, m
     out = capsys.readouterr().out
     assert done.value.code == 0
     assert f"Report:   {tmp_path / 'r.md'}" in out and "fits the GPU quota: yes" in out
-    assert "(5.0 h left, kagglekit quota at" in (tmp_path / "r.md").read_text()
+    assert "(5.0 h left, kagglekit quota for alice at" in (tmp_path / "r.md").read_text()
 
     with pytest.raises(SystemExit) as done:
         main(["--json", "report", "-o", str(tmp_path / "r.html"), "--quota-left", "0"])
@@ -258,3 +261,36 @@ def test_report_of_a_bundled_run_agrees_with_the_runtimes_run_json(tmp_path: Pat
     assert report.peak_rss_bytes == run["peak_rss_bytes"]
     assert report.epochs == read_metrics(working) and report.estimate is not None
     assert report.version_diffs == [], "same machine, same packages"
+
+
+def test_a_quota_reading_from_an_earlier_week_or_another_server_is_not_used(tmp_path: Path) -> None:
+    """Hours left last week say nothing about this week; the emulator's say nothing about Kaggle's."""
+    from datetime import timedelta
+
+    from kagglekit import quota
+    from kagglekit.report import last_quota_reading
+
+    gpu = AcceleratorQuota(used_seconds=10 * 3600, total_seconds=30 * 3600)
+    tpu = AcceleratorQuota(used_seconds=0, total_seconds=20 * 3600)
+    now = datetime.now(UTC)
+    quota._save_reading("alice@local", QuotaInfo(gpu=gpu, tpu=tpu, refresh_time=now + timedelta(days=1)), now)
+    assert last_quota_reading() == (None, None)
+    left, source = last_quota_reading("alice@local")  # asked for by name, the emulator's own is there
+    assert left == {"gpu": 20.0, "tpu": 20.0} and source and "alice@local" in source
+
+    last_week = now - timedelta(days=8)
+    quota._save_reading("alice", QuotaInfo(gpu=gpu, tpu=tpu, refresh_time=last_week + timedelta(days=1)), last_week)
+    assert last_quota_reading() == (None, None) and last_quota_reading("alice") == (None, None)
+    quota._save_reading("alice", QuotaInfo(gpu=gpu, tpu=tpu, refresh_time=now + timedelta(hours=5)), now)
+    assert last_quota_reading()[0] == {"gpu": 20.0, "tpu": 20.0}
+
+
+def test_the_report_uses_one_unit_system(outputs: Path) -> None:
+    """The project's *_mb figures are MiB; the report shows every size in decimal units (kB, MB, GB)."""
+    summary = json.loads((outputs / "summary.json").read_text())
+    page = build_report(outputs, out=outputs / "r.md").path.read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| Peak RAM (project) |"))
+    number, unit = row.split("|")[2].split()
+    assert float(number) * {"kB": 1e3, "MB": 1e6, "GB": 1e9}[unit] == pytest.approx(
+        summary["peak_ram_mb"] * 1024**2, rel=0.01)
+    assert "MiB" not in page and "KiB" not in page

@@ -28,38 +28,43 @@ def test_killed_full_run_is_resumed_from_its_checkpoint(kk: Any, emulator: Any, 
     code, _, err = kk("init", str(root), "--kernel", "demo/resume-chain", cwd=tmp_path)
     assert code == 0, err
 
-    # v1: full mode with more epochs than fit, killed by a 10-second session limit (the emulator's).
+    # v1: a test-mode run that completes: an older COMPLETE output that --resume must NOT pick.
+    code, out, err = kk("push", "--cpu", "--test", "--wait", "--interval", "0.5", cwd=root)
+    assert code == 0, (out, err)
+
+    # v2: full mode with more epochs than fit, killed by a 10-second session limit (the emulator's).
     emulator.control("config", {"session_limit_seconds": {"cpu": 10, "gpu": 10, "tpu": 10}})
     code, out, err = kk("push", "--gpu", "--full", "--set", "n_epoch=100000", "--set", "n_example=4000",
                         "--set", "early_stop=1000000", "--wait", "--interval", "0.5", cwd=root)
     assert code == 9, (out, err)  # CANCEL_ACKNOWLEDGED: "exceeded the max allowed execution duration"
     assert "exceeded the max allowed execution duration" in err
     assert kk("pull-outputs", cwd=root)[0] == 0
-    v1 = root / "outputs" / "resume-chain" / "v1"
-    done_in_v1 = epochs(v1 / "metrics.jsonl")
-    assert done_in_v1 and done_in_v1 == list(range(1, len(done_in_v1) + 1))
-    target = len(done_in_v1) + 5  # v2 trains five more epochs, then finishes
-    assert (v1 / "checkpoint.pt").exists()
-    run_json = json.loads((v1 / "kagglekit" / "run.json").read_text())
+    v2 = root / "outputs" / "resume-chain" / "v2"
+    done_in_v2 = epochs(v2 / "metrics.jsonl")
+    assert done_in_v2 and done_in_v2 == list(range(1, len(done_in_v2) + 1))
+    target = len(done_in_v2) + 5  # v3 trains five more epochs, then finishes
+    assert (v2 / "checkpoint.pt").exists()
+    run_json = json.loads((v2 / "kagglekit" / "run.json").read_text())
     assert run_json["mode"] == "full"
 
-    # v2: more time; --resume attaches v1's output and restores its checkpoint before train.py starts.
+    # v3: more time; --resume attaches v2's output (pinned: v2, not the completed v1) and restores
+    # its checkpoint before train.py starts.
     emulator.control("config", {"session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120}})
     code, out, err = kk("push", "--gpu", "--full", "--set", f"n_epoch={target}", "--set", "n_example=4000",
                         "--set", "early_stop=1000000", "--resume", "--wait", "--interval", "0.5", cwd=root)
     assert code == 0, (out, err)
     assert "resumes from the checkpoint in demo/resume-chain" in out
     assert kk("pull-outputs", cwd=root)[0] == 0
-    v2 = root / "outputs" / "resume-chain" / "v2"
-    assert epochs(v2 / "metrics.jsonl") == list(range(1, target + 1))  # each once: continued, not restarted
-    log = (v2 / "log.txt").read_text()
-    assert f"resumed from epoch {done_in_v1[-1]}" in log or f"resumed from epoch {done_in_v1[-1] + 1}" in log
-    run2 = json.loads((v2 / "kagglekit" / "run.json").read_text())
-    assert run2["resume_from"].startswith("demo/resume-chain")
-    assert any(name.endswith("checkpoint.pt") for name in run2["restored_files"])
+    v3 = root / "outputs" / "resume-chain" / "v3"
+    assert epochs(v3 / "metrics.jsonl") == list(range(1, target + 1))  # each once: continued, not restarted
+    log = (v3 / "log.txt").read_text()
+    assert f"resumed from epoch {done_in_v2[-1]}" in log or f"resumed from epoch {done_in_v2[-1] + 1}" in log
+    run3 = json.loads((v3 / "kagglekit" / "run.json").read_text())
+    assert run3["resume_from"] == "demo/resume-chain/2"
+    assert any(name.endswith("checkpoint.pt") for name in run3["restored_files"])
 
     # The ledger links the two versions into a chain.
     code, out, _ = kk("--json", "runs", cwd=root)
     by_version = {r["version"]: r for r in json.loads(out)}
-    assert by_version[2]["parent_version"] == 1
-    assert by_version[1]["status"] == "CANCEL_ACKNOWLEDGED" and by_version[2]["status"] == "COMPLETE"
+    assert by_version[3]["parent_version"] == 2
+    assert by_version[2]["status"] == "CANCEL_ACKNOWLEDGED" and by_version[3]["status"] == "COMPLETE"

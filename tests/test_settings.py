@@ -178,3 +178,13 @@ def test_durations(text: object, seconds: int) -> None:
                                          (1000, 1000), ("2tb", 2 * 10**12)])
 def test_sizes(text: object, n: int) -> None:
     assert parse_size(text) == n
+
+
+def test_quoted_booleans_in_the_project_file_are_refused(tmp_path: Path) -> None:
+    """Strings like "yes" are for environment variables; in TOML a boolean is written true/false."""
+    (tmp_path / "kagglekit.toml").write_text('kernel = "alice/bool-check"\ninternet = "yes"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_project(tmp_path)
+    assert "internet = 'yes'" in exc.value.message and "TOML boolean" in exc.value.message
+    (tmp_path / "kagglekit.toml").write_text('kernel = "alice/bool-check"\ninternet = true\n')
+    assert load_project(tmp_path, environ={"KAGGLEKIT_INTERNET": "no"}).enable_internet is False
