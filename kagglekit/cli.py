@@ -512,21 +512,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
     TARGET is an output folder, or KERNEL[/VERSION] for outputs/<slug>/v<N>/ written by
     pull-outputs (the latest version when none is given).
     """
-    from kagglekit.errors import ConfigError
-    from kagglekit.report import build_report, last_quota_reading, resolve_target
-    from kagglekit.settings import load_project
+    from kagglekit.connection import account_hint
+    from kagglekit.report import report_for
 
-    root, default_slug = Path.cwd(), None
-    try:  # pull-outputs writes under the project root; its kernel is the default TARGET
-        project = load_project()
-        root, default_slug = project.root, project.kernel_slug
-    except ConfigError:
-        pass
-    source = resolve_target(target, root, default_slug)
-    quota, quota_source = last_quota_reading()
-    if quota_left is not None:
-        quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
-    report = build_report(source, quota=quota, out=output, quota_source=quota_source)
+    report = report_for(target, output=output, quota_left=quota_left,
+                        account=account_hint(opts.local, opts.endpoint))
 
     def human() -> None:
         from kagglekit.report import summary_lines

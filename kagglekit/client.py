@@ -562,19 +562,9 @@ class KaggleApiClient:
         whatever port), ``alice@<host>`` on any other endpoint: a demo account's runs and quota never
         mix with a real account's, and a real user named ``demo`` stays apart from the emulator's.
         """
-        import ipaddress
+        from kagglekit.credentials import ledger_account
 
-        name = self.username
-        host = (urlsplit(self.endpoint).hostname or "").lower().rstrip(".")
-        if urlsplit(self.endpoint).scheme == "https" and host in ("api.kaggle.com", "www.kaggle.com", "kaggle.com"):
-            return name
-        try:
-            ip = ipaddress.ip_address(host)
-            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-            loopback = ip.is_loopback or (mapped is not None and mapped.is_loopback)
-        except ValueError:
-            loopback = host == "localhost" or host.endswith(".localhost")
-        return f"{name}@local" if loopback else f"{name}@{host}"
+        return ledger_account(self.username, self.endpoint)
 
     def _introspect(self) -> str:
         request = IntrospectTokenRequest()

@@ -75,3 +75,22 @@ def _plain_http_to_remote(url: str) -> bool:
 def _notice(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()
+
+
+def account_hint(local: bool = False, endpoint: str | None = None) -> str | None:
+    """The ledger account these options would use, without any network call (None if unknown).
+
+    For ``report``, which reads saved quota readings and never needs to reach Kaggle.
+    """
+    from kagglekit.constants import DEMO_USERNAME
+    from kagglekit.credentials import ledger_account
+    from kagglekit.errors import KagglekitError
+
+    if local:
+        return f"{DEMO_USERNAME}@local"
+    base = endpoint or os.environ.get(ENV_ENDPOINT) or "https://api.kaggle.com"
+    try:
+        username = find_credentials().username
+    except KagglekitError:
+        return None
+    return ledger_account(username, base) if username else None

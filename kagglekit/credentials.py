@@ -290,3 +290,29 @@ def _str_or_none(value: object) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
+
+
+KAGGLE_HOSTS = ("api.kaggle.com", "www.kaggle.com", "kaggle.com")
+
+
+def ledger_account(username: str, endpoint: str) -> str:
+    """The key the ledger and quota readings use for ``username`` on ``endpoint``.
+
+    ``alice`` on Kaggle's production API, ``alice@local`` on a loopback endpoint (the emulator,
+    on whatever port), ``alice@<host>`` on any other: a demo account's runs and quota never mix
+    with a real account's, and a real user named ``demo`` stays apart from the emulator's.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme == "https" and host in KAGGLE_HOSTS:
+        return username
+    try:
+        ip = ipaddress.ip_address(host)
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        loopback = ip.is_loopback or (mapped is not None and mapped.is_loopback)
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    return f"{username}@local" if loopback else f"{username}@{host}"

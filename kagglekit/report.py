@@ -613,6 +613,25 @@ def _versions(slug_dir: Path) -> dict[int, Path]:
 
 
 # --- quota and the command's summary ------------------------------------------------------------
+def report_for(target: str | None, *, output: Path | None, quota_left: float | None,
+               account: str | None) -> Report:
+    """``kagglekit report``: find the pulled outputs (TARGET, else the project's newest) and report them."""
+    from kagglekit.errors import ConfigError
+    from kagglekit.settings import load_project
+
+    root, default_slug = Path.cwd(), None
+    try:  # pull-outputs writes under the project root; its kernel is the default TARGET
+        project = load_project()
+        root, default_slug = project.root, project.kernel_slug
+    except ConfigError:
+        pass
+    source = resolve_target(target, root, default_slug)
+    quota, quota_source = last_quota_reading(account)
+    if quota_left is not None:
+        quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
+    return build_report(source, quota=quota, out=output, quota_source=quota_source)
+
+
 def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | None, str | None]:
     """Hours left by accelerator from the last ``kagglekit quota`` reading kept on disk (no network).
 
