@@ -61,7 +61,6 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from kagglekit.constants import (
-    ACTIVE_STATUSES,
     FINAL_STATUSES,
     MIN_SLUG_LENGTH,
     MIN_TITLE_LENGTH,
@@ -207,10 +206,6 @@ class KernelStatus:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
 
 @dataclasses.dataclass(frozen=True)

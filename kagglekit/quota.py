@@ -32,7 +32,7 @@ from kagglekit.constants import (
     OUTPUT_BUDGET_BYTES,
     STATUS_QUEUED,
 )
-from kagglekit.errors import KagglekitError
+from kagglekit.errors import CredentialsError, KagglekitError
 from kagglekit.ledger import (
     KIND_UNKNOWN,
     Ledger,
@@ -597,6 +597,8 @@ def preflight(client: Any | None, ledger: Ledger, account: str, kernel: str, mod
     if client is not None:
         try:
             info = client.quota()
+        except CredentialsError:
+            raise  # the push would fail the same way: say it once, as the error it is
         except (KagglekitError, OSError) as exc:
             messages.append(f"Could not read the live quota ({getattr(exc, 'message', exc)}); "
                             "the quota was not checked.")
