@@ -782,7 +782,7 @@ def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
             title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right", bbox_to_anchor=(0.93, 1.0), fontsize=8, framealpha=0.9)
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # runs are drawn late in the week, on the right
         fig.tight_layout()
         with paths.atomic_writer(path, "wb", encoding=None) as fh:
             fig.savefig(fh, format="png")  # type: ignore[arg-type]
