@@ -436,6 +436,7 @@ def build_bundle(
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
 
+    check_syntax(contents)
     archive = build_archive(contents, runtime_sources())
     sha = hashlib.sha256(archive).hexdigest()
     kernel_id = settings.kernel_id
@@ -537,6 +538,20 @@ def _limit_text(seconds: int) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def check_syntax(contents: Mapping[str, bytes]) -> None:
+    """Refuse Python files that do not compile: Kaggle would spend a session to say the same."""
+    for rel in sorted(contents):
+        if not rel.endswith(".py"):
+            continue
+        try:
+            compile(contents[rel], rel, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            where = f"{rel}:{exc.lineno}" if exc.lineno else rel
+            raise BundleError(f"{where}: {exc.msg} — this file does not compile, so the run would fail at once.",
+                              hint="Fix it (python -m py_compile " + rel + " shows the same) and push again, "
+                                   "or leave the file out with .kaggleignore.") from None
 
 
 def format_summary(result: BundleResult, *, verbose: bool = False) -> str:

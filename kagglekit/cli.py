@@ -371,6 +371,12 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     except KeyboardInterrupt:
         opts.info("Stopped following. The run goes on.")
         raise
+    if follow:  # the stream ended with the run: say how, and exit as status --watch would
+        from kagglekit.watch import check_status, raise_for_outcome
+
+        report = check_status(client, ref, ledger, with_log_tail=False)
+        opts.info(report.line())
+        raise_for_outcome(report, cli=opts.command_prefix())
 
 # === section: bundle-push-status-logs (end) ===
 
@@ -528,6 +534,41 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
 
 # === section: init-report (end) ===
+
+
+def _accept_global_options_after_the_command(group: click.Group) -> None:
+    """Let ``kagglekit push --local`` mean ``kagglekit --local push`` (and so for every global option).
+
+    Users type flags where they think of them; hints say "add --local". Each command gets
+    hidden copies of the group's options that write into the same ``Options``.
+    """
+
+    def setter(field: str, *, count: bool = False) -> Callable[[click.Context, click.Parameter, Any], None]:
+        def set_value(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+            opts = ctx.find_object(Options)
+            if opts is None or value in (None, False, 0):
+                return
+            setattr(opts, field, getattr(opts, field) + value if count else value)
+
+        return set_value
+
+    extra = [
+        click.Option(["--local"], is_flag=True, expose_value=False, hidden=True, callback=setter("local")),
+        click.Option(["--endpoint"], expose_value=False, hidden=True, callback=setter("endpoint")),
+        click.Option(["--json"], is_flag=True, expose_value=False, hidden=True, callback=setter("json")),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, hidden=True,
+                     callback=setter("verbose", count=True)),
+        click.Option(["--debug"], is_flag=True, expose_value=False, hidden=True, callback=setter("debug")),
+    ]
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_global_options_after_the_command(command)
+            continue
+        taken = {name for param in command.params for name in getattr(param, "opts", [])}
+        command.params.extend(o for o in extra if not taken & set(o.opts))
+
+
+_accept_global_options_after_the_command(cli)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

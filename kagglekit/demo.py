@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         if ".kagglekit-home" not in png.parts:
             print(f"  plot         {png}")
     print(f"  outputs      {project / 'outputs'}")
+    print("\nTo keep exploring the same emulator and ledger (the demo kept its state in its workspace):")
+    print(f"  export KAGGLEKIT_HOME={env['KAGGLEKIT_HOME']}")
+    print(f"  cd {project} && kagglekit --local runs      # --local starts the emulator again with the same data")
     return 0
 
 

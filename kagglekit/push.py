@@ -116,6 +116,9 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         parent_kernel, parent_version = resume_source(client, settings, req, ledger)
     resume_ref = None if parent_kernel is None else (
         parent_kernel + (f"/{parent_version}" if parent_version else ""))
+    if resume_ref is not None and ledger is not None and client is not None and parent_version is not None:
+        req = _same_mode_as_parent(req, ledger.get(client.account, parent_kernel or "", parent_version),
+                                   resume_ref, warnings)
 
     kind = settings.accelerator_kind
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
@@ -144,6 +147,9 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
+    for kind, names in outcome.invalid_sources.items():
+        info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
+             f"{', '.join(names)}. The run goes on without them.")
     if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
@@ -152,6 +158,24 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref)
     return outcome
+
+
+def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warnings: list[str]) -> PushRequest:
+    """A resumed run continues the parent's training: same mode unless told, and a warning if told otherwise.
+
+    A checkpoint from a test-mode run does not fit a full-mode model or data size (or the other
+    way round); the project would then start afresh, which is the opposite of resuming.
+    """
+    parent_mode = getattr(parent, "mode", None)
+    if parent_mode is None:
+        return req
+    if req.run.mode is None:
+        warnings.append(f"Resuming in {parent_mode} mode, as {resume_ref} ran (give --test/--full to choose).")
+        return dataclasses.replace(req, run=dataclasses.replace(req.run, mode=parent_mode))
+    if req.run.mode != parent_mode:
+        warnings.append(f"{resume_ref} ran in {parent_mode} mode and this run is {req.run.mode} mode: its checkpoint "
+                        "may not fit, and the project may start afresh instead of resuming.")
+    return req
 
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
@@ -204,14 +228,13 @@ def describe(outcome: PushOutcome) -> str:
 
     lines = []
     for change in outcome.flag_changes:
-        lines.append(f"  changed in the bundled copy: {change}")
+        lines.append(f"  in the bundled copy: {change}")
     mode = outcome.mode or "as written"
-    lines.append(f"  mode {mode}, accelerator {outcome.machine_shape} ({outcome.accelerator}), "
+    shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
+    lines.append(f"  mode {mode}, accelerator {shape}, "
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
-    for kind, names in outcome.invalid_sources.items():
-        lines.append(f"  Kaggle did not accept these {kind} sources: {', '.join(names)}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
         lines.append("  kernel-metadata.json:")

@@ -115,6 +115,13 @@ class Report:
     estimate: Estimate | None
     traceback_tail: str | None
     notes: list[str]
+    version: int | None = None  # from the pulled folder's name, outputs/<slug>/v<N>
+
+    @property
+    def label(self) -> str:
+        """What the report is about: ``owner/slug vN`` when known."""
+        name = self.kernel or self.source.name
+        return f"{name} v{self.version}" if self.version is not None and self.kernel else name
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -364,6 +371,7 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     report = Report(
         source=source, path=out, plot=plot,
         kernel=run.get("kernel") if isinstance(run.get("kernel"), str) else None,
+        version=int(source.name[1:]) if re.fullmatch(r"v\d+", source.name) else None,
         mode=mode, status=run.get("status") if isinstance(run.get("status"), str) else None,
         exit_code=_int(run.get("exit_code")),
         started_at=run.get("started_at") if isinstance(run.get("started_at"), str) else None,
@@ -486,7 +494,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def render_markdown(r: Report) -> str:
-    title = f"Run report: {r.kernel or r.source.name}"
+    title = f"Run report: {r.label}"
     lines = [f"# {title}", ""]
     for name, rows in _sections(r):
         lines += [f"## {name}", "", "| | |", "|---|---|"]
@@ -525,7 +533,7 @@ img { max-width: 100%; }
 
 def render_html(r: Report) -> str:
     e = html.escape
-    title = f"Run report: {r.kernel or r.source.name}"
+    title = f"Run report: {r.label}"
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
     for name, rows in _sections(r):
@@ -651,7 +659,7 @@ def summary_lines(r: Report) -> list[str]:
     """The few lines ``kagglekit report`` prints."""
     cost = f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
     lines = [
-        f"Run:      {r.kernel or r.source} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
+        f"Run:      {r.label} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
         f"{_duration_text(r.duration_s)}, cost {cost}",
         f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
         f"Output:   peak {_bytes(r.peak_output_bytes)} of {_bytes(r.output_budget_bytes)}",

@@ -374,3 +374,19 @@ def test_a_run_killed_by_the_session_limit_still_leaves_run_json(tmp_path: Path,
     run = json.loads((emulator.output_dir("demo", "endless-loop") / "kagglekit" / "run.json").read_text())
     assert run["status"] == "running" and run["ended_at"] is None  # the kill left the last tick
     assert run["kernel"] == "demo/endless-loop" and run["bundle_sha256"] == result.archive_sha256
+
+
+def test_a_file_that_does_not_compile_is_refused_with_its_line(tmp_path: Path) -> None:
+    root = tmp_path / "syntax-check"
+    root.mkdir()
+    (root / "kagglekit.toml").write_text('kernel = "alice/syntax-check"\nentry = "train.py"\n')
+    (root / "train.py").write_text("import helper\n")
+    (root / "helper.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
+    from kagglekit.bundle import bundle_project
+    from kagglekit.errors import BundleError
+    from kagglekit.options import RunOptions
+
+    with pytest.raises(BundleError) as exc:
+        bundle_project(root, tmp_path / "out", RunOptions())
+    assert exc.value.message.startswith("helper.py:3: ")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

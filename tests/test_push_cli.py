@@ -229,3 +229,34 @@ def test_push_leaves_no_bundle_folder_behind(kk: Any, project: Path, tmp_path: P
     code, _, err = kk("push", "--cpu", "--test", cwd=project)
     assert code == 0, err
     assert list(scratch.iterdir()) == []
+
+
+def test_global_options_also_work_after_the_command(kk: Any, project: Path) -> None:
+    code, out, err = kk("push", "--cpu", "--test", "--wait", "--interval", "0.3", "--json", cwd=project)
+    assert code == 0, err
+    assert json.loads(out)["final_status"] == "COMPLETE"  # --json after the command name took effect
+    code, out, err = kk("status", "--json", "-v", cwd=project)
+    assert code == 0 and json.loads(out)["status"] == "COMPLETE"
+
+
+def test_resume_keeps_the_parent_runs_mode(kk: Any, project: Path) -> None:
+    assert kk("push", "--cpu", "--full", "--wait", "--interval", "0.3", cwd=project)[0] == 0
+    code, _, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", cwd=project)
+    assert code == 0, err
+    assert "Resuming in full mode, as demo/multi-module/1 ran" in err
+    assert kk("pull-outputs", cwd=project)[0] == 0
+    assert pulled_result(project, 2)["running_test"] is False
+    code, _, err = kk("push", "--cpu", "--test", "--resume", "--dry-run", cwd=project)
+    assert code == 0 and "ran in full mode and this run is test mode" in err
+
+
+def test_following_a_failing_run_exits_like_status_watch(kk: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "follow", {
+        "kagglekit.toml": 'kernel = "follow-fail"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": "import time\nprint('working', flush=True)\ntime.sleep(1)\nraise SystemExit(3)\n",
+    })
+    assert kk("push", "--cpu", cwd=root)[0] == 0
+    code, out, err = kk("logs", "-f", cwd=root)
+    assert "working" in out
+    assert code == 8, (out, err)
+    assert "ERROR" in err
