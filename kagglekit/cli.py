@@ -234,11 +234,11 @@ def _project_kernel() -> str:
     return kernel_id
 
 
-def _kernel_ref(client: Any, kernel: str | None) -> Any:
-    """KERNEL as typed, else the project's kernel; a bare slug gets the account as owner."""
+def _kernel_ref(client: Any, kernel: str) -> Any:
+    """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
     from kagglekit.client import KernelRef
 
-    return KernelRef.parse(kernel or _project_kernel(), default_owner=client.username)
+    return KernelRef.parse(kernel, default_owner=client.username)
 
 
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
@@ -320,6 +320,7 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
     from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
+    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
@@ -347,6 +348,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
+    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
@@ -403,9 +405,10 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     from kagglekit.download import pull_outputs
     from kagglekit.ledger import Ledger
 
+    kernel = kernel or _project_kernel()
     client = opts.client()
     summary = pull_outputs(
-        client, kernel or _project_kernel(), target=output_dir, include=list(include), exclude=list(exclude),
+        client, kernel, target=output_dir, include=list(include), exclude=list(exclude),
         checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
         ledger=Ledger(), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
     )
@@ -573,7 +576,8 @@ _accept_global_options_after_the_command(cli)
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point and the single error boundary."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
     try:
         rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False)
     except KagglekitError as exc:
@@ -581,6 +585,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
             import traceback
 
             traceback.print_exc()
+        if "--json" in args:  # scripts get the failure as data too (stdout), besides the exit code
+            click.echo(json.dumps({"error": {"type": type(exc).__name__, "message": exc.message,
+                                             "hint": exc.hint, "exit_code": exc.exit_code}}, indent=2))
         click.secho(f"Error: {exc.message}", fg="red", err=True)
         if exc.hint:
             click.echo(f"Hint: {exc.hint}", err=True)

@@ -668,6 +668,11 @@ def pull_outputs(
     if checkpoints:
         patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
     chosen = select(names, include, exclude, patterns)
+    if names and not chosen and (include or exclude or patterns):
+        given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
+                 *([f"--checkpoints ({', '.join(patterns)})"] if patterns else [])]
+        note(f"No output file of {kernel} v{version} matches {' '.join(given)} ({len(names)} file(s) listed, "
+             f"e.g. {', '.join(names[:3])}).")
     if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
         chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
     summary.selected = len(chosen)

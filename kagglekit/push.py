@@ -119,6 +119,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if resume_ref is not None and ledger is not None and client is not None and parent_version is not None:
         req = _same_mode_as_parent(req, ledger.get(client.account, parent_kernel or "", parent_version),
                                    resume_ref, warnings)
+    if resume_ref is not None and client is not None and parent_kernel is not None:
+        warnings.extend(_checkpoint_missing(client, parent_kernel, parent_version, settings.checkpoints))
 
     kind = settings.accelerator_kind
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
@@ -158,6 +160,20 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref)
     return outcome
+
+
+def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | None,
+                        patterns: tuple[str, ...]) -> list[str]:
+    """A warning when the run to resume from left no file matching the checkpoint patterns."""
+    from kagglekit.client import KernelRef
+    from kagglekit.download import select
+
+    names = [f.name for f in client.list_outputs(KernelRef.parse(kernel).with_version(version)).files]
+    if select(names, checkpoint_patterns=patterns):
+        return []
+    where = f"{kernel} v{version}" if version else kernel
+    return [f"{where} left no file matching the checkpoint patterns ({', '.join(patterns)}): this run "
+            "will start from scratch. Set `checkpoints` in [tool.kagglekit] if the project saves elsewhere."]
 
 
 def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warnings: list[str]) -> PushRequest:

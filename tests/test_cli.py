@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -89,3 +90,17 @@ def test_version() -> None:
     res = CliRunner().invoke(cli_module.cli, ["--version"])
     assert res.exit_code == 0 and __version__ in res.output
     assert isinstance(cli_module.cli, click.Group)
+
+
+def test_json_errors_are_data_on_stdout_too(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.chdir(tmp_path)  # not a project, no credentials: `status` has no kernel to describe
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main(["status", "--json"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 3
+    error = json.loads(out)["error"]
+    assert error["type"] == "ConfigError" and error["exit_code"] == 3 and "No KERNEL given" in error["message"]
+    assert "Error: No KERNEL given" in err

@@ -260,3 +260,18 @@ def test_following_a_failing_run_exits_like_status_watch(kk: Any, tmp_path: Path
     assert "working" in out
     assert code == 8, (out, err)
     assert "ERROR" in err
+
+
+def test_filters_that_select_nothing_and_resume_without_checkpoint_are_said(kk: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "nockpt", {
+        "kagglekit.toml": 'kernel = "no-checkpoint"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": "open('submission.csv', 'w').write('id,y\\n1,0\\n')\n",
+    })
+    assert kk("push", "--cpu", "--wait", "--interval", "0.3", cwd=root)[0] == 0
+    code, _, err = kk("pull-outputs", "--include", "*.nomatch", cwd=root)
+    assert code == 0, err
+    assert "No output file of demo/no-checkpoint v1 matches --include *.nomatch" in err
+    assert not (root / "outputs" / "no-checkpoint" / "v1" / "submission.csv").exists()
+    code, _, err = kk("push", "--cpu", "--resume", "--dry-run", cwd=root)
+    assert code == 0, err
+    assert "demo/no-checkpoint v1 left no file matching the checkpoint patterns" in err
