@@ -291,12 +291,16 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 
     req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
-    outcome, report = run_push(
-        opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
-        interval_s=interval, info=opts.info,
-        on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
-        on_change=lambda r: _print_status(opts, r, tail=False),
-    )
+    try:
+        outcome, report = run_push(
+            opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
+            interval_s=interval, info=opts.info,
+            on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+            on_change=lambda r: _print_status(opts, r, tail=False),
+        )
+    except KeyboardInterrupt:
+        opts.info(f"Stopped. A version already pushed runs on: {opts.command_prefix()} status shows it.")
+        raise
     if dry_run:
         opts.emit(outcome, describe(outcome))
         return

@@ -275,3 +275,29 @@ def test_filters_that_select_nothing_and_resume_without_checkpoint_are_said(kk: 
     code, _, err = kk("push", "--cpu", "--resume", "--dry-run", cwd=root)
     assert code == 0, err
     assert "demo/no-checkpoint v1 left no file matching the checkpoint patterns" in err
+
+
+def test_ctrl_c_stops_watching_and_leaves_the_run_alone(emulator: Any, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = write(tmp_path / "sleepy", {
+        "kagglekit.toml": 'kernel = "sleepy-watch"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": "import time\ntime.sleep(20)\n",
+    })
+    env = {**os.environ, "KAGGLE_USERNAME": C.DEMO_USERNAME, "KAGGLE_KEY": C.DEMO_KEY,
+           "KAGGLEKIT_ENDPOINT": emulator.url}
+    kk_cmd = [sys.executable, "-m", "kagglekit"]
+    subprocess.run([*kk_cmd, "push", "--cpu"], cwd=root, env=env, check=True, capture_output=True)
+    emulator.wait_for_status("demo", "sleepy-watch", statuses={"RUNNING"}, timeout=30)
+    proc = subprocess.Popen([*kk_cmd, "status", "--watch", "--interval", "0.3"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert "RUNNING" in proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Stopped watching. The run goes on" in err and "Traceback" not in err
+    assert emulator.status("demo", "sleepy-watch")[0] == "RUNNING"
