@@ -301,3 +301,22 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(emulator: Any, tmp_path:
     assert proc.returncode == 130, err
     assert "Stopped watching. The run goes on" in err and "Traceback" not in err
     assert emulator.status("demo", "sleepy-watch")[0] == "RUNNING"
+
+
+def test_status_never_reports_the_previous_run_as_the_new_one(kk: Any, tmp_path: Path) -> None:
+    """Right after a push Kaggle may still describe the last run: status must say the new one is queued."""
+    from kagglekit.ledger import Ledger
+
+    root = write(tmp_path / "stale", {
+        "kagglekit.toml": 'kernel = "stale-view"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": "raise SystemExit(1)\n",
+    })
+    assert kk("push", "--cpu", "--wait", "--interval", "0.3", cwd=root)[0] == 8  # v1 ended in ERROR
+    # A v2 that kagglekit pushed but the API does not show yet (the window right after SaveKernel).
+    Ledger().record_push(f"{C.DEMO_USERNAME}@local", "demo/stale-view", 2, mode="full", machine_shape="None")
+    code, out, err = kk("status", cwd=root)
+    assert code == 0, err
+    assert out.startswith("demo/stale-view v2: QUEUED") and "has not registered v2 yet" in out
+    assert "ERROR" not in out  # v1's status is not passed off as v2's
+    code, out, _ = kk("status", "demo/stale-view/1", cwd=root)
+    assert code == 0 and out.startswith("demo/stale-view v1: ERROR")
