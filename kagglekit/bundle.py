@@ -437,6 +437,10 @@ def build_bundle(
         contents[rel] = text.encode("utf-8")
 
     check_syntax(contents)
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
+                      & PREIMPORTED_ON_KAGGLE)
+    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
+                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
     archive = build_archive(contents, runtime_sources())
     sha = hashlib.sha256(archive).hexdigest()
     kernel_id = settings.kernel_id
@@ -540,13 +544,21 @@ def _limit_text(seconds: int) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+KAGGLE_PYTHON = (3, 12)  # the oldest Python of Kaggle's current images (3.12, 3.13)
+# Top-level modules Kaggle's image imports in every interpreter (its sitecustomize.py does `from log import Log`):
+# a project module of the same name is shadowed by the cached one on Kaggle, but not here.
+PREIMPORTED_ON_KAGGLE = frozenset({"log", "sitecustomize", "usercustomize"})
+
+
 def check_syntax(contents: Mapping[str, bytes]) -> None:
-    """Refuse Python files that do not compile: Kaggle would spend a session to say the same."""
+    """Refuse Python files that do not parse for Kaggle's Python: Kaggle would spend a session to say the same."""
+    import ast
+
     for rel in sorted(contents):
         if not rel.endswith(".py"):
             continue
         try:
-            compile(contents[rel], rel, "exec", dont_inherit=True)
+            ast.parse(contents[rel], rel, feature_version=KAGGLE_PYTHON)
         except SyntaxError as exc:
             where = f"{rel}:{exc.lineno}" if exc.lineno else rel
             raise BundleError(f"{where}: {exc.msg} — this file does not compile, so the run would fail at once.",

@@ -390,3 +390,23 @@ def test_a_file_that_does_not_compile_is_refused_with_its_line(tmp_path: Path) -
         bundle_project(root, tmp_path / "out", RunOptions())
     assert exc.value.message.startswith("helper.py:3: ")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_syntax_newer_than_kaggles_python_and_shadowed_modules_are_flagged(tmp_path: Path) -> None:
+    from kagglekit.bundle import bundle_project
+    from kagglekit.errors import BundleError
+    from kagglekit.options import RunOptions
+
+    root = tmp_path / "py-version"
+    root.mkdir()
+    (root / "kagglekit.toml").write_text('kernel = "alice/py-version"\nentry = "train.py"\n')
+    (root / "train.py").write_text("import log\nlog.info('x')\n")
+    (root / "log.py").write_text("def info(m):\n    print(m)\n")
+    result = bundle_project(root, tmp_path / "out", RunOptions())
+    assert any("top-level module 'log'" in w and "import log" in w for w in result.warnings)
+
+    (root / "train.py").write_text("match = 1\nprint(f'{match!r:>{10}}')\n")
+    bundle_project(root, tmp_path / "out3", RunOptions())
+    (root / "train.py").write_text("def f(:\n    pass\n")
+    with pytest.raises(BundleError):
+        bundle_project(root, tmp_path / "out4", RunOptions())

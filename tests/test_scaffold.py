@@ -77,7 +77,7 @@ def test_init_writes_a_project_whose_settings_kagglekit_reads(tmp_path: Path) ->
     assert settings.title == "My First Model"
     assert settings.entry == "train.py" and settings.accelerator == "gpu" and settings.internet is False
     assert settings.test_flag == "config.py:Config.running_test"
-    assert settings.checkpoints == ("checkpoint*.pt",)
+    assert settings.checkpoints == ("checkpoint*.pt", "model.pt")  # --resume carries both
     assert settings.datasets == ()
     for py in project.rglob("*.py"):
         compile(py.read_text(), str(py), "exec")
