@@ -7,10 +7,12 @@ run generated scripts for real (fake /kaggle root) and kill them with real signa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,128 @@ def test_gpus_listed_by_nvidia_smi_are_recorded(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert read_run_json(tmp_path)["accelerator"] == {"requested": "NvidiaTeslaT4", "seen": "cuda",
                                                       "devices": ["Tesla T4", "Tesla T4"]}
+
+
+# --- fork safety, refused resume, watchdog cost, CUDA, child output -------------------------------
+
+def run_kernel_group(script: Path, tmp: Path, *, timeout: float, env: dict[str, str] | None = None) -> Any:
+    """Like run_kernel, with a watchdog tick every 10 ms; on a hang its forked workers are killed with it."""
+    proc = run_kernel(script, tmp, wait=False, env={"KAGGLEKIT_WATCHDOG_INTERVAL": "0.01", **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with_children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                        text=True).stdout.split()]
+        for pid in [proc.pid, *with_children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        raise AssertionError(f"the run hung for {timeout} s (forked workers deadlocked?)") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_fork_pool_terminate_does_not_hang_or_touch_run_json(tmp_path: Path) -> None:
+    """Pool.terminate() SIGTERMs forked workers; they must die at once, not run the bootstrap's handler.
+
+    The watchdog ticks every 10 ms (it holds the manifest lock often), and the entry forks
+    many pools, so a fork while the lock is held, which used to hang the kernel, is likely.
+    """
+    train = ("import multiprocessing as mp, os, signal\n"
+             "def square(x):\n    return x * x\n"
+             "total = 0\n"
+             "for _ in range(25):\n"
+             "    with mp.get_context('fork').Pool(4) as pool:\n"
+             "        total += sum(pool.map(square, range(40)))\n"
+             "ready_r, ready_w = os.pipe()\n"  # a plain forked child, SIGTERMed once it runs: default action
+             "pid = os.fork()\n"
+             "if pid == 0:\n    os.write(ready_w, b'1')\n    while True:\n        signal.pause()\n"
+             "os.read(ready_r, 1)\n"
+             "os.kill(pid, signal.SIGTERM)\n"
+             "print('CHILD', os.waitpid(pid, 0)[1] & 0x7F == signal.SIGTERM, 'TOTAL', total, flush=True)\n")
+    script = bundle_script(tmp_path, train)
+    proc = run_kernel_group(script, tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"CHILD True TOTAL {25 * sum(x * x for x in range(40))}" in proc.stdout
+    run = read_run_json(tmp_path)
+    assert (run["status"], run["exit_code"]) == ("complete", 0)
+    assert "SIGTERM" not in proc.stderr and "interrupted" not in json.dumps(run)
+
+
+@pytest.mark.parametrize("mounted", [True, False])
+def test_a_resume_that_restores_nothing_stops_before_the_entry(tmp_path: Path, mounted: bool) -> None:
+    """Training from scratch for hours when a resume was asked for wastes the GPU quota: refuse instead."""
+    root = script_project(tmp_path, "print('ENTRY RAN')\n", 'checkpoints = ["checkpoint*.pt"]\n')
+    result = build_bundle(load_project(root), out_dir=tmp_path / "out", resume_from="demo/prev-run/4")
+    if mounted:
+        touch(tmp_path / "kaggle" / "input" / "notebooks" / "demo" / "prev-run" / "metrics.jsonl")
+    proc = run_kernel(result.script_path, tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "ENTRY RAN" not in proc.stdout
+    assert "demo/prev-run/4" in proc.stderr and "checkpoint*.pt" in proc.stderr
+    if mounted:
+        assert "notebooks/demo/prev-run" in proc.stderr and "metrics.jsonl" in proc.stderr
+    else:
+        assert "not mounted" in proc.stderr
+    run = read_run_json(tmp_path)
+    assert (run["status"], run["exit_code"], run["restored_files"]) == ("error", 3, [])
+    assert "checkpoint*.pt" in run["traceback_tail"]
+
+
+def test_watchdog_walk_is_adaptive_and_finish_writes_the_status_before_measuring(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow walk of /kaggle/working (many files) must not eat the CPU every tick, nor delay the final status."""
+    from kagglekit.runtime import manifest as rmanifest
+
+    real_walk = rmanifest.tree_bytes
+    walks: list[str | None] = []
+
+    def slow_walk(root: Path) -> int:
+        run_json = root / "kagglekit" / "run.json"
+        walks.append(json.loads(run_json.read_text())["status"] if run_json.exists() else None)
+        time.sleep(0.01)  # 50 x 10 ms: the next walk no sooner than 0.5 s later
+        return real_walk(root)
+
+    monkeypatch.setattr(rmanifest, "tree_bytes", slow_walk)
+    m = rmanifest.RunManifest(tmp_path, {}, interval_s=0.01, output_budget_bytes=0, skip_under=[],
+                              started_at=time.time())
+    m.write()
+    (tmp_path / "a.bin").write_bytes(b"x" * 100)
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        m.tick(full=False)
+        time.sleep(0.01)
+    assert len(walks) == 1 and m.data["peak_working_bytes"] >= 100
+    (tmp_path / "b.bin").write_bytes(b"x" * 5000)
+    m.finish("complete", 0)
+    assert walks[-1] == "complete"  # the final walk ran after the status was on disk
+    assert json.loads(m.path.read_text())["peak_working_bytes"] >= 5100
+
+
+def test_watchdog_never_initialises_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calling torch.cuda from the watchdog would create a CUDA context the project did not ask for."""
+    import types
+
+    from kagglekit.runtime import manifest as rmanifest
+
+    calls: list[str] = []
+    cuda = types.SimpleNamespace(
+        is_initialized=lambda: False,
+        is_available=lambda: calls.append("is_available") or True,
+        device_count=lambda: calls.append("device_count") or 1,
+        get_device_name=lambda i: calls.append("get_device_name") or "Tesla T4",
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert rmanifest.torch_devices() == [] and calls == []
+    cuda.is_initialized = lambda: True
+    assert rmanifest.torch_devices() == ["Tesla T4"] and "get_device_name" in calls
+
+
+def test_child_process_output_survives_a_kill(tmp_path: Path) -> None:
+    """A subprocess writing to a pipe is block-buffered; killed, its lines would be lost from the log."""
+    train = ("import subprocess, sys\n"
+             "subprocess.run([sys.executable, '-c', \"import os, signal; print('CHILD LINE'); "
+             "os.kill(os.getpid(), signal.SIGKILL)\"])\n")
+    script = bundle_script(tmp_path, train)
+    proc = run_kernel(script, tmp_path, env={"PYTHONUNBUFFERED": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "CHILD LINE" in proc.stdout

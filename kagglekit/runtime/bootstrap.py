@@ -4,7 +4,9 @@ Called by the generated script once the archive is verified and extracted to scr
 exports the mode and the time budget, starts the run.json watchdog, runs the entry
 point (a module with ``runpy.run_module`` or a script with ``runpy.run_path``) with
 ``/kaggle/working`` as the working directory, and returns the exit code a plain
-``python`` would have given (exceptions: 1, with the traceback printed).
+``python`` would have given (exceptions: 1, with the traceback printed). A requested
+resume that restores no checkpoint stops before the entry with exit code 3
+(``RESUME_FAILED_EXIT``): training from scratch for hours is never what was asked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from .manifest import RunManifest, interval_from_env
 ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
 ENV_BUNDLE_SHA = "KAGGLEKIT_BUNDLE_SHA256"
 DEFAULT_INTERVAL_S = 5.0
+RESUME_FAILED_EXIT = 3
+LISTED_FILES = 10
+
+
+class ResumeError(Exception):
+    """A resume was asked for and no checkpoint file could be restored."""
 
 
 def _exit_code(code: object) -> int:
@@ -66,33 +74,44 @@ def _run_entry(entry: str, project: Path) -> None:
 def restore_checkpoints(ref: str, patterns: list[str], working: Path) -> list[str]:
     """Copy the checkpoint files of a previous run's output (mounted as an input) into ``working``.
 
-    Files already in ``working`` are kept; the previous run's kagglekit/run.json is not copied.
+    Files already in ``working`` are kept (and count as restored); the previous run's
+    kagglekit/run.json is not copied. Raises ResumeError when no checkpoint is there to
+    resume from: the output is not mounted, or holds no file matching ``patterns``.
     """
+    wanted = ", ".join(patterns) or "none (no `checkpoints` patterns in kagglekit.toml)"
     owner_slug = "/".join(ref.split("/")[:2])
     try:
         source = paths.input_path("notebook", owner_slug)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"kagglekit: WARNING: cannot resume from {ref}: {exc}", file=sys.stderr, flush=True)
-        return []
+        raise ResumeError(f"asked to resume from {ref}, but its output is not mounted as an input: {exc}\n"
+                          f"Checkpoint patterns: {wanted}.") from None
     copied: list[str] = []
+    kept: list[str] = []
+    others: list[str] = []
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source).as_posix()
         if not path.is_file() or rel.startswith("kagglekit/"):
             continue
         if not any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns):
+            others.append(rel)
             continue
         dest = working / rel
         if dest.exists():
+            kept.append(rel)
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
         copied.append(rel)
+    if not copied and not kept:
+        found = ", ".join(others[:LISTED_FILES]) + (f" and {len(others) - LISTED_FILES} more"
+                                                   if len(others) > LISTED_FILES else "")
+        raise ResumeError(f"asked to resume from {ref}, but its output ({source}) holds no file matching the "
+                          f"checkpoint patterns {wanted}; it holds: {found or 'no files'}.")
     if copied:
         print(f"kagglekit: resuming from {ref}: copied {', '.join(copied)} into {working}", flush=True)
-    else:
-        print(f"kagglekit: WARNING: resuming from {ref}, but its output ({source}) holds no file matching "
-              f"{', '.join(patterns)}", file=sys.stderr, flush=True)
-    return copied
+    if kept:
+        print(f"kagglekit: resuming from {ref}: kept {', '.join(kept)} already in {working}", flush=True)
+    return copied + kept
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -117,6 +136,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     env[ENV_OUTPUT_BUDGET] = str(budget)
     env[ENV_BUNDLE_SHA] = str(config.get("bundle_sha256") or "")
     env[paths.ENV_PROJECT_DIR] = str(project)
+    env["PYTHONUNBUFFERED"] = "1"  # workers and subprocesses write through to the log, even if killed
     for name, value in sorted((config.get("env") or {}).items()):
         env[str(name)] = str(value)
 
@@ -153,15 +173,28 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     resume_from = config.get("resume_from")
     if resume_from:
         env["KAGGLEKIT_RESUME_FROM"] = str(resume_from)
-        restored = restore_checkpoints(str(resume_from), list(config.get("checkpoints") or ()), working)
         manifest.data["resume_from"] = resume_from
+        try:
+            restored = restore_checkpoints(str(resume_from), list(config.get("checkpoints") or ()), working)
+        except ResumeError as exc:
+            message = (f"kagglekit: ERROR: {exc}\nThe entry was not run: it would train from scratch. Check that "
+                       f"the previous version saved its checkpoint under /kaggle/working and finished saving, "
+                       f"or push without --resume.")
+            print(message, file=sys.stderr, flush=True)
+            manifest.finish("error", RESUME_FAILED_EXIT, message)
+            return RESUME_FAILED_EXIT
         manifest.data["restored_files"] = restored
     manifest.start()
     atexit.register(manifest.finish, "interrupted", None)
 
     interrupted: list[int] = []
+    boot_pid = os.getpid()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != boot_pid:  # a forked child that kept the handler: die as a plain process would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         interrupted.append(signum)
         where = "".join(traceback.format_stack(frame)) if frame is not None else ""
         manifest.finish("interrupted", 128 + signum,
@@ -170,6 +203,16 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
 
     with contextlib.suppress(ValueError, OSError):  # not the main thread: no handler, the last tick stays
         signal.signal(signal.SIGTERM, on_signal)
+
+    def after_fork_in_child() -> None:
+        # forked workers (multiprocessing "fork", DataLoader) get the default SIGTERM back, so that
+        # Pool.terminate() kills them instead of running the bootstrap's ending; a handler set by
+        # the project itself is left alone
+        if signal.getsignal(signal.SIGTERM) is on_signal:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
     tb_text: str | None = None
     try:

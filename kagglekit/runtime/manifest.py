@@ -2,7 +2,8 @@
 
 Written at start, on every watchdog tick, and at exit (also from the SIGTERM handler),
 always atomically, so even a killed run leaves a readable manifest (a SIGKILL leaves
-the last tick). Schema: docs/run-manifest.md. Standard library only; it never records
+the last tick). Only the process that created it writes: in a forked child (DataLoader or
+multiprocessing workers) it is inert. Walking /kaggle/working is adaptive (at most ~2% CPU). Schema: docs/run-manifest.md. Standard library only; it never records
 or prints environment variable values.
 """
 
@@ -24,6 +25,7 @@ SCHEMA = 1
 MANIFEST_RELPATH = "kagglekit/run.json"
 ENV_INTERVAL = "KAGGLEKIT_WATCHDOG_INTERVAL"
 BUDGET_WARNINGS = (0.80, 0.95)
+WALK_COST_FACTOR = 50  # the next walk of /kaggle/working no sooner than 50 x the last walk's duration
 TRACEBACK_TAIL_LINES = 40
 
 
@@ -80,13 +82,17 @@ def nvidia_devices() -> list[str]:
 
 
 def torch_devices() -> list[str]:
-    """CUDA device names, only if the project already imported torch (never imported here)."""
+    """CUDA device names, only if the project already imported torch AND initialised CUDA.
+
+    torch is never imported here, and no device function is called before the project's own
+    CUDA context exists: the watchdog must not create one (memory, and a fork hazard).
+    """
     torch = sys.modules.get("torch")
     if torch is None:
         return []
     try:
         cuda = torch.cuda
-        if not cuda.is_available():
+        if not cuda.is_initialized():
             return []
         return [str(cuda.get_device_name(i)) for i in range(cuda.device_count())]
     except Exception:
@@ -138,6 +144,9 @@ class RunManifest:
         self._thread: threading.Thread | None = None
         self._warned: set[float] = set()
         self._seq = 0
+        self._pid = os.getpid()
+        self._next_walk = 0.0  # time.monotonic() before which ticks reuse the last walk
+        self.last_walk_s = 0.0
         self.finished = False
         self.started_at = started_at
         requested = base.pop("accelerator_requested", "cpu")
@@ -168,21 +177,33 @@ class RunManifest:
         self._nvidia: list[str] | None = None
 
     # --- measurements ---------------------------------------------------------------
-    def _measure(self, full: bool) -> None:
-        now = time.time()
+    def _walk(self, force: bool) -> int | None:
+        """Bytes under working, or None when the last walk is too recent for its cost."""
+        t0 = time.monotonic()
+        if not force and t0 < self._next_walk:
+            return None
         used = tree_bytes(self.working)
+        self.last_walk_s = time.monotonic() - t0
+        self._next_walk = t0 + max(self.interval_s, WALK_COST_FACTOR * self.last_walk_s)
+        return used
+
+    def _measure(self, full: bool, force_walk: bool = False) -> None:
+        used = self._walk(force_walk)
+        now = time.time()
         with self._lock:
             d = self.data
             d["last_seen_at"] = utc_iso(now)
             d["duration_s"] = round(now - self.started_at, 3)
-            d["peak_working_bytes"] = max(int(d["peak_working_bytes"]), used)
+            if used is not None:
+                d["peak_working_bytes"] = max(int(d["peak_working_bytes"]), used)
             rss = peak_rss_bytes()
             if rss is not None:
                 d["peak_rss_bytes"] = max(int(d["peak_rss_bytes"] or 0), rss)
             if full:
                 self._measure_accelerator()
                 d["packages"] = imported_packages(self.skip_under)
-        self._check_budget(used)
+        if used is not None:
+            self._check_budget(used)
 
     def _measure_accelerator(self) -> None:
         if self._nvidia is None:
@@ -207,7 +228,9 @@ class RunManifest:
 
     # --- writing --------------------------------------------------------------------
     def write(self) -> None:
-        """Atomic: a temporary file beside run.json, then rename."""
+        """Atomic: a temporary file beside run.json, then rename. Never from a forked child."""
+        if os.getpid() != self._pid:
+            return
         with self._lock:
             self._seq += 1
             text = json.dumps(self.data, indent=2)
@@ -230,7 +253,16 @@ class RunManifest:
             if not self.finished:
                 self.write()
 
+    def _after_fork_in_child(self) -> None:
+        """A forked child must never write run.json nor wait on a lock a parent thread held at fork time."""
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._stop.set()
+        self._thread = None
+        self.finished = True
+
     def start(self) -> None:
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
         self.write()
         self._thread = threading.Thread(target=self._loop, name="kagglekit-watchdog", daemon=True)
         self._thread.start()
@@ -246,20 +278,28 @@ class RunManifest:
             print(f"kagglekit: watchdog stopped: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     def finish(self, status: str, exit_code: int | None, traceback_tail: str | None = None) -> None:
-        """The final write; later calls do nothing (the first ending wins, e.g. SIGTERM)."""
+        """The final write; later calls do nothing (the first ending wins, e.g. SIGTERM).
+
+        The status goes to disk first (a SIGTERM leaves little time), then the last
+        measurements (a full walk of working, packages) and a second write.
+        """
+        if os.getpid() != self._pid:
+            return  # a forked child (even one forked behind os.register_at_fork's back)
         with self._lock:
             if self.finished:
                 return
+            self.finished = True
             self._stop.set()
-            with contextlib.suppress(Exception):
-                self._measure(full=True)
             now = time.time()
             self.data.update(status=status, exit_code=exit_code, ended_at=utc_iso(now),
                              last_seen_at=utc_iso(now), duration_s=round(now - self.started_at, 3))
             if traceback_tail:
                 self.data["traceback_tail"] = tail_lines(traceback_tail, TRACEBACK_TAIL_LINES)
             self.write()
-            self.finished = True
+            with contextlib.suppress(Exception):
+                self._measure(full=True, force_walk=True)
+                self.data["duration_s"] = round(now - self.started_at, 3)  # still up to ended_at
+                self.write()
 
 
 def tail_lines(text: str, n: int) -> str:
