@@ -192,6 +192,9 @@ def test_input_path_current_layout(kroot: Path) -> None:
     m2 = touch(i / "models" / "google" / "gemma" / "pytorch" / "2b" / "3" / "w.bin")
     assert rpaths.input_path("model", "google/gemma/pytorch/2b/1", "w.bin") == m1
     assert rpaths.input_path("model", "google/gemma/pytorch/2b", "w.bin") == m2  # latest version
+    # Handles spell the framework in mixed case; mounts are lower case.
+    assert rpaths.input_path("model", "google/gemma/pyTorch/2b", "w.bin") == m2
+    assert rpaths.input_path("model", "google/gemma/PyTorch/2b/1") == m1.parent
 
 
 def test_input_path_legacy_layout_and_the_not_found_message(kroot: Path) -> None:
@@ -414,3 +417,13 @@ def test_child_process_output_survives_a_kill(tmp_path: Path) -> None:
     proc = run_kernel(script, tmp_path, env={"PYTHONUNBUFFERED": ""})
     assert proc.returncode == 0, proc.stderr
     assert "CHILD LINE" in proc.stdout
+
+
+def test_model_fallback_search_finds_the_version_folder_not_the_model_root(kroot: Path) -> None:
+    """A layout we do not know: the search must still land on framework/variation/version."""
+    w = touch(kroot / "input" / "odd-place" / "gemma" / "pytorch" / "2b" / "2" / "w.bin")
+    touch(kroot / "input" / "odd-place" / "gemma" / "README.md")
+    assert rpaths.input_path("model", "google/gemma/pyTorch/2b", "w.bin") == w
+    assert rpaths.input_path("model", "google/gemma/pytorch/2b/2") == w.parent
+    with pytest.raises(FileNotFoundError):
+        rpaths.input_path("model", "google/gemma/pytorch/7b", "w.bin")

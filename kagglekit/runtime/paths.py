@@ -76,7 +76,14 @@ def _candidates(kind: str, ref: str) -> list[Path]:
     if len(parts) < 4:
         raise ValueError(f"model reference {ref!r}: expected owner/model/framework/variation[/version]")
     owner, rest = parts[0], parts[1:]
-    return [base / "models" / owner / Path(*rest), base / Path(*rest)]
+    # Handles spell the framework in mixed case (google/gemma/pyTorch/2b); mounts use lower case.
+    spellings = [rest, [rest[0], rest[1].lower(), *rest[2:]]]
+    folders: list[Path] = []
+    for tail in spellings:
+        for folder in (base / "models" / owner / Path(*tail), base / Path(*tail)):
+            if folder not in folders:
+                folders.append(folder)
+    return folders
 
 
 def _latest_version(folder: Path) -> Path | None:
@@ -107,9 +114,19 @@ def input_path(kind: str, ref: str, filename: str | None = None) -> Path:
         target = folder / filename if filename else folder
         if target.exists():
             return target
-    # Last resort: the layout changed again; look for a folder of that name a few levels down.
-    slug = [p for p in ref.strip("/").split("/") if p][-1 if norm != "model" else 1]
-    found = _search(input_dir(), slug, filename, depth=4)
+    # Last resort: the layout changed again; look for a folder of that name a few levels down
+    # (for a model: its model folder holding the framework/variation[/version] path, never the bare root).
+    parts = [p for p in ref.strip("/").split("/") if p]
+    slug = parts[1] if norm == "model" else parts[-1]
+    found: Path | None = None
+    if norm == "model":
+        variation = _search(input_dir(), slug, "/".join([parts[2].lower(), *parts[3:]]), depth=4)
+        if variation is not None:
+            folder = (_latest_version(variation) or variation) if len(parts) == 4 else variation
+            target = folder / filename if filename else folder
+            found = target if target.exists() else None
+    else:
+        found = _search(input_dir(), slug, filename, depth=4)
     if found is not None:
         return found
     looked = ", ".join(str(c) for c in candidates[:6])
