@@ -79,6 +79,7 @@ class RunRecord:
     message: str | None = None
     parent_version: int | None = None
     resume_from: str | None = None
+    overrides: dict[str, str] | None = None  # the --set NAME=VALUE pairs of the push
     status: str | None = None
     status_seen_at: datetime | None = None
     failure_message: str | None = None
@@ -276,6 +277,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX runs_kernel ON runs (account, kernel, version);
     CREATE INDEX runs_started ON runs (started_at);
     """,
+    # 3: the --set overrides a version was pushed with (JSON), so --resume can carry them on.
+    """
+    ALTER TABLE runs ADD COLUMN overrides TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -284,6 +289,7 @@ _RUN_COLUMNS = (
     "git_commit", "git_dirty", "message", "parent_version", "resume_from", "status", "status_seen_at",
     "failure_message", "started_at", "started_source", "ended_at", "ended_source", "duration_s",
     "duration_source", "output_bytes", "output_files", "peak_working_bytes", "peak_rss_bytes", "updated_at",
+    "overrides",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
 
@@ -406,6 +412,8 @@ class Ledger:
                 params.append(_to_text(value))
             elif isinstance(value, bool):
                 params.append(int(value))
+            elif key == "overrides" and value is not None:
+                params.append(json.dumps(dict(value), sort_keys=True))
             else:
                 params.append(value)
         params.append(run_id)
@@ -427,6 +435,7 @@ class Ledger:
         message: str | None = None,
         parent_version: int | None = None,
         resume_from: str | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Record a push (a new version). Pushing is also the first status seen: QUEUED."""
         pushed_at = pushed_at or self._clock()
@@ -436,6 +445,7 @@ class Ledger:
             "pushed_at": pushed_at, "mode": mode, "accelerator": accelerator, "machine_shape": machine_shape,
             "bundle_hash": bundle_hash, "git_commit": git_commit, "git_dirty": git_dirty, "message": message,
             "parent_version": parent_version, "resume_from": resume_from,
+            "overrides": dict(overrides) if overrides else None,
         }
         with self._transaction() as conn:
             run_id = self._ensure_run(conn, account, kernel, version)
@@ -639,6 +649,8 @@ class Ledger:
                     value = _from_text(value)
                 elif col == "git_dirty" and value is not None:
                     value = bool(value)
+                elif col == "overrides" and value is not None:
+                    value = json.loads(value)
                 kwargs[col] = value
             records.append(RunRecord(**kwargs, statuses=events[int(row["id"])]))
         return records

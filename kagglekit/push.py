@@ -158,7 +158,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref)
+                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
     return outcome
 
 
@@ -177,21 +177,27 @@ def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | Non
 
 
 def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warnings: list[str]) -> PushRequest:
-    """A resumed run continues the parent's training: same mode unless told, and a warning if told otherwise.
+    """A resumed run continues the parent's training: its mode and ``--set`` overrides unless told otherwise.
 
     A checkpoint from a test-mode run does not fit a full-mode model or data size (or the other
-    way round); the project would then start afresh, which is the opposite of resuming.
+    way round); the project would then start afresh, which is the opposite of resuming. Overrides
+    given now win over the parent's.
     """
     parent_mode = getattr(parent, "mode", None)
-    if parent_mode is None:
-        return req
-    if req.run.mode is None:
+    parent_sets: dict[str, str] = dict(getattr(parent, "overrides", None) or {})
+    run = req.run
+    if parent_mode is not None and run.mode is None:
         warnings.append(f"Resuming in {parent_mode} mode, as {resume_ref} ran (give --test/--full to choose).")
-        return dataclasses.replace(req, run=dataclasses.replace(req.run, mode=parent_mode))
-    if req.run.mode != parent_mode:
-        warnings.append(f"{resume_ref} ran in {parent_mode} mode and this run is {req.run.mode} mode: its checkpoint "
+        run = dataclasses.replace(run, mode=parent_mode)
+    elif parent_mode is not None and run.mode != parent_mode:
+        warnings.append(f"{resume_ref} ran in {parent_mode} mode and this run is {run.mode} mode: its checkpoint "
                         "may not fit, and the project may start afresh instead of resuming.")
-    return req
+    inherited = {k: v for k, v in parent_sets.items() if k not in run.sets}
+    if inherited and run.mode == parent_mode:
+        warnings.append(f"Resuming with {resume_ref}'s overrides: "
+                        + " ".join(f"{k}={v}" for k, v in sorted(inherited.items())) + " (--set NAME=VALUE to change).")
+        run = dataclasses.replace(run, sets={**inherited, **run.sets})
+    return dataclasses.replace(req, run=run)
 
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,

@@ -297,3 +297,12 @@ def test_ensure_times_places_the_logs_span_inside_what_polling_saw(tmp_path: Pat
     led.record_status("alice", k, 4, "ERROR", seen_at=T0)
     rec = ledger_mod.ensure_times(None, led, "alice", k, 4, log_text=_log(7.0))
     assert rec is not None and rec.duration_s is None
+
+
+def test_push_overrides_round_trip(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    ledger.record_push("alice", "alice/k-chain", 1, mode="full", overrides={"n_epoch": "60", "lr": "3e-4"})
+    ledger.record_push("alice", "alice/k-chain", 2, mode="full")
+    first, second = ledger.runs(kernel="alice/k-chain")
+    assert first.overrides == {"lr": "3e-4", "n_epoch": "60"}
+    assert second.overrides is None

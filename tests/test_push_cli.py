@@ -239,13 +239,16 @@ def test_global_options_also_work_after_the_command(kk: Any, project: Path) -> N
     assert code == 0 and json.loads(out)["status"] == "COMPLETE"
 
 
-def test_resume_keeps_the_parent_runs_mode(kk: Any, project: Path) -> None:
-    assert kk("push", "--cpu", "--full", "--wait", "--interval", "0.3", cwd=project)[0] == 0
-    code, _, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", cwd=project)
+def test_resume_keeps_the_parent_runs_mode_and_overrides(kk: Any, project: Path) -> None:
+    assert kk("push", "--cpu", "--full", "--set", "n_epoch=3", "--set", "lr=0.5", "--wait", "--interval", "0.3",
+              cwd=project)[0] == 0
+    code, _, err = kk("push", "--cpu", "--resume", "--set", "lr=0.25", "--wait", "--interval", "0.3", cwd=project)
     assert code == 0, err
     assert "Resuming in full mode, as demo/multi-module/1 ran" in err
+    assert "Resuming with demo/multi-module/1's overrides: n_epoch=3 (--set NAME=VALUE to change)" in err
     assert kk("pull-outputs", cwd=project)[0] == 0
-    assert pulled_result(project, 2)["running_test"] is False
+    result = pulled_result(project, 2)
+    assert (result["running_test"], result["n_epoch"], result["lr"]) == (False, 3, 0.25)
     code, _, err = kk("push", "--cpu", "--test", "--resume", "--dry-run", cwd=project)
     assert code == 0 and "ran in full mode and this run is test mode" in err
 
