@@ -197,7 +197,7 @@ def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> No
 
 # === section: emulator (end) ===
 
-from kagglekit.options import json_option, parse_run_options, run_options  # noqa: E402  (click only: fast)
+from kagglekit.options import parse_run_options, run_options  # noqa: E402  (click only: fast)
 
 
 @cli.command("bundle")
@@ -205,7 +205,6 @@ from kagglekit.options import json_option, parse_run_options, run_options  # noq
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
 @run_options
-@json_option
 @pass_options
 def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None, **run_values: Any) -> None:
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
@@ -272,7 +271,6 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
 @click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
-@json_option
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
@@ -317,7 +315,6 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
               help="Poll until the run ends: exit 0 on COMPLETE, 8 on ERROR, 9 when stopped.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between polls (grows while nothing changes; 429s are honoured).")
-@json_option
 @pass_options
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
@@ -345,7 +342,6 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @click.argument("kernel", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Follow the log while the run goes on.")
 @click.option("--raw", is_flag=True, help="Kaggle's JSON log as stored (no formatting).")
-@json_option
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
@@ -397,7 +393,6 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Files downloaded at once.")
 @click.option("--force", is_flag=True, help="Download again even what is already complete.")
-@json_option
 @pass_options
 def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
                          exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool) -> None:
@@ -432,7 +427,6 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
 @cli.command("runs")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
-@json_option
 @pass_options
 def runs_command(opts: Options, kernel: str | None) -> None:
     """List the runs kagglekit has recorded (the run ledger)."""
@@ -445,7 +439,6 @@ def runs_command(opts: Options, kernel: str | None) -> None:
 @cli.command("quota")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Also draw the week (cumulative GPU hours against the allowance) to FILE.png.")
-@json_option
 @pass_options
 def quota_command(opts: Options, plot: Path | None) -> None:
     """The weekly GPU/TPU quota: live numbers, this week's runs, forecast, the 20 GB budget."""
@@ -562,7 +555,8 @@ def _accept_global_options_after_the_command(group: click.Group) -> None:
     extra = [
         click.Option(["--local"], is_flag=True, expose_value=False, hidden=True, callback=setter("local")),
         click.Option(["--endpoint"], expose_value=False, hidden=True, callback=setter("endpoint")),
-        click.Option(["--json"], is_flag=True, expose_value=False, hidden=True, callback=setter("json")),
+        click.Option(["--json"], is_flag=True, expose_value=False, callback=setter("json"),
+                     help="Machine-readable JSON on stdout."),
         click.Option(["-v", "--verbose"], count=True, expose_value=False, hidden=True,
                      callback=setter("verbose", count=True)),
         click.Option(["--debug"], is_flag=True, expose_value=False, hidden=True, callback=setter("debug")),

@@ -88,14 +88,3 @@ def parse_run_options(*, mode_test: bool = False, mode_full: bool = False, set_v
         resolve_machine_shape(accelerator)  # fail early, with the allowed values
     return RunOptions(mode="test" if mode_test else "full" if mode_full else None,
                       sets=parse_sets(set_values), accelerator=accelerator, internet=internet, timeout=timeout)
-
-
-def json_option(f: F) -> F:
-    """``--json`` after the command name too (``kagglekit bundle --json``), same as the global flag."""
-
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value and hasattr(ctx.obj, "json"):
-            ctx.obj.json = True
-
-    return click.option("--json", "_json", is_flag=True, expose_value=False, callback=set_json,
-                        help="Machine-readable JSON on stdout.")(f)
