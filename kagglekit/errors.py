@@ -9,14 +9,23 @@ from __future__ import annotations
 
 
 class KagglekitError(Exception):
-    """An expected failure: what went wrong (message) and what to do (hint)."""
+    """An expected failure: what went wrong (message) and what to do (hint).
+
+    Errors made from an API answer also keep the HTTP status, Kaggle's status name
+    (``NOT_FOUND``, ``PERMISSION_DENIED``...) and Kaggle's own message, so callers can tell
+    "No runs found for this kernel." (a run not started yet) from a kernel that is not there.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, http_status: int | None = None,
+                 api_status: str | None = None, api_message: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.http_status = http_status
+        self.api_status = api_status
+        self.api_message = api_message
 
     def __str__(self) -> str:
         return self.message
@@ -86,6 +95,18 @@ class EmulatorError(KagglekitError):
     """The local emulator could not be started, reached or stopped."""
 
     exit_code = 13
+
+
+class RunNotStartedError(KagglekitError):
+    """A push created a version but no run: Kaggle still answers "No runs found" after the start grace."""
+
+    exit_code = 14
+
+
+class RunNotFinishedError(KagglekitError):
+    """The run has not ended yet: ``--max-wait`` passed, or its outputs are not listed until it and its save end."""
+
+    exit_code = 15
 
 
 EXIT_INTERRUPTED = 130
