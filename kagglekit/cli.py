@@ -116,6 +116,8 @@ def emulator_group() -> None:
     kagglekit emulator serve            foreground, prints URL + env vars for the kaggle CLI
     kagglekit emulator start|stop|status   the background one that --local uses
     kagglekit emulator add-dataset demo/my-data ./data
+    kagglekit emulator env              the block that points the official kaggle CLI at it
+    kagglekit emulator config KEY=VALUE change a rule (e.g. legacy_layout=true); no argument: show them
     """
 
 
@@ -194,6 +196,41 @@ def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> No
 
     add_source("competitions", slug, path, endpoint=opts.endpoint)
     opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+
+@emulator_group.command("env")
+@click.pass_obj
+def emulator_env_command(opts: Options) -> None:
+    """Print the shell block that points the official `kaggle` CLI at the background emulator.
+
+    \b
+    eval "$(kagglekit emulator env)"; kaggle kernels list --mine
+    """
+    from kagglekit.local import client_env
+
+    env = client_env(opts.endpoint)
+    shim = env.pop("PYTHONPATH")
+    lines = [f"export {k}={v}" for k, v in env.items()]
+    lines.append(f"export PYTHONPATH={shim}${{PYTHONPATH:+:$PYTHONPATH}}")
+    opts.emit({**env, "PYTHONPATH": shim}, "\n".join(lines))
+
+
+@emulator_group.command("config")
+@click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
+@click.pass_obj
+def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
+    """Change the emulator's rules, or show them all (docs/emulator.md lists the keys).
+
+    \b
+    Examples:  kagglekit emulator config legacy_layout=true
+               kagglekit emulator config run_start_delay_seconds=0 save_seconds_per_gb=0
+               kagglekit emulator config session_limit_seconds.gpu=600
+    """
+    from kagglekit.local import configure, parse_setting
+
+    config = configure(list(settings), url=opts.endpoint)
+    changed = [key for text in settings for key in parse_setting(text)]
+    shown = {k: config.get(k) for k in changed} if changed else config
+    opts.emit(config, "\n".join(f"{k} = {json.dumps(v)}" for k, v in shown.items()))
 
 # === section: emulator (end) ===
 

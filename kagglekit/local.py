@@ -221,6 +221,75 @@ def control(route: str, payload: dict[str, Any] | None = None, url: str | None =
                             "Start it with `kagglekit emulator start` or check --endpoint.") from None
 
 
+def read_control(route: str, url: str | None = None) -> Any:
+    """GET a control route (``config``, ``state``) of the running (or given) emulator."""
+    base = _root(url or ensure_running().url)
+    try:
+        with urllib.request.urlopen(f"{base}/__emulator/{route}", timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise EmulatorError(f"Could not read {route} from the emulator at {base}: {exc}",
+                            "Start it with `kagglekit emulator start` or check --endpoint.") from None
+
+
+def _root(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url.rstrip("/")
+
+
+_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``KEY=VALUE`` as a config update: JSON values (``3``, ``true``, ``{"gpu": 60}``), yes/no/on/off,
+    else the text itself; ``KEY.KIND=N`` sets one accelerator's entry (``session_limit_seconds.gpu=60``)."""
+    from kagglekit.errors import ConfigError
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"'{text}' is not KEY=VALUE.",
+                          "e.g. kagglekit emulator config legacy_layout=true run_start_delay_seconds=0")
+    raw = raw.strip()
+    value: Any
+    if raw.lower() in _WORDS:
+        value = _WORDS[raw.lower()]
+    else:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+    if "." in key:
+        key, sub = key.split(".", 1)
+        return {key: {sub: value}}
+    return {key: value}
+
+
+def configure(settings: list[str], url: str | None = None) -> dict[str, Any]:
+    """Change emulator rules (``emulator config KEY=VALUE ...``); returns the whole configuration after it."""
+    update: dict[str, Any] = {}
+    for text in settings:
+        for key, value in parse_setting(text).items():
+            if isinstance(value, dict) and isinstance(update.get(key), dict):
+                update[key].update(value)
+            else:
+                update[key] = value
+    if not update:
+        config = read_control("config", url)
+        return config if isinstance(config, dict) else {}
+    result = control("config", update, url=url)
+    return result if isinstance(result, dict) else {}
+
+
+def client_env(url: str | None = None) -> dict[str, str]:
+    """The environment that points the official ``kaggle`` CLI at the (background) emulator as the demo user."""
+    from kagglekit.emulator.server import demo_env
+
+    base = url or ensure_running().url
+    shim = Path(__file__).resolve().parent / "emulator" / "shim"
+    return {**demo_env(base), "PYTHONPATH": str(shim)}
+
+
 def describe() -> dict[str, Any] | None:
     """The running background emulator's URL, pid, data dir and ``GET state`` summary, or None."""
     info = status()

@@ -11,6 +11,7 @@ import dataclasses
 import re
 import urllib.parse
 
+from kagglekit.emulator import pages
 from kagglekit.emulator.responses import RPCS
 
 LOGS_RPC = "kernels.KernelsApiService/GetKernelSessionLogsStream"
@@ -23,7 +24,7 @@ _CONTROL = re.compile(r"^/__emulator/([a-z_-]+)/?$")
 
 @dataclasses.dataclass(frozen=True)
 class Route:
-    kind: str  # rpc | logs | file | control | root
+    kind: str  # rpc | logs | file | control | page | root
     name: str = ""
     args: tuple[str, ...] = ()
 
@@ -43,6 +44,9 @@ def match(method: str, path: str) -> Route | None:
             return Route("file", "files", (m.group(1), urllib.parse.unquote(m.group(2))))
         if path in ("", "/"):
             return Route("root")
+        page = pages.match(path)
+        if page is not None:
+            return Route("page", "page", page)
     m = _CONTROL.match(path)
     if m:
         return Route("control", f"{method} {m.group(1)}")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator import control, responses, routes
+from kagglekit.emulator import control, pages, responses, routes
 from kagglekit.emulator.app import App
 from kagglekit.emulator.faults import Fault
 from kagglekit.emulator.models import Backend, WireError
@@ -108,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
             elif route.kind == "file":
                 entry["file"] = route.args[1]
                 self._file(int(route.args[0]), route.args[1], query, head=method == "HEAD")
+            elif route.kind == "page":  # the read-only web page of a kernel (pages.py)
+                self._send_bytes(*pages.render(self.app, self._base_url(), route.args, query),
+                                 {"Content-Type": "text/html; charset=utf-8"}, head=method == "HEAD")
             elif route.kind == "control":
                 self._control = True
                 payload = json.loads(body) if body.strip() else None

@@ -26,7 +26,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from . import paths, session
-from .manifest import RunManifest, interval_from_env
+from .manifest import RunManifest, interval_from_env, saving_line
 
 ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
 ENV_BUNDLE_SHA = "KAGGLEKIT_BUNDLE_SHA256"
@@ -230,4 +230,5 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         print(tb_text, file=sys.stderr, end="", flush=True)
         code, status = 1, "error"
     manifest.finish(status, code, tb_text)
+    print(saving_line(status, code, working, manifest.working_bytes), flush=True)
     return code

@@ -147,6 +147,7 @@ class RunManifest:
         self._pid = os.getpid()
         self._next_walk = 0.0  # time.monotonic() before which ticks reuse the last walk
         self.last_walk_s = 0.0
+        self.working_bytes: int | None = None  # the latest walk's total: what Kaggle saves at the end
         self.finished = False
         self.started_at = started_at
         requested = base.pop("accelerator_requested", "cpu")
@@ -195,6 +196,7 @@ class RunManifest:
             d["last_seen_at"] = utc_iso(now)
             d["duration_s"] = round(now - self.started_at, 3)
             if used is not None:
+                self.working_bytes = used
                 d["peak_working_bytes"] = max(int(d["peak_working_bytes"]), used)
             rss = peak_rss_bytes()
             if rss is not None:
@@ -305,6 +307,15 @@ class RunManifest:
 def tail_lines(text: str, n: int) -> str:
     lines = text.rstrip("\n").splitlines()
     return "\n".join(lines[-n:])
+
+
+def saving_line(status: str, exit_code: int | None, working: Path, size: int | None) -> str:
+    """The last line a run prints: Kaggle now saves /kaggle/working (its version stays RUNNING meanwhile).
+
+    ``kagglekit push --wait`` reads it from the live log to show "saving outputs, N GB" (watch.SAVING_LINE).
+    """
+    held = _human(size) if size is not None else "an unknown amount"
+    return f"kagglekit: run ended ({status}, exit {exit_code}); {working} holds {held} for Kaggle to save"
 
 
 def _human(n: float) -> str:
