@@ -333,7 +333,11 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     kind = _quota_kind(requested, seen)
     duration = _duration(run, summary)
     cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
-    if kind in ("gpu", "tpu") and seen == "cpu":
+    emulated = run.get("emulated") is True
+    if emulated:
+        notes.append("This run was made on the kagglekit emulator, which runs GPU and TPU sessions on the local "
+                     "CPU: its duration, memory and device are not what Kaggle would give.")
+    elif kind in ("gpu", "tpu") and seen == "cpu":
         notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
                      "check that the code moves the model and data to the device.")
 

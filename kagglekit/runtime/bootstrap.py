@@ -163,6 +163,9 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}), bundle "
           f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
 
+    if "KAGGLE_EMULATOR_SANDBOX" in os.environ and str(config.get("accelerator") or "cpu") not in ("cpu", "None"):
+        print("kagglekit: this is the kagglekit emulator: the GPU/TPU session runs on the local CPU "
+              "(no accelerator; timings and memory are not Kaggle's)", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
     base["session_limit_s"] = int(limit)
     base["accelerator_requested"] = config.get("accelerator") or "cpu"

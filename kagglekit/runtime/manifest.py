@@ -174,6 +174,8 @@ class RunManifest:
             "traceback_tail": None,
             "resume_from": None,
             "restored_files": [],
+            # The kagglekit emulator sets KAGGLE_EMULATOR_SANDBOX: there, GPU/TPU sessions run on the CPU.
+            "emulated": "KAGGLE_EMULATOR_SANDBOX" in os.environ,
         }
         self._nvidia: list[str] | None = None
 
