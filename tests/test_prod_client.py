@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from tests.fixtures_emulator import EmulatorError
 
 # Quick but prod-shaped: the run starts 2 s after the push, a new private kernel answers 403 for 1 s,
 # saving the output takes at least 2 s.
+pytestmark = pytest.mark.emulator_prod
+
 PROD_FAST = {"run_start_delay_seconds": 2.0, "new_private_403_seconds": 1.0, "save_min_seconds": 2.0}
 
 
@@ -305,3 +308,19 @@ def test_emulator_env_and_config_commands(tmp_path: Path, monkeypatch: pytest.Mo
     assert env["KAGGLE_USERNAME"] == C.DEMO_USERNAME and env["KAGGLE_API_ENVIRONMENT"] == "LOCALHOST"
     assert env["KAGGLE_EMULATOR_URL"].startswith("http://127.0.0.1:")
     assert urllib.request.urlopen(env["KAGGLE_EMULATOR_URL"] + "/__emulator/health", timeout=5).status == 200
+
+
+def test_the_kernel_page_escapes_what_the_run_printed(emulator: Any) -> None:
+    emulator.control("config", {"run_start_delay_seconds": 0, "new_private_403_seconds": 0})
+    emulator.push("print('<script>alert(1)</script> & done')\nopen('w x.bin', 'wb').write(b'1')\n", "page-kernel")
+    emulator.wait_for_status("demo", "page-kernel")
+    page = urllib.request.urlopen(f"{emulator.url}/code/demo/page-kernel", timeout=10).read().decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; done" in page and "<script>alert" not in page
+    assert "COMPLETE" in page and "w x.bin" in page and "CPU" in page
+    link = page.split("href='")[-1].split("'")[0].replace("&amp;", "&")
+    assert urllib.request.urlopen(link.replace(" ", "%20"), timeout=10).read() == b"1"
+    index = urllib.request.urlopen(f"{emulator.url}/code", timeout=10).read().decode()
+    assert "demo/page-kernel" in index
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{emulator.url}/code/demo/no-such-kernel", timeout=10)
+    assert missing.value.code == 404
