@@ -372,7 +372,7 @@ def build_bundle(
                               hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
                                    "kaggle_secrets.UserSecretsClient.")
     if shape in constants.RETIRED_SHAPES and not any(shape in w for w in warnings):
-        warnings.append(f"machine shape {shape} was retired in September 2026; Kaggle runs it on a replacement.")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=shape))
     session_limit = settings.timeout_s or constants.SESSION_LIMIT_SECONDS[kind]
     if session_limit > constants.SESSION_LIMIT_SECONDS[kind]:
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "

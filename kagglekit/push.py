@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kagglekit.errors import KagglekitError, KaggleRefusedError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.types import PushResult
     from kagglekit.bundle import BundleResult
-    from kagglekit.client import KaggleApiClient, KernelRef, PushResult
     from kagglekit.ledger import Ledger
     from kagglekit.settings import ProjectSettings
     from kagglekit.watch import StatusReport
@@ -85,8 +87,6 @@ def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushR
     ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
     even when an older run of the kernel completed and the newest was stopped.
     """
-    from kagglekit.client import KernelRef
-
     if req.resume_from:
         ref = KernelRef.parse(req.resume_from, default_owner=client.username)
     else:
@@ -165,7 +165,6 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
 def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | None,
                         patterns: tuple[str, ...]) -> list[str]:
     """A warning when the run to resume from left no file matching the checkpoint patterns."""
-    from kagglekit.client import KernelRef
     from kagglekit.download import select
 
     names = [f.name for f in client.list_outputs(KernelRef.parse(kernel).with_version(version)).files]
@@ -219,10 +218,9 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
 
 def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
              interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
-    from kagglekit.client import KernelRef
     from kagglekit.watch import watch
 
-    ref: KernelRef = KernelRef.parse(kernel).with_version(version)
+    ref = KernelRef.parse(kernel).with_version(version)
     return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
 
 

@@ -30,18 +30,19 @@ from kagglekit import paths
 from kagglekit.constants import (
     MAX_BATCH_SESSIONS,
     OUTPUT_BUDGET_BYTES,
+    QUOTA_WEEK_START_WEEKDAY,
     STATUS_QUEUED,
 )
 from kagglekit.errors import CredentialsError, KagglekitError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.ledger import (
     KIND_UNKNOWN,
     Ledger,
     RunRecord,
-    ensure_times,
     is_real_account,
     utcnow,
-    week_window,
 )
+from kagglekit.watch import ensure_times
 
 ACCELERATORS = ("gpu", "tpu")
 BUDGET_WARN_FRACTION = 0.8
@@ -49,6 +50,21 @@ LAST_READING_FILE = "quota-last.json"
 
 
 # --------------------------------------------------------------------------- report types
+
+
+def week_window(now: datetime, refresh_time: datetime | None = None) -> tuple[datetime, datetime]:
+    """The quota week containing ``now``: [Saturday 00:00 UTC, next Saturday 00:00 UTC).
+
+    When the server's ``quotaRefreshTime`` is known it wins: the week is the 7 days before
+    it (the server's clock, e.g. the emulator's offset clock, is the one that counts).
+    """
+    if refresh_time is not None:
+        end = refresh_time.astimezone(UTC)
+        return end - timedelta(days=7), end
+    now = now.astimezone(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=(midnight.weekday() - QUOTA_WEEK_START_WEEKDAY) % 7)
+    return start, start + timedelta(days=7)
 
 
 @dataclasses.dataclass
@@ -329,8 +345,6 @@ def refresh_active(client: Any, ledger: Ledger, account: str | None, limit: int 
     """Ask Kaggle about runs the ledger still thinks are queued/running; record what it says."""
     if client is None:
         return []
-    from kagglekit.client import KernelRef
-
     problems = []
     for run in ledger.active_runs(account)[-limit:]:
         owner, _, slug = run.kernel.partition("/")
@@ -499,7 +513,7 @@ def _fill_durations(client: Any, ledger: Ledger, account: str, week_start: datet
     """This week's finished runs without a duration get one from their saved logs (bounded)."""
     missing = [r for r in ledger.runs(account=account, since=week_start) if r.finished and r.duration_s is None]
     for run in missing[-ENSURE_TIMES_LIMIT:]:
-        ensure_times(client, ledger, account, run.kernel, run.version)
+        ensure_times(client, ledger, account, run.kernel_ref)
 
 
 def _forecasts(ledger: Ledger, records: list[RunRecord], usages: dict[str, AcceleratorUsage],

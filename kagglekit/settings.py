@@ -473,6 +473,5 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                 f"{limit // 3600}h session limit for {kind.upper()} runs.",
                 hint=f"Use at most {limit // 3600}h, or leave timeout unset to get the full limit.")
     if settings.machine_shape in constants.RETIRED_SHAPES:
-        warnings.append(f"machine shape {settings.machine_shape} was retired in September 2026; Kaggle runs it "
-                        "on a replacement. Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=settings.machine_shape))
     return dataclasses.replace(settings, warnings=tuple(warnings))
