@@ -201,7 +201,8 @@ def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> No
 
 # === section: emulator (end) ===
 
-from kagglekit.options import parse_run_options, run_options  # noqa: E402  (click only: fast)
+from kagglekit.options import run_options  # noqa: E402  (click only: fast)
+from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")

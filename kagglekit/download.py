@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -49,6 +49,10 @@ from kagglekit.constants import (
 )
 from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
 from kagglekit.kernel_ref import KernelRef
+
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 MANIFEST_NAME = ".kagglekit-manifest.json"
 MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
@@ -559,8 +563,8 @@ def default_target(slug: str, version: int | None, base: Path | None = None) -> 
 
 
 def pull_outputs(
-    client: Any,
-    ref: Any,
+    client: KaggleApiClient,
+    ref: KernelRef | str | None,
     *,
     target: Path | None = None,
     include: Sequence[str] = (),
@@ -570,7 +574,7 @@ def pull_outputs(
     jobs: int = 4,
     force: bool = False,
     progress: bool | None = None,
-    ledger: Any = None,
+    ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     raise_on_failure: bool = True,
     fsync: bool = False,
@@ -689,7 +693,7 @@ def pull_outputs(
 
 
 def _download_all(
-    client: Any, listing_ref: Any, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
+    client: KaggleApiClient, listing_ref: KernelRef, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
     manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
     policy: RetryPolicy | None, fsync: bool, final: bool,
 ) -> None:
@@ -818,7 +822,7 @@ def _save_log(
 
 
 def _update_ledger(
-    ledger: Any, client: Any, kernel: str, version: int, summary: PullSummary, log_raw: str,
+    ledger: Ledger, client: KaggleApiClient, kernel: str, version: int, summary: PullSummary, log_raw: str,
     note: Callable[[str], None],
 ) -> None:
     """What the pull learnt about the run: its status, output size, run.json, else times from the log."""

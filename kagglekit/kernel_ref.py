@@ -62,6 +62,12 @@ class KernelRef:
             version = int(digits)
         return cls(owner, slug, version)
 
+    @classmethod
+    def from_id(cls, kernel_id: str, version: int | None = None) -> KernelRef:
+        """``OWNER/SLUG`` text that is already known good (a ledger key, an API answer): split, not checked."""
+        owner, _, slug = kernel_id.partition("/")
+        return cls(owner, slug, version)
+
     @property
     def version_label(self) -> str | None:
         """The API's form of the version, ``v<N>`` (a bare number gets 404 from Kaggle)."""

@@ -104,8 +104,7 @@ class RunRecord:
     @property
     def kernel_ref(self) -> KernelRef:
         """This run as a ``KernelRef`` (the ledger keeps the kernel as ``OWNER/SLUG`` text)."""
-        owner, _, slug = self.kernel.partition("/")
-        return KernelRef(owner, slug, self.version)
+        return KernelRef.from_id(self.kernel, self.version)
 
     @property
     def active(self) -> bool:

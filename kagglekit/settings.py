@@ -25,9 +25,6 @@ ENV_PREFIX = "KAGGLEKIT_"
 
 ACCELERATOR_ALIASES = {"cpu": "None", "none": "None", "gpu": constants.SHAPE_GPU_DEFAULT,
                        "tpu": constants.SHAPE_TPU_DEFAULT}
-SHAPE_LABELS = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8", "None": "CPU", "NvidiaTeslaP100": "GPU P100",
-                "NvidiaL4": "GPU L4 x4", "NvidiaL4X1": "GPU L4", "NvidiaTeslaA100": "GPU A100",
-                "NvidiaH100": "GPU H100", "TpuV6E8": "TPU v6e-8"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,7 +78,7 @@ def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
         return ref, None
     pushed = None
     if ledger is not None:
-        runs = ledger.runs(kernel=f"{ref.owner}/{ref.slug}", account=client.account)
+        runs = ledger.runs(kernel=ref.kernel_id, account=client.account)
         pushed = max((r.version for r in runs), default=None)
     try:
         current = client.get_kernel(ref).current_version
@@ -95,7 +95,7 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
                  with_log_tail: bool = True) -> StatusReport:
     """One status look at ``ref`` (newest version when none given), recorded in the ledger."""
     ref, note = resolve_version(client, ref, ledger)
-    kernel = f"{ref.owner}/{ref.slug}"
+    kernel = ref.kernel_id
     if note is not None:
         status, failure = STATUS_QUEUED, None
     else:
