@@ -280,6 +280,35 @@ def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``90s``, ``15m``, ``1h30m`` or a bare number of seconds (waiting.parse_duration)."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        from kagglekit.errors import ConfigError
+        from kagglekit.waiting import parse_duration
+
+        try:
+            return parse_duration(str(value), f"--{param.name.replace('_', '-')}" if param and param.name else "")
+        except ConfigError as exc:
+            self.fail(f"{exc.message} {exc.hint}", param, ctx)
+
+
+def start_grace_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--start-grace", type=Duration(), default="15m", show_default=True,
+        help="After a push, how long Kaggle's \"No runs found\" (and a new private kernel's 403) counts as "
+             "\"waiting for Kaggle to start the run\"; then exit 14 (the push started no run).")(f)
+
+
+def max_wait_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--max-wait", type=Duration(), default=None,
+                        help=f"Give up {what} after this long (e.g. 2h): exit 15, the run goes on.")
+
+
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
     """One status line; the failure and log tail too unless an error will say them (``tail=False``)."""
     if opts.json:
@@ -311,10 +340,12 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
 @click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
+@start_grace_option
+@max_wait_option("--wait")
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             interval: float, **run_values: Any) -> None:
+             interval: float, start_grace: float, max_wait: float | None, **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
     \b
@@ -335,6 +366,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
             interval_s=interval, info=opts.info,
             on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
             on_change=lambda r: _print_status(opts, r, tail=False),
+            start_grace_s=start_grace, max_wait_s=max_wait, cli=opts.command_prefix(),
         )
     except KeyboardInterrupt:
         opts.info(f"Stopped. A version already pushed runs on: {opts.command_prefix()} status shows it.")
@@ -355,8 +387,11 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
               help="Poll until the run ends: exit 0 on COMPLETE, 8 on ERROR, 9 when stopped.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between polls (grows while nothing changes; 429s are honoured).")
+@start_grace_option
+@max_wait_option("--watch")
 @pass_options
-def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
+def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float, start_grace: float,
+               max_wait: float | None) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
     from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
@@ -365,12 +400,14 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
+    cli_prefix = opts.command_prefix()
     if not watch_flag:
-        report = check_status(client, ref, ledger)
+        report = check_status(client, ref, ledger, start_grace_s=start_grace, cli=cli_prefix)
         opts.emit(report, lambda: _print_status(opts, report))
         return
     try:
-        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False))
+        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False),
+                       start_grace_s=start_grace, max_wait_s=max_wait, cli=cli_prefix)
     except KeyboardInterrupt:
         opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
         raise
@@ -382,8 +419,9 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @click.argument("kernel", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Follow the log while the run goes on.")
 @click.option("--raw", is_flag=True, help="Kaggle's JSON log as stored (no formatting).")
+@start_grace_option
 @pass_options
-def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
+def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, start_grace: float) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
     from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
@@ -406,7 +444,9 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
         else:
             click.echo(text)
         return
-    lines = follow_log(client, ref, ledger) if follow else log_text(client, ref, ledger)
+    cli_prefix = opts.command_prefix()
+    lines = (follow_log(client, ref, ledger, start_grace_s=start_grace, on_wait=opts.info, cli=cli_prefix)
+             if follow else log_text(client, ref, ledger, cli=cli_prefix))
     try:
         for line in lines:
             click.echo(line)
@@ -416,7 +456,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     if follow:  # the stream ended with the run: say how, and exit as status --watch would
         from kagglekit.watch import check_status, raise_for_outcome
 
-        report = check_status(client, ref, ledger, with_log_tail=False)
+        report = check_status(client, ref, ledger, with_log_tail=False, start_grace_s=start_grace, cli=cli_prefix)
         opts.info(report.line())
         raise_for_outcome(report, cli=opts.command_prefix())
 
@@ -433,9 +473,15 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Files downloaded at once.")
 @click.option("--force", is_flag=True, help="Download again even what is already complete.")
+@click.option("--version", "version", type=click.IntRange(1), metavar="N",
+              help="This version of the kernel (same as KERNEL/N), e.g. the newest finished one during a run.")
+@click.option("--max-wait", type=Duration(), default=None,
+              help="After a cancel, how long to wait for Kaggle to finish saving the files (CANCEL_ACKNOWLEDGED) "
+                   "before giving up with exit 15 [default: 10m].")
 @pass_options
 def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
-                         exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool) -> None:
+                         exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool, version: int | None,
+                         max_wait: float | None) -> None:
     """Download a version's output files and log, resumably, into outputs/<slug>/v<N>/.
 
     KERNEL is OWNER/SLUG[/VERSION] (default: this project's kernel, newest version). A second
@@ -446,10 +492,19 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
     kernel = kernel or _project_kernel()
     client = opts.client()
+    ref = _kernel_ref(client, kernel)
+    if version is not None:
+        if ref.version is not None and ref.version != version:
+            from kagglekit.errors import ConfigError
+
+            raise ConfigError(f"{kernel} names version {ref.version} and --version says {version}.",
+                              "Give the version once: KERNEL/N or --version N.")
+        ref = ref.with_version(version)
     summary = pull_outputs(
-        client, kernel, target=output_dir, include=list(include), exclude=list(exclude),
+        client, ref, target=output_dir, include=list(include), exclude=list(exclude),
         checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
         ledger=Ledger(), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+        info=opts.info, max_wait_s=max_wait, cli=opts.command_prefix(),
     )
 
     def human() -> None:

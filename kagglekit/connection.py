@@ -39,7 +39,7 @@ def open_client(local: bool = False, endpoint: str | None = None, verbose: bool 
             )
         url = _local_emulator_url()
         return KaggleApiClient(demo_credentials(), endpoint=url, timeout=timeout, verbose=verbose,
-                               notify=_notice)
+                               notify=_notice, web_base=url)
     base = normalize_endpoint(endpoint) if endpoint else KAGGLE_API_ENDPOINT
     credentials = find_credentials()
     for warning in credentials.warnings:

@@ -44,11 +44,19 @@ from kagglekit.constants import (
     DEFAULT_CHECKPOINT_PATTERNS,
     FINAL_STATUSES,
     RUN_MANIFEST_RELPATH,
+    STATUS_CANCEL_REQUESTED,
     STATUS_QUEUED,
     STATUS_RUNNING,
 )
-from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
+from kagglekit.errors import (
+    DownloadError,
+    KagglekitError,
+    NotFoundError,
+    RunNotFinishedError,
+    UnsafePathError,
+)
 from kagglekit.kernel_ref import KernelRef
+from kagglekit.waiting import Deadline, not_started_reason, short
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -557,6 +565,69 @@ def _status_name(status: Any) -> str:
     return str(name).rsplit(".", 1)[-1].upper()
 
 
+DEFAULT_CANCEL_WAIT_S = 600.0
+CANCEL_POLL_S = 2.0
+
+
+def _status_of(client: KaggleApiClient, ref: KernelRef, label: str, cli: str) -> str | None:
+    """The version's status; None when it cannot be told. A run that has not started yet raises."""
+    try:
+        return _status_name(client.status(ref))
+    except NotFoundError as exc:
+        said = not_started_reason(exc)
+        if said is not None:
+            raise RunNotFinishedError(
+                f"{label} has no run yet: Kaggle answers {said!r} until the pushed run's session exists, and lists "
+                "outputs only after the run and its save end.",
+                f"Wait for it ({cli} status --watch {ref}), then pull again.") from None
+        return None
+    except KagglekitError:
+        return None
+
+
+def _settled_status(client: KaggleApiClient, ref: KernelRef, label: str, *, max_wait_s: float | None,
+                    info: Callable[[str], None] | None, sleep: Callable[[float], None], cli: str) -> str | None:
+    """The status to pull at: after a cancel, wait (up to ``max_wait_s``) for CANCEL_ACKNOWLEDGED, since
+    Kaggle is still saving the stopped run's files until then and a pull would miss some."""
+    status = _status_of(client, ref, label, cli)
+    if status != STATUS_CANCEL_REQUESTED:
+        return status
+    limit = DEFAULT_CANCEL_WAIT_S if max_wait_s is None else max_wait_s
+    deadline = Deadline(limit)
+    if info is not None:
+        info(f"{label} is CANCEL_REQUESTED: waiting for Kaggle to finish saving the stopped run's files (they appear "
+             f"bit by bit until CANCEL_ACKNOWLEDGED; up to {short(limit)}) ...")
+    while status == STATUS_CANCEL_REQUESTED:
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise RunNotFinishedError(
+                f"{label} is still CANCEL_REQUESTED after {short(limit)}: Kaggle is still saving the stopped run's "
+                "files (they appear bit by bit until CANCEL_ACKNOWLEDGED), so pulling now would miss some.",
+                f"Pull again later ({cli} pull-outputs {ref}), or give a longer --max-wait.")
+        sleep(deadline.sleep_for(CANCEL_POLL_S))
+        status = _status_of(client, ref, label, cli)
+    return status
+
+
+def _not_finished(client: KaggleApiClient, kernel: str, version: int | None, label: str, state: str,
+                  cli: str) -> RunNotFinishedError:
+    """Kaggle lists nothing for a running version: say so, and name the newest finished one to pull instead."""
+    offer = " No earlier version has finished."
+    if version is not None:
+        for older in range(version - 1, max(0, version - 6), -1):
+            older_ref = KernelRef.from_id(kernel, older)
+            with contextlib.suppress(KagglekitError):
+                older_status = _status_name(client.status(older_ref))
+                if older_status in FINAL_STATUSES:
+                    offer = (f" The newest finished version is v{older} ({older_status}): "
+                             f"{cli} pull-outputs {kernel}/{older} (or --version {older}).")
+                    break
+    where = f"{kernel}/{version}" if version is not None else kernel
+    return RunNotFinishedError(
+        f"{label} is still {state}: Kaggle lists a version's outputs only after the run and its save end.{offer}",
+        f"Or wait for this one: {cli} status --watch {where}, then pull again.")
+
+
 def default_target(slug: str, version: int | None, base: Path | None = None) -> Path:
     root = base if base is not None else Path.cwd()
     return root / "outputs" / slug / (f"v{version}" if version is not None else "latest")
@@ -579,12 +650,21 @@ def pull_outputs(
     raise_on_failure: bool = True,
     fsync: bool = False,
     warn: Callable[[str], None] | None = None,
+    info: Callable[[str], None] | None = None,
+    max_wait_s: float | None = None,
+    cli: str = "kagglekit",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> PullSummary:
     """Download the outputs of ``ref`` (``owner/slug[/version]`` text or a ``KernelRef``).
 
     The target defaults to ``outputs/<slug>/v<N>/`` with N the version the listing belongs to.
     ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
     refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
+
+    Kaggle lists a version's outputs only after the run and its save end: a version still
+    running (or not started) raises ``RunNotFinishedError`` naming the newest finished version;
+    a cancelled one (CANCEL_REQUESTED, its files appearing bit by bit) is waited for until
+    CANCEL_ACKNOWLEDGED, up to ``max_wait_s`` (10 min by default).
     """
     started = time.monotonic()
     jobs = max(1, int(jobs))
@@ -605,19 +685,17 @@ def pull_outputs(
     if version is None:
         version = _version_of(client.get_kernel(base_ref))
     listing_ref = KernelRef(owner, slug, version) if version is not None else base_ref
-    status: str | None = None
-    with contextlib.suppress(KagglekitError):
-        status = _status_name(client.status(listing_ref))
-    final = status in FINAL_STATUSES
     label = f"{kernel} v{version}" if version is not None else kernel
+    status = _settled_status(client, listing_ref, label, max_wait_s=max_wait_s, info=info, sleep=sleep, cli=cli)
+    final = status in FINAL_STATUSES
+    listing = client.list_outputs(listing_ref)
     if status in ACTIVE_STATUSES:
         state = "queued" if status == STATUS_QUEUED else (
             "running" if status == STATUS_RUNNING else status.lower())
-        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
-             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
-             "now is fetched again then).")
-
-    listing = client.list_outputs(listing_ref)
+        if not listing.files:
+            raise _not_finished(client, kernel, version, label, state, cli)
+        note(f"{label} is still {state}: this server lists its outputs before the run ends, so files may still "
+             "change. Pull again once it has finished (what was pulled now is fetched again then).")
     if status is None:
         note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
     target = Path(target) if target is not None else default_target(slug, version)

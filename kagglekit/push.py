@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
+from kagglekit.waiting import DEFAULT_START_GRACE_S
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -39,6 +40,15 @@ class PushRequest:
     strict: bool = False
     dry_run: bool = False
     bundle_dir: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitLimits:
+    """How ``--wait`` waits: the start grace after the push, a deadline, and how hints name the CLI."""
+
+    start_grace_s: float = DEFAULT_START_GRACE_S
+    max_wait_s: float | None = None
+    cli: str = "kagglekit"
 
 
 @dataclasses.dataclass
@@ -141,10 +151,21 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
-        result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+        try:
+            result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+        except KaggleRefusedError as exc:
+            if ledger is None or kind == "cpu":
+                raise
+            from kagglekit.quota import explain_refusal
+
+            raise explain_refusal(client, ledger, client.account, kind, exc) from None
 
     outcome.version = result.version
-    outcome.url = result.url or outcome.url
+    # Under --local, the emulator's own page for the kernel, not a kaggle.com link that leads nowhere.
+    outcome.url = client.web_url(result.ref) if client.web_base else (result.url or outcome.url)
+    if client.web_base and kind != "cpu":
+        info(f"Note: the emulator runs this {kind.upper()} session on this machine's CPU (no accelerator): its "
+             "timings and memory are not Kaggle's.")
     outcome.kernel = result.ref.kernel_id
     outcome.invalid_sources = {k: v for k, v in {
         "datasets": result.invalid_dataset_sources, "competitions": result.invalid_competition_sources,
@@ -218,16 +239,20 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
 
 
 def wait_for(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None,
-             interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
+             interval_s: float, on_change: Callable[[StatusReport], None],
+             limits: WaitLimits | None = None) -> StatusReport:
     from kagglekit.watch import watch
 
-    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
+    limits = limits or WaitLimits()
+    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change, start_grace_s=limits.start_grace_s,
+                 max_wait_s=limits.max_wait_s, cli=limits.cli)
 
 
 def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | None, *,
                     test_accelerator: str, interval_s: float,
                     on_change: Callable[[StatusReport], None],
-                    info: Callable[[str], None] = print) -> tuple[PushOutcome, StatusReport, PushOutcome]:
+                    info: Callable[[str], None] = print,
+                    limits: WaitLimits | None = None) -> tuple[PushOutcome, StatusReport, PushOutcome]:
     """The test-then-full gate: a test-mode run first; the full run is pushed only if it completed."""
     from kagglekit.watch import raise_for_outcome
 
@@ -235,7 +260,7 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
-    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change)
+    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change, limits)
     raise_for_outcome(report)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
@@ -267,7 +292,8 @@ def describe(outcome: PushOutcome) -> str:
 def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger, *, wait: bool,
              after_test: bool, test_accelerator: str, interval_s: float,
              on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
-             info: Callable[[str], None]) -> tuple[PushOutcome, StatusReport | None]:
+             info: Callable[[str], None], start_grace_s: float = DEFAULT_START_GRACE_S,
+             max_wait_s: float | None = None, cli: str = "kagglekit") -> tuple[PushOutcome, StatusReport | None]:
     """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait."""
     if req.dry_run:
         try:
@@ -275,15 +301,16 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
         except KagglekitError:  # a dry run works offline; the owner then stays as configured
             client = None
         return push(client, req, ledger, info=info), None
+    limits = WaitLimits(start_grace_s, max_wait_s, cli)
     api = open_client()
     if after_test:
         _, _, outcome = push_after_test(api, req, ledger, test_accelerator=test_accelerator, interval_s=interval_s,
-                                        on_change=on_change, info=info)
+                                        on_change=on_change, info=info, limits=limits)
     else:
         outcome = push(api, req, ledger, info=info)
     on_pushed(outcome)
     if not wait:
         return outcome, None
-    report = wait_for(api, outcome.ref, ledger, interval_s, on_change)
+    report = wait_for(api, outcome.ref, ledger, interval_s, on_change, limits)
     outcome.final_status = report.status
     return outcome, report

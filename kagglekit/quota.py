@@ -31,9 +31,10 @@ from kagglekit.constants import (
     MAX_BATCH_SESSIONS,
     OUTPUT_BUDGET_BYTES,
     QUOTA_WEEK_START_WEEKDAY,
+    SESSION_LIMIT_SECONDS,
     STATUS_QUEUED,
 )
-from kagglekit.errors import CredentialsError, KagglekitError
+from kagglekit.errors import CredentialsError, KagglekitError, KaggleRefusedError
 from kagglekit.ledger import (
     KIND_UNKNOWN,
     Ledger,
@@ -622,20 +623,110 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
         if used is not None and total is not None:
             reserved = reserved or 0.0
             refresh = _refresh_of(info)
-            reset = f" (resets {refresh.strftime('%a %H:%M UTC')})" if refresh else ""
             if used + reserved >= total:
                 ok = False
-                messages.append(f"Kaggle would refuse a new {kind.upper()} session now: {hours(used)} used + "
-                                f"{hours(reserved)} reserved by running sessions >= the {hours(total)} "
-                                f"allowance{reset}.")
+                # Kaggle's admission rule: a new session starts only while used + reserved < allowance.
+                if used >= total:
+                    messages.append(f"Kaggle would refuse a new {kind.upper()} session now: the weekly quota is used "
+                                    f"up ({hours(used)} of {hours(total)}); {_refreshes(refresh)}.")
+                else:
+                    holders = _holders_text(reservations(ledger, account, kind, reserved))
+                    messages.append(
+                        f"Kaggle would refuse a new {kind.upper()} session now (\"projected to exceed\", not used up): "
+                        f"{hours(used)} used + {hours(reserved)} reserved by running sessions{holders} >= the "
+                        f"{hours(total)} allowance. When one of them ends or is stopped, its reservation is freed.")
             else:
                 available = total - used - reserved
                 if expected is not None and available < expected:
                     ok = False
                     messages.append(f"Only {hours(available)} of {kind.upper()} quota is left after running "
-                                    f"sessions' reservations{reset}, less than the {hours(expected)} this run is "
-                                    f"expected to take ({how}). It would start, but use up the week's quota.")
+                                    f"sessions' reservations ({_refreshes(refresh)}), less than the {hours(expected)} "
+                                    f"this run is expected to take ({how}). It would start, but use up the week's "
+                                    "quota.")
     return PreflightAdvice(ok, messages, expected, how)
+
+
+# --------------------------------------------------------------------------- refusals: used up vs projected
+
+
+PROJECTED_MARK = "projected to exceed"
+
+
+def reservations(ledger: Ledger, account: str, kind: str, reserved_s: float | None,
+                 now: datetime | None = None) -> list[tuple[RunRecord, float]]:
+    """The running sessions of ``kind`` (as the ledger last saw them) and how much of Kaggle's reserved
+    total each holds: what it may still use up to its session limit, scaled to Kaggle's figure.
+
+    Kaggle reports only the total; kagglekit splits it by each session's remaining allowance
+    (12 h, TPU 9 h, minus its time so far), so the figures add up to what Kaggle says.
+    """
+    now = now or utcnow()
+    limit = float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
+    runs = [r for r in ledger.active_runs(account) if r.kind == kind]
+    shares = []
+    for run in runs:
+        began = run.started_at or run.pushed_at
+        elapsed = max(0.0, (now - began).total_seconds()) if began is not None else 0.0
+        shares.append(max(0.0, limit - elapsed))
+    total_share = sum(shares)
+    if reserved_s is None or total_share <= 0:
+        return list(zip(runs, shares, strict=True))
+    return [(run, reserved_s * share / total_share) for run, share in zip(runs, shares, strict=True)]
+
+
+def _holders_text(held: list[tuple[RunRecord, float]]) -> str:
+    if not held:
+        return " (none started by kagglekit: interactive sessions or other tools hold it)"
+    return " (" + ", ".join(f"{run.kernel} v{run.version} holds {hours(secs)}" for run, secs in held) + ")"
+
+
+def _refreshes(refresh: datetime | None) -> str:
+    if refresh is None:
+        return "it refreshes on Saturday at 00:00 UTC"
+    left = (refresh - utcnow()).total_seconds()
+    return f"it refreshes {refresh.astimezone(UTC):%a %Y-%m-%d %H:%M} UTC (in {countdown(left)})"
+
+
+def explain_refusal(client: KaggleApiClient, ledger: Ledger, account: str, kind: str,
+                    exc: KaggleRefusedError) -> KaggleRefusedError:
+    """Kaggle's quota refusal, said as what it is: used up (and when the quota refreshes), or projected
+    (which running sessions hold how much reservation; one ending or stopped frees it).
+
+    Other refusals (the session cap, a bad source) come back unchanged.
+    """
+    text = exc.message
+    lowered = text.lower()
+    if "quota" not in lowered:
+        return exc
+    with contextlib.suppress(KagglekitError):
+        refresh_active(client, ledger, account)
+    used = reserved = total = None
+    refresh: datetime | None = None
+    with contextlib.suppress(KagglekitError, OSError):
+        info = client.quota()
+        used, reserved, total = _acc_numbers(getattr(info, kind, None))
+        refresh = _refresh_of(info)
+    label = kind.upper()
+    numbers = (f" ({hours(used)} used + {hours(reserved or 0.0)} reserved of {hours(total)})"
+               if used is not None and total is not None else "")
+    if PROJECTED_MARK in lowered:
+        holders = reservations(ledger, account, kind, reserved)
+        listed = ("; ".join(f"{run.kernel} v{run.version} ({(run.status or '?').lower()}) holds about "
+                            f"{hours(secs)}" for run, secs in holders)
+                  or "none started by kagglekit: interactive sessions or other tools hold it")
+        message = (f"{text}\nThis is the projected refusal, not used up{numbers}: Kaggle admits a new {label} session "
+                   f"only while used + reserved stays under the allowance, and each running session reserves what "
+                   f"it may still use up to its limit. Running {label} sessions: {listed}.")
+        hint = ("When one of them ends or is stopped, its reservation is freed and the push is admitted: wait for it "
+                "(kagglekit status --watch), or stop one in Kaggle's web UI, then push again. Kaggle's reserved "
+                "figure moves; retrying later can work.")
+        return KaggleRefusedError(message, hint, http_status=exc.http_status, api_status=exc.api_status,
+                                  api_message=exc.api_message)
+    message = f"{text}\nThe weekly {label} quota is used up{numbers}; {_refreshes(refresh)}."
+    hint = (f"Wait for the refresh, or push without --{kind} (CPU sessions have no weekly quota). "
+            "`kagglekit quota` shows the week.")
+    return KaggleRefusedError(message, hint, http_status=exc.http_status, api_status=exc.api_status,
+                              api_message=exc.api_message)
 
 
 # --------------------------------------------------------------------------- text

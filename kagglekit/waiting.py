@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from kagglekit.errors import ConfigError, KagglekitError, NotFoundError, RunNotFinishedError, RunNotStartedError
+from kagglekit.errors import (
+    ConfigError,
+    KagglekitError,
+    NotFoundError,
+    RunNotFinishedError,
+    RunNotStartedError,
+)
 
 if TYPE_CHECKING:
     from kagglekit.logs import LogRecord
@@ -180,7 +186,7 @@ class SaveWatcher:
                 found = SAVING_LINE.search(tail)
                 if found:
                     self.saving, self.ended_as = found.group("size"), found.group("status")
-        except Exception:  # noqa: BLE001  (best effort: the status polls carry the wait)
+        except Exception:
             return
 
     def note(self) -> str | None:

@@ -4,11 +4,18 @@ Right after a push, Kaggle's API can still describe the *previous* run of the
 kernel. kagglekit never reports that as the new one: it asks for the version it
 pushed (``versionLabel``), and when the API does not know that version yet it
 says "queued (Kaggle has not registered vN yet)" instead of a stale status.
+
+Kaggle as it is (docs/kaggle-facts.md): until a pushed run's session exists, status answers 404
+"No runs found for this kernel." (a new private kernel 403 ``kernels.get``); that is waited through
+for ``--start-grace`` (waiting.py), then "the push started no run" (exit 14). After the process
+ends the version stays RUNNING while Kaggle saves the output, and its log is listed only then.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +28,19 @@ from kagglekit.constants import (
     STATUS_COMPLETE,
     STATUS_ERROR,
     STATUS_QUEUED,
+    STATUS_RUNNING,
 )
-from kagglekit.errors import KagglekitError, NotFoundError, RunCancelledError, RunFailedError
+from kagglekit.errors import (
+    KagglekitError,
+    NotFoundError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFinishedError,
+)
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, Ledger, RunRecord
 from kagglekit.logs import parse_log, render_lines, session_span, tail
+from kagglekit.waiting import DEFAULT_START_GRACE_S, Deadline, SaveWatcher, StartWindow, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -91,9 +106,30 @@ def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
     return ref.with_version(current or pushed), None
 
 
+def start_window(client: KaggleApiClient, ledger: Ledger | None, ref: KernelRef, grace_s: float, *,
+                 watching_since: float | None = None, cli: str = "kagglekit") -> StartWindow:
+    """The start grace for ``ref``: counted from its push when kagglekit pushed it (the ledger knows)."""
+    pushed_at = None
+    if ledger is not None and ref.version is not None:
+        record = ledger.get(client.account, ref.kernel_id, ref.version)
+        if record is not None and record.pushed_at is not None:
+            pushed_at = record.pushed_at.timestamp()
+    return StartWindow(grace_s, pushed_at=pushed_at, watching_since=watching_since, cli=cli)
+
+
+def _where(ref: KernelRef) -> str:
+    return f"{ref.kernel_id} v{ref.version}" if ref.version is not None else ref.kernel_id
+
+
 def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
-                 with_log_tail: bool = True) -> StatusReport:
-    """One status look at ``ref`` (newest version when none given), recorded in the ledger."""
+                 with_log_tail: bool = True, *, start_grace_s: float = DEFAULT_START_GRACE_S,
+                 watching_since: float | None = None, cli: str = "kagglekit") -> StatusReport:
+    """One status look at ``ref`` (newest version when none given), recorded in the ledger.
+
+    Right after a push Kaggle answers "No runs found for this kernel." (or, for a new private kernel,
+    403 ``kernels.get``) until the run's session exists: within ``start_grace_s`` of the push that is
+    QUEUED with a "waiting for Kaggle to start the run" note; after it, ``RunNotStartedError`` (exit 14).
+    """
     ref, note = resolve_version(client, ref, ledger)
     kernel = ref.kernel_id
     if note is not None:
@@ -102,11 +138,11 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
         try:
             st = client.status(ref)
             status, failure = st.status, st.failure_message
-        except NotFoundError:
-            if ledger is None or ref.version is None or ledger.get(client.account, kernel, ref.version) is None:
-                raise
-            status, failure, note = STATUS_QUEUED, None, f"Kaggle does not show v{ref.version} yet"
-    report = StatusReport(kernel, ref.version, status, failure, note=note, url=ref.url)
+        except NotFoundError as exc:
+            window = start_window(client, ledger, ref, start_grace_s, watching_since=watching_since, cli=cli)
+            note = window.judge(exc, _where(ref))
+            status, failure = STATUS_QUEUED, None
+    report = StatusReport(kernel, ref.version, status, failure, note=note, url=client.web_url(ref))
     if ledger is not None and ref.version is not None:
         ledger.record_status(client.account, kernel, ref.version, status, failure_message=failure)
         if status in FINAL_STATUSES:
@@ -125,29 +161,46 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
 def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
           interval_s: float = DEFAULT_INTERVAL_S, max_interval_s: float | None = None,
           on_change: Callable[[StatusReport], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> StatusReport:
+          sleep: Callable[[float], None] = time.sleep, start_grace_s: float = DEFAULT_START_GRACE_S,
+          max_wait_s: float | None = None, cli: str = "kagglekit", follow_save: bool = True) -> StatusReport:
     """Poll until the run ends; back off while nothing changes (429s are the client's to honour).
 
     The interval starts at ``interval_s`` and grows by half each unchanged poll, up
-    to ``max_interval_s`` (4x by default); any change resets it.
+    to ``max_interval_s`` (4x by default); any change resets it. Until the run exists the
+    start grace applies (``check_status``); ``max_wait_s`` ends the wait with
+    ``RunNotFinishedError`` (exit 15), the run going on. While RUNNING, the live log is read
+    in the background (``follow_save``) so the save phase shows as "saving outputs, N GB".
     """
     cap = max_interval_s if max_interval_s is not None else interval_s * 4
+    deadline = Deadline(max_wait_s)
+    since = time.time()
     ref, _ = resolve_version(client, ref, ledger)
     last: tuple[str, str | None] | None = None
     wait = interval_s
-    while True:
-        report = check_status(client, ref, ledger)
-        key = (report.status, report.note)
-        if key != last:
-            if on_change is not None:
-                on_change(report)
-            last = key
-            wait = interval_s
-        else:
-            wait = min(cap, wait * 1.5)
-        if report.final:
-            return report
-        sleep(wait * (1 + random.uniform(-0.1, 0.1)))
+    saver: SaveWatcher | None = None
+    try:
+        while True:
+            report = check_status(client, ref, ledger, start_grace_s=start_grace_s, watching_since=since, cli=cli)
+            if report.status == STATUS_RUNNING and follow_save:
+                if saver is None:
+                    saver = SaveWatcher(functools.partial(client.stream_log, ref, max_failures=1)).start()
+                report.note = saver.note() or report.note
+            key = (report.status, report.note if report.note is None or report.status != STATUS_QUEUED
+                   else report.note.split(" (")[0])  # the waiting note's clock does not count as a change
+            if key != last:
+                if on_change is not None:
+                    on_change(report)
+                last = key
+                wait = interval_s
+            else:
+                wait = min(cap, wait * 1.5)
+            if report.final:
+                return report
+            deadline.check(_where(ref), report.status, cli)
+            sleep(deadline.sleep_for(wait * (1 + random.uniform(-0.1, 0.1))))
+    finally:
+        if saver is not None:
+            saver.stop()
 
 
 def raise_for_outcome(report: StatusReport, cli: str = "kagglekit") -> None:
@@ -164,18 +217,56 @@ def raise_for_outcome(report: StatusReport, cli: str = "kagglekit") -> None:
                                      f"{cli} push --resume")
 
 
-def log_text(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None) -> Iterator[str]:
-    """The readable lines of a version's saved log."""
-    from kagglekit.logs import parse_log
-
+def log_text(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
+             cli: str = "kagglekit") -> Iterator[str]:
+    """The readable lines of a version's saved log (Kaggle keeps none until the run and its save end)."""
     ref, _ = resolve_version(client, ref, ledger)
-    yield from render_lines(parse_log(client.get_log(ref)))
+    follow = f"Follow it live: {cli} logs -f {ref}"
+    try:
+        text = client.get_log(ref)
+    except NotFoundError as exc:
+        said = not_started_reason(exc)
+        if said is None:
+            raise
+        raise RunNotFinishedError(f"{_where(ref)} has no run yet: Kaggle answers {said!r}.", follow) from None
+    if not text.strip():
+        try:
+            state = client.status(ref).status
+        except NotFoundError:
+            state = None
+        if state not in FINAL_STATUSES:
+            raise RunNotFinishedError(
+                f"{_where(ref)} is {state or 'not started yet'}: Kaggle shows a run's log only after the run "
+                "and its save end.", follow)
+    yield from render_lines(parse_log(text))
 
 
-def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None) -> Iterator[str]:
-    """Readable lines as the run prints them (the client reconnects and drops replayed records)."""
+def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
+               start_grace_s: float = DEFAULT_START_GRACE_S, on_wait: Callable[[str], None] | None = None,
+               retry_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+               cli: str = "kagglekit") -> Iterator[str]:
+    """Readable lines as the run prints them (the client reconnects and drops replayed records).
+
+    Right after a push there is no run to follow yet: the start grace applies as for ``status``.
+    """
     ref, _ = resolve_version(client, ref, ledger)
-    yield from render_lines(client.stream_log(ref))
+    window = start_window(client, ledger, ref, start_grace_s, watching_since=time.time(), cli=cli)
+    said_waiting = False
+    while True:
+        records = client.stream_log(ref)
+        try:
+            first = next(records)
+        except StopIteration:
+            return
+        except NotFoundError as exc:
+            note = window.judge(exc, _where(ref))
+            if on_wait is not None and not said_waiting:
+                on_wait(f"{_where(ref)}: {note}")
+                said_waiting = True
+            sleep(retry_s)
+            continue
+        yield from render_lines(itertools.chain([first], records))
+        return
 
 
 def ensure_times(client: KaggleApiClient | None, ledger: Ledger, account: str, ref: KernelRef, *,

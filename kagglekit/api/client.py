@@ -52,6 +52,7 @@ from kagglekit.api.transport import (
     Redactor,
     RetryPolicy,
     Transport,
+    error_fields,
     message_of,
     normalize_endpoint,
     short_reason,
@@ -100,8 +101,11 @@ class KaggleApiClient:
         verbose: bool = False,
         trace: Callable[[str], None] | None = None,
         notify: Callable[[str], None] | None = None,
+        web_base: str | None = None,
     ) -> None:
         self.credentials = credentials
+        # Where people look at a kernel: kaggle.com (None), or the emulator's own pages under --local.
+        self.web_base = web_base.rstrip("/") if web_base else None
         self.endpoint = normalize_endpoint(endpoint)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -112,6 +116,12 @@ class KaggleApiClient:
         self._kernels = KernelsApiClient(self._transport)
         self._oauth = OAuthClient(self._transport)
         self._username: str | None = credentials.username if credentials.auth_kind == "key" else None
+
+    def web_url(self, ref: KernelRef) -> str:
+        """The page of a kernel people can open: kaggle.com/code/..., or the emulator's /code/... page."""
+        if self.web_base is None:
+            return ref.url
+        return f"{self.web_base}/code/{ref.owner}/{ref.slug}"
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -444,11 +454,11 @@ class KaggleApiClient:
             raise
         except requests.HTTPError as exc:
             response = exc.response
-            status, message = _status_and_message(exc)
+            status, api_status, message = _status_and_message(exc)
             attempts = _attempts(response)
             retry_after = response.headers.get("Retry-After") if response is not None else None
             raise self.error_for(status, message, method, ref=ref, what=what, attempts=attempts,
-                                  retry_after=retry_after) from None
+                                  retry_after=retry_after, api_status=api_status) from None
         except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
             reason = short_reason(exc)
             if "timed out" in reason or isinstance(exc, requests.Timeout):
@@ -485,9 +495,20 @@ class KaggleApiClient:
                 "latest version (kagglekit status / kaggle.com) before pushing again.")
 
     def error_for(self, status: int | None, message: str, method: str, *, ref: KernelRef | None = None,
-                   what: str | None = None, attempts: int = 1, retry_after: str | None = None) -> KagglekitError:
+                  what: str | None = None, attempts: int = 1, retry_after: str | None = None,
+                  api_status: str | None = None) -> KagglekitError:
+        """The typed error for an HTTP failure; it keeps the status, Kaggle's status name and message."""
+        error = self._error_for(status, message, method, ref=ref, what=what, attempts=attempts,
+                                retry_after=retry_after, api_status=api_status)
+        error.http_status, error.api_status, error.api_message = status, api_status, message or None
+        return error
+
+    def _error_for(self, status: int | None, message: str, method: str, *, ref: KernelRef | None,
+                   what: str | None, attempts: int, retry_after: str | None,
+                   api_status: str | None) -> KagglekitError:
         subject = what or (f"kernel {ref}" if ref is not None else method)
-        detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        code = f"HTTP {status} {api_status}" if api_status else f"HTTP {status}"
+        detail = f"{code}: {message}" if message else code
         if status == 401:
             return CredentialsError(
                 f"{self._host()} rejected the credentials: {self.credentials.describe()} ({detail}).",
@@ -518,25 +539,24 @@ class KaggleApiClient:
                                   "Read Kaggle's message above; fix the request and try again.")
 
 
-def _status_and_message(exc: requests.HTTPError) -> tuple[int | None, str]:
-    """The effective status (a JSON ``code`` >= 400 wins over HTTP 200) and Kaggle's message."""
+def _status_and_message(exc: requests.HTTPError) -> tuple[int | None, str | None, str]:
+    """The effective status (a JSON ``code`` >= 400 wins over HTTP 200), Kaggle's status name
+    (``NOT_FOUND``...) and Kaggle's message, from the nested envelope or a flat body."""
     response = exc.response
     status = response.status_code if response is not None else None
+    api_status: str | None = None
     message = ""
     if response is not None:
         try:
             body = json.loads(response.text) if response.text else None
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            code = body.get("code")
-            if isinstance(code, int) and code >= 400:
-                status = code
-            if isinstance(body.get("message"), str):
-                message = body["message"]
+        code, api_status, message = error_fields(body)
+        if code is not None and code >= 400:
+            status = code
         if not message:
             message = message_of(response)
-    return status, message
+    return status, api_status, message
 
 
 def _attempts(response: requests.Response | None) -> int:
@@ -556,6 +576,9 @@ def _refusal_hint(error: str) -> str:
     lowered = error.lower()
     if "session count" in lowered:
         return "Wait for one of your running sessions to finish (kagglekit status), then push again."
+    if "projected to exceed" in lowered:
+        return ("Not used up: running sessions reserve the rest of the week's quota. When one of them ends or is "
+                "stopped its reservation is freed; push again then (`kagglekit quota` shows the reservation).")
     if "quota" in lowered:
         return "Your weekly accelerator quota is used up: see `kagglekit quota`, or push without --gpu/--tpu."
     if "megabyte" in lowered or "size" in lowered:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 
-from kagglekit.api.transport import STREAM_READ_TIMEOUT, message_of, short_reason
+from kagglekit.api.transport import STREAM_READ_TIMEOUT, error_fields, message_of, short_reason
 from kagglekit.errors import ApiError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.logs import LogRecord, parse_log
@@ -107,7 +107,12 @@ def _raise_stream_status(client: KaggleApiClient, response: requests.Response, r
         retry_after = response.headers.get("Retry-After")
         wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
         raise _RetryableStatus(f"HTTP {status}", wait)
-    raise client.error_for(status, message_of(response), "GetKernelSessionLogsStream", ref=ref)
+    try:
+        _, api_status, message = error_fields(response.json())
+    except ValueError:
+        api_status, message = None, ""
+    raise client.error_for(status, message or message_of(response), "GetKernelSessionLogsStream", ref=ref,
+                           api_status=api_status)
 
 
 class _RetryableStatus(Exception):

@@ -296,18 +296,35 @@ class HtmlAnswer(Exception):
         self.snippet = snippet
 
 
+def error_fields(body: object) -> tuple[int | None, str | None, str]:
+    """(code, status name, message) of a JSON error body: Kaggle's nested envelope
+    ``{"error": {"code", "message", "status"}}`` or the flat ``{"code", "message"}``; empty when neither."""
+    if not isinstance(body, dict):
+        return None, None, ""
+    inner = body.get("error")
+    if isinstance(inner, dict):
+        body = inner
+    code = body.get("code")
+    status = body.get("status")
+    message = ""
+    for key in ("message", "error", "errorMessage"):
+        if isinstance(body.get(key), str) and body[key]:
+            message = str(body[key])
+            break
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None,
+            status if isinstance(status, str) and status else None, message)
+
+
 def message_of(response: requests.Response) -> str:
-    """A short, printable message from an error body (JSON message, or text with tags stripped)."""
+    """A short, printable message from an error body (Kaggle's message, or text with tags stripped)."""
     try:
         text = response.text or ""
     except Exception:
         return ""
     try:
-        body = json.loads(text)
-        if isinstance(body, dict):
-            for key in ("message", "error", "errorMessage"):
-                if isinstance(body.get(key), str) and body[key]:
-                    return str(body[key])
+        _, _, message = error_fields(json.loads(text))
+        if message:
+            return message
     except ValueError:
         pass
     stripped = re.sub(r"(?is)<(script|style).*?</\1>", " ", text)

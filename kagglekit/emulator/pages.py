@@ -59,7 +59,7 @@ def render(app: App, base_url: str, args: tuple[str, ...], query: str) -> tuple[
         chosen = next((v for v in versions if v.number == int(wanted)), None)
     if chosen is None:
         ran = [v for v in versions if v.run]
-        chosen = (ran or versions or [None])[-1]
+        chosen = (ran or versions)[-1] if versions else None
     return 200, _kernel(b, base_url, kernel.ref, kernel.title, versions, chosen)
 
 
@@ -178,4 +178,4 @@ def _doc(title: str, body: str, refresh: bool = False) -> bytes:
     meta = "<meta http-equiv=refresh content=5>" if refresh else ""
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>{meta}<title>{_e(title)} · kagglekit emulator"
             f"</title><style>{_STYLE}</style></head><body><h1>{_e(title)}</h1>{body}"
-            "<p style='color:#888'>kagglekit emulator · read-only</p></body></html>").encode("utf-8")
+            "<p style='color:#888'>kagglekit emulator · read-only</p></body></html>").encode()
