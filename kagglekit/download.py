@@ -602,7 +602,7 @@ def _settled_status(client: KaggleApiClient, ref: KernelRef, label: str, *, max_
         if left is not None and left <= 0:
             raise RunNotFinishedError(
                 f"{label} is still CANCEL_REQUESTED after {short(limit)}: Kaggle is still saving the stopped run's "
-                "files (they appear bit by bit until CANCEL_ACKNOWLEDGED), so pulling now would miss some.",
+                "output (its files appear bit by bit until CANCEL_ACKNOWLEDGED), so pulling now would miss some.",
                 f"Pull again later ({cli} pull-outputs {ref}), or give a longer --max-wait.")
         sleep(deadline.sleep_for(CANCEL_POLL_S))
         status = _status_of(client, ref, label, cli)

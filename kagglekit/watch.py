@@ -100,7 +100,7 @@ def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
     except NotFoundError:
         if pushed is None:
             raise
-        current = None
+        return ref.with_version(pushed), None  # e.g. a new private kernel's first moments: status says more
     if pushed is not None and (current is None or pushed > current):
         return ref.with_version(pushed), f"Kaggle has not registered v{pushed} yet (it knows v{current or 0})"
     return ref.with_version(current or pushed), None

@@ -4,9 +4,10 @@
 the demo account seeded and small limits (``EMULATOR_TEST_CONFIG``) so runs take seconds;
 kernels run as real subprocesses, killed at teardown. Override ``emulator_config`` in a
 test module (or per test with ``@pytest.mark.emulator_config({...})``) to change rules.
-Until kagglekit's client survives the prod-shaped defaults (issue 11), the fixture also turns
-them off (``CLIENT_SIDE_KINDER_CONFIG``); a module marked ``pytest.mark.emulator_prod`` (the
-emulator's own tests) gets Kaggle as it really is.
+The emulator is prod-shaped (docs/kaggle-facts.md): a run starts a few seconds after its push,
+outputs are listed only after the save phase, errors come nested. One kinder switch is left until
+the resume relay exists (issue 12): a kernel may mount its own output (``allow_self_mount``), except
+in a module marked ``pytest.mark.emulator_prod``, which gets Kaggle exactly as it is.
 ``kaggle_cli`` runs the unmodified ``kaggle`` executable of this venv against it.
 """
 
@@ -37,19 +38,8 @@ EMULATOR_TEST_CONFIG: dict[str, Any] = {
     "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},
 }
 
-# Kinder than Kaggle: only for client-side tests, until the client meets the prod-shaped emulator.
-CLIENT_SIDE_KINDER_CONFIG: dict[str, Any] = {
-    "error_envelope": "flat",  # TODO(issue 11 client side): remove
-    "run_start_delay_seconds": 0,  # TODO(issue 11 client side): remove
-    "new_private_403_seconds": 0,  # TODO(issue 11 client side): remove
-    "quota_projected_message": False,  # TODO(issue 11 client side): remove
-    "save_seconds_per_gb": 0,  # TODO(issue 11 client side): remove
-    "save_min_seconds": 0,  # TODO(issue 11 client side): remove
-    "list_outputs_while_running": True,  # TODO(issue 11 client side): remove
-    "snapshot_strip": False,  # TODO(issue 11 client side): remove
-    "file_url_escaped": True,  # TODO(issue 11 client side): remove
-    "allow_self_mount": True,  # TODO(issue 11 client side): remove (issue 12: the resume relay)
-}
+# Kinder than Kaggle until the resume relay (issue 12) stops relying on a kernel mounting its own output.
+RESUME_RELAY_KINDER_CONFIG: dict[str, Any] = {"allow_self_mount": True}  # TODO(issue 12): remove
 
 
 class EmulatorError(AssertionError):
@@ -166,7 +156,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
 
     config = {**EMULATOR_TEST_CONFIG, **emulator_config}
     if request.node.get_closest_marker("emulator_prod") is None:
-        config = {**EMULATOR_TEST_CONFIG, **CLIENT_SIDE_KINDER_CONFIG, **emulator_config}  # TODO(issue 11 client side): remove
+        config = {**EMULATOR_TEST_CONFIG, **RESUME_RELAY_KINDER_CONFIG, **emulator_config}  # TODO(issue 12): remove
     marker = request.node.get_closest_marker("emulator_config")
     if marker is not None:
         config.update(marker.args[0] if marker.args else marker.kwargs)
@@ -215,4 +205,4 @@ def kaggle_cli(emulator: EmulatorHandle, tmp_path: Path) -> Callable[..., subpro
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator_config(dict): rule settings for the emulator fixture")
-    config.addinivalue_line("markers", "emulator_prod: the emulator fixture keeps Kaggle's prod-shaped defaults")
+    config.addinivalue_line("markers", "emulator_prod: the emulator fixture keeps every prod-shaped default (no self-mount either)")

@@ -267,7 +267,7 @@ def test_local_prints_the_emulators_page_for_the_kernel(tmp_path: Path, monkeypa
     out, err = capsys.readouterr()
     assert exit_info.value.code == 0, err
     assert "kaggle.com" not in out
-    assert "runs on this machine's CPU" in out + err
+    assert "on this machine's CPU" in out + err
     url = next(w for w in out.split() if w.startswith("http://127.0.0.1:") and "/code/demo/local-page" in w)
     page = urllib.request.urlopen(url, timeout=10).read().decode()
     assert "COMPLETE" in page and "on the emulator" in page and "v1" in page
