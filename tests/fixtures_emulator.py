@@ -121,6 +121,20 @@ class EmulatorHandle:
         raise TimeoutError(f"{owner}/{slug} v{version or 'latest'} still {last} after {timeout}s "
                            f"(wanted one of {sorted(statuses)})")
 
+    def wait_until_started(self, owner: str, slug: str, version: int | None = None, timeout: float = 60.0) -> None:
+        """Until Kaggle would answer reads of a pushed run: its session exists (no more 404 "No runs found")
+        and a new private kernel's 403 moment is over. Read from the backend: no request is logged."""
+        b = self.server.backend
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                b.session_of(owner, owner, slug, f"v{version}" if version else None)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def output_dir(self, owner: str, slug: str, version: int | None = None) -> Path:
         """Where the emulator keeps that version's /kaggle/working (its output)."""
         b = self.server.backend

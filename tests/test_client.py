@@ -244,6 +244,7 @@ def test_round_trip_push_status_outputs_logs_quota(emulator: Any, client: Kaggle
 def test_429_with_retry_after_is_waited_for_then_succeeds(emulator: Any, client: KaggleApiClient,
                                                           tmp_path: Path) -> None:
     pushed = client.push(make_kernel(tmp_path / "k"))
+    emulator.wait_until_started(DEMO_USERNAME, "client-test-kernel")
     emulator.control("faults", {"target": "GetKernelSessionStatus", "status": 429, "retry_after": 2, "times": 1})
     started = time.monotonic()
     status = client.status(pushed.ref)
@@ -278,6 +279,7 @@ def test_push_refused_with_200_error_raises_kaggles_message(emulator: Any, clien
 def test_dropped_connection_is_retried_for_idempotent_calls(emulator: Any, client: KaggleApiClient,
                                                             tmp_path: Path) -> None:
     pushed = client.push(make_kernel(tmp_path / "k"))
+    emulator.wait_until_started(DEMO_USERNAME, "client-test-kernel")  # past a new private kernel's 403
     emulator.control("faults", {"target": "GetKernel", "drop": True, "times": 2})
     assert client.get_kernel(pushed.ref.without_version()).title == "Client Test Kernel"
     assert len(calls_to(emulator, "GetKernel", 3)) == 3
@@ -365,6 +367,7 @@ def test_bad_credentials_are_a_credentials_error_naming_the_source_not_the_key(e
 
 def test_stream_log_reconnects_without_duplicates(emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
     pushed = client.push(make_kernel(tmp_path / "k"))
+    emulator.wait_until_started(DEMO_USERNAME, "client-test-kernel")
     emulator.control("faults", {"target": "logs", "cut_after_bytes": 120, "times": 2})
     streamed = list(client.stream_log(pushed.ref, reconnect_delay=0.05))
     emulator.wait_for_status(DEMO_USERNAME, "client-test-kernel", timeout=60)

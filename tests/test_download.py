@@ -30,7 +30,7 @@ from kagglekit.api.transport import RetryPolicy
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME
 from kagglekit.credentials import demo_credentials
 from kagglekit.download import CHUNK_SIZE, matches_any, pull_outputs, safe_destination
-from kagglekit.errors import DownloadError, UnsafePathError
+from kagglekit.errors import DownloadError, RunNotFinishedError, UnsafePathError
 from kagglekit.ledger import Ledger
 from tests.helpers import make_kernel
 
@@ -302,17 +302,19 @@ def test_a_1000_file_output_is_listed_through_every_page(emulator: Any, client: 
     assert len(file_gets(emulator)) == 100
 
 
-def test_warns_when_the_newest_version_is_still_running(emulator: Any, client: KaggleApiClient,
-                                                         outputs_kernel: str, tmp_path: Path) -> None:
+def test_a_running_newest_version_is_refused_naming_the_newest_finished_one(
+        emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path) -> None:
+    """Kaggle lists nothing for a running version: the pull says so (exit 15) and names v1, nothing written."""
     pushed = client.push(make_kernel(tmp_path / "slow", "outputs-kernel", "import time\ntime.sleep(60)\n"))
     emulator.wait_for_status(DEMO_USERNAME, "outputs-kernel", pushed.version, statuses={"RUNNING"})
-    seen: list[str] = []
     try:
-        summary = pull_outputs(client, outputs_kernel, target=tmp_path / "t", progress=False, warn=seen.append)
+        with pytest.raises(RunNotFinishedError) as info:
+            pull_outputs(client, outputs_kernel, target=tmp_path / "t", progress=False)
     finally:
         emulator.control("cancel", {"owner": DEMO_USERNAME, "slug": "outputs-kernel"})
-    assert summary.version == 2
-    assert len(seen) == 1 and "still running" in seen[0] and summary.warnings == seen
+    assert info.value.exit_code == 15
+    assert "v2 is still running" in info.value.message and "pull-outputs demo/outputs-kernel/1" in info.value.message
+    assert not (tmp_path / "t").exists()
 
 
 MID_RUN_SCRIPT = textwrap.dedent(
@@ -337,9 +339,11 @@ MID_RUN_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.emulator_config({"list_outputs_while_running": True})  # a server that lists files during a run
 def test_a_pull_while_running_is_not_trusted_by_the_pull_after_the_run_ends(
         emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
-    """out.bin is rewritten with the same size after a mid-run pull: the pull after the run finished
+    """On a server that lists outputs while the run goes on (Kaggle does not: the emulator's switch),
+    out.bin is rewritten with the same size after a mid-run pull: the pull after the run finished
     must fetch it (and run.json) again, drop the scratch file the run deleted, and then trust it all."""
     pushed = client.push(make_kernel(tmp_path / "src", "mid-run-kernel", MID_RUN_SCRIPT.format(sleep=2.0)))
     assert pushed.version is not None
