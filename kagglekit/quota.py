@@ -488,7 +488,13 @@ def quota_report(client: KaggleApiClient | None, ledger: Ledger, now: datetime |
         messages.append(f"kagglekit's ledger counts {hours(-gpu.not_seen_s)} more GPU time than Kaggle "
                         "(times from polling are upper bounds).")
     if gpu.admits_new_session is False:
-        messages.append("A new GPU session would be refused now: used + reserved has reached the allowance.")
+        if gpu.used_s is not None and gpu.total_s is not None and gpu.used_s >= gpu.total_s:
+            messages.append("A new GPU session would be refused now: the weekly quota is used up "
+                            "(it refreshes at the date above).")
+        else:
+            messages.append("A new GPU session would be refused now (\"projected to exceed\", not used up): used + "
+                            "the reservations of running sessions have reached the allowance. When one of them "
+                            "ends or is stopped, its reservation is freed.")
     if running.get("gpu", 0) >= cap["gpu"]:
         messages.append(f"{running['gpu']} GPU sessions are running: the cap is {cap['gpu']}, "
                         "a new GPU push would be refused.")

@@ -111,8 +111,8 @@ class StartWindow:
         age = max(0.0, self.clock() - base)
         if age <= self.grace_s:
             since = "the push" if ours else "watching began"
-            return (f"waiting for Kaggle to start the run ({short(age)} since {since}; Kaggle answers {said!r} "
-                    f"until the session exists; giving up after {short(self.grace_s)})")
+            return (f"waiting for Kaggle to start the run ({short(age)} since {since}; Kaggle says {said!r} "
+                    f"for now; giving up after {short(self.grace_s)})")
         if ours:
             message = f"The push of {where} started no run: {short(age)} after the push Kaggle still answers {said!r}."
         else:

@@ -80,7 +80,7 @@ def test_nested_error_envelope_is_read_never_shown_raw(kk: Any, emulator: Any, t
     assert body == {"error": {"code": 403, "message": "Permission 'kernels.get' was denied",
                               "status": "PERMISSION_DENIED"}}
 
-    code, out, err = kk("status", "someone/not-mine", cwd=tmp_path)
+    code, _, err = kk("status", "someone/not-mine", cwd=tmp_path)
     assert code == 5, err
     assert "Permission 'kernels.get' was denied" in err and "PERMISSION_DENIED" in err
     assert '{"error"' not in err and '"code"' not in err
