@@ -433,7 +433,10 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, star
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
-            for record in client.stream_log(ref):
+            from kagglekit.watch import follow_records
+
+            for record in follow_records(client, ref, ledger, start_grace_s=start_grace, on_wait=opts.info,
+                                         cli=opts.command_prefix()):
                 click.echo(json.dumps(to_jsonable(record)))
             return
         text = client.get_log(ref)

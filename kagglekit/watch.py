@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from kagglekit.errors import (
 )
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, Ledger, RunRecord
-from kagglekit.logs import parse_log, render_lines, session_span, tail
+from kagglekit.logs import LogRecord, parse_log, render_lines, session_span, tail
 from kagglekit.waiting import DEFAULT_START_GRACE_S, Deadline, SaveWatcher, StartWindow, not_started_reason
 
 if TYPE_CHECKING:
@@ -241,11 +240,11 @@ def log_text(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = No
     yield from render_lines(parse_log(text))
 
 
-def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
-               start_grace_s: float = DEFAULT_START_GRACE_S, on_wait: Callable[[str], None] | None = None,
-               retry_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
-               cli: str = "kagglekit") -> Iterator[str]:
-    """Readable lines as the run prints them (the client reconnects and drops replayed records).
+def follow_records(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
+                   start_grace_s: float = DEFAULT_START_GRACE_S, on_wait: Callable[[str], None] | None = None,
+                   retry_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                   cli: str = "kagglekit") -> Iterator[LogRecord]:
+    """The run's log records as it prints them (the client reconnects and drops replayed records).
 
     Right after a push there is no run to follow yet: the start grace applies as for ``status``.
     """
@@ -265,8 +264,18 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = 
                 said_waiting = True
             sleep(retry_s)
             continue
-        yield from render_lines(itertools.chain([first], records))
+        yield first
+        yield from records
         return
+
+
+def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
+               start_grace_s: float = DEFAULT_START_GRACE_S, on_wait: Callable[[str], None] | None = None,
+               retry_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+               cli: str = "kagglekit") -> Iterator[str]:
+    """Readable lines as the run prints them (``follow_records``, rendered)."""
+    yield from render_lines(follow_records(client, ref, ledger, start_grace_s=start_grace_s, on_wait=on_wait,
+                                           retry_s=retry_s, sleep=sleep, cli=cli))
 
 
 def ensure_times(client: KaggleApiClient | None, ledger: Ledger, account: str, ref: KernelRef, *,

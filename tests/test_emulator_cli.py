@@ -189,6 +189,7 @@ def test_list_mine_and_private_kernels_of_others(emulator: EmulatorHandle, kaggl
     assert "alice/alice-public" in r.stdout and "alice-secret" not in r.stdout
     r = kaggle_cli("kernels", "status", "alice/alice-secret")
     assert r.returncode == 1 and "Cannot access kernel 'alice/alice-secret'" in r.stderr
+    emulator.wait_until_started("alice", "alice-public")  # before that, Kaggle's "No runs found" (404)
     r = kaggle_cli("kernels", "status", "alice/alice-public")
     assert 'alice/alice-public has status "KernelWorkerStatus.' in r.stdout
 
