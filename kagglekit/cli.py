@@ -301,12 +301,12 @@ def start_grace_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--start-grace", type=Duration(), default="15m", show_default=True,
         help="After a push, how long Kaggle's \"No runs found\" (and a new private kernel's 403) counts as "
-             "\"waiting for Kaggle to start the run\"; then exit 14 (the push started no run).")(f)
+             "\"waiting for Kaggle to start the run\"; then exit 15 (the push started no run).")(f)
 
 
 def max_wait_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--max-wait", type=Duration(), default=None,
-                        help=f"Give up {what} after this long (e.g. 2h): exit 15, the run goes on.")
+                        help=f"Give up {what} after this long (e.g. 2h): exit 16, the run goes on.")
 
 
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
@@ -480,7 +480,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, star
               help="This version of the kernel (same as KERNEL/N), e.g. the newest finished one during a run.")
 @click.option("--max-wait", type=Duration(), default=None,
               help="After a cancel, how long to wait for Kaggle to finish saving the files (CANCEL_ACKNOWLEDGED) "
-                   "before giving up with exit 15 [default: 10m].")
+                   "before giving up with exit 16 [default: 10m].")
 @pass_options
 def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
                          exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool, version: int | None,

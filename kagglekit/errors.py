@@ -100,13 +100,13 @@ class EmulatorError(KagglekitError):
 class RunNotStartedError(KagglekitError):
     """A push created a version but no run: Kaggle still answers "No runs found" after the start grace."""
 
-    exit_code = 14
+    exit_code = 15
 
 
 class RunNotFinishedError(KagglekitError):
     """The run has not ended yet: ``--max-wait`` passed, or its outputs are not listed until it and its save end."""
 
-    exit_code = 15
+    exit_code = 16
 
 
 EXIT_INTERRUPTED = 130
