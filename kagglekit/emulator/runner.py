@@ -392,7 +392,7 @@ class Runner:
 
         for ref in v.meta.get("datasetDataSources", []):
             owner_slug = "/".join(ref.split("/")[:2])
-            add(b.source_path("dataset", owner_slug), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
+            add(b.source_path("dataset", ref), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
         for slug in v.meta.get("competitionDataSources", []):
             add(b.source_path("competition", slug), f"competitions/{slug}", slug)
         for ref in v.meta.get("modelDataSources", []):
