@@ -687,6 +687,7 @@ def handle_upload(h: Handler, token: str) -> None:
     rate = fault.bandwidth_bytes_per_s if fault is not None else None
     t0 = time.monotonic()
     got = 0
+    entry = h._entry  # the request log records how many bytes this PUT stored
     with part.open(mode) as out:
         out.seek(received if start else 0)
         left = length
@@ -702,6 +703,8 @@ def handle_upload(h: Handler, token: str) -> None:
             if cut is not None and got > cut:
                 data = data[: max(0, len(data) - (got - cut))]
             out.write(data)
+            if entry is not None:
+                entry["stored"] = entry.get("stored", 0) + len(data)
             if rate:
                 ahead = got / rate - (time.monotonic() - t0)
                 if ahead > 0:
