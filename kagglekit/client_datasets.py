@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -146,8 +147,8 @@ class DatasetsApi:
             request.dataset_version_number = version
             request.page_size = 200
             request.page_token = token
-            response = self.client._call("ListDatasetFiles", lambda: self._datasets.list_dataset_files(request),
-                                         what=f"dataset {owner}/{slug}")
+            response = self.client._call("ListDatasetFiles", functools.partial(self._datasets.list_dataset_files,
+                                                                                request), what=f"dataset {owner}/{slug}")
             if response.error_message:
                 raise ApiError(f"Kaggle could not list {owner}/{slug}: {response.error_message}",
                                "Try again in a minute; a new version may still be processing.")
