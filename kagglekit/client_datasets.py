@@ -65,7 +65,7 @@ class LocalFile:
 class UploadStats:
     files: int = 0
     bytes_sent: int = 0
-    resumed: int = 0  # uploads continued from an offset instead of from zero
+    resumed: int = 0  # uploads continued from an offset instead of from zero (this run's or an earlier one's)
     restarted: int = 0  # expired sessions started again
 
 
@@ -110,6 +110,46 @@ def marker_name(digest: str) -> str:
     return f"{MARKER_PREFIX}{digest[:32]}.json"
 
 
+class UploadJournal:
+    """Upload sessions that outlive the process: a rerun after a crash or Ctrl-C resumes, never resends.
+
+    One small JSON file per (endpoint, file content) under kagglekit's data dir, written atomically;
+    entries older than the official client's 6-day resumable-upload expiry are ignored.
+    """
+
+    EXPIRY_S = 6 * 24 * 3600
+
+    def __init__(self, folder: Path, endpoint: str) -> None:
+        self.folder = folder
+        self.endpoint = endpoint
+
+    def _path(self, f: LocalFile) -> Path:
+        key = hashlib.sha256(f"{self.endpoint}|{f.sha256}|{f.size}".encode()).hexdigest()[:32]
+        return self.folder / f"{key}.json"
+
+    def get(self, f: LocalFile) -> tuple[str, str] | None:
+        try:
+            entry = json.loads(self._path(f).read_text())
+            if time.time() - float(entry["created"]) < self.EXPIRY_S:
+                return str(entry["token"]), str(entry["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def put(self, f: LocalFile, token: str, url: str) -> None:
+        from kagglekit.paths import write_text_atomic
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self._path(f), json.dumps({"token": token, "url": url, "created": time.time(),
+                                                         "name": f.rel}))
+        except OSError:
+            pass  # resuming across runs is a bonus; the upload itself goes on
+
+    def drop(self, f: LocalFile) -> None:
+        self._path(f).unlink(missing_ok=True)
+
+
 class DatasetsApi:
     """Datasets RPCs and blob uploads on top of a ``KaggleApiClient`` (its transport, retries and errors)."""
 
@@ -122,6 +162,9 @@ class DatasetsApi:
         self._notify = notify or (lambda message: None)
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
+        from kagglekit.paths import data_dir
+
+        self.journal = UploadJournal(data_dir() / "uploads", client.endpoint)
 
     # --- RPCs ------------------------------------------------------------------------
     def status(self, owner: str, slug: str) -> str | None:
@@ -221,12 +264,24 @@ class DatasetsApi:
     def upload(self, f: LocalFile, stats: UploadStats) -> str:
         """Upload one file; its token. Resumes from what arrived; never sends a byte twice unless lost."""
         session = self._put_session()
-        token, url = self._start(f)
         offset = 0
         failures = 0
+        known = self.journal.get(f)
+        got: int | None = None
+        if known is not None:  # an earlier run started this upload: ask what arrived
+            try:
+                got = self._offset(session, known[1], f.size)
+            except (_Retryable, requests.RequestException):
+                got = None
+        if known is not None and got is not None:
+            token, url = known
+            offset = got
+        else:
+            token, url = self._start(f)
+            self.journal.put(f, token, url)
         while True:
             try:
-                if offset:
+                if 0 < offset < f.size:
                     with self._lock:
                         stats.resumed += 1
                 sent = self._send(session, url, f, offset)
@@ -239,7 +294,9 @@ class DatasetsApi:
                     raise ApiError(f"Uploading {f.rel} kept failing ({exc}).",
                                    "Check the network and run the command again; finished files are not "
                                    "uploaded again.") from None
-                wait = exc.wait if exc.wait is not None else min(30.0, 0.5 * 2 ** (failures - 1))
+                policy = self.client.retry
+                wait = exc.wait if exc.wait is not None else min(policy.backoff_max,
+                                                                 policy.backoff_factor * 2 ** (failures - 1))
                 self._notify(f"upload of {f.rel}: {exc}; resuming in {wait + 0.0:.1f} s")
                 time.sleep(wait + random.random() * 0.25)
                 try:
@@ -250,6 +307,7 @@ class DatasetsApi:
                     with self._lock:
                         stats.restarted += 1
                     token, url = self._start(f)
+                    self.journal.put(f, token, url)
                     offset = 0
                 else:
                     offset = got
@@ -392,6 +450,8 @@ class DatasetsApi:
             all_files = [*files, LocalFile(marker, marker_path, marker_path.stat().st_size,
                                            file_digest(marker_path))]
             tokens = self.upload_all(all_files, stats)
+            for f in all_files:  # the tokens are about to be used: a rerun must not reuse them
+                self.journal.drop(f)
         if stage is None:
             self.create(owner, slug, title, tokens, private=private)
         else:

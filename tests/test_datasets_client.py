@@ -17,6 +17,7 @@ import pytest
 from kagglekit.client import KaggleApiClient, RetryPolicy
 from kagglekit.client_datasets import DatasetsApi, marker_name, scan
 from kagglekit.credentials import demo_credentials
+from kagglekit.errors import ApiError
 from tests.fixtures_emulator import EmulatorHandle
 
 FAST = RetryPolicy(backoff_factor=0.05, backoff_max=0.2, jitter=0.05)
@@ -124,3 +125,23 @@ def test_a_version_waits_while_the_dataset_still_processes(emulator: EmulatorHan
     assert result.changed and not result.created
     assert not [r for r in emulator.requests("rpc") if r["status"] == 403]
     assert _mounted(emulator, "demo/slow-data")["big.bin"] == b"new"
+
+
+def test_a_rerun_after_a_failed_upload_resumes_where_the_last_run_stopped(emulator: EmulatorHandle,
+                                                                         tmp_path: Path) -> None:
+    root = _project(tmp_path / "proj", big=3_000_000)
+    emulator.control("faults", {"target": "upload:big.bin", "cut_after_bytes": 1_200_000})
+    emulator.control("faults", {"target": "upload:big.bin", "status": 503, "times": 50})
+    with (KaggleApiClient(demo_credentials(), endpoint=emulator.url, timeout=(5, 20), retry=FAST) as c,
+          pytest.raises(ApiError, match=r"Uploading big\.bin kept failing")):
+        DatasetsApi(c, workers=2).sync("demo/rerun-data", "Rerun data", root)
+    emulator.delete("faults")
+    assert emulator.get("state")["datasets"] == {}  # nothing was created from a partial upload
+    with KaggleApiClient(demo_credentials(), endpoint=emulator.url, timeout=(5, 20), retry=FAST) as c:
+        result = DatasetsApi(c, workers=2).sync("demo/rerun-data", "Rerun data", root)  # a new process, in effect
+    assert result.stats.resumed == 1
+    big = [r["stored"] for r in emulator.requests("upload") if r.get("stored", 0) >= 1_000_000]
+    assert sum(big) == 3_000_000  # 1.2 MB in the failed run + the other 1.8 MB now: none twice
+    got = _mounted(emulator, "demo/rerun-data")
+    got.pop(marker_name(result.digest))
+    assert got == _expected(root)
