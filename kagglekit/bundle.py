@@ -642,11 +642,15 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
 def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
                    *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
+    plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
+    wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
     return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
-                        code_dataset=code_dataset_ref(settings))
+                        code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
+                        extra_datasets=wheels)
 
 
 def code_dataset_ref(settings: ProjectSettings) -> str | None:

@@ -119,6 +119,17 @@ def test_deps_check_sorts_requirements_against_the_image(kk: Any, tmp_path: Path
     assert data["push_will"] == "vendor" and data["install"] == ["pandas<2", "cowsay==6.1"]
     assert data["wheels_dataset"] == "demo/deps-check-wheels"
     assert "2026-06-17" in data["image"]  # the dated package list shipped with kagglekit
+    # `bundle` writes what push sends: the kernel installs what the image lacks (internet on)...
+    code, _, err = kk("bundle", "-o", str(tmp_path / "out"), cwd=root)
+    assert code == 0, err
+    script = (tmp_path / "out" / "deps-check.py").read_text()
+    assert "'requirements': {'install': ['pandas<2', 'cowsay==6.1']}" in script
+    # ... and with internet off it mounts the wheels dataset `deps vendor` uploads.
+    code, _, err = kk("bundle", "--no-internet", "-o", str(tmp_path / "off"), cwd=root)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "off" / "kernel-metadata.json").read_text())
+    assert meta["dataset_sources"] == ["demo/deps-check-wheels"] and meta["enable_internet"] is False
+    assert "'wheels': 'demo/deps-check-wheels'" in (tmp_path / "off" / "deps-check.py").read_text()
 
 
 TRAIN_COWSAY = """\
