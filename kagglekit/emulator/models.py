@@ -629,27 +629,7 @@ class Backend:
             timeout = req.get("sessionTimeoutSeconds")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
                 limit = min(limit, float(timeout))
-            now = self.now()
-            with self.tx() as db:
-                if existing is None:
-                    cur = db.execute("INSERT INTO kernels(owner, slug, title, meta, current_version, created) "
-                                     "VALUES (?,?,?,?,0,?)",
-                                     (owner, slug, str(title or slug), json.dumps(meta), now))
-                    kernel_id = int(cur.lastrowid or 0)
-                    number = 1
-                else:
-                    kernel_id = existing.id
-                    number = existing.current_version + 1
-                db.execute("UPDATE kernels SET meta=?, title=?, current_version=? WHERE id=?",
-                           (json.dumps(meta), str(title or (existing.title if existing else slug)), number,
-                            kernel_id))
-                status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
-                session_at = now + float(cfg["run_start_delay_seconds"]) if run else None
-                cur = db.execute(
-                    "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created,"
-                    " session_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now, session_at))
-                vid = int(cur.lastrowid or 0)
+            kernel_id, number, vid = self._insert_version(owner, slug, existing, title, meta, kind, run, limit)
             vdir = self.version_dir(vid)
             vdir.mkdir(parents=True, exist_ok=True)
             (vdir / "source").write_text(text, encoding="utf-8")
@@ -664,6 +644,30 @@ class Backend:
         }
         resp.update({k: v for k, v in invalid.items() if v})
         return resp
+
+    def _insert_version(self, owner: str, slug: str, existing: Kernel | None, title: Any, meta: dict[str, Any],
+                        kind: str, run: bool, limit: float) -> tuple[int, int, int]:
+        """Create the kernel if new and its next version, in one transaction: (kernel id, number, version id).
+        A run's session exists ``run_start_delay_seconds`` after the push (status 404 until then)."""
+        now = self.now()
+        with self.tx() as db:
+            if existing is None:
+                cur = db.execute("INSERT INTO kernels(owner, slug, title, meta, current_version, created) "
+                                 "VALUES (?,?,?,?,0,?)", (owner, slug, str(title or slug), json.dumps(meta), now))
+                kernel_id = int(cur.lastrowid or 0)
+                number = 1
+            else:
+                kernel_id = existing.id
+                number = existing.current_version + 1
+            db.execute("UPDATE kernels SET meta=?, title=?, current_version=? WHERE id=?",
+                       (json.dumps(meta), str(title or (existing.title if existing else slug)), number, kernel_id))
+            status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
+            session_at = now + float(self.setting("run_start_delay_seconds")) if run else None
+            cur = db.execute(
+                "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created,"
+                " session_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now, session_at))
+            return kernel_id, number, int(cur.lastrowid or 0)
 
     def _target_kernel(self, user: str, req: dict[str, Any],
                        title: Any) -> tuple[str, str, Kernel | None] | dict[str, Any]:
