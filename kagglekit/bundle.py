@@ -325,6 +325,22 @@ def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
     return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What a bundle will be, decided from the settings and options before any file is read."""
+
+    out: Path
+    sets: dict[str, str]
+    shape: str
+    kind: str
+    enable_internet: bool
+    session_limit: int
+    kernel_sources: list[str]
+    resume_from: str | None
+    code_file: str
+    warnings: list[str]
+
+
 def build_bundle(
     settings: ProjectSettings,
     *,
@@ -342,7 +358,36 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    Phases: resolve -> collect and guard -> transform -> render -> write.
     """
+    plan = _resolve(settings, overrides=overrides, machine_shape=machine_shape, internet=internet,
+                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from)
+    collector, contents = _collect(settings, plan)
+    entry = resolve_entry(settings.entry, set(contents))
+    flag_changes = _transform(settings, contents, mode, plan)
+    files = [BundledFile(rel, size) for rel, _, size in collector.files]
+    archive = build_archive(contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    script_bytes = _render(settings, plan, archive, sha, entry=entry, mode=mode, files=files, extra_env=extra_env)
+    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
+        raise _too_big(len(script_bytes), contents)
+    metadata = _metadata(settings, plan)
+    script_path, metadata_path = _write(plan, script_bytes, metadata)
+    total = sum(f.size for f in files)
+    return BundleResult(
+        out_dir=plan.out, script_path=script_path, metadata_path=metadata_path, kernel=settings.kernel_id or "",
+        title=settings.resolved_title or settings.kernel_slug or "", entry=entry, mode=mode, overrides=plan.sets,
+        machine_shape=plan.shape, enable_internet=plan.enable_internet, is_private=settings.private,
+        session_limit_s=plan.session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
+        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings)
+
+
+def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, machine_shape: str | None,
+             internet: bool | None, out_dir: Path | None, extra_env: Mapping[str, str] | None,
+             resume_from: str | None) -> _Plan:
+    """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
     if out == root.resolve():
@@ -353,10 +398,8 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
-    enable_internet = settings.enable_internet if internet is None else internet
     for name in sorted(extra_env or {}):
         if _SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
@@ -370,7 +413,6 @@ def build_bundle(
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
                           f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
                           hint="Use a shorter --timeout, or leave it unset.")
-
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
         try:
@@ -380,10 +422,20 @@ def build_bundle(
         resume_from = str(parent)
         if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
+    code_file = settings.resolved_code_file
+    if code_file == METADATA_FILE:
+        raise ConfigError("code-file cannot be kernel-metadata.json.")
+    return _Plan(out=out, sets={str(k): str(v) for k, v in sorted((overrides or {}).items())}, shape=shape,
+                 kind=kind, enable_internet=settings.enable_internet if internet is None else internet,
+                 session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
+                 code_file=code_file, warnings=warnings)
 
-    collector = _Collector(root, settings, skip=[out])
+
+def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[str, bytes]]:
+    """Walk the project and read its files, refusing secrets and hopeless sizes before going further."""
+    collector = _Collector(settings.root, settings, skip=[plan.out])
     collector.walk()
-    warnings += collector.warnings
+    plan.warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
     if secrets:
         raise BundleError(
@@ -392,7 +444,6 @@ def build_bundle(
             hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
                  "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
                  "(Add-ons > Secrets) instead.")
-
     raw_total = sum(size for _, _, size in collector.files)
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
@@ -413,106 +464,103 @@ def build_bundle(
                           + ", ".join(leaked) + ".",
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
+    return collector, contents
 
-    entry = resolve_entry(settings.entry, set(contents))
 
+def _transform(settings: ProjectSettings, contents: dict[str, bytes], mode: str | None,
+               plan: _Plan) -> list[FlagChange]:
+    """Apply the mode and ``--set`` overrides to the bundled copy (in place), then check it parses on Kaggle."""
     py_sources: dict[str, str] = {}
-    if mode is not None or sets:
+    if mode is not None or plan.sets:
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=plan.sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled)
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
-
     check_syntax(contents)
-    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
-                      & PREIMPORTED_ON_KAGGLE)
-    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
-                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
-    archive = build_archive(contents, runtime_sources())
-    sha = hashlib.sha256(archive).hexdigest()
-    kernel_id = settings.kernel_id
-    assert kernel_id is not None
-    title = settings.resolved_title or settings.kernel_slug
-    code_file = settings.resolved_code_file
-    if code_file == METADATA_FILE:
-        raise ConfigError("code-file cannot be kernel-metadata.json.")
-    files = [BundledFile(rel, size) for rel, _, size in collector.files]
-    total = sum(f.size for f in files)
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
+    plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "
+                      f"at start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it."
+                      for name in shadowed]
+    return flag_changes
+
+
+def _render(settings: ProjectSettings, plan: _Plan, archive: bytes, sha: str, *, entry: str, mode: str | None,
+            files: list[BundledFile], extra_env: Mapping[str, str] | None) -> bytes:
+    """The kernel script: the runtime's config and the project archive in templates/kernel/script.py.jinja."""
+    from kagglekit.templating import render
+
+    kernel_id = settings.kernel_id or ""
     config: dict[str, Any] = {
         "kagglekit_version": __version__,
         "kernel": kernel_id,
         "entry": entry,
         "mode": mode,
-        "overrides": sets,
+        "overrides": plan.sets,
         "bundle_sha256": sha,
-        "accelerator": "cpu" if kind == "cpu" else shape,
-        "session_limit_s": session_limit,
+        "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
+        "session_limit_s": plan.session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted((extra_env or {}).items())),
-        "resume_from": resume_from,
+        "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
     }
-    from kagglekit.templating import render
-
     script = render(
         SCRIPT_TEMPLATE,
-        code_file=code_file,
+        code_file=plan.code_file,
         version=__version__,
         kernel=kernel_id,
         entry=entry,
         mode_label=mode or "as in the sources",
-        accelerator=f"{shape} ({display.shape_label(shape)})",
+        accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
         n_files=len(files),
-        total_label=display.size(total),
+        total_label=display.size(sum(f.size for f in files)),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
         archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
-    script_bytes = script.encode("utf-8")
-    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
-        raise _too_big(len(script_bytes), contents)
+    return script.encode("utf-8")
 
+
+def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
+    """kernel-metadata.json's content (the format ``kaggle kernels push`` reads)."""
+    kernel_id = settings.kernel_id or ""
     if settings.kernel_owner is None:
-        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
-                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
-    metadata: dict[str, Any] = {
+        plan.warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your "
+                             "account; for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    return {
         "id": kernel_id,
-        "title": title,
-        "code_file": code_file,
+        "title": settings.resolved_title or settings.kernel_slug,
+        "code_file": plan.code_file,
         "language": "python",
         "kernel_type": "script",
         "is_private": settings.private,
-        "enable_gpu": kind == "gpu",
-        "enable_tpu": kind == "tpu",
-        "enable_internet": enable_internet,
+        "enable_gpu": plan.kind == "gpu",
+        "enable_tpu": plan.kind == "tpu",
+        "enable_internet": plan.enable_internet,
         "dataset_sources": list(settings.datasets),
         "competition_sources": list(settings.competitions),
-        "kernel_sources": kernel_sources,
+        "kernel_sources": plan.kernel_sources,
         "model_sources": list(settings.models),
-        "machine_shape": shape,
+        "machine_shape": plan.shape,
     }
+
+
+def _write(plan: _Plan, script_bytes: bytes, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write the script and kernel-metadata.json atomically into the output folder."""
     from kagglekit.paths import write_bytes_atomic
 
-    out.mkdir(parents=True, exist_ok=True)
-    script_path = out / code_file
+    plan.out.mkdir(parents=True, exist_ok=True)
+    script_path = plan.out / plan.code_file
     write_bytes_atomic(script_path, script_bytes)
     script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
-    metadata_path = write_metadata(out, metadata)
-
-    return BundleResult(
-        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
-        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
-        is_private=settings.private, session_limit_s=session_limit, files=files,
-        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
-        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+    return script_path, write_metadata(plan.out, metadata)
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:

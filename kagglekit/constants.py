@@ -1,7 +1,7 @@
 """Facts shared by kagglekit and its emulator (the only module the emulator may import).
 
-Limits are Kaggle's published or observed values (see docs/kaggle-platform.md in the
-shared notes). Accounts differ, so quota figures are *defaults for the emulator*,
+Limits are Kaggle's published or observed values (see docs/kaggle-platform.md).
+Accounts differ, so quota figures are *defaults for the emulator*,
 never assumptions the client makes: the client always reads the live numbers.
 """
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from kagglekit import display
 from kagglekit.constants import (
     OUTPUT_BUDGET_BYTES,
     RUN_MANIFEST_RELPATH,
@@ -289,6 +290,39 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
 
 
 # --- building --------------------------------------------------------------------------------
+def _read_outputs(source: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
+                                                          list[dict[str, Any]]]:
+    """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent)."""
+    run_path = source / RUN_MANIFEST_RELPATH
+    run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
+    metrics_path = _find(source, "metrics.jsonl")
+    summary_path = _find(source, "summary.json")
+    summary = (_read_json(summary_path) if summary_path else None) or {}
+    versions_path = _find(source, "versions.json")
+    versions = (_read_json(versions_path) if versions_path else None) or {}
+    if not run and metrics_path is None and not summary:
+        raise NotFoundError(
+            f"{source} holds no kagglekit run outputs ({RUN_MANIFEST_RELPATH}, metrics.jsonl, summary.json).",
+            hint="Point kagglekit report at a folder written by kagglekit pull-outputs.",
+        )
+    if not run:
+        notes.append(f"No {RUN_MANIFEST_RELPATH}: the run was not made through kagglekit, so its duration, "
+                     "accelerator and output size are unknown.")
+    return run, summary, versions, _read_metrics(metrics_path, notes)
+
+
+def _hardware(accel: dict[str, Any], summary: dict[str, Any], notes: list[str]) -> tuple[Any, Any, str]:
+    """The accelerator asked for, the device seen, and the quota kind the run was billed as."""
+    requested, seen = accel.get("requested"), accel.get("seen")
+    if seen is None and summary.get("device") in ("cpu", "cuda"):
+        seen = summary["device"]  # the project's own record of the device it trained on
+    kind = _quota_kind(requested, seen)
+    if kind in ("gpu", "tpu") and seen == "cpu":
+        notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
+                     "check that the code moves the model and data to the device.")
+    return requested, seen, kind
+
+
 def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
                  quota_source: str | None = None) -> Report:
     """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
@@ -308,53 +342,27 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
                           hint="Use -o report.html or -o report.md.")
     notes: list[str] = []
-    run_path = source / RUN_MANIFEST_RELPATH
-    run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
-    metrics_path = _find(source, "metrics.jsonl")
-    summary_path = _find(source, "summary.json")
-    summary = (_read_json(summary_path) if summary_path else None) or {}
-    versions_path = _find(source, "versions.json")
-    versions = (_read_json(versions_path) if versions_path else None) or {}
-    if not run and metrics_path is None and not summary:
-        raise NotFoundError(
-            f"{source} holds no kagglekit run outputs ({RUN_MANIFEST_RELPATH}, metrics.jsonl, summary.json).",
-            hint="Point kagglekit report at a folder written by kagglekit pull-outputs.",
-        )
-    if not run:
-        notes.append(f"No {RUN_MANIFEST_RELPATH}: the run was not made through kagglekit, so its duration, "
-                     "accelerator and output size are unknown.")
-    epochs = _read_metrics(metrics_path, notes)
-
+    run, summary, versions, epochs = _read_outputs(source, notes)
     accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
     assert isinstance(accel, dict)
-    requested, seen = accel.get("requested"), accel.get("seen")
-    if seen is None and summary.get("device") in ("cpu", "cuda"):
-        seen = summary["device"]  # the project's own record of the device it trained on
-    kind = _quota_kind(requested, seen)
+    requested, seen, kind = _hardware(accel, summary, notes)
     duration = _duration(run, summary)
     cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
-    if kind in ("gpu", "tpu") and seen == "cpu":
-        notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
-                     "check that the code moves the model and data to the device.")
-
     mode = run.get("mode") if run.get("mode") in ("test", "full") else None
     if mode is None and isinstance(summary.get("running_test"), bool):
         mode = "test" if summary["running_test"] else "full"
     if run.get("status") == "running":
         notes.append("run.json says the run was still running when these outputs were taken.")
-
     budget = _int(run.get("output_budget_bytes")) or OUTPUT_BUDGET_BYTES
     peak_output = _int(run.get("peak_working_bytes"))
     fraction = peak_output / budget if peak_output is not None else None
     if fraction is not None and fraction >= OUTPUT_WARN_FRACTION:
-        notes.append(f"The output used {fraction:.0%} of the {_bytes(budget)} budget: keep fewer checkpoints.")
+        notes.append(f"The output used {fraction:.0%} of the {_size(budget)} budget: keep fewer checkpoints.")
     pulled = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-
     session_limit = _num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
     estimate = _estimate(summary, epochs, duration, session_limit, kind, quota, quota_source, notes) if mode == "test" else None
     if estimate is not None:
         notes.append(ROUGH_WARNING)
-
     packages = run.get("packages") if isinstance(run.get("packages"), dict) else versions.get("packages")
     python_run = run.get("python") or versions.get("python")
     devices = accel.get("devices") if isinstance(accel.get("devices"), list) else []
@@ -397,33 +405,18 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
 
 
 # --- rendering -------------------------------------------------------------------------------
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"  # pragma: no cover
+def _size(n: float | None) -> str:
+    """Sizes in the report: two decimals, ``unknown`` when missing."""
+    return display.size(n, digits=2, unknown="unknown")
+
+
+def _duration_label(seconds: float | None) -> str:
+    return display.duration(seconds, unknown="unknown")
 
 
 def _mib(value: float | None) -> str:
     """The project's ``*_mb`` figures are MiB (``/ 1024**2``): shown in the report's one unit system (kB, MB, GB)."""
-    return "unknown" if value is None else _bytes(value * 1024**2)
-
-
-def _duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    total = round(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{seconds:.3g}s")
-
-
-def _hours(h: float) -> str:
-    """Hours with two decimals, or three significant digits for runs of minutes."""
-    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"
+    return "unknown" if value is None else _size(value * 1024**2)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -442,22 +435,22 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     run_rows = [
         ("Kernel", r.kernel or "unknown"), ("Mode", r.mode or "unknown"), ("Status", status),
         ("Started", r.started_at or "unknown"), ("Ended", r.ended_at or "unknown"),
-        ("Duration", _duration_text(r.duration_s)),
+        ("Duration", _duration_label(r.duration_s)),
     ]
     devices = f" ({', '.join(r.devices)})" if r.devices else ""
-    cost = (f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
+    cost = (f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
             else "0 GPU hours (CPU session)")
     cost_rows = [
         ("Accelerator requested", r.accelerator_requested or "unknown"),
         ("Accelerator used", (r.accelerator_seen or "unknown") + devices),
         ("Quota cost", cost),
     ]
-    fraction = f" ({r.output_fraction:.2%} of {_bytes(r.output_budget_bytes)})" if r.output_fraction is not None else ""
+    fraction = f" ({r.output_fraction:.2%} of {_size(r.output_budget_bytes)})" if r.output_fraction is not None else ""
     space_rows = [
-        ("Peak output size", _bytes(r.peak_output_bytes) + fraction),
-        ("Output budget", _bytes(r.output_budget_bytes)),
-        ("Pulled files", _bytes(r.pulled_bytes)),
-        ("Peak RAM (run.json)", _bytes(r.peak_rss_bytes)),
+        ("Peak output size", _size(r.peak_output_bytes) + fraction),
+        ("Output budget", _size(r.output_budget_bytes)),
+        ("Pulled files", _size(r.pulled_bytes)),
+        ("Peak RAM (run.json)", _size(r.peak_rss_bytes)),
         ("Peak RAM (project)", _mib(r.peak_ram_mb)),
         ("Peak GPU memory", _mib(r.peak_gpu_mb)),
         ("Parameters", f"{r.parameters:,}" if r.parameters is not None else "unknown"),
@@ -469,7 +462,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Best epoch", _fmt(r.best_epoch)), ("Best score", _fmt(r.best_score)),
         ("Last train loss", _fmt(_num(last.get("train_loss")))),
         ("Last validation loss", _fmt(_num(last.get("val_loss")))),
-        ("Median epoch time", _duration_text(r.epoch_time_median_s)),
+        ("Median epoch time", _duration_label(r.epoch_time_median_s)),
     ]
     if r.resumed_from_epoch is not None:
         train_rows.append(("Resumed from epoch", str(r.resumed_from_epoch)))
@@ -480,12 +473,12 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
                  e.fits_quota if e.quota_left_h is None else
                  f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
         sections.append(("Full-run estimate", [
-            ("Duration (range)", f"{_duration_text(e.low_s)} .. {_duration_text(e.high_s)} "
-                                 f"(mid {_duration_text(e.mid_s)})"),
+            ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
+                                 f"(mid {_duration_label(e.mid_s)})"),
             ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
                      f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
-                     f"{_duration_text(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
-            ("Fits the session limit", f"{e.fits_session} (limit {_duration_text(e.session_limit_s)}"
+                     f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+            ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
                                        + (f"; about {e.sessions_needed} sessions with push --resume)"
                                           if e.sessions_needed > 1 else ")")),
             (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
@@ -657,12 +650,12 @@ def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | N
 
 def summary_lines(r: Report) -> list[str]:
     """The few lines ``kagglekit report`` prints."""
-    cost = f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
+    cost = f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
     lines = [
         f"Run:      {r.label} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
-        f"{_duration_text(r.duration_s)}, cost {cost}",
+        f"{_duration_label(r.duration_s)}, cost {cost}",
         f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
-        f"Output:   peak {_bytes(r.peak_output_bytes)} of {_bytes(r.output_budget_bytes)}",
+        f"Output:   peak {_size(r.peak_output_bytes)} of {_size(r.output_budget_bytes)}",
     ]
     if r.epochs:
         lines.append(f"Training: {len(r.epochs)} epochs, best epoch {_fmt(r.best_epoch)} "
@@ -670,7 +663,7 @@ def summary_lines(r: Report) -> list[str]:
     e = r.estimate
     if e is not None:
         quota = "unknown" if e.fits_quota is None else e.fits_quota
-        lines.append(f"Full run: {_duration_text(e.low_s)} .. {_duration_text(e.high_s)} (rough); "
+        lines.append(f"Full run: {_duration_label(e.low_s)} .. {_duration_label(e.high_s)} (rough); "
                      f"fits the session limit: {e.fits_session}; fits the {e.quota_kind.upper()} quota: {quota}")
     lines += [f"Note:     {note}" for note in r.notes]
     lines.append(f"Report:   {r.path}")

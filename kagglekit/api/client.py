@@ -190,7 +190,7 @@ class KaggleApiClient:
              no_run: bool = False) -> PushResult:
         """Push ``folder`` (kernel-metadata.json + code file) as ``kaggle kernels push -p folder`` does.
 
-        Validation mirrors kaggle 2.2.5 (kaggle-wire.md §6) and happens before any network call.
+        Validation mirrors kaggle 2.2.5 (docs/kaggle-wire.md §6) and happens before any network call.
         A 200 answer carrying ``error`` raises ``KaggleRefusedError`` with Kaggle's message.
         """
         request, warnings, slug_ref = build_save_request(
