@@ -115,8 +115,6 @@ class BundleResult:
     warnings: list[str]
 
 
-# --- collecting files -------------------------------------------------------------------
-
 @dataclasses.dataclass
 class _Spec:
     base: str  # folder the rules are relative to ("" = project root)
@@ -261,8 +259,6 @@ def is_secret_name(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1].lower()
     return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_PATTERNS)
 
-
-# --- the archive and the script ---------------------------------------------------------
 
 def runtime_sources() -> dict[str, bytes]:
     """kagglekit/runtime/*.py, shipped as the package ``kagglekit_runtime``."""
@@ -574,8 +570,6 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
         hint=TOO_BIG_HINT)
 
-
-# --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
 
 def _limit_text(seconds: int) -> str:
     h, rem = divmod(seconds, 3600)

@@ -107,10 +107,8 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
     ctx.obj = Options(local=local, endpoint=endpoint, json=json_output, verbose=verbose, debug=debug)
 
 
-# ---------------------------------------------------------------------------
 # Commands are added below, grouped by concern. Each one parses its options,
 # calls one core function and prints.
-# ---------------------------------------------------------------------------
 
 @cli.group("emulator")
 def emulator_group() -> None:
@@ -182,10 +180,7 @@ def emulator_status_command(opts: Options) -> None:
 @click.pass_obj
 def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
     """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
-    from kagglekit.local import add_source
-
-    add_source("datasets", ref, path, endpoint=opts.endpoint)
-    opts.emit({"dataset": ref, "path": path.resolve()}, f"Dataset {ref} -> {path.resolve()}")
+    _add_source(opts, "dataset", ref, path)
 
 
 @emulator_group.command("add-competition")
@@ -194,10 +189,15 @@ def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
 @click.pass_obj
 def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
     """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    _add_source(opts, "competition", slug, path)
+
+
+def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
+    """Tell the emulator that ``path`` holds the data of the dataset or competition ``name``."""
     from kagglekit.local import add_source
 
-    add_source("competitions", slug, path, endpoint=opts.endpoint)
-    opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+    add_source(f"{kind}s", name, path, endpoint=opts.endpoint)
+    opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
 
 # === section: emulator (end) ===
 

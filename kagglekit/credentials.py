@@ -164,9 +164,6 @@ def find_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     )
 
 
-# --- internals ---------------------------------------------------------------
-
-
 def _home(env: Mapping[str, str]) -> Path:
     home = env.get("HOME")
     return Path(home) if home else Path.home()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from kagglekit import paths
+from kagglekit import display, paths
 from kagglekit.api.transport import RetryPolicy, retry_after_seconds
 from kagglekit.constants import (
     ACTIVE_STATUSES,
@@ -62,9 +62,6 @@ META_SUFFIX = ".part.meta"
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 120.0
 PULL_STATE_SAVE_INTERVAL_S = 2.0
-
-
-# --------------------------------------------------------------------------- results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +101,7 @@ class PullSummary:
         """One human line: the end-of-pull summary."""
         rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
         parts = [
-            f"{self.files} downloaded ({human_bytes(self.bytes)} in {self.seconds:.1f}s, {human_bytes(rate)}/s)",
+            f"{self.files} downloaded ({display.size(self.bytes)} in {self.seconds:.1f}s, {display.size(rate)}/s)",
             f"{self.skipped} already complete",
         ]
         if self.removed:
@@ -132,18 +129,6 @@ class PullSummary:
                 + ("" if len(self.failed) <= 5 else "; ...") + ").",
                 hint="The other files are kept; run the same pull-outputs again to resume the rest.",
             )
-
-
-def human_bytes(n: float) -> str:
-    """Decimal units (kB, MB, GB), as the progress bar and the rest of kagglekit (Kaggle's "20 GB")."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- names and paths
 
 
 def safe_destination(target: Path, name: str) -> Path | None:
@@ -273,9 +258,6 @@ class _Expired(Exception):
     """403 on a signed URL: it may have expired; a fresh listing gives a new one."""
 
 
-# --------------------------------------------------------------------------- one file
-
-
 @dataclasses.dataclass(frozen=True)
 class FileJob:
     name: str
@@ -400,24 +382,8 @@ class Fetcher:
     def _handle(
         self, job: FileJob, resp: requests.Response, part: Path, meta_path: Path, offset: int
     ) -> FileResult:
+        _check_answer(job, resp, part, meta_path)
         status = resp.status_code
-        if status == 429:
-            raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status == 416:
-            _unlink(part, meta_path)
-            raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
-        if status == 403:
-            raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
-        if status in (401, 404, 410) or 400 <= status < 500:
-            raise _Fail(f"HTTP {status}")
-        if status not in (200, 206):
-            raise _Retry(f"unexpected HTTP {status}")
-        ctype = resp.headers.get("Content-Type", "").lower()
-        if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
-            raise _Retry("an HTML error page instead of the file")
-
         etag = resp.headers.get("ETag")
         last_modified = resp.headers.get("Last-Modified")
         total: int | None
@@ -470,6 +436,27 @@ class Fetcher:
         return FileResult(job.name, size, written, etag, last_modified, hasher.hexdigest(), 0.0)
 
 
+def _check_answer(job: FileJob, resp: requests.Response, part: Path, meta_path: Path) -> None:
+    """Raise what an answer other than the file's bytes means: retry, refresh the URL, or give up."""
+    status = resp.status_code
+    if status == 429:
+        raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status >= 500:
+        raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status == 416:
+        _unlink(part, meta_path)
+        raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
+    if status == 403:
+        raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
+    if status in (401, 404, 410) or 400 <= status < 500:
+        raise _Fail(f"HTTP {status}")
+    if status not in (200, 206):
+        raise _Retry(f"unexpected HTTP {status}")
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
+        raise _Retry("an HTML error page instead of the file")
+
+
 def _read_meta(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -508,9 +495,6 @@ def _set_mtime(path: Path, last_modified: str | None) -> None:
         os.utime(path, (when, when))
 
 
-# --------------------------------------------------------------------------- the log
-
-
 def readable_log(raw: str) -> str:
     """Kaggle's raw JSON log as readable text (progress bars collapsed, stderr marked)."""
     try:
@@ -535,9 +519,6 @@ def _fallback_readable_log(raw: str) -> str:
             if line:
                 lines.append(mark + line)
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-# --------------------------------------------------------------------------- orchestration
 
 
 def _version_of(info: Any) -> int | None:
@@ -613,15 +594,7 @@ def pull_outputs(
     summary.selected = len(chosen)
     state = _open_pull_state(target, listing_ref, status, names if final else [], summary, note)
     entries: dict[str, Any] = state["files"]
-    todo: list[FileJob] = []
-    for name in chosen:
-        dest = safe_destination(target, name)
-        if dest is None:
-            summary.refused.append(name)
-        elif not force and is_complete(target, name, entries.get(name)):
-            summary.skipped += 1
-        else:
-            todo.append(FileJob(name, urls[name], dest))
+    todo = _jobs(target, chosen, urls, entries, summary, force=force)
     if listing.log:
         summary.log_path, summary.log_text_path = _save_log(target, listing_ref.slug, listing.log, set(names), note)
     if todo:
@@ -635,6 +608,21 @@ def pull_outputs(
     if raise_on_failure:
         summary.raise_for_failures()
     return summary
+
+
+def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[str, Any], summary: PullSummary,
+          *, force: bool) -> list[FileJob]:
+    """The files to fetch: not refused (unsafe name), not already complete on disk (unless ``force``)."""
+    todo: list[FileJob] = []
+    for name in chosen:
+        dest = safe_destination(target, name)
+        if dest is None:
+            summary.refused.append(name)
+        elif not force and is_complete(target, name, entries.get(name)):
+            summary.skipped += 1
+        else:
+            todo.append(FileJob(name, urls[name], dest))
+    return todo
 
 
 def _which_run(client: KaggleApiClient, ref: KernelRef, note: Callable[[str], None]) -> tuple[KernelRef, str | None]:
@@ -738,22 +726,7 @@ def _download_all(
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = futures[fut]
-                try:
-                    res = fut.result()
-                except _Fail as exc:
-                    summary.failed.append(FailedFile(job.name, str(exc)))
-                    continue
-                except OSError as exc:
-                    summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
-                    continue
-                summary.files += 1
-                summary.bytes += res.transferred
-                entries[job.name] = {
-                    "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
-                    "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "final": final,  # False: taken from a run still going; never trusted by a later pull
-                }
+                _record(fut, futures[fut], summary, entries, final=final)
                 if bar is not None:
                     bar.set_postfix_str(f"{summary.files + len(summary.failed)}/{len(todo)} files", refresh=False)
             if time.monotonic() - last_save > PULL_STATE_SAVE_INTERVAL_S:
@@ -770,6 +743,26 @@ def _download_all(
         if bar is not None:
             bar.close()
         _save_pull_state(target, state)
+
+
+def _record(fut: Future[FileResult], job: FileJob, summary: PullSummary, entries: dict[str, Any], *,
+            final: bool) -> None:
+    """One finished download: counted in the summary, and in the pull state when it succeeded."""
+    try:
+        res = fut.result()
+    except _Fail as exc:
+        summary.failed.append(FailedFile(job.name, str(exc)))
+        return
+    except OSError as exc:
+        summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
+        return
+    summary.files += 1
+    summary.bytes += res.transferred
+    entries[job.name] = {
+        "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
+        "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "final": final,  # False: taken from a run still going; never trusted by a later pull
+    }
 
 
 def _remove_stale(target: Path, entries: dict[str, Any], listed: set[str]) -> list[str]:

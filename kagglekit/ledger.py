@@ -51,9 +51,6 @@ class LedgerError(KagglekitError):
     """The ledger file cannot be opened or is newer than this kagglekit."""
 
 
-# --------------------------------------------------------------------------- records
-
-
 @dataclasses.dataclass(frozen=True)
 class StatusEvent:
     """One status transition kagglekit saw, and when."""
@@ -139,9 +136,6 @@ class RunRecord:
             now = now or utcnow()
             return max(0.0, (now - self.started_at).total_seconds())
         return None
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def utcnow() -> datetime:
@@ -231,8 +225,6 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
-# --------------------------------------------------------------------------- schema
-
 _MIGRATIONS: list[str] = [
     # 1: the runs table and the status transitions seen.
     """
@@ -298,9 +290,6 @@ _RUN_COLUMNS = (
     "overrides",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
-
-
-# --------------------------------------------------------------------------- the ledger
 
 
 class Ledger:

@@ -52,9 +52,6 @@ BUDGET_WARN_FRACTION = 0.8
 LAST_READING_FILE = "quota-last.json"
 
 
-# --------------------------------------------------------------------------- report types
-
-
 def week_window(now: datetime, refresh_time: datetime | None = None) -> tuple[datetime, datetime]:
     """The quota week containing ``now``: [Saturday 00:00 UTC, next Saturday 00:00 UTC).
 
@@ -160,9 +157,6 @@ class PreflightAdvice:
     messages: list[str]
     expected_seconds: float | None
     how_obtained: str
-
-
-# --------------------------------------------------------------------------- reading the API
 
 
 def _seconds(value: Any) -> float | None:
@@ -302,9 +296,6 @@ def last_reading(account: str | None = None, now: datetime | None = None) -> Quo
     return max(found, key=lambda r: r.read_at, default=None)
 
 
-# --------------------------------------------------------------------------- the ledger's week
-
-
 def _span(run: RunRecord, now: datetime) -> tuple[datetime | None, datetime | None]:
     """Best guess of when a run held its machine."""
     start, end, dur = run.started_at, run.ended_at, run.duration_s
@@ -367,9 +358,6 @@ def sessions_running(ledger: Ledger, account: str | None) -> dict[str, int]:
     for run in ledger.active_runs(account):
         counts[run.kind] = counts.get(run.kind, 0) + 1
     return counts
-
-
-# --------------------------------------------------------------------------- the report
 
 
 ENSURE_TIMES_LIMIT = 20  # log requests one quota report may make for runs without a duration
@@ -599,9 +587,6 @@ def expected_duration(ledger: Ledger, account: str | None, kernel: str,
         last.version
 
 
-# --------------------------------------------------------------------------- push preflight
-
-
 def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
               kind: str) -> PreflightAdvice:
     """Before a push: will Kaggle admit it, and does the quota cover the run's expected length?
@@ -655,9 +640,6 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
                                     f"sessions' reservations{reset}, less than the {quota_time(expected)} this run is "
                                     f"expected to take ({how}). It would start, but use up the week's quota.")
     return PreflightAdvice(ok, messages, expected, how)
-
-
-# --------------------------------------------------------------------------- text
 
 
 def _gb(n: float | None) -> str:
@@ -715,9 +697,6 @@ def format_report(report: QuotaReport) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- the plot
-
-
 def _cumulative(runs: list[WeekRun], kind: str, week_start: datetime, upto: datetime) -> tuple[
         list[datetime], list[float]]:
     """Cumulative quota hours through the week: each run adds its cost linearly while it runs."""
@@ -742,72 +721,85 @@ def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mdates: Any = __import__("matplotlib.dates", fromlist=["DayLocator"])  # untyped helpers
-
     path = Path(path)
-    usage = report.usage(kind)
-    end_of_data = min(report.now, report.refresh_time)
-    xs, ys = _cumulative(report.runs, kind, report.week_start, end_of_data)
     fig, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
     ax: Any = axes  # matplotlib's stubs do not admit datetimes on the x axis; it does
     try:
-        ax.plot(xs, ys, color="#1f77b4", linewidth=2,
-                label=f"{kind.upper()} hours seen by kagglekit ({quota_time(usage.seen_s)})")
-        ax.fill_between(xs, ys, color="#1f77b4", alpha=0.12)
-        top = max([*ys, 0.0])
-        if usage.total_s:
-            total_h = usage.total_s / 3600
-            ax.axhline(total_h, color="#d62728", linestyle="--", linewidth=1.5,
-                       label=f"weekly allowance ({total_h:.1f} h)")
-            top = max(top, total_h)
-        if usage.used_s is not None and not report.estimate:
-            used_h = usage.used_s / 3600
-            ax.plot([end_of_data], [used_h], marker="o", color="#ff7f0e", markersize=8, linestyle="none",
-                    label=f"Kaggle's count now ({used_h:.2f} h; not seen {quota_time(usage.not_seen_s)})")
-            seen_h = ys[-1] if ys else 0.0
-            if used_h > seen_h:  # the part kagglekit did not see (interactive sessions, other tools)
-                ax.plot([end_of_data, end_of_data], [seen_h, used_h], color="#ff7f0e", linestyle=":",
-                        linewidth=2)
-            if usage.reserved_s:
-                ax.plot([end_of_data, end_of_data], [used_h, used_h + usage.reserved_s / 3600], color="#ff7f0e",
-                        linewidth=4, alpha=0.5, label=f"reserved by running sessions ({quota_time(usage.reserved_s)})")
-            top = max(top, used_h + (usage.reserved_s or 0) / 3600)
+        top = _draw_usage(ax, report, kind)
         top = top * 1.15 if top > 0 else 1.0
-        palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-        for i, run in enumerate(r for r in report.runs if r.kind == kind and r.start is not None):
-            assert run.start is not None
-            lo = max(run.start, report.week_start)
-            hi = lo + timedelta(seconds=max(run.cost_s, 60.0))
-            color = palette[i % len(palette)]
-            ax.axvspan(lo, hi, color=color, alpha=0.25)
-            slug = run.kernel.split("/")[-1]
-            ax.annotate(f"{slug} v{run.version}  {quota_time(run.cost_s)}", xy=(lo, top * 0.97), fontsize=8,
-                        rotation=90, va="top", ha="right", color=color)
-        ax.axvline(report.refresh_time, color="black", linewidth=1.5)
-        ax.annotate(f"reset {report.refresh_time:%a %H:%M} UTC", xy=(report.refresh_time, top * 0.5),
-                    rotation=90, va="center", ha="right", fontsize=8)
-        ax.axvline(report.week_start, color="grey", linewidth=1, linestyle=":")
-        if report.week_start < report.now < report.refresh_time:
-            ax.axvline(report.now, color="grey", linewidth=0.8, linestyle="--")
-            ax.annotate("now", xy=(report.now, top * 0.02), fontsize=8, color="grey", ha="left")
-        ax.set_xlim(report.week_start, report.refresh_time + timedelta(hours=3))
-        ax.set_ylim(0, top)
-        ax.xaxis.set_major_locator(mdates.DayLocator(tz=UTC))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=UTC))
-        ax.set_ylabel(f"cumulative {kind.upper()} hours")
-        ax.set_xlabel("day (UTC)")
-        title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
-        if report.estimate:
-            title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # runs are drawn late in the week, on the right
+        _draw_runs(ax, report, kind, top)
+        _draw_frame(ax, report, kind, top)
         fig.tight_layout()
         with paths.atomic_writer(path, "wb", encoding=None) as fh:
             fig.savefig(fh, format="png")  # type: ignore[arg-type]
     finally:
         plt.close(fig)
     return path
+
+
+def _draw_usage(ax: Any, report: QuotaReport, kind: str) -> float:
+    """The cumulative hours seen, the allowance and Kaggle's own count; returns the highest value drawn."""
+    usage = report.usage(kind)
+    end_of_data = min(report.now, report.refresh_time)
+    xs, ys = _cumulative(report.runs, kind, report.week_start, end_of_data)
+    ax.plot(xs, ys, color="#1f77b4", linewidth=2,
+            label=f"{kind.upper()} hours seen by kagglekit ({quota_time(usage.seen_s)})")
+    ax.fill_between(xs, ys, color="#1f77b4", alpha=0.12)
+    top = max([*ys, 0.0])
+    if usage.total_s:
+        total_h = usage.total_s / 3600
+        ax.axhline(total_h, color="#d62728", linestyle="--", linewidth=1.5, label=f"weekly allowance ({total_h:.1f} h)")
+        top = max(top, total_h)
+    if usage.used_s is not None and not report.estimate:
+        used_h = usage.used_s / 3600
+        ax.plot([end_of_data], [used_h], marker="o", color="#ff7f0e", markersize=8, linestyle="none",
+                label=f"Kaggle's count now ({used_h:.2f} h; not seen {quota_time(usage.not_seen_s)})")
+        seen_h = ys[-1] if ys else 0.0
+        if used_h > seen_h:  # the part kagglekit did not see (interactive sessions, other tools)
+            ax.plot([end_of_data, end_of_data], [seen_h, used_h], color="#ff7f0e", linestyle=":", linewidth=2)
+        if usage.reserved_s:
+            ax.plot([end_of_data, end_of_data], [used_h, used_h + usage.reserved_s / 3600], color="#ff7f0e",
+                    linewidth=4, alpha=0.5, label=f"reserved by running sessions ({quota_time(usage.reserved_s)})")
+        top = max(top, used_h + (usage.reserved_s or 0) / 3600)
+    return top
+
+
+def _draw_runs(ax: Any, report: QuotaReport, kind: str, top: float) -> None:
+    """Each run of ``kind`` as a band from its start, labelled with its kernel, version and cost."""
+    palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    for i, run in enumerate(r for r in report.runs if r.kind == kind and r.start is not None):
+        assert run.start is not None
+        lo = max(run.start, report.week_start)
+        hi = lo + timedelta(seconds=max(run.cost_s, 60.0))
+        color = palette[i % len(palette)]
+        ax.axvspan(lo, hi, color=color, alpha=0.25)
+        slug = run.kernel.split("/")[-1]
+        ax.annotate(f"{slug} v{run.version}  {quota_time(run.cost_s)}", xy=(lo, top * 0.97), fontsize=8,
+                    rotation=90, va="top", ha="right", color=color)
+
+
+def _draw_frame(ax: Any, report: QuotaReport, kind: str, top: float) -> None:
+    """The reset, now, the axes, the title and the legend."""
+    mdates: Any = __import__("matplotlib.dates", fromlist=["DayLocator"])  # untyped helpers
+    ax.axvline(report.refresh_time, color="black", linewidth=1.5)
+    ax.annotate(f"reset {report.refresh_time:%a %H:%M} UTC", xy=(report.refresh_time, top * 0.5),
+                rotation=90, va="center", ha="right", fontsize=8)
+    ax.axvline(report.week_start, color="grey", linewidth=1, linestyle=":")
+    if report.week_start < report.now < report.refresh_time:
+        ax.axvline(report.now, color="grey", linewidth=0.8, linestyle="--")
+        ax.annotate("now", xy=(report.now, top * 0.02), fontsize=8, color="grey", ha="left")
+    ax.set_xlim(report.week_start, report.refresh_time + timedelta(hours=3))
+    ax.set_ylim(0, top)
+    ax.xaxis.set_major_locator(mdates.DayLocator(tz=UTC))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=UTC))
+    ax.set_ylabel(f"cumulative {kind.upper()} hours")
+    ax.set_xlabel("day (UTC)")
+    title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
+    if report.estimate:
+        title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # runs are drawn late in the week, on the right
 
 
 __all__ = [

@@ -125,7 +125,6 @@ class Report:
         return f"{name} v{self.version}" if self.version is not None and self.kernel else name
 
 
-# --- reading -------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -259,7 +258,6 @@ def _estimate(summary: dict[str, Any], epochs: list[dict[str, Any]], duration_s:
     )
 
 
-# --- the plot ------------------------------------------------------------------------------
 def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path) -> None:
     import matplotlib
 
@@ -289,7 +287,6 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
     write_bytes_atomic(path, buffer.getvalue())
 
 
-# --- building --------------------------------------------------------------------------------
 def _read_outputs(source: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
                                                           list[dict[str, Any]]]:
     """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent)."""
@@ -333,6 +330,8 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     :param quota_source: where ``quota`` came from, shown in the report.
     :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
     :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
+
+    Longer than most: the last third is the one ``Report(...)`` that names every field from its source.
     """
     if not source.is_dir():
         raise NotFoundError(f"No output folder at {source}.",
@@ -404,7 +403,6 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     return report
 
 
-# --- rendering -------------------------------------------------------------------------------
 def _size(n: float | None) -> str:
     """Sizes in the report: two decimals, ``unknown`` when missing."""
     return display.size(n, digits=2, unknown="unknown")
@@ -554,7 +552,6 @@ def render_html(r: Report) -> str:
     return "\n".join(parts)
 
 
-# --- finding the outputs of KERNEL[/VERSION] --------------------------------------------------------
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -613,7 +610,6 @@ def _versions(slug_dir: Path) -> dict[int, Path]:
     return found
 
 
-# --- quota and the command's summary ------------------------------------------------------------
 def report_for(target: str | None, *, output: Path | None, quota_left: float | None,
                account: str | None) -> Report:
     """``kagglekit report``: find the pulled outputs (TARGET, else the project's newest) and report them."""

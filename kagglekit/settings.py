@@ -109,8 +109,6 @@ def slugify(text: str) -> str:
     return result
 
 
-# --- value parsers ----------------------------------------------------------------------
-
 class _Bad(Exception):
     """A value that does not fit; the text says what is allowed."""
 
@@ -330,8 +328,6 @@ def env_var(field: str) -> str:
     return ENV_PREFIX + field.upper().replace("-", "_")
 
 
-# --- finding and reading the project file ------------------------------------------
-
 def find_project_root(start: Path) -> tuple[Path, Path | None]:
     """Walk up from ``start`` to the first folder with kagglekit.toml or a [tool.kagglekit] pyproject.
 
@@ -376,8 +372,6 @@ def _read_table(path: Path) -> dict[str, Any]:
 def _where(path: Path) -> str:
     return f"{path} [tool.kagglekit]" if path.name == PYPROJECT_FILE else str(path)
 
-
-# --- loading -------------------------------------------------------------------------
 
 def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> ProjectSettings:
