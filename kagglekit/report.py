@@ -29,6 +29,7 @@ from kagglekit.constants import (
     accelerator_kind,
 )
 from kagglekit.errors import ConfigError, NotFoundError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
 ESTIMATE_LOW = 0.7
@@ -555,6 +556,9 @@ def render_html(r: Report) -> str:
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
+_ANY_OWNER = "<any owner>"  # a bare SLUG[/VERSION]: outputs/ holds one folder per slug, whoever owns it
+
+
 def resolve_target(target: str | None, root: Path, default_slug: str | None = None) -> Path:
     """OUTPUT_DIR as given, or ``[owner/]slug[/N|/vN]`` -> ``root/outputs/<slug>/v<N>`` (latest N by default).
 
@@ -577,25 +581,23 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
                 hint="Pass an output folder or KERNEL[/VERSION], e.g. kagglekit report alice/my-model/3.",
             )
         target = slugs[0]
-    parts = target.strip("/").split("/")
-    version = None
-    if len(parts) >= 2 and re.fullmatch(r"v?\d+", parts[-1]):
-        version = int(parts[-1].lstrip("v"))
-        parts = parts[:-1]
-    if len(parts) > 2 or not parts[-1]:
+    try:
+        ref = KernelRef.parse(target.strip("/"), default_owner=_ANY_OWNER)
+    except ConfigError:
         raise NotFoundError(f"{target!r} is neither an output folder nor KERNEL[/VERSION].",
-                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3.")
-    slug_dir = outputs / parts[-1]
+                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3."
+                            ) from None
+    name = ref.slug if ref.owner == _ANY_OWNER else ref.kernel_id  # pulled outputs are kept by slug
+    slug_dir = outputs / ref.slug
     found = _versions(slug_dir)
     if not found:
-        raise NotFoundError(f"No pulled outputs for {'/'.join(parts)} under {slug_dir}.",
-                            hint=f"Pull them first: kagglekit pull-outputs {'/'.join(parts)}.")
-    if version is None:
-        version = max(found)
+        raise NotFoundError(f"No pulled outputs for {name} under {slug_dir}.",
+                            hint=f"Pull them first: kagglekit pull-outputs {name}.")
+    version = ref.version if ref.version is not None else max(found)
     if version not in found:
-        raise NotFoundError(f"Version {version} of {'/'.join(parts)} was not pulled (have: "
+        raise NotFoundError(f"Version {version} of {name} was not pulled (have: "
                             f"{', '.join(str(v) for v in sorted(found))}).",
-                            hint=f"kagglekit pull-outputs {'/'.join(parts)}/{version}")
+                            hint=f"kagglekit pull-outputs {name}/{version}")
     return found[version]
 
 

@@ -217,13 +217,9 @@ class KaggleApiClient:
             if match:
                 return KernelRef(match.group(1), match.group(2))
         if ref_text.count("/") == 1 and not ref_text.startswith("/"):
-            owner, slug = ref_text.split("/")
-            return KernelRef(owner, slug)
-        if slug_ref and "/" in slug_ref:
-            owner, slug = slug_ref.split("/")[:2]
-            return KernelRef(owner, slug)
-        if slug_ref:
-            return KernelRef(self.username, slug_ref)
+            return KernelRef.from_id(ref_text)
+        if slug_ref:  # kernel-metadata.json's id, checked when the request was built
+            return KernelRef.from_id(slug_ref) if "/" in slug_ref else KernelRef(self.username, slug_ref)
         raise ApiError("Kaggle accepted the push but did not say which kernel it went to.",
                        "Check your kernels with `kagglekit --json runs` or on kaggle.com/code.")
 
