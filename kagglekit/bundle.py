@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import io
 import lzma
 import os
 import re
+import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,19 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
+    code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
+    inline_script_bytes: int = 0  # what the one self-contained script would have weighed
+
+    @property
+    def delivery(self) -> str:
+        """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
+        if self.code_dataset is None:
+            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
+        return (f"through dataset {self.code_dataset}: the project would make a "
+                f"{display.size(self.inline_script_bytes)} script, over Kaggle's 1 MiB source limit, so its archive "
+                f"is uploaded as a private dataset and the kernel is a {display.size(self.script_bytes)} loader "
+                "that checks its sha256")
 
 
 @dataclasses.dataclass
@@ -334,6 +349,7 @@ class _Plan:
     kernel_sources: list[str]
     resume_from: str | None
     code_file: str
+    dataset_sources: list[str]
     warnings: list[str]
 
 
@@ -347,6 +363,9 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    requirements: Mapping[str, Any] | None = None,
+    extra_datasets: tuple[str, ...] = (),
+    code_dataset: str | None = None,
 ) -> BundleResult:
     """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
 
@@ -354,19 +373,36 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
+    the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
+    over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
+    becomes a loader (without it, such a project is refused).
     Phases: resolve -> collect and guard -> transform -> render -> write.
     """
     plan = _resolve(settings, overrides=overrides, machine_shape=machine_shape, internet=internet,
-                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from)
+                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
     collector, contents = _collect(settings, plan)
     entry = resolve_entry(settings.entry, set(contents))
     flag_changes = _transform(settings, contents, mode, plan)
     files = [BundledFile(rel, size) for rel, _, size in collector.files]
     archive = build_archive(contents, runtime_sources())
     sha = hashlib.sha256(archive).hexdigest()
-    script_bytes = _render(settings, plan, archive, sha, entry=entry, mode=mode, files=files, extra_env=extra_env)
-    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
-        raise _too_big(len(script_bytes), contents)
+    render_script = _renderer(settings, plan, sha, entry=entry, mode=mode, files=files, extra_env=extra_env,
+                              requirements=requirements)
+    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="").encode("utf-8")
+    inline_bytes = len(script_bytes)
+    code_dir: Path | None = None
+    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
+        if code_dataset is None:
+            raise _too_big(inline_bytes, contents)
+        archive_file = f"bundle-{sha[:16]}.tar.xz"
+        script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
+                                     archive_file=archive_file).encode("utf-8")
+        code_dir = _write_code_dataset(plan.out, archive_file, archive)
+        plan.dataset_sources.append(code_dataset)
+    elif (plan.out / "code-dataset").exists():
+        shutil.rmtree(plan.out / "code-dataset")
     metadata = _metadata(settings, plan)
     script_path, metadata_path = _write(plan, script_bytes, metadata)
     total = sum(f.size for f in files)
@@ -377,12 +413,14 @@ def build_bundle(
         session_limit_s=plan.session_limit, files=files,
         biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
         total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings)
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes)
 
 
 def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, machine_shape: str | None,
              internet: bool | None, out_dir: Path | None, extra_env: Mapping[str, str] | None,
-             resume_from: str | None) -> _Plan:
+             resume_from: str | None, extra_datasets: tuple[str, ...]) -> _Plan:
     """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
@@ -424,7 +462,8 @@ def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, 
     return _Plan(out=out, sets={str(k): str(v) for k, v in sorted((overrides or {}).items())}, shape=shape,
                  kind=kind, enable_internet=settings.enable_internet if internet is None else internet,
                  session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
-                 code_file=code_file, warnings=warnings)
+                 code_file=code_file, warnings=warnings,
+                 dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)])
 
 
 def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[str, bytes]]:
@@ -486,9 +525,10 @@ def _transform(settings: ProjectSettings, contents: dict[str, bytes], mode: str 
     return flag_changes
 
 
-def _render(settings: ProjectSettings, plan: _Plan, archive: bytes, sha: str, *, entry: str, mode: str | None,
-            files: list[BundledFile], extra_env: Mapping[str, str] | None) -> bytes:
-    """The kernel script: the runtime's config and the project archive in templates/kernel/script.py.jinja."""
+def _renderer(settings: ProjectSettings, plan: _Plan, sha: str, *, entry: str, mode: str | None,
+              files: list[BundledFile], extra_env: Mapping[str, str] | None,
+              requirements: Mapping[str, Any] | None) -> Callable[..., str]:
+    """templates/kernel/script.py.jinja with the runtime's config; call it with where the archive is."""
     from kagglekit.templating import render
 
     kernel_id = settings.kernel_id or ""
@@ -507,7 +547,10 @@ def _render(settings: ProjectSettings, plan: _Plan, archive: bytes, sha: str, *,
         "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
     }
-    script = render(
+    if requirements:
+        config["requirements"] = dict(requirements)
+    return functools.partial(
+        render,
         SCRIPT_TEMPLATE,
         code_file=plan.code_file,
         version=__version__,
@@ -519,9 +562,17 @@ def _render(settings: ProjectSettings, plan: _Plan, archive: bytes, sha: str, *,
         total_label=display.size(sum(f.size for f in files)),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
-        archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
-    return script.encode("utf-8")
+
+
+def _write_code_dataset(out: Path, archive_file: str, archive: bytes) -> Path:
+    """``<out>/code-dataset/<archive_file>``: the folder uploaded as the code dataset (a fresh one each time)."""
+    code_dir = out / "code-dataset"
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    code_dir.mkdir(parents=True)
+    (code_dir / archive_file).write_bytes(archive)
+    return code_dir
 
 
 def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
@@ -540,7 +591,7 @@ def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
         "enable_gpu": plan.kind == "gpu",
         "enable_tpu": plan.kind == "tpu",
         "enable_internet": plan.enable_internet,
-        "dataset_sources": list(settings.datasets),
+        "dataset_sources": plan.dataset_sources,
         "competition_sources": list(settings.competitions),
         "kernel_sources": plan.kernel_sources,
         "model_sources": list(settings.models),
@@ -618,6 +669,9 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
+    lines.append(f"Code: {result.delivery}")
+    if result.code_dataset_dir is not None:
+        lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
     label = display.shape_label(result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
@@ -631,7 +685,19 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
 def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
                    *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)
+    plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
+    wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+                        code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
+                        extra_datasets=wheels)
+
+
+def code_dataset_ref(settings: ProjectSettings) -> str | None:
+    """The private dataset that carries a project over 1 MiB: ``<owner>/<kernel-slug>-code``."""
+    if not settings.kernel_owner or not settings.kernel_slug:
+        return None
+    return f"{settings.kernel_owner}/{settings.kernel_slug[:45].rstrip('-')}-code"

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import paths, session
+from . import deps, paths, session
 from .manifest import RunManifest, interval_from_env
 
 ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
@@ -149,6 +149,8 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
                            skip_under=[str(project), runtime_parent], started_at=started)
     if config.get("resume_from") and not _resume(config, manifest, working):
         return RESUME_FAILED_EXIT
+    if config.get("requirements") and not _install_requirements(config, manifest):
+        return deps.DEPS_FAILED_EXIT
     manifest.start()
     atexit.register(manifest.finish, "interrupted", None)
     interrupted = _stop_on_sigterm(manifest)
@@ -212,6 +214,18 @@ def _resume(config: dict[str, Any], manifest: RunManifest, working: Path) -> boo
         manifest.finish("error", RESUME_FAILED_EXIT, message)
         return False
     manifest.data["restored_files"] = restored
+    return True
+
+
+def _install_requirements(config: dict[str, Any], manifest: RunManifest) -> bool:
+    """Install the project's requirements before the entry runs; False (and run.json says why) if that failed."""
+    try:
+        manifest.data["requirements_install_s"] = round(deps.install(config), 1)
+    except deps.DepsError as exc:
+        message = f"kagglekit: ERROR: {exc}\nThe entry was not run: its imports would fail."
+        print(message, file=sys.stderr, flush=True)
+        manifest.finish("error", deps.DEPS_FAILED_EXIT, message)
+        return False
     return True
 
 
