@@ -25,6 +25,7 @@ from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -238,6 +239,15 @@ def _project_kernel() -> str:
     return kernel_id
 
 
+def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
+    """The client, the run's reference (KERNEL, else this project's) and the ledger."""
+    from kagglekit.ledger import Ledger
+
+    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
+    client = opts.client()
+    return client, _kernel_ref(client, kernel), Ledger()
+
+
 def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
     """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
     return KernelRef.parse(kernel, default_owner=client.username)
@@ -321,13 +331,9 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 @pass_options
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     if not watch_flag:
         report = check_status(client, ref, ledger)
         opts.emit(report, lambda: _print_status(opts, report))
@@ -348,13 +354,9 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come

@@ -1,6 +1,6 @@
 """Kaggle datasets through kagglesdk: blob uploads (resumable, streamed), create/version, status, files.
 
-The second channel into a kernel (kaggle-prod-behaviour.md §8). What it adds over ``kaggle datasets``:
+The second channel into a kernel (docs/kaggle-prod-behaviour.md §8). What it adds over ``kaggle datasets``:
 
 - **resumable, streamed uploads**: one ``PUT`` per file from disk (memory stays flat whatever the size);
   after a cut, a 5xx or a 429 it asks the session what arrived (``Content-Range: bytes */N`` -> 308
@@ -48,7 +48,7 @@ from kagglekit.api.client import KaggleApiClient
 from kagglekit.errors import ApiError, KaggleRefusedError, NotFoundError
 
 MARKER_PREFIX = "kagglekit-content-"
-MAX_FILES_PER_VERSION = 1000  # reported limit (kaggle-prod-behaviour.md §8)
+MAX_FILES_PER_VERSION = 1000  # reported limit (docs/kaggle-prod-behaviour.md §8)
 UPLOAD_ATTEMPTS = 8
 HASH_CHUNK = 1024 * 1024
 
