@@ -389,20 +389,7 @@ def build_bundle(
     sha = hashlib.sha256(archive).hexdigest()
     render_script = _renderer(settings, plan, sha, entry=entry, mode=mode, files=files, extra_env=extra_env,
                               requirements=requirements)
-    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
-                                 archive_dataset=None, archive_file="").encode("utf-8")
-    inline_bytes = len(script_bytes)
-    code_dir: Path | None = None
-    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
-        if code_dataset is None:
-            raise _too_big(inline_bytes, contents)
-        archive_file = f"bundle-{sha[:16]}.tar.xz"
-        script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
-                                     archive_file=archive_file).encode("utf-8")
-        code_dir = _write_code_dataset(plan.out, archive_file, archive)
-        plan.dataset_sources.append(code_dataset)
-    elif (plan.out / "code-dataset").exists():
-        shutil.rmtree(plan.out / "code-dataset")
+    script_bytes, inline_bytes, code_dir = _deliver(render_script, archive, sha, plan, code_dataset, contents)
     metadata = _metadata(settings, plan)
     script_path, metadata_path = _write(plan, script_bytes, metadata)
     total = sum(f.size for f in files)
@@ -563,6 +550,28 @@ def _renderer(settings: ProjectSettings, plan: _Plan, sha: str, *, entry: str, m
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
+
+
+def _deliver(render_script: Callable[..., str], archive: bytes, sha: str, plan: _Plan, code_dataset: str | None,
+             contents: Mapping[str, bytes]) -> tuple[bytes, int, Path | None]:
+    """The script with the archive inside, or, over 1 MiB, a loader plus the code dataset folder.
+
+    Returns (script, the inline script's size, the code dataset folder or None).
+    """
+    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="").encode("utf-8")
+    inline_bytes = len(script_bytes)
+    if inline_bytes < constants.SOURCE_LIMIT_BYTES:
+        if (plan.out / "code-dataset").exists():
+            shutil.rmtree(plan.out / "code-dataset")
+        return script_bytes, inline_bytes, None
+    if code_dataset is None:
+        raise _too_big(inline_bytes, contents)
+    archive_file = f"bundle-{sha[:16]}.tar.xz"
+    script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
+                                 archive_file=archive_file).encode("utf-8")
+    plan.dataset_sources.append(code_dataset)
+    return script_bytes, inline_bytes, _write_code_dataset(plan.out, archive_file, archive)
 
 
 def _write_code_dataset(out: Path, archive_file: str, archive: bytes) -> Path:

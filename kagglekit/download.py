@@ -563,7 +563,8 @@ def pull_outputs(
     The target defaults to ``outputs/<slug>/v<N>/`` with N the version the listing belongs to.
     ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
     refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
-    Phases: which run -> list -> choose -> compare with the pull state -> download -> record.
+    Phases: which run -> list -> choose -> compare with the pull state -> download -> record
+    (a third of its length is its keyword parameters; each phase is a function below).
     """
     started = time.monotonic()
     if isinstance(ref, str) or ref is None:

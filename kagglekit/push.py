@@ -109,32 +109,20 @@ def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushR
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+
+    Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
+    """
     settings = load_settings(req)
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
-    kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
-
     parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        parent = resume_source(client, settings, req, ledger)
+        req, parent = _resume_parent(client, settings, req, ledger, warnings)
     resume_ref = None if parent is None else str(parent)
-    if parent is not None and ledger is not None and client is not None and parent.version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
-                                   str(parent), warnings)
-    if parent is not None and client is not None:
-        warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
-
-    kind = settings.accelerator_kind
-    if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
-        from kagglekit.quota import preflight
-
-        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
-        warnings.extend(advice.messages)
-        if not advice.ok and req.strict:
-            raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
-                                     hint="Wait for the quota reset or a running session to end, or push without --strict.")
+    if client is not None and ledger is not None and settings.accelerator_kind != "cpu" and not req.dry_run:
+        _preflight(client, ledger, settings, req, warnings)
 
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
@@ -159,6 +147,44 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
+    _take_answer(outcome, result, info)
+    if ledger is not None and result.version is not None:
+        commit, dirty = git_state(settings.root)
+        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
+        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode,
+                           accelerator=settings.accelerator_kind, machine_shape=settings.machine_shape,
+                           bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
+                           message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
+                           overrides=req.run.sets)
+    return outcome
+
+
+def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest, ledger: Ledger | None,
+                   warnings: list[str]) -> tuple[PushRequest, KernelRef]:
+    """The run to continue from; the request takes its mode and overrides unless told otherwise."""
+    parent = resume_source(client, settings, req, ledger)
+    if ledger is not None and parent.version is not None:
+        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
+                                   str(parent), warnings)
+    warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    return req, parent
+
+
+def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSettings, req: PushRequest,
+               warnings: list[str]) -> None:
+    """Quota and session-cap advice before an accelerator push; ``--strict`` turns a "no" into a refusal."""
+    from kagglekit.quota import preflight
+
+    advice = preflight(client, ledger, client.account, settings.kernel_id or "", req.run.mode,
+                       settings.accelerator_kind)
+    warnings.extend(advice.messages)
+    if not advice.ok and req.strict:
+        raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
+                                 hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+
+def _take_answer(outcome: PushOutcome, result: PushResult, info: Callable[[str], None]) -> None:
+    """What Kaggle answered to the push: the version, the URL, and the sources it did not attach."""
     outcome.version = result.version
     outcome.url = result.url or outcome.url
     outcome.kernel = result.ref.kernel_id
@@ -167,17 +193,9 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
-    for kind, names in outcome.invalid_sources.items():
-        info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
+    for what, names in outcome.invalid_sources.items():
+        info(f"Warning: Kaggle did not attach these {what} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
-    if ledger is not None and result.version is not None:
-        commit, dirty = git_state(settings.root)
-        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
-        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
-                           machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
-                           git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
-    return outcome
 
 
 def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:
