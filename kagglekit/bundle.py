@@ -20,8 +20,9 @@ import json
 import lzma
 import os
 import re
+import shlex
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.options import RunOptions
 from kagglekit.settings import SHAPE_LABELS, ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
+from kagglekit.written import REASON as WRITTEN_REASON
+from kagglekit.written import mark_bundle_folder, written_by_kagglekit
+from kagglekit.written import marks_folder as written_marks_folder
 
 METADATA_FILE = "kernel-metadata.json"
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
@@ -113,6 +117,8 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    argv: list[str] = dataclasses.field(default_factory=list)  # the entry point's command-line arguments
+    source_roots: list[str] = dataclasses.field(default_factory=list)  # ["src"] for a src layout
 
 
 # --- collecting files -------------------------------------------------------------------
@@ -139,9 +145,11 @@ def _read_ignore(path: Path) -> list[str]:
 
 
 class _Collector:
-    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
+    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path],
+                 written: list[Path] | None = None) -> None:
         self.root = root
         self.skip = {os.path.realpath(p) for p in skip}
+        self.written = {os.path.realpath(p) for p in written or []}  # kagglekit's own files: never shipped
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
         kaggleignore = root / ".kaggleignore"
@@ -209,6 +217,9 @@ class _Collector:
                 if is_dir:
                     if os.path.realpath(e.path) in self.skip:
                         continue
+                    if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
+                        self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
+                        continue
                     ignored, reason = self.decide(rel, True, chain, e.path)
                     if ignored or inside_ignored:
                         if self.may_descend(rel):
@@ -222,6 +233,9 @@ class _Collector:
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
                     continue
                 if not os.path.isfile(e.path):
+                    continue
+                if os.path.realpath(e.path) in self.written:
+                    self.left_out.append(LeftOut(rel, WRITTEN_REASON))
                     continue
                 ignored, _ = self.decide(rel, False, chain, e.path)
                 if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
@@ -304,8 +318,11 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def resolve_entry(entry: str | None, names: set[str]) -> str:
-    """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
+def resolve_entry(entry: str | None, names: set[str], roots: list[str] | None = None) -> str:
+    """Check the entry point is bundled; without one, pick a lone train.py / main.py.
+
+    ``roots``: source folders besides the project root (``["src"]``), where modules are found too.
+    """
     if entry is None:
         found = [n for n in ("train.py", "main.py") if n in names]
         if len(found) == 1:
@@ -321,11 +338,16 @@ def resolve_entry(entry: str | None, names: set[str]) -> str:
                               hint="Check the path (relative to the project root) and that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")
         return entry
-    mod = entry.replace(".", "/")
-    if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
+    from kagglekit.layout import module_file
+
+    if module_file(entry, names, roots or []) is None:
+        mod = entry.replace(".", "/")
+        where = " and in ".join(["the project root", *(f"{r}/" for r in roots or [])])
         raise BundleError(f"The entry module {entry} is not among the bundled files (looked for {mod}.py and "
-                          f"{mod}/__main__.py).",
-                          hint="Check the module path and that no ignore rule leaves it out.")
+                          f"{mod}/__main__.py in {where}).",
+                          hint="Check the module path and that no ignore rule leaves it out; for a src layout, "
+                               "declare the package folder in pyproject.toml (e.g. [tool.setuptools.packages.find] "
+                               "where = [\"src\"]) or keep it under src/.")
     return entry
 
 
@@ -343,6 +365,7 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    args: Sequence[str] = (),
 ) -> BundleResult:
     """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
 
@@ -350,6 +373,8 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``args``: command-line arguments given after ``--``; they follow the ``args`` setting (and
+    ``test-args`` in test mode), so argparse lets them win.
     """
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
@@ -388,7 +413,7 @@ def build_bundle(
         if not any(k.split("/")[:2] == parts[:2] for k in kernel_sources):
             kernel_sources.append(resume_from)
 
-    collector = _Collector(root, settings, skip=[out])
+    collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
     collector.walk()
     warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
@@ -421,7 +446,11 @@ def build_bundle(
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
 
-    entry = resolve_entry(settings.entry, set(contents))
+    from kagglekit.layout import source_roots
+
+    roots = source_roots(root, contents)
+    entry = resolve_entry(settings.entry, set(contents), roots)
+    argv = entry_argv(settings, mode, args)
 
     py_sources: dict[str, str] = {}
     if mode is not None or sets:
@@ -432,7 +461,8 @@ def build_bundle(
                 except UnicodeDecodeError:
                     continue
     changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
-                                        test_flag_enabled=settings.test_flag_enabled)
+                                        test_flag_enabled=settings.test_flag_enabled,
+                                        flag_required=not (settings.test_args and settings.test_flag is None))
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
 
@@ -465,6 +495,8 @@ def build_bundle(
         "env": dict(sorted((extra_env or {}).items())),
         "resume_from": resume_from,
         "checkpoints": list(settings.checkpoints),
+        "argv": argv,
+        "python_path": roots,
     }
     from kagglekit.templating import render
 
@@ -508,6 +540,8 @@ def build_bundle(
     from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:  # a folder the user chose: marked, so that no later bundle ships it
+        mark_bundle_folder(out)
     script_path = out / code_file
     metadata_path = out / METADATA_FILE
     write_bytes_atomic(script_path, script_bytes)
@@ -521,7 +555,13 @@ def build_bundle(
         is_private=settings.private, session_limit_s=session_limit, files=files,
         biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
         total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings, argv=argv,
+        source_roots=roots)
+
+
+def entry_argv(settings: ProjectSettings, mode: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The entry point's arguments: ``args``, then ``test-args`` in test mode, then those after ``--``."""
+    return [*settings.args, *(settings.test_args if mode == "test" else ()), *extra]
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -578,10 +618,14 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
         lines.append("  left out: " + ", ".join(f"{x.path} ({x.reason})" for x in shown) + more)
+    if result.source_roots:
+        lines.append("  src layout: " + ", ".join(f"{r}/" for r in result.source_roots) + " goes on sys.path")
     if result.mode or result.flag_changes:
         lines.append(f"Mode: {result.mode or 'as in the sources'}")
     for change in result.flag_changes:
         lines.append(f"  {change}")
+    if result.argv:
+        lines.append(f"Arguments: {shlex.join(result.argv)}")
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
@@ -601,4 +645,5 @@ def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptio
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+                        args=run.args)

@@ -202,21 +202,26 @@ from kagglekit.options import parse_run_options, run_options  # noqa: E402  (cli
 
 @cli.command("bundle")
 @click.argument("project_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
 @run_options
 @pass_options
-def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None, **run_values: Any) -> None:
+def bundle_cmd(opts: Options, /, project_dir: Path | None, script_args: tuple[str, ...], out_dir: Path | None,
+               **run_values: Any) -> None:
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
 
     \b
     The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
+    Arguments after `--` go to the entry point (after the `args` setting); name the project first.
     Examples:  kagglekit bundle --test
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
+               kagglekit bundle . -- --epochs 1 --fold 0
     """
     from kagglekit.bundle import bundle_project, format_summary
 
-    result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    result = bundle_project(project_dir, out_dir, run)
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 
@@ -271,10 +276,11 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
 @click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             interval: float, **run_values: Any) -> None:
+             interval: float, script_args: tuple[str, ...], **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
     \b
@@ -282,12 +288,14 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --set n_epoch=1      (full data, small epoch)
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
+               kagglekit push --full -- --epochs 1 --fold 0     (arguments for the entry point)
     """
     from kagglekit.ledger import Ledger
     from kagglekit.push import PushRequest, describe, run_push
     from kagglekit.watch import raise_for_outcome
 
-    req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
     try:
         outcome, report = run_push(

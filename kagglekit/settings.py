@@ -55,6 +55,8 @@ class ProjectSettings:
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
+    args: tuple[str, ...] = ()  # command-line arguments for the entry point, every run
+    test_args: tuple[str, ...] = ()  # added after ``args`` in test mode (--test)
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -278,6 +280,29 @@ def parse_test_flag(value: object) -> str | None:
     return text
 
 
+def parse_args_list(value: object) -> tuple[str, ...]:
+    """``["--epochs", "10"]``: the entry point's arguments (a TOML list of strings; numbers are taken as text)."""
+    allowed = 'a list of command-line arguments, e.g. ["--epochs", "10", "--fold", "0"]'
+    if isinstance(value, str):  # environment variable: split as a shell would
+        import shlex
+
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise _Bad(f"{allowed} ({exc})") from None
+    if not isinstance(value, list):
+        raise _Bad(allowed)
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise _Bad(f"{allowed}; {item!r} is not a string or a number")
+        text = str(item)
+        if "\x00" in text:
+            raise _Bad(f"{allowed}; {item!r} holds a NUL byte, which no command line can carry")
+        out.append(text)
+    return tuple(out)
+
+
 def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
     def parse(value: object) -> tuple[str, ...]:
         items = _str_list(value)
@@ -323,6 +348,8 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
+    "args": parse_args_list,
+    "test-args": parse_args_list,
 }
 
 LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints"})
@@ -420,7 +447,7 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         name = env_var(field)
         if name in env and env[name].strip():
             raw_env: object = env[name]
-            if field in LIST_FIELDS:  # comma-separated in the environment
+            if field in LIST_FIELDS:  # comma-separated in the environment (args: split as a shell would)
                 raw_env = [v.strip() for v in env[name].split(",") if v.strip()]
             put(field, raw_env, f"the environment variable {name}", name)
     for key, raw in (overrides or {}).items():
@@ -449,7 +476,7 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
-                        ("output-budget", "output_budget_bytes")):
+                        ("output-budget", "output_budget_bytes"), ("args", "args"), ("test-args", "test_args")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

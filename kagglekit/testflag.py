@@ -198,8 +198,12 @@ def apply_flags(
     sets: Mapping[str, str] | None = None,
     test_flag: str | None = None,
     test_flag_enabled: bool = True,
+    flag_required: bool = True,
 ) -> tuple[dict[str, str], list[FlagChange]]:
     """Toggle the test flag for ``mode`` ("test"/"full"/None) and apply ``sets`` (NAME -> VALUE text).
+
+    ``flag_required=False`` (the project has ``test-args``: its test mode is its arguments): a
+    mode with no flag found in the sources is not an error; a flag found is still toggled.
 
     ``sources`` maps project-relative POSIX paths of .py files to their text. Returns the
     changed files' new text and the list of changes, in file/line order.
@@ -271,9 +275,10 @@ def apply_flags(
                 raise BundleError(f"{target_class[0]}: class {target_class[1]} assigns both running_test and "
                                   "runing_test; kagglekit cannot tell which one the project reads.",
                                   hint=DECLARE_HINT)
-        if mode is not None and not flag_assigns:
+        if mode is not None and not flag_assigns and flag_required:
             raise BundleError(f"--{mode} asks for the test flag, but none was found. Looked in {where_looked}.",
-                              hint=DECLARE_HINT)
+                              hint=DECLARE_HINT + ' An argparse project can instead give its test mode as '
+                                   'arguments: test-args = ["--epochs", "1"].')
 
     edits: list[_Edit] = []
     if mode is not None and flag_assigns:

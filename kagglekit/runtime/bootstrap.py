@@ -58,16 +58,18 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _run_entry(entry: str, project: Path) -> None:
+def _run_entry(entry: str, project: Path, argv: list[str] | None = None) -> None:
+    """Run the entry as ``python SCRIPT ARGS`` or ``python -m MODULE ARGS`` would."""
+    args = [str(a) for a in argv or []]
     if entry.endswith(".py"):
         script = project / entry
-        sys.argv = [str(script)]
+        sys.argv = [str(script), *args]
         script_dir = str(script.parent)
         if script_dir not in sys.path:
             sys.path.insert(0, script_dir)
         runpy.run_path(str(script), run_name="__main__")
     else:
-        sys.argv = [entry]
+        sys.argv = [entry, *args]  # run_module replaces argv[0] with the module's file, as python -m does
         runpy.run_module(entry, run_name="__main__", alter_sys=True)
 
 
@@ -141,11 +143,13 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         env[str(name)] = str(value)
 
     runtime_parent = str(Path(__file__).resolve().parent.parent)
-    for entry_path in (runtime_parent, str(project)):
+    # a src layout's folder comes first, as an installed package would: `import mypkg` is src/mypkg
+    code_roots = [str(project / p) for p in config.get("python_path") or []] + [str(project)]
+    for entry_path in (runtime_parent, *reversed(code_roots)):
         if entry_path not in sys.path:
             sys.path.insert(0, entry_path)
     # child processes (DataLoader workers with spawn, torchrun, subprocess) find the project too
-    env["PYTHONPATH"] = os.pathsep.join([str(project), runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([*code_roots, runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
 
     working = paths.working_dir()
     working.mkdir(parents=True, exist_ok=True)
@@ -160,10 +164,13 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     limit = float(env[session.ENV_SESSION_LIMIT])
     sets = config.get("overrides") or {}
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
-    print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}), bundle "
+    argv = [str(a) for a in config.get("argv") or []]
+    args_text = f", arguments {' '.join(argv)}" if argv else ""
+    print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}{args_text}), bundle "
           f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
 
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
+    base["args"] = argv
     base["session_limit_s"] = int(limit)
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
     manifest = RunManifest(working, base, interval_s=interval_from_env(float(config.get("watchdog_interval_s")
@@ -216,7 +223,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
 
     tb_text: str | None = None
     try:
-        _run_entry(entry, project)
+        _run_entry(entry, project, argv)
         code, status = 0, "complete"
     except SystemExit as exc:
         code = _exit_code(exc.code)
