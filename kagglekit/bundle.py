@@ -460,11 +460,20 @@ def build_bundle(
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
+    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.testflag import find_reassignments
+
+    py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled,
                                         flag_required=not (settings.test_args and settings.test_flag is None))
+    warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
+    changed_configs, config_changes = apply_config_sets(
+        contents, {k: v for k, v in sets.items() if is_config_target(k)})
+    contents.update(changed_configs)
+    flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
 
     check_syntax(contents)
     shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}

@@ -15,6 +15,7 @@ and puts that folder on ``sys.path`` (and ``PYTHONPATH``) before the entry point
 from __future__ import annotations
 
 import configparser
+import contextlib
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -85,10 +86,8 @@ def source_roots(project: Path, files: Iterable[str]) -> list[str]:
     declared: list[str] = []
     pyproject = project / "pyproject.toml"
     if pyproject.is_file():
-        try:
+        with contextlib.suppress(tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
             declared += _declared_roots(tomllib.loads(pyproject.read_text(encoding="utf-8")))
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
-            pass
     setup_cfg = project / "setup.cfg"
     if setup_cfg.is_file():
         declared += _setup_cfg_roots(setup_cfg)
