@@ -332,9 +332,10 @@ def resolve_entry(entry: str | None, names: set[str], roots: list[str] | None = 
             + (f" (both {' and '.join(found)} exist)." if found else "."),
             hint='Set it in [tool.kagglekit] or kagglekit.toml: entry = "mypkg.train" (a module) or '
                  'entry = "train.py" (a script), or KAGGLEKIT_ENTRY.')
-    if entry.endswith(".py"):
+    if entry.endswith((".py", ".ipynb")):
         if entry not in names:
-            raise BundleError(f"The entry script {entry} is not among the bundled files.",
+            raise BundleError(f"The entry {'notebook' if entry.endswith('.ipynb') else 'script'} {entry} is not "
+                              "among the bundled files.",
                               hint="Check the path (relative to the project root) and that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")
         return entry
@@ -460,6 +461,15 @@ def build_bundle(
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
+    from kagglekit import notebook
+
+    nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
+    if nb is not None:  # its code cells, as one Python source the test flag and --set can edit
+        nb_python, nb_magics = notebook.as_python(nb)
+        py_sources[entry] = nb_python
+        if argv:
+            warnings.append(f"args/test-args/-- ARGS ({shlex.join(argv)}) do not reach a notebook: it has no "
+                            "command line. Use --set, or read KAGGLEKIT_MODE.")
     from kagglekit.configfiles import apply_config_sets, is_config_target
     from kagglekit.testflag import find_reassignments
 
@@ -468,6 +478,12 @@ def build_bundle(
                                         test_flag_enabled=settings.test_flag_enabled,
                                         flag_required=not (settings.test_args and settings.test_flag is None))
     warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
+    if nb is not None:
+        flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
+        warnings = [notebook.relabel_text(entry, nb_python, w) for w in warnings]
+        if entry in changed:
+            notebook.put_back(nb, changed.pop(entry), nb_magics)
+            contents[entry] = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
     changed_configs, config_changes = apply_config_sets(
@@ -486,6 +502,15 @@ def build_bundle(
     assert kernel_id is not None
     title = settings.resolved_title or settings.kernel_slug
     code_file = settings.resolved_code_file
+    if nb is not None:
+        code_file = settings.code_file or f"{settings.kernel_slug}{notebook.SUFFIX}"
+        if not notebook.is_notebook(code_file):
+            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {entry} is a "
+                              "notebook, so the kernel is a notebook and its file must end in .ipynb.",
+                              hint=f"Use code-file = \"{settings.kernel_slug}.ipynb\", or leave code-file unset.")
+    elif notebook.is_notebook(code_file):
+        raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}) names a notebook, but the "
+                          f"entry {entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
     if code_file == METADATA_FILE:
         raise ConfigError("code-file cannot be kernel-metadata.json.")
     files = [BundledFile(rel, size) for rel, _, size in collector.files]
@@ -523,6 +548,8 @@ def build_bundle(
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
         archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
+    if nb is not None:
+        script = notebook.kernel_notebook(nb, script)
     script_bytes = script.encode("utf-8")
     if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
         raise _too_big(len(script_bytes), contents)
@@ -535,7 +562,7 @@ def build_bundle(
         "title": title,
         "code_file": code_file,
         "language": "python",
-        "kernel_type": "script",
+        "kernel_type": "notebook" if nb is not None else "script",
         "is_private": settings.private,
         "enable_gpu": kind == "gpu",
         "enable_tpu": kind == "tpu",

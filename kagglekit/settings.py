@@ -230,19 +230,20 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 def parse_entry(value: object) -> str:
     text = _str(value)
-    if text.endswith(".py"):
+    if text.endswith((".py", ".ipynb")):
         if text.startswith("/") or ".." in Path(text).parts:
-            raise _Bad("a script path relative to the project root, e.g. 'train.py' or 'scripts/train.py'")
+            raise _Bad("a script or notebook path relative to the project root, e.g. 'train.py', "
+                       "'scripts/train.py' or 'train.ipynb'")
         return Path(text).as_posix()
     if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*", text):
         return text
-    raise _Bad("a module such as 'mypkg.train' or a script such as 'train.py'")
+    raise _Bad("a module such as 'mypkg.train', a script such as 'train.py' or a notebook such as 'train.ipynb'")
 
 
 def parse_code_file(value: object) -> str:
     text = _str(value)
-    if "/" in text or "\\" in text or not text.endswith(".py"):
-        raise _Bad("a file name ending in .py, without folders, e.g. 'kernel.py'")
+    if "/" in text or "\\" in text or not text.endswith((".py", ".ipynb")):
+        raise _Bad("a file name ending in .py (or .ipynb for a notebook entry), without folders, e.g. 'kernel.py'")
     return text
 
 
@@ -273,9 +274,9 @@ def parse_test_flag(value: object) -> str | None:
     if value is False or (isinstance(value, str) and value.strip().lower() in {"false", "none", "off"}):
         return None
     text = _str(value)
-    m = re.fullmatch(rf"([^:]+\.py):({_IDENT}(?:\.{_IDENT})*)\.({_IDENT})", text)
+    m = re.fullmatch(rf"([^:]+\.(?:py|ipynb)):({_IDENT}(?:\.{_IDENT})*)\.({_IDENT})", text)
     if not m:
-        raise _Bad("'FILE.py:Class.attribute', e.g. 'config.py:Config.running_test', or false to leave "
+        raise _Bad("'FILE.py:Class.attribute' (or FILE.ipynb:...), e.g. 'config.py:Config.running_test', or false to leave "
                    "the sources alone (the project reads KAGGLEKIT_MODE itself)")
     return text
 

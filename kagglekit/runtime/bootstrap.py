@@ -116,6 +116,39 @@ def restore_checkpoints(ref: str, patterns: list[str], working: Path) -> list[st
     return copied + kept
 
 
+_notebook_manifest: list[RunManifest] = []
+
+
+def _start_notebook(manifest: RunManifest) -> None:
+    """Keep the manifest running across cells; a cell that raises marks the run ``error``.
+
+    IPython is already imported in a notebook kernel, so this stays standard-library only:
+    it only looks the shell up in ``sys.modules``.
+    """
+    _notebook_manifest[:] = [manifest]
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    if shell is None:
+        return
+
+    def after_cell(result: Any) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if error is not None and not manifest.finished:
+            code = _exit_code(error.code) if isinstance(error, SystemExit) else 1
+            if isinstance(error, SystemExit) and code == 0:
+                return
+            manifest.finish("error", code, _user_traceback(error))
+
+    shell.events.register("post_run_cell", after_cell)
+
+
+def finish_notebook() -> None:
+    """The notebook's last cell: every cell before it ran, so the run is complete."""
+    for manifest in _notebook_manifest:
+        if not manifest.finished:
+            manifest.finish("complete", 0, None)
+
+
 def _fmt_duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
@@ -220,6 +253,10 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     os.register_at_fork(after_in_child=after_fork_in_child)
+
+    if entry.endswith(".ipynb"):  # a notebook kernel: its own cells run next, in this interpreter
+        _start_notebook(manifest)
+        return 0
 
     tb_text: str | None = None
     try:
