@@ -9,6 +9,7 @@ Rules that keep start-up fast and the commands thin:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -225,17 +226,38 @@ def bundle_cmd(opts: Options, /, project_dir: Path | None, script_args: tuple[st
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 
-def _project_kernel() -> str:
-    """The project's kernel id, for commands whose KERNEL argument was left out."""
+def _project_kernel(opts: Options | None = None) -> str:
+    """The project's kernel id, for commands whose KERNEL argument was left out.
+
+    The ``kernel`` setting, else the kernel ``push`` used from this folder on this backend
+    (``.kagglekit/kernel.json``), so a project without settings finds its runs too.
+    """
     from kagglekit.errors import ConfigError
+    from kagglekit.identity import backend_key, remembered
     from kagglekit.settings import load_project
 
     settings = load_project()
     kernel_id = settings.kernel_id
-    if not kernel_id or settings.origin("kernel").startswith("derived"):
-        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
-                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
-    return kernel_id
+    if kernel_id and not settings.origin("kernel").startswith("derived"):
+        return kernel_id
+    backend = backend_key(opts.local, opts.endpoint) if opts is not None else None
+    pushed = remembered(settings.root, backend)
+    if pushed:
+        return pushed
+    raise ConfigError("No KERNEL given, and no kernel is known for this folder: it has no kernel setting, and "
+                      "no push from here was recorded" + (f" for this backend ({backend})." if backend else "."),
+                      "Pass the kernel as OWNER/SLUG[/VERSION], push from this folder first, or set "
+                      "kernel = \"owner/slug\" in kagglekit.toml.")
+
+
+def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Callable[[Any], str]) -> None:
+    """After a push: remember this folder's kernel on this backend (status, logs, ... find it), say what went."""
+    from kagglekit.identity import backend_key, remember
+    from kagglekit.settings import find_project_root
+
+    remember(find_project_root(project_dir or Path.cwd())[0], outcome.kernel, backend_key(opts.local, opts.endpoint))
+    if not opts.json:
+        click.echo(describe(outcome))
 
 
 def _kernel_ref(client: Any, kernel: str) -> Any:
@@ -301,7 +323,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
         outcome, report = run_push(
             opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
             interval_s=interval, info=opts.info,
-            on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+            on_pushed=lambda o: _pushed(opts, project_dir, o, describe),
             on_change=lambda r: _print_status(opts, r, tail=False),
         )
     except KeyboardInterrupt:
@@ -329,7 +351,7 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
     from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
+    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
@@ -356,7 +378,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
     from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
+    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     ledger = Ledger()
@@ -412,7 +434,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     from kagglekit.download import pull_outputs
     from kagglekit.ledger import Ledger
 
-    kernel = kernel or _project_kernel()
+    kernel = kernel or _project_kernel(opts)
     client = opts.client()
     summary = pull_outputs(
         client, kernel, target=output_dir, include=list(include), exclude=list(exclude),
@@ -435,11 +457,17 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
 @cli.command("runs")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
+@click.option("-a", "--all", "all_kernels", is_flag=True,
+              help="Every kernel's runs (default inside a project: the project's kernel).")
 @pass_options
-def runs_command(opts: Options, kernel: str | None) -> None:
-    """List the runs kagglekit has recorded (the run ledger)."""
+def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
+    """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's."""
+    from kagglekit.errors import ConfigError
     from kagglekit.ledger import Ledger, runs_table
 
+    if kernel is None and not all_kernels:
+        with contextlib.suppress(ConfigError):
+            kernel = _project_kernel(opts)
     records = Ledger().runs(kernel=kernel)
     opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))
 

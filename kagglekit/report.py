@@ -642,6 +642,11 @@ def report_for(target: str | None, *, output: Path | None, quota_left: float | N
     try:  # pull-outputs writes under the project root; its kernel is the default TARGET
         project = load_project()
         root, default_slug = project.root, project.kernel_slug
+        if project.origin("kernel").startswith("derived"):  # no kernel setting: the one push used here
+            from kagglekit.identity import remembered
+
+            pushed = remembered(root)
+            default_slug = pushed.split("/")[-1] if pushed else default_slug
     except ConfigError:
         pass
     source = resolve_target(target, root, default_slug)

@@ -367,3 +367,105 @@ def test_push_passes_arguments_and_they_reach_ledger_outputs_and_report(tmp_path
     assert code == 0, err
     assert "would ship 4 files" in out and "src/tinypkg/train.py" in out
     assert "outputs/ (outputs)" in out  # pulled outputs are listed as left out
+
+
+# --- notebooks as entry ------------------------------------------------------------------------
+
+def notebook_project(root: Path) -> Path:
+    import nbformat
+
+    write(root, {"kagglekit.toml": 'kernel = "demo/nb-project"\nentry = "train.ipynb"\n'
+                                   'test-flag = "train.ipynb:CFG.debug"\n',
+                 "helpers.py": "def loss(e):\n    return 1.0 / (e + 1)\n"})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Train"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport json, os\nfrom helpers import loss\n"
+                                  "class CFG:\n    debug = False\n    epochs = 5\n    lr = 0.1\n"
+                                  "if CFG.debug:\n    CFG.epochs = 2"),
+        nbformat.v4.new_code_cell("!echo shell escapes stay\nfor e in range(CFG.epochs):\n"
+                                  "    print(json.dumps({'epoch': e, 'loss': loss(e)}))\n"
+                                  "json.dump({'debug': CFG.debug, 'epochs': CFG.epochs, 'lr': CFG.lr, "
+                                  "'cwd': os.getcwd()}, open('seen.json', 'w'))"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "my-local-env", "display_name": "Mine", "language": "python"}
+    nbformat.write(nb, str(root / "train.ipynb"))
+    return root
+
+
+def test_a_notebook_entry_becomes_a_notebook_kernel_with_the_bundle_first(tmp_path: Path) -> None:
+    root = notebook_project(tmp_path / "nb")
+    result = build_bundle(load_project(root), mode="test", overrides={"lr": "0.5"}, out_dir=tmp_path / "out")
+    assert result.metadata["kernel_type"] == "notebook" and result.script_path.name == "nb-project.ipynb"
+    kernel = json.loads(result.script_path.read_text())
+    assert kernel["metadata"]["kernelspec"]["name"] == "python3"
+    first, *cells, last = kernel["cells"]
+    assert "ARCHIVE_SHA256" in first["source"] and "finish_notebook()" in last["source"]
+    sources = [c["source"] for c in cells]
+    assert "    debug = True" in sources[1] and "    lr = 0.5" in sources[1]
+    assert sources[1].startswith("%matplotlib inline") and sources[2].startswith("!echo shell escapes stay")
+    assert [str(c) for c in result.flag_changes] == ["train.ipynb cell 1:5 debug: False → True",
+                                                     "train.ipynb cell 1:7 lr: 0.1 → 0.5"]
+    again = build_bundle(load_project(root), mode="test", overrides={"lr": "0.5"}, out_dir=tmp_path / "out2")
+    assert again.script_path.read_bytes() == result.script_path.read_bytes()
+
+
+def test_a_notebook_runs_on_the_emulator_and_logs_and_report_work(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    root = notebook_project(tmp_path / "nb")
+    code, out, err = kk("push", "--test", "--wait", "--interval", "0.3", "--set", "epochs=4", cwd=root)
+    assert code == 0, err
+    assert "train.ipynb cell 1:9 assigns it again" in err  # `if CFG.debug: CFG.epochs = 2` under --test
+    code, out, err = kk("logs", cwd=root)
+    assert code == 0 and '{"epoch": 1, "loss": 0.5}' in out and "shell escapes stay" in out
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    pulled = root / "outputs" / "nb-project" / "v1"
+    seen = json.loads((pulled / "seen.json").read_text())
+    assert (seen["debug"], seen["epochs"], seen["lr"]) == (True, 2, 0.1)  # the cell reassigned the --set value
+    assert seen["cwd"].endswith("/kaggle/working")
+    run = json.loads((pulled / "kagglekit" / "run.json").read_text())
+    assert run["status"] == "complete" and run["exit_code"] == 0 and run["overrides"] == {"epochs": "4"}
+    code, out, err = kk("report", cwd=root)
+    assert code == 0, err
+    assert "(test), complete" in out and (pulled / "report.html").is_file()
+
+
+def test_a_failing_notebook_cell_marks_the_run_as_error(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    import nbformat
+
+    root = write(tmp_path / "nbfail", {"kagglekit.toml": 'kernel = "demo/nb-failing"\nentry = "run.ipynb"\n'})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('before')"), nbformat.v4.new_code_cell("1 / 0"),
+                nbformat.v4.new_code_cell("print('never')")]
+    nbformat.write(nb, str(root / "run.ipynb"))
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 8, (out, err)
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    run = json.loads((root / "outputs" / "nb-failing" / "v1" / "kagglekit" / "run.json").read_text())
+    assert run["status"] == "error" and "ZeroDivisionError" in run["traceback_tail"]
+
+
+# --- one kernel identity per folder ------------------------------------------------------------
+
+def test_a_folder_without_settings_finds_the_kernel_its_push_used(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    root = write(tmp_path / "plain-project", {"train.py": "import sys\nprint('argv', sys.argv[1:])\n"})
+    code, out, err = kk("status", cwd=root)
+    assert code != 0 and "no push from here was recorded" in err
+    code, out, err = kk("push", "--wait", "--interval", "0.3", "--", "--epochs", "1", cwd=root)
+    assert code == 0, err
+    code, out, err = kk("status", cwd=root)
+    assert code == 0 and "demo/plain-project v1: COMPLETE" in out
+    code, out, err = kk("logs", cwd=root)
+    assert "argv ['--epochs', '1']" in out
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    assert (root / "outputs" / "plain-project" / "v1" / "kagglekit" / "run.json").is_file()
+    code, out, err = kk("report", cwd=root)
+    assert code == 0 and "demo/plain-project v1" in out
+    other = write(tmp_path / "other-project", {"train.py": "print(2)\n"})
+    assert kk("push", "--wait", "--interval", "0.3", cwd=other)[0] == 0
+    code, out, err = kk("--json", "runs", cwd=root)
+    assert [r["kernel"] for r in json.loads(out)] == ["demo/plain-project"]
+    code, out, err = kk("--json", "runs", "--all", cwd=root)
+    assert sorted(r["kernel"] for r in json.loads(out)) == ["demo/other-project", "demo/plain-project"]
+    # nothing kagglekit wrote (pulled outputs, the report, its own records) ships with the next push
+    code, out, err = kk("push", "--dry-run", cwd=root)
+    assert "would ship 1 files" in out and "    train.py" in out
