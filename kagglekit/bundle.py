@@ -387,7 +387,7 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
+    sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
     enable_internet = settings.enable_internet if internet is None else internet
@@ -452,6 +452,11 @@ def build_bundle(
     roots = source_roots(root, contents)
     entry = resolve_entry(settings.entry, set(contents), roots)
     argv = entry_argv(settings, mode, args)
+    for rel in settings.working_files:
+        if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
+            raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
+                              hint="Give paths relative to the project root (a file or a folder), and check that no "
+                                   "ignore rule leaves them out (kagglekit -v bundle lists the files).")
 
     py_sources: dict[str, str] = {}
     if mode is not None or sets:
@@ -476,7 +481,8 @@ def build_bundle(
     py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
     changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled,
-                                        flag_required=not (settings.test_args and settings.test_flag is None))
+                                        flag_required=not ((settings.test_args or settings.test_sets)
+                                                           and settings.test_flag is None))
     warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
     if nb is not None:
         flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
@@ -531,6 +537,7 @@ def build_bundle(
         "checkpoints": list(settings.checkpoints),
         "argv": argv,
         "python_path": roots,
+        "working_files": list(settings.working_files),
     }
     from kagglekit.templating import render
 

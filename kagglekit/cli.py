@@ -196,6 +196,22 @@ def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> No
     add_source("competitions", slug, path, endpoint=opts.endpoint)
     opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
 
+@emulator_group.command("config")
+@click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
+@click.pass_obj
+def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
+    """Show the emulator's rules, or change some: kernel_python=/path/to/venv/bin/python, queue_seconds=0.5.
+
+    \b
+    kernel_python runs kernels with that interpreter (e.g. a venv made to resemble Kaggle's image,
+    with the packages your project imports); kernel_python= goes back to the emulator's own.
+    """
+    from kagglekit.local import configure
+
+    config = configure(settings, endpoint=opts.endpoint)
+    opts.emit(config, "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(config.items())))
+
+
 # === section: emulator (end) ===
 
 from kagglekit.options import parse_run_options, run_options  # noqa: E402  (click only: fast)
@@ -494,6 +510,9 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     report = quota_report(client, Ledger(), reason=reason)
     if plot is not None:
         plot_week(report, plot)
+        from kagglekit.written import remember
+
+        remember(plot)  # a plot written inside a project is never bundled
         opts.info(f"Plot written to {plot}")
     opts.emit(report, format_report(report))
 
@@ -559,6 +578,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
     report = report_for(target, output=output, quota_left=quota_left,
                         account=account_hint(opts.local, opts.endpoint))
+    from kagglekit.written import remember
+
+    for written in (report.path, report.plot):  # never bundled, wherever -o put them
+        if written is not None:
+            remember(written)
 
     def human() -> None:
         from kagglekit.report import summary_lines

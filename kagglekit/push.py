@@ -162,7 +162,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets,
+                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=bundle.overrides,
                            args=bundle.argv)
     return outcome
 

@@ -57,6 +57,13 @@ class ProjectSettings:
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
     args: tuple[str, ...] = ()  # command-line arguments for the entry point, every run
     test_args: tuple[str, ...] = ()  # added after ``args`` in test mode (--test)
+    sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
+    test_sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `test-set`: in test mode
+    working_files: tuple[str, ...] = ()  # project files copied into /kaggle/working before the entry runs
+
+    def sets_for(self, mode: str | None, given: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The --set overrides of a run: ``set``, then ``test-set`` in test mode, then the command line's."""
+        return {**self.sets, **(self.test_sets if mode == "test" else {}), **(given or {})}
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -304,6 +311,36 @@ def parse_args_list(value: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_set_table(value: object) -> dict[str, str]:
+    """``{"EPOCHS" = 1, "configs/base.yaml:train.lr" = 3e-4}``: --set NAME=VALUE pairs kept in the file."""
+    allowed = ('a table of --set NAME = VALUE pairs, e.g. { "CFG.epochs" = 1, '
+               '"configs/base.yaml:train.epochs" = 1 }')
+    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
+        value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
+    if not isinstance(value, dict):
+        raise _Bad(allowed)
+    from kagglekit.options import parse_set_target
+
+    out: dict[str, str] = {}
+    for name, raw in value.items():
+        if isinstance(raw, dict | list) or raw is None:
+            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
+        try:
+            parse_set_target(str(name).strip())
+        except ConfigError as exc:
+            raise _Bad(f"{allowed}; {exc.message}") from None
+        out[str(name).strip()] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
+    return out
+
+
+def parse_working_files(value: object) -> tuple[str, ...]:
+    items = _str_list(value)
+    for item in items:
+        if item.startswith("/") or ".." in Path(item).parts:
+            raise _Bad(f"paths relative to the project root, such as 'config.toml' or 'configs' ('{item}' is not)")
+    return tuple(Path(item).as_posix() for item in items)
+
+
 def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
     def parse(value: object) -> tuple[str, ...]:
         items = _str_list(value)
@@ -351,9 +388,13 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "test-flag": parse_test_flag,
     "args": parse_args_list,
     "test-args": parse_args_list,
+    "set": parse_set_table,
+    "test-set": parse_set_table,
+    "working-files": parse_working_files,
 }
 
-LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints"})
+LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
+                         "working-files"})
 
 
 def env_var(field: str) -> str:
@@ -477,7 +518,8 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
-                        ("output-budget", "output_budget_bytes"), ("args", "args"), ("test-args", "test_args")):
+                        ("output-budget", "output_budget_bytes"), ("args", "args"), ("test-args", "test_args"),
+                        ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

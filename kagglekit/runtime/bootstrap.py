@@ -149,6 +149,47 @@ def finish_notebook() -> None:
             manifest.finish("complete", 0, None)
 
 
+def place_working_files(project: Path, working: Path, names: list[str]) -> dict[str, str]:
+    """Copy ``working-files`` (files or folders of the project) into the working directory.
+
+    For code that opens its config by a relative path (``open("config.toml")``): on Kaggle the
+    working directory is /kaggle/working, not the project. A file already there (a resumed run's)
+    is kept. Returns {relative path: sha256} of what was copied, for ``tidy_working_files``.
+    """
+    import hashlib
+
+    placed: dict[str, str] = {}
+    for name in names:
+        source = project / name
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for path in files:
+            rel = path.relative_to(project).as_posix()
+            dest = working / rel
+            if dest.exists() or not path.is_file():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+            placed[rel] = hashlib.sha256(dest.read_bytes()).hexdigest()
+    if placed:
+        print(f"kagglekit: copied {', '.join(sorted(placed))} into {working} (working-files)", flush=True)
+    return placed
+
+
+def tidy_working_files(working: Path, placed: dict[str, str]) -> None:
+    """Remove the copies the run left unchanged, so the output holds only what the project wrote."""
+    import hashlib
+
+    for rel, digest in placed.items():
+        dest = working / rel
+        with contextlib.suppress(OSError):
+            if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == digest:
+                dest.unlink()
+                parent = dest.parent
+                while parent != working and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+
+
 def _fmt_duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
@@ -254,6 +295,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
 
     os.register_at_fork(after_in_child=after_fork_in_child)
 
+    placed = place_working_files(project, working, list(config.get("working_files") or []))
     if entry.endswith(".ipynb"):  # a notebook kernel: its own cells run next, in this interpreter
         _start_notebook(manifest)
         return 0
@@ -273,5 +315,6 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         tb_text = _user_traceback(exc)
         print(tb_text, file=sys.stderr, end="", flush=True)
         code, status = 1, "error"
+    tidy_working_files(working, placed)
     manifest.finish(status, code, tb_text)
     return code
