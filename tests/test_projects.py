@@ -469,3 +469,108 @@ def test_a_folder_without_settings_finds_the_kernel_its_push_used(tmp_path: Path
     # nothing kagglekit wrote (pulled outputs, the report, its own records) ships with the next push
     code, out, err = kk("push", "--dry-run", cwd=root)
     assert "would ship 1 files" in out and "    train.py" in out
+
+
+# --- set / test-set / working-files ------------------------------------------------------------
+
+TOML_PROJECT = {
+    "kagglekit.toml": """\
+        kernel = "demo/toml-config-project"
+        entry = "app"
+        working-files = ["config.toml"]
+        [set]
+        "config.toml:trainer.device" = "cpu"
+        [test-set]
+        "config.toml:trainer.max_epochs" = 1
+    """,
+    "config.toml": '[trainer]\nmax_epochs = 10\ndevice = "mps"   # Apple\n',
+    "src/app/__init__.py": "",
+    "src/app/__main__.py": """\
+        import json, tomllib
+        cfg = tomllib.load(open("config.toml", "rb"))  # relative to the working directory, as written
+        json.dump(cfg["trainer"], open("trainer.json", "w"))
+        with open("config.toml", "a") as f:
+            f.write("# touched\\n") if cfg["trainer"]["max_epochs"] == 10 else None
+    """,
+}
+
+
+def test_set_and_test_set_from_the_file_and_working_files_for_relative_opens(tmp_path: Path) -> None:
+    root = write(tmp_path / "tomlp", TOML_PROJECT)
+    test = build_bundle(load_project(root), mode="test", out_dir=tmp_path / "o1")
+    assert test.overrides == {"config.toml:trainer.device": "cpu", "config.toml:trainer.max_epochs": "1"}
+    proc = run_kernel(test.script_path, tmp_path / "r1")
+    assert proc.returncode == 0, proc.stderr
+    working = tmp_path / "r1" / "kaggle" / "working"
+    assert json.loads((working / "trainer.json").read_text()) == {"max_epochs": 1, "device": "cpu"}
+    assert not (working / "config.toml").exists()  # an unchanged copy is tidied away: only outputs remain
+    full = build_bundle(load_project(root), mode="full", overrides={"config.toml:trainer.max_epochs": "10"},
+                        out_dir=tmp_path / "o2")
+    proc = run_kernel(full.script_path, tmp_path / "r2")
+    assert proc.returncode == 0, proc.stderr
+    working = tmp_path / "r2" / "kaggle" / "working"
+    assert json.loads((working / "trainer.json").read_text()) == {"max_epochs": 10, "device": "cpu"}
+    assert (working / "config.toml").read_text().endswith("# touched\n")  # changed by the run: kept
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('set = ["a=1"]', "a table of --set NAME = VALUE pairs"),
+    ('test-set = {"x.txt:a" = 1}', "neither a .py file"),
+    ('set = {"configs/a.yaml:" = 1}', "key path"),
+    ('set = {"a" = [1]}', "not a string, number or boolean"),
+    ('working-files = ["../secrets.toml"]', "relative to the project root"),
+    ('working-files = "config.toml"', "a list of strings"),
+])
+def test_bad_set_tables_and_working_files_are_field_errors(tmp_path: Path, toml: str, message: str) -> None:
+    root = write(tmp_path / "badp", {"kagglekit.toml": toml + "\n"})
+    with pytest.raises(ConfigError) as info:
+        load_project(root)
+    assert message in info.value.message and "kagglekit.toml" in info.value.message
+
+
+def test_working_files_must_be_bundled(tmp_path: Path) -> None:
+    root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
+                                   "train.py": "print(1)\n"})
+    with pytest.raises(BundleError, match=r"working-files names nope\.toml"):
+        build_bundle(load_project(root), out_dir=tmp_path / "out")
+
+
+# --- what Kaggle's image has: kernel_python and the missing-module advice -----------------------
+
+def test_missing_module_advice_depends_on_the_image_and_the_backend() -> None:
+    from kagglekit.image import in_image, missing_module_advice
+
+    assert in_image("sklearn") is not None and in_image("surely_not_a_module_xyz") is None
+    text = "ModuleNotFoundError: No module named 'tensorboard'"
+    local = missing_module_advice(text, emulator=True)
+    assert local is not None and "Kaggle's image has tensorboard==" in local and "kernel_python" in local
+    assert missing_module_advice(text, emulator=False) is None  # on Kaggle it is there: nothing to say
+    absent = missing_module_advice("No module named 'surely_not_a_module_xyz'", emulator=False)
+    assert absent is not None and "does not have it" in absent
+    assert missing_module_advice("ValueError: boom", emulator=True) is None
+
+
+def test_kernel_python_runs_kernels_with_the_chosen_interpreter(tmp_path: Path, emulator: Any,
+                                                                kk: Callable[..., Any]) -> None:
+    import sys
+
+    from tests.fixtures_emulator import EmulatorError
+
+    with pytest.raises(EmulatorError) as info:
+        emulator.control("config", {"kernel_python": "relative/python"})
+    assert info.value.status == 400 and "absolute path" in info.value.body
+    with pytest.raises(EmulatorError):
+        emulator.control("config", {"kernel_python": str(tmp_path / "missing-python")})
+    # an interpreter that is not the emulator's: a wrapper that marks the environment
+    wrapper = tmp_path / "kaggle-like" / "bin" / "python"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f"#!/bin/sh\nKAGGLE_LIKE=yes exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert emulator.control("config", {"kernel_python": str(wrapper)})["kernel_python"] == str(wrapper)
+    root = write(tmp_path / "which-python", {
+        "train.py": "import os, sys\nprint('kaggle-like', os.environ.get('KAGGLE_LIKE'))\nimport surely_not_a_module_xyz\n"})
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 8
+    assert "does not have it either" in err  # the emulator runs it, and Kaggle's image lacks it too
+    code, out, err = kk("logs", cwd=root)
+    assert "kaggle-like yes" in out

@@ -117,15 +117,17 @@ def restore_checkpoints(ref: str, patterns: list[str], working: Path) -> list[st
 
 
 _notebook_manifest: list[RunManifest] = []
+_notebook_placed: list[tuple[Path, dict[str, str]]] = []
 
 
-def _start_notebook(manifest: RunManifest) -> None:
+def _start_notebook(manifest: RunManifest, working: Path, placed: dict[str, str]) -> None:
     """Keep the manifest running across cells; a cell that raises marks the run ``error``.
 
     IPython is already imported in a notebook kernel, so this stays standard-library only:
     it only looks the shell up in ``sys.modules``.
     """
     _notebook_manifest[:] = [manifest]
+    _notebook_placed[:] = [(working, placed)]
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
     if shell is None:
@@ -144,6 +146,8 @@ def _start_notebook(manifest: RunManifest) -> None:
 
 def finish_notebook() -> None:
     """The notebook's last cell: every cell before it ran, so the run is complete."""
+    for working, placed in _notebook_placed:
+        tidy_working_files(working, placed)
     for manifest in _notebook_manifest:
         if not manifest.finished:
             manifest.finish("complete", 0, None)
@@ -297,7 +301,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
 
     placed = place_working_files(project, working, list(config.get("working_files") or []))
     if entry.endswith(".ipynb"):  # a notebook kernel: its own cells run next, in this interpreter
-        _start_notebook(manifest)
+        _start_notebook(manifest, working, placed)
         return 0
 
     tb_text: str | None = None
