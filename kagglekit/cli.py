@@ -218,27 +218,31 @@ from kagglekit.options import parse_run_options, run_options  # noqa: E402  (cli
 
 
 @cli.command("bundle")
-@click.argument("project_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("project_dir", required=False, metavar="[PROJECT_DIR]")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
 @run_options
 @pass_options
-def bundle_cmd(opts: Options, /, project_dir: Path | None, script_args: tuple[str, ...], out_dir: Path | None,
+def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str, ...], out_dir: Path | None,
                **run_values: Any) -> None:
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
 
     \b
     The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
-    Arguments after `--` go to the entry point (after the `args` setting); name the project first.
+    Arguments after `--` go to the entry point (after the `args` setting).
     Examples:  kagglekit bundle --test
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
                kagglekit bundle . -- --epochs 1 --fold 0
     """
     from kagglekit.bundle import bundle_project, format_summary
 
+    if project_dir is not None and project_dir.startswith("-"):  # `bundle -- --epochs 1`: no folder given
+        script_args, project_dir = (project_dir, *script_args), None
+    if project_dir is not None and not Path(project_dir).is_dir():
+        raise click.BadParameter(f"Directory '{project_dir}' does not exist.", param_hint="'[PROJECT_DIR]'")
     run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
-    result = bundle_project(project_dir, out_dir, run)
+    result = bundle_project(Path(project_dir) if project_dir else None, out_dir, run)
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 

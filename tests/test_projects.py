@@ -574,3 +574,21 @@ def test_kernel_python_runs_kernels_with_the_chosen_interpreter(tmp_path: Path, 
     assert "does not have it either" in err  # the emulator runs it, and Kaggle's image lacks it too
     code, out, err = kk("logs", cwd=root)
     assert "kaggle-like yes" in out
+
+
+def test_bundle_takes_arguments_after_the_double_dash_with_or_without_a_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kagglekit.cli import cli
+
+    root = src_project(tmp_path / "p")
+    monkeypatch.chdir(root)
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["--json", "bundle", "--", "--fold", "3"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.output)["argv"] == ["--epochs", "3", "--fold", "3"]
+    named = runner.invoke(cli, ["--json", "bundle", str(root), "--", "--fold", "4"])
+    assert json.loads(named.output)["argv"] == ["--epochs", "3", "--fold", "4"]
+    missing = runner.invoke(cli, ["bundle", "no-such-folder"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
