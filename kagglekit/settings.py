@@ -55,6 +55,8 @@ class ProjectSettings:
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
+    requirements: tuple[str, ...] = ()  # () = requirements.txt, else [project].dependencies; "none" = ignore
+    deps: str = "auto"  # auto | install | vendor | none: how a kernel gets what Kaggle's image lacks
     args: tuple[str, ...] = ()  # command-line arguments for the entry point, every run
     test_args: tuple[str, ...] = ()  # added after ``args`` in test mode (--test)
     sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
@@ -360,6 +362,13 @@ def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
     return parse
 
 
+def parse_deps(value: object) -> str:
+    text = _str(value).strip().lower()
+    if text not in ("auto", "install", "vendor", "none"):
+        raise _Bad("auto, install, vendor or none")
+    return text
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -386,6 +395,8 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
+    "requirements": _str_list,
+    "deps": parse_deps,
     "args": parse_args_list,
     "test-args": parse_args_list,
     "set": parse_set_table,
@@ -394,7 +405,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
 }
 
 LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
-                         "working-files"})
+                         "requirements", "working-files"})
 
 
 def env_var(field: str) -> str:
@@ -518,7 +529,8 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
-                        ("output-budget", "output_budget_bytes"), ("args", "args"), ("test-args", "test_args"),
+                        ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
+                        ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
                         ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files")):
         if field in values:
             kw[attr] = values[field]
