@@ -14,13 +14,17 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import io
+import json
 import lzma
 import os
 import re
+import shlex
+import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,9 @@ from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
 from kagglekit.settings import ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
+from kagglekit.written import REASON as WRITTEN_REASON
+from kagglekit.written import mark_bundle_folder, written_by_kagglekit
+from kagglekit.written import marks_folder as written_marks_folder
 
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
 SCRIPT_TEMPLATE = "kernel/script.py.jinja"
@@ -113,9 +120,21 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    argv: list[str] = dataclasses.field(default_factory=list)  # the entry point's command-line arguments
+    source_roots: list[str] = dataclasses.field(default_factory=list)  # ["src"] for a src layout
+    code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
+    code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
+    inline_script_bytes: int = 0  # what the one self-contained script would have weighed
 
+    @property
+    def delivery(self) -> str:
+        """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
+        if self.code_dataset is None:
+            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
+        return (f"through dataset {self.code_dataset}: the project would make a {display.size(self.inline_script_bytes)} "
+                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
+                f"and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
 
-# --- collecting files -------------------------------------------------------------------
 
 @dataclasses.dataclass
 class _Spec:
@@ -139,9 +158,11 @@ def _read_ignore(path: Path) -> list[str]:
 
 
 class _Collector:
-    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
+    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path],
+                 written: list[Path] | None = None) -> None:
         self.root = root
         self.skip = {os.path.realpath(p) for p in skip}
+        self.written = {os.path.realpath(p) for p in written or []}  # kagglekit's own files: never shipped
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
         kaggleignore = root / ".kaggleignore"
@@ -209,6 +230,9 @@ class _Collector:
                 if is_dir:
                     if os.path.realpath(e.path) in self.skip:
                         continue
+                    if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
+                        self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
+                        continue
                     ignored, reason = self.decide(rel, True, chain, e.path)
                     if ignored or inside_ignored:
                         if self.may_descend(rel):
@@ -222,6 +246,9 @@ class _Collector:
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
                     continue
                 if not os.path.isfile(e.path):
+                    continue
+                if os.path.realpath(e.path) in self.written:
+                    self.left_out.append(LeftOut(rel, WRITTEN_REASON))
                     continue
                 ignored, _ = self.decide(rel, False, chain, e.path)
                 if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
@@ -262,8 +289,6 @@ def is_secret_name(rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_PATTERNS)
 
 
-# --- the archive and the script ---------------------------------------------------------
-
 def runtime_sources() -> dict[str, bytes]:
     """kagglekit/runtime/*.py, shipped as the package ``kagglekit_runtime``."""
     folder = Path(__file__).resolve().parent / "runtime"
@@ -296,8 +321,11 @@ def _py_literal(value: Any) -> str:
     return ascii(value)
 
 
-def resolve_entry(entry: str | None, names: set[str]) -> str:
-    """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
+def resolve_entry(entry: str | None, names: set[str], roots: list[str] | None = None) -> str:
+    """Check the entry point is bundled; without one, pick a lone train.py / main.py.
+
+    ``roots``: source folders besides the project root (``["src"]``), where modules are found too.
+    """
     if entry is None:
         found = [n for n in ("train.py", "main.py") if n in names]
         if len(found) == 1:
@@ -307,17 +335,23 @@ def resolve_entry(entry: str | None, names: set[str]) -> str:
             + (f" (both {' and '.join(found)} exist)." if found else "."),
             hint='Set it in [tool.kagglekit] or kagglekit.toml: entry = "mypkg.train" (a module) or '
                  'entry = "train.py" (a script), or KAGGLEKIT_ENTRY.')
-    if entry.endswith(".py"):
+    if entry.endswith((".py", ".ipynb")):
         if entry not in names:
-            raise BundleError(f"The entry script {entry} is not among the bundled files.",
+            raise BundleError(f"The entry {'notebook' if entry.endswith('.ipynb') else 'script'} {entry} is not "
+                              "among the bundled files.",
                               hint="Check the path (relative to the project root) and that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")
         return entry
-    mod = entry.replace(".", "/")
-    if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
+    from kagglekit.layout import module_file
+
+    if module_file(entry, names, roots or []) is None:
+        mod = entry.replace(".", "/")
+        where = " and in ".join(["the project root", *(f"{r}/" for r in roots or [])])
         raise BundleError(f"The entry module {entry} is not among the bundled files (looked for {mod}.py and "
-                          f"{mod}/__main__.py).",
-                          hint="Check the module path and that no ignore rule leaves it out.")
+                          f"{mod}/__main__.py in {where}).",
+                          hint="Check the module path and that no ignore rule leaves it out; for a src layout, "
+                               "declare the package folder in pyproject.toml (e.g. [tool.setuptools.packages.find] "
+                               "where = [\"src\"]) or keep it under src/.")
     return entry
 
 
@@ -335,6 +369,10 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    args: Sequence[str] = (),
+    requirements: Mapping[str, Any] | None = None,
+    extra_datasets: tuple[str, ...] = (),
+    code_dataset: str | None = None,
 ) -> BundleResult:
     """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
 
@@ -342,6 +380,12 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``args``: command-line arguments given after ``--``; they follow the ``args`` setting (and
+    ``test-args`` in test mode), so argparse lets them win.
+    ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
+    the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
+    over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
+    becomes a loader (without it, such a project is refused).
     """
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
@@ -353,7 +397,7 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
+    sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
     enable_internet = settings.enable_internet if internet is None else internet
@@ -381,7 +425,7 @@ def build_bundle(
         if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
 
-    collector = _Collector(root, settings, skip=[out])
+    collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
     collector.walk()
     warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
@@ -414,7 +458,16 @@ def build_bundle(
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
 
-    entry = resolve_entry(settings.entry, set(contents))
+    from kagglekit.layout import source_roots
+
+    roots = source_roots(root, contents)
+    entry = resolve_entry(settings.entry, set(contents), roots)
+    argv = entry_argv(settings, mode, args)
+    for rel in settings.working_files:
+        if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
+            raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
+                              hint="Give paths relative to the project root (a file or a folder), and check that no "
+                                   "ignore rule leaves them out (kagglekit -v bundle lists the files).")
 
     py_sources: dict[str, str] = {}
     if mode is not None or sets:
@@ -424,10 +477,36 @@ def build_bundle(
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
-                                        test_flag_enabled=settings.test_flag_enabled)
+    from kagglekit import notebook
+
+    nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
+    if nb is not None:  # its code cells, as one Python source the test flag and --set can edit
+        nb_python, nb_magics = notebook.as_python(nb)
+        py_sources[entry] = nb_python
+        if argv:
+            warnings.append(f"args/test-args/-- ARGS ({shlex.join(argv)}) do not reach a notebook: it has no "
+                            "command line. Use --set, or read KAGGLEKIT_MODE.")
+    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.testflag import find_reassignments
+
+    py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
+                                        test_flag_enabled=settings.test_flag_enabled,
+                                        flag_required=not ((settings.test_args or settings.test_sets)
+                                                           and settings.test_flag is None))
+    warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
+    if nb is not None:
+        flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
+        warnings = [notebook.relabel_text(entry, nb_python, w) for w in warnings]
+        if entry in changed:
+            notebook.put_back(nb, changed.pop(entry), nb_magics)
+            contents[entry] = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
+    changed_configs, config_changes = apply_config_sets(
+        contents, {k: v for k, v in sets.items() if is_config_target(k)})
+    contents.update(changed_configs)
+    flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
 
     check_syntax(contents)
     shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
@@ -440,6 +519,15 @@ def build_bundle(
     assert kernel_id is not None
     title = settings.resolved_title or settings.kernel_slug
     code_file = settings.resolved_code_file
+    if nb is not None:
+        code_file = settings.code_file or f"{settings.kernel_slug}{notebook.SUFFIX}"
+        if not notebook.is_notebook(code_file):
+            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {entry} is a "
+                              "notebook, so the kernel is a notebook and its file must end in .ipynb.",
+                              hint=f"Use code-file = \"{settings.kernel_slug}.ipynb\", or leave code-file unset.")
+    elif notebook.is_notebook(code_file):
+        raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}) names a notebook, but the "
+                          f"entry {entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
     if code_file == METADATA_FILE:
         raise ConfigError("code-file cannot be kernel-metadata.json.")
     files = [BundledFile(rel, size) for rel, _, size in collector.files]
@@ -458,10 +546,16 @@ def build_bundle(
         "env": dict(sorted((extra_env or {}).items())),
         "resume_from": resume_from,
         "checkpoints": list(settings.checkpoints),
+        "argv": argv,
+        "python_path": roots,
+        "working_files": list(settings.working_files),
     }
+    if requirements:
+        config["requirements"] = dict(requirements)
     from kagglekit.templating import render
 
-    script = render(
+    render_script = functools.partial(
+        render,
         SCRIPT_TEMPLATE,
         code_file=code_file,
         version=__version__,
@@ -473,11 +567,30 @@ def build_bundle(
         total_label=display.size(total),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
-        archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
-    script_bytes = script.encode("utf-8")
-    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
-        raise _too_big(len(script_bytes), contents)
+    def render_kernel(**parts: Any) -> bytes:
+        """The script; for a notebook entry, the notebook whose first cell it is."""
+        text: str = render_script(**parts)
+        return (notebook.kernel_notebook(nb, text) if nb is not None else text).encode("utf-8")
+
+    script_bytes = render_kernel(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="")
+    inline_bytes = len(script_bytes)
+    dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
+    code_dir: Path | None = None
+    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
+        if code_dataset is None:
+            raise _too_big(inline_bytes, contents)
+        archive_file = f"bundle-{sha[:16]}.tar.xz"
+        script_bytes = render_kernel(archive_b64="", archive_dataset=code_dataset, archive_file=archive_file)
+        code_dir = out / "code-dataset"
+        if code_dir.exists():
+            shutil.rmtree(code_dir)
+        code_dir.mkdir(parents=True)
+        (code_dir / archive_file).write_bytes(archive)
+        dataset_sources.append(code_dataset)
+    elif (out / "code-dataset").exists():
+        shutil.rmtree(out / "code-dataset")
 
     if settings.kernel_owner is None:
         warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
@@ -487,12 +600,12 @@ def build_bundle(
         "title": title,
         "code_file": code_file,
         "language": "python",
-        "kernel_type": "script",
+        "kernel_type": "notebook" if nb is not None else "script",
         "is_private": settings.private,
         "enable_gpu": kind == "gpu",
         "enable_tpu": kind == "tpu",
         "enable_internet": enable_internet,
-        "dataset_sources": list(settings.datasets),
+        "dataset_sources": dataset_sources,
         "competition_sources": list(settings.competitions),
         "kernel_sources": kernel_sources,
         "model_sources": list(settings.models),
@@ -501,6 +614,8 @@ def build_bundle(
     from kagglekit.paths import write_bytes_atomic
 
     out.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:  # a folder the user chose: marked, so that no later bundle ships it
+        mark_bundle_folder(out)
     script_path = out / code_file
     write_bytes_atomic(script_path, script_bytes)
     script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
@@ -512,7 +627,14 @@ def build_bundle(
         is_private=settings.private, session_limit_s=session_limit, files=files,
         biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
         total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes, argv=argv, source_roots=roots)
+
+
+def entry_argv(settings: ProjectSettings, mode: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The entry point's arguments: ``args``, then ``test-args`` in test mode, then those after ``--``."""
+    return [*settings.args, *(settings.test_args if mode == "test" else ()), *extra]
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -526,8 +648,6 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
         hint=TOO_BIG_HINT)
 
-
-# --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
 
 def _limit_text(seconds: int) -> str:
     h, rem = divmod(seconds, 3600)
@@ -569,13 +689,20 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
         lines.append("  left out: " + ", ".join(f"{x.path} ({x.reason})" for x in shown) + more)
+    if result.source_roots:
+        lines.append("  src layout: " + ", ".join(f"{r}/" for r in result.source_roots) + " goes on sys.path")
     if result.mode or result.flag_changes:
         lines.append(f"Mode: {result.mode or 'as in the sources'}")
     for change in result.flag_changes:
         lines.append(f"  {change}")
+    if result.argv:
+        lines.append(f"Arguments: {shlex.join(result.argv)}")
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
+    lines.append(f"Code: {result.delivery}")
+    if result.code_dataset_dir is not None:
+        lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
     label = display.shape_label(result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
@@ -589,7 +716,19 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
 def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
                    *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)
+    plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
+    wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+                        code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
+                        extra_datasets=wheels, args=run.args)
+
+
+def code_dataset_ref(settings: ProjectSettings) -> str | None:
+    """The private dataset that carries a project over 1 MiB: ``<owner>/<kernel-slug>-code``."""
+    if not settings.kernel_owner or not settings.kernel_slug:
+        return None
+    return f"{settings.kernel_owner}/{settings.kernel_slug[:45].rstrip('-')}-code"

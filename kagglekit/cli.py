@@ -9,6 +9,7 @@ Rules that keep start-up fast and the commands thin:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -107,10 +109,8 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
     ctx.obj = Options(local=local, endpoint=endpoint, json=json_output, verbose=verbose, debug=debug)
 
 
-# ---------------------------------------------------------------------------
 # Commands are added below, grouped by concern. Each one parses its options,
 # calls one core function and prints.
-# ---------------------------------------------------------------------------
 
 @cli.group("emulator")
 def emulator_group() -> None:
@@ -184,10 +184,7 @@ def emulator_status_command(opts: Options) -> None:
 @click.pass_obj
 def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
     """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
-    from kagglekit.local import add_source
-
-    add_source("datasets", ref, path, endpoint=opts.endpoint)
-    opts.emit({"dataset": ref, "path": path.resolve()}, f"Dataset {ref} -> {path.resolve()}")
+    _add_source(opts, "dataset", ref, path)
 
 
 @emulator_group.command("add-competition")
@@ -196,10 +193,16 @@ def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
 @click.pass_obj
 def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
     """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    _add_source(opts, "competition", slug, path)
+
+
+def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
+    """Tell the emulator that ``path`` holds the data of the dataset or competition ``name``."""
     from kagglekit.local import add_source
 
-    add_source("competitions", slug, path, endpoint=opts.endpoint)
-    opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+    add_source(f"{kind}s", name, path, endpoint=opts.endpoint)
+    opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
+
 
 @emulator_group.command("env")
 @click.pass_obj
@@ -228,10 +231,13 @@ def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
     Examples:  kagglekit emulator config legacy_layout=true
                kagglekit emulator config run_start_delay_seconds=0 save_seconds_per_gb=0
                kagglekit emulator config session_limit_seconds.gpu=600
+               kagglekit emulator config kernel_python=/path/to/venv/bin/python
+    kernel_python runs kernels with that interpreter (e.g. a venv made to resemble Kaggle's image,
+    with the packages your project imports); kernel_python= goes back to the emulator's own.
     """
     from kagglekit.local import configure, parse_setting
 
-    config = configure(list(settings), url=opts.endpoint)
+    config = configure(list(settings), endpoint=opts.endpoint)
     changed = [key for text in settings for key in parse_setting(text)]
     shown = {k: config.get(k) for k in changed} if changed else config
     opts.emit(config, "\n".join(f"{k} = {json.dumps(v)}" for k, v in shown.items()))
@@ -243,36 +249,75 @@ from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")
-@click.argument("project_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("project_dir", required=False, metavar="[PROJECT_DIR]")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
 @run_options
 @pass_options
-def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None, **run_values: Any) -> None:
+def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str, ...], out_dir: Path | None,
+               **run_values: Any) -> None:
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
 
     \b
     The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
+    Arguments after `--` go to the entry point (after the `args` setting).
     Examples:  kagglekit bundle --test
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
+               kagglekit bundle . -- --epochs 1 --fold 0
     """
     from kagglekit.bundle import bundle_project, format_summary
 
-    result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
+    if project_dir is not None and project_dir.startswith("-"):  # `bundle -- --epochs 1`: no folder given
+        script_args, project_dir = (project_dir, *script_args), None
+    if project_dir is not None and not Path(project_dir).is_dir():
+        raise click.BadParameter(f"Directory '{project_dir}' does not exist.", param_hint="'[PROJECT_DIR]'")
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    result = bundle_project(Path(project_dir) if project_dir else None, out_dir, run)
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 
-def _project_kernel() -> str:
-    """The project's kernel id, for commands whose KERNEL argument was left out."""
+def _project_kernel(opts: Options | None = None) -> str:
+    """The project's kernel id, for commands whose KERNEL argument was left out.
+
+    The ``kernel`` setting, else the kernel ``push`` used from this folder on this backend
+    (``.kagglekit/kernel.json``), so a project without settings finds its runs too.
+    """
     from kagglekit.errors import ConfigError
+    from kagglekit.identity import backend_key, remembered
     from kagglekit.settings import load_project
 
     settings = load_project()
     kernel_id = settings.kernel_id
-    if not kernel_id or settings.origin("kernel").startswith("derived"):
-        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
-                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
-    return kernel_id
+    if kernel_id and not settings.origin("kernel").startswith("derived"):
+        return kernel_id
+    backend = backend_key(opts.local, opts.endpoint) if opts is not None else None
+    pushed = remembered(settings.root, backend)
+    if pushed:
+        return pushed
+    raise ConfigError("No KERNEL given, and no kernel is known for this folder: it has no kernel setting, and "
+                      "no push from here was recorded" + (f" for this backend ({backend})." if backend else "."),
+                      "Pass the kernel as OWNER/SLUG[/VERSION], push from this folder first, or set "
+                      "kernel = \"owner/slug\" in kagglekit.toml.")
+
+
+def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Callable[[Any], str]) -> None:
+    """After a push: remember this folder's kernel on this backend (status, logs, ... find it), say what went."""
+    from kagglekit.identity import backend_key, remember
+    from kagglekit.settings import find_project_root
+
+    remember(find_project_root(project_dir or Path.cwd())[0], outcome.kernel, backend_key(opts.local, opts.endpoint))
+    if not opts.json:
+        click.echo(describe(outcome))
+
+
+def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
+    """The client, the run's reference (KERNEL, else this project's) and the ledger."""
+    from kagglekit.ledger import Ledger
+
+    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
+    client = opts.client()
+    return client, _kernel_ref(client, kernel), Ledger()
 
 
 def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
@@ -342,10 +387,12 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
               help="Seconds between status polls with --wait.")
 @start_grace_option
 @max_wait_option("--wait")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             interval: float, start_grace: float, max_wait: float | None, **run_values: Any) -> None:
+             interval: float, start_grace: float, max_wait: float | None, script_args: tuple[str, ...],
+             **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
     \b
@@ -353,18 +400,20 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --set n_epoch=1      (full data, small epoch)
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
+               kagglekit push --full -- --epochs 1 --fold 0     (arguments for the entry point)
     """
     from kagglekit.ledger import Ledger
     from kagglekit.push import PushRequest, describe, run_push
     from kagglekit.watch import raise_for_outcome
 
-    req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
     try:
         outcome, report = run_push(
             opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
             interval_s=interval, info=opts.info,
-            on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+            on_pushed=lambda o: _pushed(opts, project_dir, o, describe),
             on_change=lambda r: _print_status(opts, r, tail=False),
             start_grace_s=start_grace, max_wait_s=max_wait, cli=opts.command_prefix(),
         )
@@ -393,13 +442,9 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float, start_grace: float,
                max_wait: float | None) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     cli_prefix = opts.command_prefix()
     if not watch_flag:
         report = check_status(client, ref, ledger, start_grace_s=start_grace, cli=cli_prefix)
@@ -423,13 +468,9 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, start_grace: float) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
@@ -493,7 +534,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     from kagglekit.download import pull_outputs
     from kagglekit.ledger import Ledger
 
-    kernel = kernel or _project_kernel()
+    kernel = kernel or _project_kernel(opts)
     client = opts.client()
     ref = _kernel_ref(client, kernel)
     if version is not None:
@@ -525,12 +566,18 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
 @cli.command("runs")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
+@click.option("-a", "--all", "all_kernels", is_flag=True,
+              help="Every kernel's runs (default inside a project: the project's kernel).")
 @pass_options
-def runs_command(opts: Options, kernel: str | None) -> None:
-    """List the runs kagglekit has recorded (the run ledger)."""
+def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
+    """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's."""
     from kagglekit.display import runs_table
+    from kagglekit.errors import ConfigError
     from kagglekit.ledger import Ledger
 
+    if kernel is None and not all_kernels:
+        with contextlib.suppress(ConfigError):
+            kernel = _project_kernel(opts)
     records = Ledger().runs(kernel=kernel)
     opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))
 
@@ -557,6 +604,9 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     report = quota_report(client, Ledger(), reason=reason)
     if plot is not None:
         plot_week(report, plot)
+        from kagglekit.written import remember
+
+        remember(plot)  # a plot written inside a project is never bundled
         opts.info(f"Plot written to {plot}")
     opts.emit(report, format_report(report))
 
@@ -622,6 +672,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
     report = report_for(target, output=output, quota_left=quota_left,
                         account=account_hint(opts.local, opts.endpoint))
+    from kagglekit.written import remember
+
+    for written in (report.path, report.plot):  # never bundled, wherever -o put them
+        if written is not None:
+            remember(written)
 
     def human() -> None:
         from kagglekit.report import summary_lines
@@ -633,6 +688,80 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
 
 # === section: init-report (end) ===
+
+
+@cli.group("deps")
+def deps_group() -> None:
+    """The project's requirements against Kaggle's image, and wheels for runs without internet.
+
+    \b
+    kagglekit deps check     what the image has, has at another version, lacks; what push will do
+    kagglekit deps vendor    wheels for Kaggle's Python 3.12 as private dataset <owner>/<slug>-wheels
+    """
+
+
+@deps_group.command("check")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--internet/--no-internet", "internet", default=None,
+              help="Plan for a run with internet on/off (default: the project's setting).")
+@pass_options
+def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | None) -> None:
+    """Compare the project's requirements with the packages of Kaggle's image (offline)."""
+    from kagglekit.channel import plan_deps
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": internet})
+    plan = plan_deps(settings, settings.enable_internet)
+    report = plan.report
+    data = {"source": report.source, "image": report.image.source,
+            "requirements": [{"requirement": v.req.text, "state": v.state, "image_version": v.image_version,
+                              "origin": v.req.origin} for v in report.verdicts],
+            "skipped": report.skipped, "push_will": plan.action, "install": plan.lines,
+            "wheels_dataset": plan.wheels_dataset, "summary": plan.describe()}
+
+    def human() -> None:
+        click.echo(f"Requirements from {report.source}, against Kaggle's image ({report.image.source}):")
+        label = {"ok": "ok", "mismatch": "other version", "missing": "missing"}
+        for v in report.verdicts:
+            have = f"image has {v.image_version}" if v.image_version else "not in the image"
+            click.echo(f"  {label[v.state]:<14} {v.req.text:<32} {have}")
+        for line in report.skipped:
+            click.echo(f"  skipped        {line}")
+        internet_word = "on" if settings.enable_internet else "off"
+        click.echo(f"push (internet {internet_word}, deps = \"{settings.deps}\"): {plan.describe()}")
+
+    opts.emit(data, human)
+
+
+@deps_group.command("vendor")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--no-upload", is_flag=True, help="Only resolve and download the wheels (no Kaggle account needed).")
+@pass_options
+def deps_vendor_cmd(opts: Options, /, project_dir: Path | None, no_upload: bool) -> None:
+    """Wheels for Kaggle's platform for what the image lacks, uploaded as <owner>/<slug>-wheels.
+
+    Content-addressed: unchanged requirements upload nothing. `push --no-internet` (or deps =
+    "vendor") attaches the dataset and installs from it with pip --no-index.
+    """
+    from kagglekit.channel import VENDOR, plan_deps, vendor_wheels
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": False})
+    client = None if no_upload else opts.client()
+    if client is not None and settings.kernel_owner is None:
+        settings = settings.with_owner(client.username)
+    plan = plan_deps(dataclasses.replace(settings, deps="vendor"), False)
+    if plan.action != VENDOR:
+        opts.emit({"wheels": [], "summary": plan.describe()}, f"Nothing to vendor: {plan.describe()}")
+        return
+    synced = vendor_wheels(client, settings, plan, opts.info, upload=not no_upload)
+    opts.emit({"dataset": plan.wheels_dataset, "install": plan.lines,
+               "uploaded_bytes": synced.stats.bytes_sent if synced else 0,
+               "changed": synced.changed if synced else None},
+              f"Wheels for {', '.join(plan.lines)}" + (f" are in dataset {plan.wheels_dataset}" if synced else
+                                                       " are downloaded (not uploaded)"))
 
 
 def _accept_global_options_after_the_command(group: click.Group) -> None:

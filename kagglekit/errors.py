@@ -97,6 +97,10 @@ class EmulatorError(KagglekitError):
     exit_code = 13
 
 
+class DependencyError(KagglekitError):
+    """The project's requirements cannot be met on Kaggle as asked (no wheel for its platform, internet off)."""
+
+    exit_code = 14
 class RunNotStartedError(KagglekitError):
     """A push created a version but no run: Kaggle still answers "No runs found" after the start grace."""
 

@@ -254,8 +254,11 @@ def parse_setting(text: str) -> dict[str, Any]:
     return {key: value}
 
 
-def configure(settings: list[str], url: str | None = None) -> dict[str, Any]:
-    """Change emulator rules (``emulator config KEY=VALUE ...``); returns the whole configuration after it."""
+def configure(settings: tuple[str, ...] | list[str], endpoint: str | None = None) -> dict[str, Any]:
+    """Change emulator rules (``emulator config KEY=VALUE ...``); returns the whole configuration after it.
+
+    ``kernel_python`` is made absolute (the emulator runs kernels with that interpreter).
+    """
     update: dict[str, Any] = {}
     for text in settings:
         for key, value in parse_setting(text).items():
@@ -263,10 +266,12 @@ def configure(settings: list[str], url: str | None = None) -> dict[str, Any]:
                 update[key].update(value)
             else:
                 update[key] = value
+    if isinstance(update.get("kernel_python"), str) and update["kernel_python"]:
+        update["kernel_python"] = str(Path(update["kernel_python"]).expanduser().absolute())
     if not update:
-        config = read_control("config", url)
+        config = read_control("config", endpoint)
         return config if isinstance(config, dict) else {}
-    result = control("config", update, url=url)
+    result = control("config", update, url=endpoint)
     return result if isinstance(result, dict) else {}
 
 

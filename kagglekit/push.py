@@ -69,6 +69,12 @@ class PushOutcome:
     metadata: dict[str, Any] | None = None
     resume_from: str | None = None
     final_status: str | None = None
+    args: list[str] = dataclasses.field(default_factory=list)  # the entry point's arguments
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # --set NAME=VALUE
+    shipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {path, size}: what goes in
+    left_out: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {path, reason}
+    code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
+    requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
 
     @property
     def ref(self) -> KernelRef:
@@ -117,72 +123,105 @@ def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushR
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+
+    Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
+    """
     settings = load_settings(req)
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
-    kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
-
     parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        parent = resume_source(client, settings, req, ledger)
+        req, parent = _resume_parent(client, settings, req, ledger, warnings)
     resume_ref = None if parent is None else str(parent)
-    if parent is not None and ledger is not None and client is not None and parent.version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
-                                   str(parent), warnings)
-    if parent is not None and client is not None:
-        warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    if client is not None and ledger is not None and settings.accelerator_kind != "cpu" and not req.dry_run:
+        _preflight(client, ledger, settings, req, warnings)
 
-    kind = settings.accelerator_kind
-    if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
-        from kagglekit.quota import preflight
+    from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
-        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
-        warnings.extend(advice.messages)
-        if not advice.ok and req.strict:
-            raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
-                                     hint="Wait for the quota reset or a running session to end, or push without --strict.")
+    deps_plan = plan_deps(settings, settings.enable_internet)
+    if deps_plan.report.verdicts:
+        info(f"Requirements: {deps_plan.describe()}")
+    if deps_plan.action == VENDOR and not req.dry_run:
+        vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
 
     with tempfile.TemporaryDirectory(prefix="kagglekit-bundle-") as tmp:
         out_dir = req.bundle_dir or Path(tmp)
-        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings)
+        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings, deps_plan.requirements_config(),
+                                  (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
+                                  deps_plan.wheels_dataset else ())
+        outcome.requirements = deps_plan.describe()
+        info(f"Code: {bundle.delivery}")
         for w in warnings:
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
+        if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
+            upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         try:
             result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
         except KaggleRefusedError as exc:
-            if ledger is None or kind == "cpu":
+            if ledger is None or settings.accelerator_kind == "cpu":
                 raise
             from kagglekit.quota import explain_refusal
 
-            raise explain_refusal(client, ledger, client.account, kind, exc) from None
+            raise explain_refusal(client, ledger, client.account, settings.accelerator_kind, exc) from None
 
+    _take_answer(client, outcome, result, info)
+    if ledger is not None and result.version is not None:
+        commit, dirty = git_state(settings.root)
+        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
+        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode,
+                           accelerator=settings.accelerator_kind, machine_shape=settings.machine_shape,
+                           bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
+                           message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
+                           overrides=bundle.overrides, args=bundle.argv)
+    return outcome
+
+
+def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest, ledger: Ledger | None,
+                   warnings: list[str]) -> tuple[PushRequest, KernelRef]:
+    """The run to continue from; the request takes its mode and overrides unless told otherwise."""
+    parent = resume_source(client, settings, req, ledger)
+    if ledger is not None and parent.version is not None:
+        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
+                                   str(parent), warnings)
+    warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    return req, parent
+
+
+def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSettings, req: PushRequest,
+               warnings: list[str]) -> None:
+    """Quota and session-cap advice before an accelerator push; ``--strict`` turns a "no" into a refusal."""
+    from kagglekit.quota import preflight
+
+    advice = preflight(client, ledger, client.account, settings.kernel_id or "", req.run.mode,
+                       settings.accelerator_kind)
+    warnings.extend(advice.messages)
+    if not advice.ok and req.strict:
+        raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
+                                 hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+
+def _take_answer(client: KaggleApiClient, outcome: PushOutcome, result: PushResult,
+                 info: Callable[[str], None]) -> None:
+    """What Kaggle answered to the push: the version, the URL, and the sources it did not attach."""
     outcome.version = result.version
     # Under --local, the emulator's own page for the kernel, not a kaggle.com link that leads nowhere.
     outcome.url = client.web_url(result.ref) if client.web_base else (result.url or outcome.url)
-    if client.web_base and kind != "cpu":
-        info(f"Note: the emulator runs this {kind.upper()} session on this machine's CPU (no accelerator): its "
-             "timings and memory are not Kaggle's.")
+    if client.web_base and outcome.accelerator != "cpu":
+        info(f"Note: the emulator runs this {outcome.accelerator.upper()} session on this machine's CPU (no "
+             "accelerator): its timings and memory are not Kaggle's.")
     outcome.kernel = result.ref.kernel_id
     outcome.invalid_sources = {k: v for k, v in {
         "datasets": result.invalid_dataset_sources, "competitions": result.invalid_competition_sources,
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
-    for kind, names in outcome.invalid_sources.items():
-        info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
+    for what, names in outcome.invalid_sources.items():
+        info(f"Warning: Kaggle did not attach these {what} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
-    if ledger is not None and result.version is not None:
-        commit, dirty = git_state(settings.root)
-        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
-        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
-                           machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
-                           git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
-    return outcome
 
 
 def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:
@@ -222,19 +261,26 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
-            warnings: list[str]) -> tuple[PushOutcome, BundleResult]:
-    from kagglekit.bundle import build_bundle
+            warnings: list[str], requirements: dict[str, Any] | None = None,
+            extra_datasets: tuple[str, ...] = ()) -> tuple[PushOutcome, BundleResult]:
+    from kagglekit.bundle import build_bundle, code_dataset_ref
 
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
-                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref)
+                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
+                          requirements=requirements, extra_datasets=extra_datasets,
+                          code_dataset=code_dataset_ref(settings), args=req.run.args)
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
         machine_shape=settings.machine_shape, accelerator=settings.accelerator_kind,
         bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
-        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
+        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run, code_delivery=bundle.delivery,
+        args=list(bundle.argv), overrides=dict(bundle.overrides),
+        shipped=[{"path": f.path, "size": f.size} for f in bundle.files],
+        left_out=[{"path": x.path, "reason": x.reason} for x in bundle.left_out],
     )
+    warnings.extend(w for w in bundle.warnings if w not in warnings)
     return outcome, bundle
 
 
@@ -278,10 +324,22 @@ def describe(outcome: PushOutcome) -> str:
     shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
     lines.append(f"  mode {mode}, accelerator {shape}, "
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    if outcome.args:
+        import shlex
+
+        lines.append(f"  arguments: {shlex.join(outcome.args)}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
+    if outcome.code_delivery:
+        lines.append(f"  code {outcome.code_delivery}")
+    if outcome.requirements and not outcome.requirements.startswith("requirements: none"):
+        lines.append(f"  {outcome.requirements}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
+        lines.append(f"  would ship {len(outcome.shipped)} files:")
+        lines += [f"    {f['path']}  {f['size']:,} B" for f in outcome.shipped]
+        if outcome.left_out:
+            lines.append("  left out: " + ", ".join(f"{x['path']} ({x['reason']})" for x in outcome.left_out))
         lines.append("  kernel-metadata.json:")
         lines += ["    " + line for line in json.dumps(outcome.metadata, indent=2).splitlines()]
     else:

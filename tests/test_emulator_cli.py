@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,7 +188,7 @@ def test_list_mine_and_private_kernels_of_others(emulator: EmulatorHandle, kaggl
     assert "alice/alice-public" in r.stdout and "alice-secret" not in r.stdout
     r = kaggle_cli("kernels", "status", "alice/alice-secret")
     assert r.returncode == 1 and "Cannot access kernel 'alice/alice-secret'" in r.stderr
-    emulator.wait_until_started("alice", "alice-public")  # before that, Kaggle's "No runs found" (404)
+    emulator.wait_for_status("alice", "alice-public")  # past the post-push 404 (test_emulator_prod covers it)
     r = kaggle_cli("kernels", "status", "alice/alice-public")
     assert 'alice/alice-public has status "KernelWorkerStatus.' in r.stdout
 
