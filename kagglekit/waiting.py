@@ -113,6 +113,8 @@ class StartWindow:
             since = "the push" if ours else "watching began"
             return (f"waiting for Kaggle to start the run ({short(age)} since {since}; Kaggle says {said!r} "
                     f"for now; giving up after {short(self.grace_s)})")
+        if reason is None or exc.http_status != 404:
+            raise exc  # past the grace, anything but "No runs found" is what it says (a deleted kernel, a 403)
         if ours:
             message = f"The push of {where} started no run: {short(age)} after the push Kaggle still answers {said!r}."
         else:
