@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.errors import KagglekitError, KaggleRefusedError
+from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError
 from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
@@ -92,7 +92,16 @@ def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushR
     else:
         ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
     kernel = f"{ref.owner}/{ref.slug}"
-    info = client.get_kernel(ref.without_version())  # fails clearly (exit 5) for a kernel that isn't there
+    try:
+        info = client.get_kernel(ref.without_version())
+    except NotFoundError as exc:  # Kaggle answers 403 for a kernel that does not exist: say what it means here
+        flag = "--resume-from" if req.resume_from else "--resume"
+        raise NotFoundError(
+            f"{flag}: {kernel} has no version on Kaggle that this account can see (never pushed, a typo, or "
+            "another account's private kernel), so there is nothing to resume from.",
+            f"Push it once without {flag} (kagglekit push), then resume from that run; "
+            "`kagglekit runs` lists what the ledger knows.",
+        ) from exc
     version = ref.version
     if version is None and ledger is not None:
         version = max((r.version for r in ledger.runs(kernel=kernel, account=client.account)), default=None)
@@ -126,7 +135,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
         from kagglekit.quota import preflight
 
-        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
+        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind,
+                           limit_s=settings.session_limit_s)
         warnings.extend(advice.messages)
         if not advice.ok and req.strict:
             raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
