@@ -71,9 +71,14 @@ SECRET_PATTERNS: tuple[str, ...] = (
     "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
     ".netrc", "_netrc", ".pypirc", ".git-credentials", ".htpasswd", "secrets.toml", "*.secret", "*.secrets",
 )
+# A private key, a Kaggle token, or a 32-hex Kaggle key given to a key/token/secret name in any
+# notation: `KAGGLE_KEY = "..."`, `os.environ['KAGGLE_KEY'] = '...'`, kaggle.json content in any key
+# order, JSON-escaped inside a notebook (`\"key\": \"...\"`), YAML (`key: ...`). `cache_key` or
+# `EXPECTED_MD5` holding a hash is not a credential and still ships.
 _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|KGAT_[0-9a-f]{32}"
-    rb"|\"username\"\s*:\s*\"[^\"]+\"\s*,\s*\"key\"\s*:\s*\"[0-9a-f]{32}\"")
+    rb"|(?i:(?<![A-Za-z0-9_])(?:kaggle_)?(?:api_?)?(?:key|token|secret))(?:\\?[\"'])?\]?\s*[:=]\s*"
+    rb"(?:\\?[\"'])?[0-9a-fA-F]{32}(?![0-9a-fA-F])")
 _SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
 
 
@@ -141,6 +146,7 @@ def _read_ignore(path: Path) -> list[str]:
 class _Collector:
     def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
         self.root = root
+        self.real_root = os.path.realpath(root)
         self.skip = {os.path.realpath(p) for p in skip}
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
@@ -176,6 +182,11 @@ class _Collector:
         if not ignored and is_dir and os.path.isfile(os.path.join(abs_path, "pyvenv.cfg")):
             ignored, reason = True, "virtualenv"
         return ignored, reason
+
+    def inside(self, path: str) -> bool:
+        """Does ``path``, links resolved, stay inside the project? (links must not ship host files)"""
+        real = os.path.realpath(path)
+        return real == self.real_root or real.startswith(self.real_root + os.sep)
 
     def may_descend(self, rel: str) -> bool:
         """Could an include pattern name something inside this excluded folder?"""
@@ -220,6 +231,10 @@ class _Collector:
                     continue
                 if is_link and os.path.isdir(e.path):
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
+                    continue
+                if is_link and not self.inside(e.path):
+                    self.warnings.append(f"{rel}: a link to a file outside the project, not followed "
+                                         "(copy the file into the project if it belongs in the bundle)")
                     continue
                 if not os.path.isfile(e.path):
                     continue
@@ -391,7 +406,8 @@ def build_bundle(
     collector = _Collector(root, settings, skip=[out])
     collector.walk()
     warnings += collector.warnings
-    secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
+    secrets = [rel for rel, path, _ in collector.files
+               if is_secret_name(rel) or (path.is_symlink() and is_secret_name(os.path.realpath(path)))]
     if secrets:
         raise BundleError(
             "Refusing to bundle secrets: " + ", ".join(secrets) + ". Anything in the bundle can be read by "
