@@ -240,6 +240,10 @@ def _kernel_ref(client: Any, kernel: str) -> Any:
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
+def _warn(opts: Options) -> Callable[[str], None]:
+    return lambda message: opts.info(f"Warning: {message}")
+
+
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
     """One status line; the failure and log tail too unless an error will say them (``tail=False``)."""
     if opts.json:
@@ -283,15 +287,16 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
     """
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import Ledger, optional_ledger
     from kagglekit.push import PushRequest, describe, run_push
     from kagglekit.watch import raise_for_outcome
 
     req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
+    ledger = optional_ledger(_warn(opts)) if dry_run else Ledger()  # a real push must be recorded
     try:
         outcome, report = run_push(
-            opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
+            opts.client, req, ledger, wait=wait, after_test=after_test, test_accelerator=test_accelerator,
             interval_s=interval, info=opts.info,
             on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
             on_change=lambda r: _print_status(opts, r, tail=False),
@@ -318,13 +323,13 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 @pass_options
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import optional_ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
     kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    ledger = optional_ledger(_warn(opts))
     if not watch_flag:
         report = check_status(client, ref, ledger)
         opts.emit(report, lambda: _print_status(opts, report))
@@ -345,13 +350,13 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import optional_ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
     kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    ledger = optional_ledger(_warn(opts))
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
@@ -402,14 +407,14 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     pull downloads only what is missing; an interrupted one resumes where it stopped.
     """
     from kagglekit.download import pull_outputs
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import optional_ledger
 
     kernel = kernel or _project_kernel()
     client = opts.client()
     summary = pull_outputs(
         client, kernel, target=output_dir, include=list(include), exclude=list(exclude),
         checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
-        ledger=Ledger(), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+        ledger=optional_ledger(_warn(opts)), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
     )
 
     def human() -> None:

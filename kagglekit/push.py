@@ -276,7 +276,7 @@ def describe(outcome: PushOutcome) -> str:
     return "\n".join(lines)
 
 
-def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger, *, wait: bool,
+def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger | None, *, wait: bool,
              after_test: bool, test_accelerator: str, interval_s: float,
              on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
              info: Callable[[str], None]) -> tuple[PushOutcome, StatusReport | None]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tarfile
-import io
-import lzma
 import base64
+import io
+import json
+import lzma
+import os
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -87,5 +87,5 @@ def test_hashes_that_are_not_credentials_still_bundle(tmp_path: Path, monkeypatc
     root = write_project(tmp_path / "p")
     (root / "hashes.py").write_text(f'EXPECTED_MD5 = "{HEX}"\ncache_key = "{HEX}"\nsha = {{"file": "{HEX}"}}\n')
     monkeypatch.chdir(root)
-    code, out, err = run_cli(["bundle", "-o", str(tmp_path / "out")], capsys)
+    code, _out, err = run_cli(["bundle", "-o", str(tmp_path / "out")], capsys)
     assert code == 0, err
