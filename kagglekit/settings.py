@@ -132,9 +132,8 @@ MAX_NUMBER_DIGITS = 30  # longer digit runs are typos or attacks, never a durati
 
 def _finite(text_or_number: object, allowed: str) -> float:
     """A finite float from an int, float or digit string; ``_Bad`` for inf, nan and absurd lengths."""
-    if isinstance(text_or_number, int) and not isinstance(text_or_number, bool):
-        if len(str(abs(text_or_number))) > MAX_NUMBER_DIGITS:
-            raise _Bad(allowed + f" (a number of at most {MAX_NUMBER_DIGITS} digits)")
+    if isinstance(text_or_number, int) and abs(text_or_number) >= 10**MAX_NUMBER_DIGITS:
+        raise _Bad(allowed + f" (a number of at most {MAX_NUMBER_DIGITS} digits)")
     if isinstance(text_or_number, str) and len(text_or_number.split(".")[0]) > MAX_NUMBER_DIGITS:
         raise _Bad(allowed + f" (a number of at most {MAX_NUMBER_DIGITS} digits)")
     try:
@@ -393,7 +392,7 @@ def find_project_root(start: Path) -> tuple[Path, Path | None]:
 
 def _has_tool_table(pyproject: Path) -> bool:
     try:
-        text = pyproject.read_text(encoding="utf-8")
+        text = pyproject.read_text(encoding="utf-8", errors="replace")  # _read_table reports bad bytes
     except OSError:
         return False
     # cheap pre-check before parsing; the real parse (with errors reported) happens in _read_table
@@ -403,7 +402,7 @@ def _has_tool_table(pyproject: Path) -> bool:
 def _read_table(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: e.g. an integer over 4300 digits
         raise ConfigError(f"{path} is not valid TOML: {exc}.",
                           hint="Fix the syntax (see https://toml.io); docs/settings.md has an example.") from None
     except OSError as exc:
