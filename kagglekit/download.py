@@ -4,12 +4,17 @@ What the official client (2.2.5) does badly and this module does instead:
 
 - one folder per version (``outputs/<slug>/v<N>/``), so versions never overwrite each other;
 - every page of the listing, then N files at once (a thread pool, one HTTP session per thread);
-- each file streamed in chunks straight to disk under ``.<name>.part`` and renamed to its
-  final name only when complete and size-checked: no half file ever sits under a final name;
+- each file streamed in chunks straight to disk as a partial file and renamed to its final name
+  only when complete and size-checked: no half file ever sits under a final name;
+- the target folder holds the run's outputs and nothing else: kagglekit's bookkeeping (manifest,
+  partial files named by a hash of the output name, the lock) lives beside it in
+  ``.<target>.kagglekit/``, where no output name can reach (an output may be called
+  ``.model.bin.part`` or ``.kagglekit-manifest.json`` and is pulled like any other);
+- two pulls into one folder at once take turns (a file lock): the second finds the files complete;
 - retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
   connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
   interrupted pull is finished by running it again;
-- a manifest (``.kagglekit-manifest.json``: name -> size, ETag, Last-Modified, sha256, and whether
+- a manifest (``manifest.json`` in the bookkeeping folder: name -> size, ETag, Last-Modified, sha256, and whether
   the run had finished) so a second pull of a finished run sends no file request at all, not even a
   HEAD; files pulled while the run was still going are always fetched again (they may have changed),
   and those the finished run no longer lists are removed;
@@ -49,7 +54,10 @@ from kagglekit.constants import (
 )
 from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
 
-MANIFEST_NAME = ".kagglekit-manifest.json"
+MANIFEST_NAME = "manifest.json"  # in the bookkeeping folder beside the target (bookkeeping_dir)
+LEGACY_MANIFEST_NAME = ".kagglekit-manifest.json"  # inside the target, before the bookkeeping folder
+BOOKKEEPING_SUFFIX = ".kagglekit"
+LOCK_NAME = "pull.lock"
 MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
@@ -150,8 +158,6 @@ def safe_destination(target: Path, name: str) -> Path | None:
     parts = [p for p in re.split(r"[\\/]", name) if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         return None
-    if parts == [MANIFEST_NAME]:
-        return None
     dest = target.joinpath(*parts)
     # A symlink anywhere under the target (existing folder or file) could point outside it.
     node = target
@@ -220,19 +226,39 @@ def project_checkpoint_patterns(start: Path | None = None) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- manifest
 
 
+def bookkeeping_dir(target: Path) -> Path:
+    """``<parent>/.<target name>.kagglekit/``: beside the target, so no output name can land in it."""
+    target = Path(os.path.abspath(target))
+    if not target.name:
+        from kagglekit.errors import ConfigError
+
+        raise ConfigError(f"{target} cannot be a pull-outputs target (a root folder has no place beside it).",
+                          hint="Pull into a folder of its own, e.g. -o outputs/run.")
+    return target.parent / f".{target.name}{BOOKKEEPING_SUFFIX}"
+
+
 def manifest_path(target: Path) -> Path:
-    return target / MANIFEST_NAME
+    return bookkeeping_dir(target) / MANIFEST_NAME
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or "format" not in data:
+        return None
+    return data
 
 
 def load_manifest(target: Path) -> dict[str, Any]:
-    path = manifest_path(target)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return {"format": MANIFEST_FORMAT, "files": {}}
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        return {"format": MANIFEST_FORMAT, "files": {}}
-    return data
+    data = _read_manifest(manifest_path(target))
+    if data is None:
+        # A folder pulled by an older kagglekit keeps its manifest inside; it moves out on the next save.
+        data = _read_manifest(target / LEGACY_MANIFEST_NAME)
+        if data is not None:
+            data["legacy_manifest"] = True
+    return data if data is not None else {"format": MANIFEST_FORMAT, "files": {}}
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
@@ -315,6 +341,8 @@ class FileJob:
     name: str
     url: str
     dest: Path
+    part: Path  # in the bookkeeping folder (part_paths): never under a name an output could have
+    meta: Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,8 +356,12 @@ class FileResult:
     seconds: float
 
 
-def part_paths(dest: Path) -> tuple[Path, Path]:
-    return dest.parent / f".{dest.name}{PART_SUFFIX}", dest.parent / f".{dest.name}{META_SUFFIX}"
+def part_paths(target: Path, name: str) -> tuple[Path, Path]:
+    """The partial file and its validators for output ``name``: in the bookkeeping folder, named by a
+    hash of the name (a 250-character name still fits the file system's 255-byte limit)."""
+    key = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    folder = bookkeeping_dir(target) / "partial"
+    return folder / f"{key}{PART_SUFFIX}", folder / f"{key}{META_SUFFIX}"
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -409,8 +441,9 @@ class Fetcher:
 
     def _attempt(self, job: FileJob, url: str) -> FileResult:
         dest = job.dest
-        part, meta_path = part_paths(dest)
+        part, meta_path = job.part, job.meta
         dest.parent.mkdir(parents=True, exist_ok=True)
+        part.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         meta = _read_meta(meta_path) if offset else None
         headers = {"Accept-Encoding": "identity"}  # sizes must be the bytes on the wire
@@ -650,79 +683,110 @@ def pull_outputs(
              "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
              "now is fetched again then).")
 
-    listing = client.list_outputs(listing_ref)
-    if status is None:
-        note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
     target = Path(target) if target is not None else default_target(slug, version)
     target.mkdir(parents=True, exist_ok=True)
-    summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
+    with _target_lock(target, warn):  # two pulls into one folder take turns: never two writers of a file
+        listing = client.list_outputs(listing_ref)
+        if status is None:
+            note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
+        summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
 
-    files = list(getattr(listing, "files", []) or [])
-    urls: dict[str, str] = {}
-    for f in files:
-        urls[str(f.name)] = str(f.url)
-    names = list(urls)
-    summary.listed = len(names)
+        files = list(getattr(listing, "files", []) or [])
+        urls: dict[str, str] = {}
+        for f in files:
+            urls[str(f.name)] = str(f.url)
+        names = list(urls)
+        summary.listed = len(names)
 
-    patterns: Sequence[str] | None = None
-    if checkpoints:
-        patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
-    chosen = select(names, include, exclude, patterns)
-    if names and not chosen and (include or exclude or patterns):
-        given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
-                 *([f"--checkpoints ({', '.join(patterns)})"] if patterns else [])]
-        note(f"No output file of {kernel} v{version} matches {' '.join(given)} ({len(names)} file(s) listed, "
-             f"e.g. {', '.join(names[:3])}).")
-    if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
-        chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
-    summary.selected = len(chosen)
+        patterns: Sequence[str] | None = None
+        if checkpoints:
+            patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
+        chosen = select(names, include, exclude, patterns)
+        if names and not chosen and (include or exclude or patterns):
+            given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
+                     *([f"--checkpoints ({', '.join(patterns)})"] if patterns else [])]
+            note(f"No output file of {kernel} v{version} matches {' '.join(given)} ({len(names)} file(s) listed, "
+                 f"e.g. {', '.join(names[:3])}).")
+        if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
+            chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
+        summary.selected = len(chosen)
 
-    manifest = load_manifest(target)
-    if manifest.get("files") and (manifest.get("kernel"), manifest.get("version")) != (kernel, version):
-        # Another version's files (an -o folder used twice): same names and sizes prove nothing.
-        old = f"{manifest.get('kernel')} v{manifest.get('version')}"
-        note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
-        manifest = {"files": {}}
-    entries: dict[str, Any] = manifest.setdefault("files", {})
-    manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version, status=status)
-    if final and names:
-        summary.removed = _remove_stale(target, entries, set(names))
-        if summary.removed:
-            note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
-                 "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
+        manifest = load_manifest(target)
+        if manifest.get("files") and (manifest.get("kernel"), manifest.get("version")) != (kernel, version):
+            # Another version's files (an -o folder used twice): same names and sizes prove nothing.
+            old = f"{manifest.get('kernel')} v{manifest.get('version')}"
+            note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
+            manifest = {"files": {}}
+        entries: dict[str, Any] = manifest.setdefault("files", {})
+        manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version, status=status)
+        if final and names:
+            summary.removed = _remove_stale(target, entries, set(names))
+            if summary.removed:
+                note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
+                     "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
 
-    todo: list[FileJob] = []
-    for name in chosen:
-        dest = safe_destination(target, name)
-        if dest is None:
-            summary.refused.append(name)
-            continue
-        if not force and is_complete(target, name, entries.get(name)):
-            summary.skipped += 1
-            continue
-        todo.append(FileJob(name, urls[name], dest))
+        todo: list[FileJob] = []
+        for name in chosen:
+            dest = safe_destination(target, name)
+            if dest is None:
+                summary.refused.append(name)
+                continue
+            if not force and is_complete(target, name, entries.get(name)):
+                summary.skipped += 1
+                continue
+            todo.append(FileJob(name, urls[name], dest, *part_paths(target, name)))
 
-    log_raw = getattr(listing, "log", None) or ""
-    if log_raw:
-        summary.log_path, summary.log_text_path = _save_log(target, slug, log_raw, set(names), note)
+        log_raw = getattr(listing, "log", None) or ""
+        if log_raw:
+            summary.log_path, summary.log_text_path = _save_log(target, slug, log_raw, set(names), note)
 
-    if todo:
-        _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
-                      progress=progress, policy=policy, fsync=fsync, final=final)
-    _save_manifest(target, manifest)
+        if todo:
+            _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
+                          progress=progress, policy=policy, fsync=fsync, final=final)
+        _save_manifest(target, manifest)
 
-    sizes = [entries.get(n, {}).get("size") for n in names]
-    if names and all(isinstance(s, int) for s in sizes):
-        summary.total_bytes = sum(int(s) for s in sizes if s is not None)
-    run_json = target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
-    if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
-        summary.run_json = run_json
-    if ledger is not None and version is not None:
-        _update_ledger(ledger, client, kernel, version, summary, log_raw, note)
+        sizes = [entries.get(n, {}).get("size") for n in names]
+        if names and all(isinstance(s, int) for s in sizes):
+            summary.total_bytes = sum(int(s) for s in sizes if s is not None)
+        run_json = target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
+        if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
+            summary.run_json = run_json
+        if ledger is not None and version is not None:
+            _update_ledger(ledger, client, kernel, version, summary, log_raw, note)
     summary.seconds = time.monotonic() - started
     if raise_on_failure:
         summary.raise_for_failures()
     return summary
+
+
+def _target_lock(target: Path, warn: Callable[[str], None] | None) -> Any:
+    """The lock of one target folder (filelock: works across processes; released if the holder dies)."""
+    from filelock import FileLock, Timeout
+
+    folder = bookkeeping_dir(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0.2)
+    except Timeout:
+        if warn is not None:
+            warn(f"another pull-outputs is writing {target}; waiting for it to finish (then only what is "
+                 "still missing is downloaded)")
+        lock.acquire()
+    return _Held(lock)
+
+
+class _Held:
+    """A context manager that releases an already acquired lock."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 def _download_all(
@@ -828,12 +892,16 @@ def _save_manifest(target: Path, manifest: dict[str, Any], durable: bool = True)
     manifest["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     text = json.dumps(manifest, indent=1, sort_keys=True)
     path = manifest_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if durable:
         paths.write_text_atomic(path, text)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    else:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    if manifest.pop("legacy_manifest", None):  # moved out of the target: the target is only outputs now
+        with contextlib.suppress(OSError):
+            (target / LEGACY_MANIFEST_NAME).unlink()
 
 
 def _save_log(
@@ -843,7 +911,7 @@ def _save_log(
     raw_name, text_name = f"{slug}.log", "log.txt"
     folder = target
     if raw_name in names or text_name in names:
-        folder = target / ".kagglekit"
+        folder = bookkeeping_dir(target)  # where no output name can reach
         note(f"The outputs contain a file named {raw_name} or {text_name}; the run's log went to {folder}/.")
     raw_path, text_path = folder / raw_name, folder / text_name
     for path, content in ((raw_path, raw), (text_path, readable_log(raw))):
