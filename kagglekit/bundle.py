@@ -130,10 +130,25 @@ class _Spec:
     reasons: tuple[str, ...] | None = None  # per pattern (defaults only)
 
 
-def _spec(lines: list[str]) -> Any:
+def _spec(lines: list[str], label: str = "", warnings: list[str] | None = None) -> Any:
+    """Git's rules for ``lines``; a line git cannot use either (a lone ``!``) is skipped, with a warning."""
     import pathspec
 
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError):  # pathspec's GitIgnorePatternError is a ValueError
+        pass
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, TypeError):
+            if warnings is not None:
+                warnings.append(f"{label or 'an ignore file'} line {number}: {line.strip()!r} is not a valid "
+                                "pattern (git ignores it too); skipped")
+            continue
+        kept.append(line)
+    return pathspec.GitIgnoreSpec.from_lines(kept)
 
 
 def _read_ignore(path: Path) -> list[str]:
@@ -147,21 +162,23 @@ class _Collector:
     def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
         self.root = root
         self.real_root = os.path.realpath(root)
+        self.warnings: list[str] = []
         self.skip = {os.path.realpath(p) for p in skip}
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
         kaggleignore = root / ".kaggleignore"
         user_tail: list[_Spec] = []
         if kaggleignore.is_file():
-            user_tail.append(_Spec("", _spec(_read_ignore(kaggleignore)), ".kaggleignore"))
+            user_tail.append(_Spec("", _spec(_read_ignore(kaggleignore), ".kaggleignore", self.warnings),
+                                   ".kaggleignore"))
         if settings.exclude:
-            user_tail.append(_Spec("", _spec(list(settings.exclude)), "the exclude setting"))
+            user_tail.append(_Spec("", _spec(list(settings.exclude), "the exclude setting", self.warnings),
+                                   "the exclude setting"))
         self.tail = user_tail
-        self.include = _spec(list(settings.include)) if settings.include else None
+        self.include = _spec(list(settings.include), "the include setting", self.warnings) if settings.include else None
         self.include_prefixes, self.include_names = _include_roots(settings.include)
         self.files: list[tuple[str, Path, int]] = []
         self.left_out: list[LeftOut] = []
-        self.warnings: list[str] = []
 
     def decide(self, rel: str, is_dir: bool, chain: list[_Spec], abs_path: str) -> tuple[bool, str]:
         probe = rel + "/" if is_dir else rel
@@ -196,7 +213,7 @@ class _Collector:
 
     def walk(self) -> None:
         root_gitignore = self.root / ".gitignore"
-        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore)), ".gitignore")] if root_gitignore.is_file() else []
+        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore), ".gitignore", self.warnings), ".gitignore")] if root_gitignore.is_file() else []
         stack: list[tuple[str, str, list[_Spec], bool]] = [("", str(self.root), chain0, False)]
         while stack:
             rel_dir, abs_dir, chain, inside_ignored = stack.pop()
@@ -207,7 +224,8 @@ class _Collector:
                 self.warnings.append(f"cannot read {rel_dir or '.'}: {exc.strerror}")
                 continue
             if rel_dir and any(e.name == ".gitignore" for e in entries):
-                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore")),
+                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore"),
+                                                             f"{rel_dir}/.gitignore", self.warnings),
                                        f"{rel_dir}/.gitignore")]
             subdirs = []
             for e in entries:
@@ -444,7 +462,7 @@ def build_bundle(
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
-                    py_sources[rel] = data.decode("utf-8")
+                    py_sources[rel] = data.decode("utf-8-sig")  # a BOM is valid Python (PEP 263)
                 except UnicodeDecodeError:
                     continue
     changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,

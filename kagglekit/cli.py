@@ -215,7 +215,10 @@ def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None,
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
     """
     from kagglekit.bundle import bundle_project, format_summary
+    from kagglekit.paths import output_dir
 
+    if out_dir is not None:
+        output_dir(out_dir, "-o/--output")
     result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
@@ -408,7 +411,10 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     """
     from kagglekit.download import pull_outputs
     from kagglekit.ledger import optional_ledger
+    from kagglekit.paths import output_dir as check_output_dir
 
+    if output_dir is not None:  # before any network: a bad folder is the first thing to say
+        check_output_dir(output_dir, "-o/--output")
     kernel = kernel or _project_kernel()
     client = opts.client()
     summary = pull_outputs(
@@ -449,8 +455,11 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     """The weekly GPU/TPU quota: live numbers, this week's runs, forecast, the 20 GB budget."""
     from kagglekit.errors import ApiError, CredentialsError, EmulatorError
     from kagglekit.ledger import Ledger
+    from kagglekit.paths import output_file
     from kagglekit.quota import format_report, plot_week, quota_report
 
+    if plot is not None:
+        output_file(plot, "--plot")
     client, reason = None, None
     try:
         client = opts.client()
@@ -524,8 +533,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
     pull-outputs (the latest version when none is given).
     """
     from kagglekit.connection import account_hint
+    from kagglekit.paths import output_file
     from kagglekit.report import report_for
 
+    if output is not None:
+        output_file(output, "-o/--output")
     report = report_for(target, output=output, quota_left=quota_left,
                         account=account_hint(opts.local, opts.endpoint))
 
@@ -606,6 +618,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the file system said no (full, read-only, permissions): not a kagglekit bug
+        if debug:
+            raise
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        click.secho(f"Error: {exc.strerror or type(exc).__name__}{where}.", fg="red", err=True)
+        click.echo("Hint: check that path (free space, permissions, a file where a folder should be); "
+                   "--debug shows where it happened.", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug, not an expected failure: say so without a wall of traceback
         if debug:
             raise
