@@ -75,6 +75,7 @@ from kagglekit.errors import (
     KagglekitError,
     KaggleRefusedError,
     NotFoundError,
+    PushOutcomeUnknown,
 )
 from kagglekit.logs import LogRecord, parse_log
 
@@ -602,7 +603,12 @@ class KaggleApiClient:
         request, warnings, slug_ref = build_save_request(
             folder, session_timeout=session_timeout, accelerator=accelerator, no_run=no_run)
         what = f"the push of {slug_ref or folder}"
-        response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
+        try:
+            response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
+        except ApiError as exc:
+            if exc.hint != self._ambiguous_hint("SaveKernel"):
+                raise  # never sent, or a clear refusal: nothing was created
+            raise PushOutcomeUnknown(exc.message, exc.hint) from exc
         if response.error:
             raise KaggleRefusedError(
                 f"Kaggle refused the push of {slug_ref or folder}: {response.error}",
@@ -952,9 +958,10 @@ class KaggleApiClient:
                 (None if never_sent else self._ambiguous_hint(method))
                 or "Check the network connection (and --endpoint) and try again.",
             ) from None
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut mid-body
             raise ApiError(f"{method} failed: {self._redact(str(exc))}",
-                           "Try again; if it persists run with -vv and report it.") from None
+                           self._ambiguous_hint(method)
+                           or "Try again; if it persists run with -vv and report it.") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # kagglesdk could not parse the answer: an HTML page, a truncated body, an unknown enum.
             raise ApiError(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError
+from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError, PushOutcomeUnknown
 from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
@@ -149,7 +149,21 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
-        result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+        try:
+            result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+        except PushOutcomeUnknown as exc:
+            found = find_accepted_push(client, settings, bundle.script_path.read_text(encoding="utf-8"))
+            if found is None:
+                cli_kernel = kernel or "OWNER/SLUG"
+                raise PushOutcomeUnknown(
+                    f"{exc.message} The push may have been accepted: Kaggle may have created a new version "
+                    "of " + cli_kernel + ", and kagglekit could not check.",
+                    f"Do not push again blindly. Check first: `kagglekit status {cli_kernel}` shows the newest "
+                    "version (and records it in the run ledger); push again only if it is not yours.",
+                ) from exc
+            info(f"Warning: the answer to the push was cut off ({exc.message}), but Kaggle shows version "
+                 f"{found.version} of {found.ref.owner}/{found.ref.slug} with exactly this script: it was accepted.")
+            result = found
 
     outcome.version = result.version
     outcome.url = result.url or outcome.url
@@ -170,6 +184,26 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
     return outcome
+
+
+def find_accepted_push(client: KaggleApiClient, settings: ProjectSettings, script: str) -> PushResult | None:
+    """After a push whose answer was lost: the version Kaggle created from ``script``, or None.
+
+    GetKernel is a read (retried by the client); the newest version counts as ours only if its
+    source is byte-for-byte the script just sent, so a version pushed elsewhere is never taken for it.
+    """
+    from kagglekit.client import KernelRef, PushResult
+
+    owner = settings.kernel_owner or client.username
+    ref = KernelRef(owner, settings.kernel_slug or "")
+    try:
+        found = client.get_kernel(ref)
+    except KagglekitError:
+        return None
+    if found.current_version is None or (found.source or "").strip() != script.strip():
+        return None
+    return PushResult(ref=found.ref.with_version(found.current_version), version=found.current_version,
+                      url=found.ref.url, kernel_id=found.id)
 
 
 def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | None,
