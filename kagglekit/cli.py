@@ -292,8 +292,10 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     """
     from kagglekit.ledger import Ledger, optional_ledger
     from kagglekit.push import PushRequest, describe, run_push
+    from kagglekit.settings import resolve_machine_shape
     from kagglekit.watch import raise_for_outcome
 
+    resolve_machine_shape(test_accelerator, "--test-accelerator")  # named as typed, before any work
     req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
     ledger = optional_ledger(_warn(opts)) if dry_run else Ledger()  # a real push must be recorded
@@ -592,6 +594,10 @@ _accept_global_options_after_the_command(cli)
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point and the single error boundary."""
     args = argv if argv is not None else sys.argv[1:]
+    if any("\x00" in arg for arg in args):  # os calls (click's path checks too) raise ValueError on NUL
+        click.secho("Error: an argument contains a NUL character, which no name, path or value can hold.",
+                    fg="red", err=True)
+        sys.exit(2)
     debug = "--debug" in args or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
     try:
         rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False)

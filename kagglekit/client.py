@@ -145,8 +145,15 @@ class KernelRef:
             version_text = parts[2] if len(parts) == 3 else None
         else:
             raise ConfigError(f"Kernel '{text}' has too many parts.", form_hint)
+        shown = _shown_ref(text)
         if not owner or not slug:
-            raise ConfigError(f"Kernel '{text}' has an empty owner or slug.", form_hint)
+            raise ConfigError(f"Kernel {shown} has an empty owner or slug.", form_hint)
+        if not _REF_OWNER.fullmatch(owner):
+            raise ConfigError(f"Kernel {shown}: the owner {_shown_ref(owner)} is not a Kaggle username (letters, "
+                              "digits, '-' and '_').", form_hint)
+        if not _REF_SLUG.fullmatch(slug):
+            raise ConfigError(f"Kernel {shown}: the slug {_shown_ref(slug)} is not a Kaggle slug (letters, digits "
+                              "and '-', as in the kernel's URL).", form_hint)
         if len(slug) < MIN_SLUG_LENGTH:
             raise ConfigError(
                 f"Kernel slug '{slug}' is shorter than {MIN_SLUG_LENGTH} characters; Kaggle rejects it.",
@@ -155,8 +162,10 @@ class KernelRef:
         version: int | None = None
         if version_text is not None:
             digits = version_text[1:] if version_text[:1] in ("v", "V") else version_text
-            if not digits.isdigit() or int(digits) < 1:
-                raise ConfigError(f"Kernel version '{version_text}' in '{text}' is not a number.", form_hint)
+            # ASCII digits only ('\u00b2'.isdigit() is True, int() refuses it) and a sane length.
+            if not re.fullmatch(r"[0-9]{1,9}", digits) or int(digits) < 1:
+                raise ConfigError(f"Kernel version {_shown_ref(version_text)} in {shown} is not a version number "
+                                  "(a whole number from 1, in ASCII digits).", form_hint)
             version = int(digits)
         return cls(owner, slug, version)
 
@@ -178,6 +187,16 @@ class KernelRef:
     def __str__(self) -> str:
         base = f"{self.owner}/{self.slug}"
         return base if self.version is None else f"{base}/{self.version}"
+
+
+_REF_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_REF_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+def _shown_ref(text: str, limit: int = 80) -> str:
+    """A user-typed reference, quoted and cut short (a 5,000-digit version must not fill the screen)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:50]}...{shown[-15:]} ({len(text)} characters)"
 
 
 @dataclasses.dataclass(frozen=True)

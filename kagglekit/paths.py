@@ -100,6 +100,22 @@ def output_dir(path: Path, option: str) -> Path:
     from kagglekit.errors import ConfigError
 
     hint = f"Give {option} a folder you can write to (it is created if missing)."
+    if "\x00" in str(path):
+        raise ConfigError(f"{option} {str(path)!r} contains a NUL character, which no path can hold.", hint=hint)
+    try:
+        return _output_dir(path, option, hint)
+    except OSError as exc:  # e.g. a name over 255 bytes or a path over PATH_MAX
+        raise ConfigError(f"{option} {_short_path(path)}: {exc.strerror or exc}.", hint=hint) from None
+
+
+def _short_path(path: Path, limit: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _output_dir(path: Path, option: str, hint: str) -> Path:
+    from kagglekit.errors import ConfigError
+
     top = _system_folder(path)
     if top is not None:
         raise ConfigError(f"{option} {path}: {top} is a system folder (a virtual file system), not a place for "
@@ -128,6 +144,11 @@ def output_file(path: Path, option: str) -> Path:
     from kagglekit.errors import ConfigError
 
     hint = f"Give {option} a file path in a folder you can write to."
+    if "\x00" in str(path):
+        raise ConfigError(f"{option} {str(path)!r} contains a NUL character, which no path can hold.", hint=hint)
+    if len(path.name.encode("utf-8", "surrogateescape")) > 255:
+        raise ConfigError(f"{option} {_short_path(path)}: the file name is longer than the 255 bytes file "
+                          "systems allow.", hint=hint)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder, not a file.", hint=hint)
     if path.exists() and not path.is_file():
