@@ -340,7 +340,8 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
         opts.emit(report, lambda: _print_status(opts, report))
         return
     try:
-        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False))
+        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False),
+                       on_problem=_warn(opts))
     except KeyboardInterrupt:
         opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
         raise

@@ -886,9 +886,13 @@ class KaggleApiClient:
     # --- files ---------------------------------------------------------------
 
     def http_session(self, pool_maxsize: int = 16) -> requests.Session:
-        """A session for signed-URL file GETs: timeouts and retries, never a Kaggle auth header."""
+        """A session for signed-URL file GETs: timeouts, never a Kaggle auth header, and NO retries.
+
+        The caller (download.Fetcher) owns the one retry budget of a file: retries here too would
+        nest (the adapter's 5 x the downloader's 8: a file answering 503 forever took ~170 s to fail).
+        """
         session = requests.Session()
-        adapter = _TimeoutAdapter(_make_retry(self.retry, push=False, notify=self._notify), self.timeout,
+        adapter = _TimeoutAdapter(Retry(0, read=False, redirect=5, raise_on_status=False), self.timeout,
                                   pool_maxsize=pool_maxsize)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -931,9 +935,25 @@ class KaggleApiClient:
               what: str | None = None) -> T:
         """Run one kagglesdk call; retry HTML pages under HTTP 200 (idempotent calls); map failures."""
         attempt = 0
+        truncated = 0
         while True:
             try:
                 return self._call_once(method, fn, ref=ref, what=what)
+            except _TruncatedAnswer as exc:
+                # The body was cut after the headers (IncompleteRead): urllib3's Retry never sees that.
+                # A read is idempotent: try again, within the same read budget the transport uses.
+                truncated += 1
+                if truncated > self.retry.read_retries:
+                    raise ApiError(
+                        f"{self._host()} cut its answer to {method} short {truncated} times in a row "
+                        f"({self._redact(str(exc.error))[:160]}).",
+                        "Check the network connection (and --endpoint) and try again.",
+                    ) from None
+                wait = min(self.retry.backoff_max, self.retry.backoff_factor * 2 ** (truncated - 1))
+                wait += random.random() * self.retry.jitter
+                if self._notify is not None:
+                    self._notify(f"{method}: the answer was cut short; retrying in {wait:.1f} s (retry {truncated})")
+                time.sleep(wait)
             except _HtmlAnswer as exc:
                 attempt += 1
                 if method == "SaveKernel" or attempt > self.retry.status_retries:
@@ -977,7 +997,12 @@ class KaggleApiClient:
                 (None if never_sent else self._ambiguous_hint(method))
                 or "Check the network connection (and --endpoint) and try again.",
             ) from None
-        except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut mid-body
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            if method != "SaveKernel":
+                raise _TruncatedAnswer(exc) from None
+            raise ApiError(f"{method} failed: {self._redact(str(exc))}",
+                           self._ambiguous_hint(method)) from None
+        except requests.RequestException as exc:  # anything else requests raises about the exchange
             raise ApiError(f"{method} failed: {self._redact(str(exc))}",
                            self._ambiguous_hint(method)
                            or "Try again; if it persists run with -vv and report it.") from None
@@ -1030,6 +1055,14 @@ class KaggleApiClient:
                             or "This is a problem on Kaggle's side, not with your command; try again later.")
         return KaggleRefusedError(f"{self._host()} refused {subject} ({detail}).",
                                   "Read Kaggle's message above; fix the request and try again.")
+
+
+class _TruncatedAnswer(Exception):
+    """The answer's body ended before its Content-Length (or chunked framing): a read worth repeating."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _HtmlAnswer(Exception):

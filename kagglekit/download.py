@@ -281,12 +281,22 @@ def is_complete(target: Path, name: str, entry: Any) -> bool:
 
 @dataclasses.dataclass
 class RetryPolicy:
-    """How hard to try one file. ``sleep`` is injectable so tests need no real waits."""
+    """How hard to try one file: THE retry budget of a file GET (the HTTP session retries nothing).
+
+    A file fails after ``attempts`` attempts in a row without progress (bytes received), or once
+    its waits add up to ``max_total_wait_s`` without progress: with the defaults a file that answers
+    503 forever fails after 8 GETs and about 30-60 s of backoff; a server asking (Retry-After) for
+    more than ``max_retry_after_s`` at once is not waited for. Expired signed URLs are refreshed as
+    often as needed while the file progresses, at most ``refreshes`` times in a row without progress.
+    docs/network.md has the table. ``sleep`` is injectable so tests need no real waits.
+    """
 
     attempts: int = 8  # consecutive attempts without progress
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
-    max_retry_after_s: float = 300.0
+    max_retry_after_s: float = 120.0
+    max_total_wait_s: float = 300.0  # waits without progress, all attempts together
+    refreshes: int = 3  # signed-URL refreshes in a row without progress
     sleep: Callable[[float], None] = time.sleep
 
     def backoff(self, attempt: int) -> float:
@@ -409,8 +419,9 @@ class Fetcher:
         """Download one file to ``job.dest``; raise ``_Fail`` when it cannot be done."""
         started = time.monotonic()
         url = job.url
-        refreshed = False
+        refreshes = 0  # in a row without progress
         failures = 0
+        waited = 0.0  # without progress
         transferred = 0
         last_reason = ""
         while True:
@@ -421,20 +432,31 @@ class Fetcher:
             except _Retry as exc:
                 last_reason = exc.reason
                 transferred += exc.transferred
-                failures = 0 if exc.progressed else failures + 1
+                if exc.progressed:
+                    failures, waited, refreshes = 0, 0.0, 0
+                else:
+                    failures += 1
                 if failures >= self.policy.attempts:
                     raise _Fail(f"{last_reason} (gave up after {failures} attempts)") from None
                 delay = exc.delay if exc.delay is not None else self.policy.backoff(failures or 1)
                 if delay > self.policy.max_retry_after_s:
                     raise _Fail(f"{last_reason}; the server asks to wait {delay:.0f}s") from None
                 if delay > 0 and not exc.progressed:
+                    if waited + delay > self.policy.max_total_wait_s:
+                        raise _Fail(f"{last_reason} (gave up after {failures} attempts and {waited:.0f} s of "
+                                    "waiting)") from None
+                    waited += delay
                     self.policy.sleep(delay)
                 continue
             except _Expired as exc:
-                new_url = self._refresh(job.name, url) if (self._refresh and not refreshed) else None
+                # A slow link outlives any URL's expiry: refresh whenever needed; only a fresh URL that
+                # is refused again and again, with no byte in between, means the file is really forbidden.
+                refreshes += 1
+                new_url = self._refresh(job.name, url) if (self._refresh and refreshes <= self.policy.refreshes) \
+                    else None
                 if not new_url:
                     raise _Fail(str(exc)) from None
-                url, refreshed = new_url, True
+                url = new_url
                 continue
             return dataclasses.replace(result, transferred=result.transferred + transferred,
                                        seconds=time.monotonic() - started)

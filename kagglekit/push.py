@@ -262,12 +262,13 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
 
 
 def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
-             interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
+             interval_s: float, on_change: Callable[[StatusReport], None],
+             on_problem: Callable[[str], None] | None = None) -> StatusReport:
     from kagglekit.client import KernelRef
     from kagglekit.watch import watch
 
     ref: KernelRef = KernelRef.parse(kernel).with_version(version)
-    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
+    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change, on_problem=on_problem)
 
 
 def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | None, *,
@@ -281,7 +282,8 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
-    report = wait_for(client, test_outcome.kernel, test_outcome.version, ledger, interval_s, on_change)
+    report = wait_for(client, test_outcome.kernel, test_outcome.version, ledger, interval_s, on_change,
+                      on_problem=lambda m: info(f"Warning: {m}"))
     raise_for_outcome(report)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
@@ -330,6 +332,7 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
     on_pushed(outcome)
     if not wait:
         return outcome, None
-    report = wait_for(api, outcome.kernel, outcome.version, ledger, interval_s, on_change)
+    report = wait_for(api, outcome.kernel, outcome.version, ledger, interval_s, on_change,
+                      on_problem=lambda m: info(f"Warning: {m}"))
     outcome.final_status = report.status
     return outcome, report
