@@ -75,7 +75,6 @@ from kagglekit.errors import (
     KagglekitError,
     KaggleRefusedError,
     NotFoundError,
-    PushOutcomeUnknown,
 )
 from kagglekit.logs import LogRecord, parse_log
 
@@ -1055,6 +1054,14 @@ class KaggleApiClient:
                             or "This is a problem on Kaggle's side, not with your command; try again later.")
         return KaggleRefusedError(f"{self._host()} refused {subject} ({detail}).",
                                   "Read Kaggle's message above; fix the request and try again.")
+
+
+class PushOutcomeUnknown(ApiError):
+    """SaveKernel was sent but its answer was lost (cut, dropped, timed out): the push may have been accepted.
+
+    An ``ApiError`` (exit 7), not a new error class: never retried blindly (that could create a second
+    version); ``push.find_accepted_push`` looks for the version instead.
+    """
 
 
 class _TruncatedAnswer(Exception):

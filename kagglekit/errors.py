@@ -52,13 +52,6 @@ class ApiError(KagglekitError):
     exit_code = 7
 
 
-class PushOutcomeUnknown(ApiError):
-    """SaveKernel was sent but its answer was lost (cut, dropped, timed out): the push may have been accepted.
-
-    Never retried blindly (that could create a second version); ``push`` looks for the version instead.
-    """
-
-
 class RunFailedError(KagglekitError):
     """The run ended in ERROR."""
 

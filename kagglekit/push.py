@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError, PushOutcomeUnknown
+from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError
 from kagglekit.options import RunOptions
 
 if TYPE_CHECKING:
@@ -149,6 +149,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
+        from kagglekit.client import PushOutcomeUnknown
+
         try:
             result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
         except PushOutcomeUnknown as exc:
