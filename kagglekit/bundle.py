@@ -17,23 +17,23 @@ import fnmatch
 import functools
 import hashlib
 import io
-import json
 import lzma
 import os
 import re
 import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kagglekit import __version__, constants
+from kagglekit import __version__, constants, display
 from kagglekit.errors import BundleError, ConfigError
-from kagglekit.options import RunOptions
-from kagglekit.settings import SHAPE_LABELS, ProjectSettings, resolve_machine_shape
+from kagglekit.kernel_metadata import METADATA_FILE, write_metadata
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.run_options import RunOptions
+from kagglekit.settings import ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
 
-METADATA_FILE = "kernel-metadata.json"
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
 SCRIPT_TEMPLATE = "kernel/script.py.jinja"
 RUNTIME_PACKAGE = "kagglekit_runtime"
@@ -128,13 +128,12 @@ class BundleResult:
     def delivery(self) -> str:
         """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
         if self.code_dataset is None:
-            return f"inline: the script is {_human(self.script_bytes)} of Kaggle's 1 MiB source limit"
-        return (f"through dataset {self.code_dataset}: the project would make a {_human(self.inline_script_bytes)} "
-                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
-                f"and the kernel is a {_human(self.script_bytes)} loader that checks its sha256")
+            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
+        return (f"through dataset {self.code_dataset}: the project would make a "
+                f"{display.size(self.inline_script_bytes)} script, over Kaggle's 1 MiB source limit, so its archive "
+                f"is uploaded as a private dataset and the kernel is a {display.size(self.script_bytes)} loader "
+                "that checks its sha256")
 
-
-# --- collecting files -------------------------------------------------------------------
 
 @dataclasses.dataclass
 class _Spec:
@@ -309,8 +308,6 @@ def is_secret_name(rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_PATTERNS)
 
 
-# --- the archive and the script ---------------------------------------------------------
-
 def runtime_sources() -> dict[str, bytes]:
     """kagglekit/runtime/*.py, shipped as the package ``kagglekit_runtime``."""
     folder = Path(__file__).resolve().parent / "runtime"
@@ -343,14 +340,6 @@ def _py_literal(value: Any) -> str:
     return ascii(value)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def resolve_entry(entry: str | None, names: set[str]) -> str:
     """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
     if entry is None:
@@ -380,6 +369,23 @@ def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
     return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What a bundle will be, decided from the settings and options before any file is read."""
+
+    out: Path
+    sets: dict[str, str]
+    shape: str
+    kind: str
+    enable_internet: bool
+    session_limit: int
+    kernel_sources: list[str]
+    resume_from: str | None
+    code_file: str
+    dataset_sources: list[str]
+    warnings: list[str]
+
+
 def build_bundle(
     settings: ProjectSettings,
     *,
@@ -404,7 +410,38 @@ def build_bundle(
     the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
     over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
     becomes a loader (without it, such a project is refused).
+    Phases: resolve -> collect and guard -> transform -> render -> write.
     """
+    plan = _resolve(settings, overrides=overrides, machine_shape=machine_shape, internet=internet,
+                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
+    collector, contents = _collect(settings, plan)
+    entry = resolve_entry(settings.entry, set(contents))
+    flag_changes = _transform(settings, contents, mode, plan)
+    files = [BundledFile(rel, size) for rel, _, size in collector.files]
+    archive = build_archive(contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    render_script = _renderer(settings, plan, sha, entry=entry, mode=mode, files=files, extra_env=extra_env,
+                              requirements=requirements)
+    script_bytes, inline_bytes, code_dir = _deliver(render_script, archive, sha, plan, code_dataset, contents)
+    metadata = _metadata(settings, plan)
+    script_path, metadata_path = _write(plan, script_bytes, metadata)
+    total = sum(f.size for f in files)
+    return BundleResult(
+        out_dir=plan.out, script_path=script_path, metadata_path=metadata_path, kernel=settings.kernel_id or "",
+        title=settings.resolved_title or settings.kernel_slug or "", entry=entry, mode=mode, overrides=plan.sets,
+        machine_shape=plan.shape, enable_internet=plan.enable_internet, is_private=settings.private,
+        session_limit_s=plan.session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
+        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes)
+
+
+def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, machine_shape: str | None,
+             internet: bool | None, out_dir: Path | None, extra_env: Mapping[str, str] | None,
+             resume_from: str | None, extra_datasets: tuple[str, ...]) -> _Plan:
+    """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
     if out == root.resolve():
@@ -415,10 +452,8 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
-    enable_internet = settings.enable_internet if internet is None else internet
     for name in sorted(extra_env or {}):
         if _SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
@@ -426,25 +461,36 @@ def build_bundle(
                               hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
                                    "kaggle_secrets.UserSecretsClient.")
     if shape in constants.RETIRED_SHAPES and not any(shape in w for w in warnings):
-        warnings.append(f"machine shape {shape} was retired in September 2026; Kaggle runs it on a replacement.")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=shape))
     session_limit = settings.timeout_s or constants.SESSION_LIMIT_SECONDS[kind]
     if session_limit > constants.SESSION_LIMIT_SECONDS[kind]:
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
                           f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
                           hint="Use a shorter --timeout, or leave it unset.")
-
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
-        parts = resume_from.strip("/").split("/")
-        if not (2 <= len(parts) <= 3 and all(parts) and (len(parts) == 2 or parts[2].lstrip("v").isdigit())):
-            raise ConfigError(f"resume from {resume_from!r}: expected 'owner/slug' or 'owner/slug/VERSION'.")
-        resume_from = "/".join(parts)
-        if not any(k.split("/")[:2] == parts[:2] for k in kernel_sources):
+        try:
+            parent = KernelRef.parse(resume_from.strip("/"))
+        except ConfigError as exc:
+            raise ConfigError(f"resume from {resume_from!r}: {exc.message}", exc.hint) from None
+        resume_from = str(parent)
+        if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
+    code_file = settings.resolved_code_file
+    if code_file == METADATA_FILE:
+        raise ConfigError("code-file cannot be kernel-metadata.json.")
+    return _Plan(out=out, sets={str(k): str(v) for k, v in sorted((overrides or {}).items())}, shape=shape,
+                 kind=kind, enable_internet=settings.enable_internet if internet is None else internet,
+                 session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
+                 code_file=code_file, warnings=warnings,
+                 dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)])
 
-    collector = _Collector(root, settings, skip=[out])
+
+def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[str, bytes]]:
+    """Walk the project and read its files, refusing secrets and hopeless sizes before going further."""
+    collector = _Collector(settings.root, settings, skip=[plan.out])
     collector.walk()
-    warnings += collector.warnings
+    plan.warnings += collector.warnings
     secrets = [rel for rel, path, _ in collector.files
                if is_secret_name(rel) or (path.is_symlink() and is_secret_name(os.path.realpath(path)))]
     if secrets:
@@ -454,14 +500,13 @@ def build_bundle(
             hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
                  "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
                  "(Add-ons > Secrets) instead.")
-
     raw_total = sum(size for _, _, size in collector.files)
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
         raise BundleError(
-            f"The project's files add up to {_human(raw_total)}, far over Kaggle's source limit of 1 MiB "
+            f"The project's files add up to {display.size(raw_total)}, far over Kaggle's source limit of 1 MiB "
             f"({constants.SOURCE_LIMIT_BYTES:,} bytes) for the one kernel script. Largest contributors: "
-            + "; ".join(f"{rel} ({_human(size)})" for rel, _, size in biggest) + ".",
+            + "; ".join(f"{rel} ({display.size(size)})" for rel, _, size in biggest) + ".",
             hint=TOO_BIG_HINT)
     contents: dict[str, bytes] = {}
     for rel, path, _size in collector.files:
@@ -475,128 +520,137 @@ def build_bundle(
                           + ", ".join(leaked) + ".",
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
+    return collector, contents
 
-    entry = resolve_entry(settings.entry, set(contents))
 
+def _transform(settings: ProjectSettings, contents: dict[str, bytes], mode: str | None,
+               plan: _Plan) -> list[FlagChange]:
+    """Apply the mode and ``--set`` overrides to the bundled copy (in place), then check it parses on Kaggle."""
     py_sources: dict[str, str] = {}
-    if mode is not None or sets:
+    if mode is not None or plan.sets:
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
                     py_sources[rel] = data.decode("utf-8-sig")  # a BOM is valid Python (PEP 263)
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=plan.sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled)
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
-
     check_syntax(contents)
-    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
-                      & PREIMPORTED_ON_KAGGLE)
-    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
-                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
-    archive = build_archive(contents, runtime_sources())
-    sha = hashlib.sha256(archive).hexdigest()
-    kernel_id = settings.kernel_id
-    assert kernel_id is not None
-    title = settings.resolved_title or settings.kernel_slug
-    code_file = settings.resolved_code_file
-    if code_file == METADATA_FILE:
-        raise ConfigError("code-file cannot be kernel-metadata.json.")
-    files = [BundledFile(rel, size) for rel, _, size in collector.files]
-    total = sum(f.size for f in files)
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
+    plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "
+                      f"at start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it."
+                      for name in shadowed]
+    return flag_changes
+
+
+def _renderer(settings: ProjectSettings, plan: _Plan, sha: str, *, entry: str, mode: str | None,
+              files: list[BundledFile], extra_env: Mapping[str, str] | None,
+              requirements: Mapping[str, Any] | None) -> Callable[..., str]:
+    """templates/kernel/script.py.jinja with the runtime's config; call it with where the archive is."""
+    from kagglekit.templating import render
+
+    kernel_id = settings.kernel_id or ""
     config: dict[str, Any] = {
         "kagglekit_version": __version__,
         "kernel": kernel_id,
         "entry": entry,
         "mode": mode,
-        "overrides": sets,
+        "overrides": plan.sets,
         "bundle_sha256": sha,
-        "accelerator": "cpu" if kind == "cpu" else shape,
-        "session_limit_s": session_limit,
+        "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
+        "session_limit_s": plan.session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted((extra_env or {}).items())),
-        "resume_from": resume_from,
+        "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
     }
     if requirements:
         config["requirements"] = dict(requirements)
-    from kagglekit.templating import render
-
-    render_script = functools.partial(
+    return functools.partial(
         render,
         SCRIPT_TEMPLATE,
-        code_file=code_file,
+        code_file=plan.code_file,
         version=__version__,
         kernel=kernel_id,
         entry=entry,
         mode_label=mode or "as in the sources",
-        accelerator=f"{shape} ({SHAPE_LABELS.get(shape, shape)})",
+        accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
         n_files=len(files),
-        total_label=_human(total),
+        total_label=display.size(sum(f.size for f in files)),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
+
+
+def _deliver(render_script: Callable[..., str], archive: bytes, sha: str, plan: _Plan, code_dataset: str | None,
+             contents: Mapping[str, bytes]) -> tuple[bytes, int, Path | None]:
+    """The script with the archive inside, or, over 1 MiB, a loader plus the code dataset folder.
+
+    Returns (script, the inline script's size, the code dataset folder or None).
+    """
     script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
                                  archive_dataset=None, archive_file="").encode("utf-8")
     inline_bytes = len(script_bytes)
-    dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
-    code_dir: Path | None = None
-    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
-        if code_dataset is None:
-            raise _too_big(inline_bytes, contents)
-        archive_file = f"bundle-{sha[:16]}.tar.xz"
-        script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
-                                     archive_file=archive_file).encode("utf-8")
-        code_dir = out / "code-dataset"
-        if code_dir.exists():
-            shutil.rmtree(code_dir)
-        code_dir.mkdir(parents=True)
-        (code_dir / archive_file).write_bytes(archive)
-        dataset_sources.append(code_dataset)
-    elif (out / "code-dataset").exists():
-        shutil.rmtree(out / "code-dataset")
+    if inline_bytes < constants.SOURCE_LIMIT_BYTES:
+        if (plan.out / "code-dataset").exists():
+            shutil.rmtree(plan.out / "code-dataset")
+        return script_bytes, inline_bytes, None
+    if code_dataset is None:
+        raise _too_big(inline_bytes, contents)
+    archive_file = f"bundle-{sha[:16]}.tar.xz"
+    script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
+                                 archive_file=archive_file).encode("utf-8")
+    plan.dataset_sources.append(code_dataset)
+    return script_bytes, inline_bytes, _write_code_dataset(plan.out, archive_file, archive)
 
+
+def _write_code_dataset(out: Path, archive_file: str, archive: bytes) -> Path:
+    """``<out>/code-dataset/<archive_file>``: the folder uploaded as the code dataset (a fresh one each time)."""
+    code_dir = out / "code-dataset"
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    code_dir.mkdir(parents=True)
+    (code_dir / archive_file).write_bytes(archive)
+    return code_dir
+
+
+def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
+    """kernel-metadata.json's content (the format ``kaggle kernels push`` reads)."""
+    kernel_id = settings.kernel_id or ""
     if settings.kernel_owner is None:
-        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
-                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
-    metadata: dict[str, Any] = {
+        plan.warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your "
+                             "account; for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    return {
         "id": kernel_id,
-        "title": title,
-        "code_file": code_file,
+        "title": settings.resolved_title or settings.kernel_slug,
+        "code_file": plan.code_file,
         "language": "python",
         "kernel_type": "script",
         "is_private": settings.private,
-        "enable_gpu": kind == "gpu",
-        "enable_tpu": kind == "tpu",
-        "enable_internet": enable_internet,
-        "dataset_sources": dataset_sources,
+        "enable_gpu": plan.kind == "gpu",
+        "enable_tpu": plan.kind == "tpu",
+        "enable_internet": plan.enable_internet,
+        "dataset_sources": plan.dataset_sources,
         "competition_sources": list(settings.competitions),
-        "kernel_sources": kernel_sources,
+        "kernel_sources": plan.kernel_sources,
         "model_sources": list(settings.models),
-        "machine_shape": shape,
+        "machine_shape": plan.shape,
     }
-    from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
-    out.mkdir(parents=True, exist_ok=True)
-    script_path = out / code_file
-    metadata_path = out / METADATA_FILE
+
+def _write(plan: _Plan, script_bytes: bytes, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write the script and kernel-metadata.json atomically into the output folder."""
+    from kagglekit.paths import write_bytes_atomic
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    script_path = plan.out / plan.code_file
     write_bytes_atomic(script_path, script_bytes)
-    write_text_atomic(metadata_path, json.dumps(metadata, indent=2) + "\n")
-    for path in (script_path, metadata_path):  # mkstemp makes 0600 files; these are not secret
-        path.chmod(0o644)
-
-    return BundleResult(
-        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
-        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
-        is_private=settings.private, session_limit_s=session_limit, files=files,
-        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
-        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
-        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
-        inline_script_bytes=inline_bytes)
+    script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
+    return script_path, write_metadata(plan.out, metadata)
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -604,14 +658,12 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
     by_raw = sorted(contents.items(), key=lambda kv: -len(kv[1]))[:12]
     estimates = sorted(((rel, len(data), len(lzma.compress(data, preset=1)) * 4 // 3) for rel, data in by_raw),
                        key=lambda t: -t[2])[:BIGGEST_SHOWN]
-    listed = "; ".join(f"{rel} ({_human(raw)}, about {_human(cost)} in the script)" for rel, raw, cost in estimates)
+    listed = "; ".join(f"{rel} ({display.size(raw)}, about {display.size(cost)} in the script)" for rel, raw, cost in estimates)
     return BundleError(
-        f"The kernel script would be {_human(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
+        f"The kernel script would be {display.size(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
         hint=TOO_BIG_HINT)
 
-
-# --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
 
 def _limit_text(seconds: int) -> str:
     h, rem = divmod(seconds, 3600)
@@ -643,12 +695,12 @@ def check_syntax(contents: Mapping[str, bytes]) -> None:
 
 def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     lines: list[str] = []
-    lines.append(f"Bundled {len(result.files)} files ({_human(result.total_bytes)}) for {result.kernel}, "
+    lines.append(f"Bundled {len(result.files)} files ({display.size(result.total_bytes)}) for {result.kernel}, "
                  f"entry {result.entry}")
     if verbose:
-        lines += [f"  {f.path}  {_human(f.size)}" for f in result.files]
+        lines += [f"  {f.path}  {display.size(f.size)}" for f in result.files]
     elif result.biggest:
-        lines.append("  biggest: " + ", ".join(f"{f.path} ({_human(f.size)})" for f in result.biggest))
+        lines.append("  biggest: " + ", ".join(f"{f.path} ({display.size(f.size)})" for f in result.biggest))
     if result.left_out:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
@@ -658,12 +710,12 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     for change in result.flag_changes:
         lines.append(f"  {change}")
     pct = 100 * result.script_bytes / result.limit_bytes
-    lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
+    lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
     lines.append(f"Code: {result.delivery}")
     if result.code_dataset_dir is not None:
         lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
-    label = SHAPE_LABELS.get(result.machine_shape, result.machine_shape)
+    label = display.shape_label(result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
                  f"{'private' if result.is_private else 'public'}  session limit {_limit_text(result.session_limit_s)}")

@@ -6,7 +6,7 @@ What the official client (2.2.5) does badly and this module does instead:
 - every page of the listing, then N files at once (a thread pool, one HTTP session per thread);
 - each file streamed in chunks straight to disk as a partial file and renamed to its final name
   only when complete and size-checked: no half file ever sits under a final name;
-- the target folder holds the run's outputs and nothing else: kagglekit's bookkeeping (manifest,
+- the target folder holds the run's outputs and nothing else: kagglekit's bookkeeping (pull state,
   partial files named by a hash of the output name, the lock) lives beside it in
   ``.<target>.kagglekit/``, where no output name can reach (an output may be called
   ``.model.bin.part`` or ``.kagglekit-manifest.json`` and is pulled like any other);
@@ -14,10 +14,11 @@ What the official client (2.2.5) does badly and this module does instead:
 - retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
   connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
   interrupted pull is finished by running it again;
-- a manifest (``manifest.json`` in the bookkeeping folder: name -> size, ETag, Last-Modified, sha256, and whether
-  the run had finished) so a second pull of a finished run sends no file request at all, not even a
-  HEAD; files pulled while the run was still going are always fetched again (they may have changed),
-  and those the finished run no longer lists are removed;
+- a pull state file (``pull-state.json`` in the bookkeeping folder; earlier releases kept it in the
+  target as ``.kagglekit-manifest.json`` and it moves out: name -> size,
+  ETag, Last-Modified, sha256, and whether the run had finished) so a second pull of a finished run
+  sends no file request at all, not even a HEAD; files pulled while the run was still going are
+  always fetched again (they may have changed), and those the finished run no longer lists are removed;
 - names that would land outside the target (absolute, ``..``, through a symlink) are refused.
 """
 
@@ -30,7 +31,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 import threading
@@ -39,11 +39,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from kagglekit import paths
+from kagglekit import display, paths
+from kagglekit.api.transport import RetryPolicy, retry_after_seconds
 from kagglekit.constants import (
     ACTIVE_STATUSES,
     DEFAULT_CHECKPOINT_PATTERNS,
@@ -53,21 +54,23 @@ from kagglekit.constants import (
     STATUS_RUNNING,
 )
 from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
+from kagglekit.kernel_ref import KernelRef
 
-MANIFEST_NAME = "manifest.json"  # in the bookkeeping folder beside the target (bookkeeping_dir)
-LEGACY_MANIFEST_NAME = ".kagglekit-manifest.json"  # inside the target, before the bookkeeping folder
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
+
+PULL_STATE_FILE = "pull-state.json"  # in the bookkeeping folder beside the target (bookkeeping_dir)
+LEGACY_PULL_STATE_FILE = ".kagglekit-manifest.json"  # inside the target, in earlier releases
 BOOKKEEPING_SUFFIX = ".kagglekit"
 LOCK_NAME = "pull.lock"
-MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
+PULL_STATE_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
 META_SUFFIX = ".part.meta"
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 120.0
-MANIFEST_SAVE_INTERVAL_S = 2.0
-
-
-# --------------------------------------------------------------------------- results
+PULL_STATE_SAVE_INTERVAL_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +90,7 @@ class PullSummary:
     files: int = 0  # downloaded this time
     bytes: int = 0  # transferred this time (resumed parts count only the new bytes)
     seconds: float = 0.0
-    skipped: int = 0  # already complete on disk (manifest)
+    skipped: int = 0  # already complete on disk (pull state)
     listed: int = 0
     selected: int = 0
     total_bytes: int | None = None  # size of the whole listing, when every size is known
@@ -107,7 +110,7 @@ class PullSummary:
         """One human line: the end-of-pull summary."""
         rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
         parts = [
-            f"{self.files} downloaded ({human_bytes(self.bytes)} in {self.seconds:.1f}s, {human_bytes(rate)}/s)",
+            f"{self.files} downloaded ({display.size(self.bytes)} in {self.seconds:.1f}s, {display.size(rate)}/s)",
             f"{self.skipped} already complete",
         ]
         if self.removed:
@@ -135,18 +138,6 @@ class PullSummary:
                 + ("" if len(self.failed) <= 5 else "; ...") + ").",
                 hint="The other files are kept; run the same pull-outputs again to resume the rest.",
             )
-
-
-def human_bytes(n: float) -> str:
-    """Decimal units (kB, MB, GB), as the progress bar and the rest of kagglekit (Kaggle's "20 GB")."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- names and paths
 
 
 def safe_destination(target: Path, name: str) -> Path | None:
@@ -223,9 +214,6 @@ def project_checkpoint_patterns(start: Path | None = None) -> tuple[str, ...]:
     return tuple(str(p) for p in patterns) if patterns else tuple(DEFAULT_CHECKPOINT_PATTERNS)
 
 
-# --------------------------------------------------------------------------- manifest
-
-
 def bookkeeping_dir(target: Path) -> Path:
     """``<parent>/.<target name>.kagglekit/``: beside the target, so no output name can land in it."""
     target = Path(os.path.abspath(target))
@@ -237,11 +225,11 @@ def bookkeeping_dir(target: Path) -> Path:
     return target.parent / f".{target.name}{BOOKKEEPING_SUFFIX}"
 
 
-def manifest_path(target: Path) -> Path:
-    return bookkeeping_dir(target) / MANIFEST_NAME
+def pull_state_path(target: Path) -> Path:
+    return bookkeeping_dir(target) / PULL_STATE_FILE
 
 
-def _read_manifest(path: Path) -> dict[str, Any] | None:
+def _read_pull_state(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -251,18 +239,18 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def load_manifest(target: Path) -> dict[str, Any]:
-    data = _read_manifest(manifest_path(target))
+def load_pull_state(target: Path) -> dict[str, Any]:
+    data = _read_pull_state(pull_state_path(target))
     if data is None:
-        # A folder pulled by an older kagglekit keeps its manifest inside; it moves out on the next save.
-        data = _read_manifest(target / LEGACY_MANIFEST_NAME)
+        # A folder pulled by an earlier release keeps its state inside; it moves out on the next save.
+        data = _read_pull_state(target / LEGACY_PULL_STATE_FILE)
         if data is not None:
-            data["legacy_manifest"] = True
-    return data if data is not None else {"format": MANIFEST_FORMAT, "files": {}}
+            data["legacy_state"] = True
+    return data if data is not None else {"format": PULL_STATE_FORMAT, "files": {}}
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
-    """Already here: in the manifest, pulled once the run had finished, and the file on disk has the
+    """Already here: in the pull state, pulled once the run had finished, and the file on disk has the
     recorded size (no request needed). A file pulled while the run was going may have changed since."""
     if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or entry.get("final") is not True:
         return False
@@ -274,52 +262,6 @@ def is_complete(target: Path, name: str, entry: Any) -> bool:
     except OSError:
         return False
     return not dest.is_symlink() and dest.is_file() and st.st_size == entry["size"]
-
-
-# --------------------------------------------------------------------------- retry policy
-
-
-@dataclasses.dataclass
-class RetryPolicy:
-    """How hard to try one file: THE retry budget of a file GET (the HTTP session retries nothing).
-
-    A file fails after ``attempts`` attempts in a row without progress (bytes received), or once
-    its waits add up to ``max_total_wait_s`` without progress: with the defaults a file that answers
-    503 forever fails after 8 GETs and about 30-60 s of backoff; a server asking (Retry-After) for
-    more than ``max_retry_after_s`` at once is not waited for. Expired signed URLs are refreshed as
-    often as needed while the file progresses, at most ``refreshes`` times in a row without progress.
-    docs/network.md has the table. ``sleep`` is injectable so tests need no real waits.
-    """
-
-    attempts: int = 8  # consecutive attempts without progress
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-    max_retry_after_s: float = 120.0
-    max_total_wait_s: float = 300.0  # waits without progress, all attempts together
-    refreshes: int = 3  # signed-URL refreshes in a row without progress
-    sleep: Callable[[float], None] = time.sleep
-
-    def backoff(self, attempt: int) -> float:
-        delay = min(self.max_delay_s, self.base_delay_s * float(2 ** max(0, attempt - 1)))
-        return delay * (0.5 + random.random() / 2)  # jitter: parallel workers do not retry in lockstep
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _Retry(Exception):
@@ -341,9 +283,6 @@ class _Fail(Exception):
 
 class _Expired(Exception):
     """403 on a signed URL: it may have expired; a fresh listing gives a new one."""
-
-
-# --------------------------------------------------------------------------- one file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,13 +375,13 @@ class Fetcher:
                     failures, waited, refreshes = 0, 0.0, 0
                 else:
                     failures += 1
-                if failures >= self.policy.attempts:
+                if failures >= self.policy.file_attempts:
                     raise _Fail(f"{last_reason} (gave up after {failures} attempts)") from None
                 delay = exc.delay if exc.delay is not None else self.policy.backoff(failures or 1)
-                if delay > self.policy.max_retry_after_s:
+                if delay > self.policy.max_retry_after:
                     raise _Fail(f"{last_reason}; the server asks to wait {delay:.0f}s") from None
                 if delay > 0 and not exc.progressed:
-                    if waited + delay > self.policy.max_total_wait_s:
+                    if waited + delay > self.policy.file_max_wait:
                         raise _Fail(f"{last_reason} (gave up after {failures} attempts and {waited:.0f} s of "
                                     "waiting)") from None
                     waited += delay
@@ -452,7 +391,7 @@ class Fetcher:
                 # A slow link outlives any URL's expiry: refresh whenever needed; only a fresh URL that
                 # is refused again and again, with no byte in between, means the file is really forbidden.
                 refreshes += 1
-                new_url = self._refresh(job.name, url) if (self._refresh and refreshes <= self.policy.refreshes) \
+                new_url = self._refresh(job.name, url) if (self._refresh and refreshes <= self.policy.file_refreshes) \
                     else None
                 if not new_url:
                     raise _Fail(str(exc)) from None
@@ -464,8 +403,8 @@ class Fetcher:
     def _attempt(self, job: FileJob, url: str) -> FileResult:
         dest = job.dest
         part, meta_path = job.part, job.meta
-        dest.parent.mkdir(parents=True, exist_ok=True)
         part.parent.mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         meta = _read_meta(meta_path) if offset else None
         headers = {"Accept-Encoding": "identity"}  # sizes must be the bytes on the wire
@@ -489,24 +428,8 @@ class Fetcher:
     def _handle(
         self, job: FileJob, resp: requests.Response, part: Path, meta_path: Path, offset: int
     ) -> FileResult:
+        _check_answer(job, resp, part, meta_path)
         status = resp.status_code
-        if status == 429:
-            raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status == 416:
-            _unlink(part, meta_path)
-            raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
-        if status == 403:
-            raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
-        if status in (401, 404, 410) or 400 <= status < 500:
-            raise _Fail(f"HTTP {status}")
-        if status not in (200, 206):
-            raise _Retry(f"unexpected HTTP {status}")
-        ctype = resp.headers.get("Content-Type", "").lower()
-        if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
-            raise _Retry("an HTML error page instead of the file")
-
         etag = resp.headers.get("ETag")
         last_modified = resp.headers.get("Last-Modified")
         total: int | None
@@ -559,6 +482,27 @@ class Fetcher:
         return FileResult(job.name, size, written, etag, last_modified, hasher.hexdigest(), 0.0)
 
 
+def _check_answer(job: FileJob, resp: requests.Response, part: Path, meta_path: Path) -> None:
+    """Raise what an answer other than the file's bytes means: retry, refresh the URL, or give up."""
+    status = resp.status_code
+    if status == 429:
+        raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status >= 500:
+        raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status == 416:
+        _unlink(part, meta_path)
+        raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
+    if status == 403:
+        raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
+    if status in (401, 404, 410) or 400 <= status < 500:
+        raise _Fail(f"HTTP {status}")
+    if status not in (200, 206):
+        raise _Retry(f"unexpected HTTP {status}")
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
+        raise _Retry("an HTML error page instead of the file")
+
+
 def _read_meta(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -597,9 +541,6 @@ def _set_mtime(path: Path, last_modified: str | None) -> None:
         os.utime(path, (when, when))
 
 
-# --------------------------------------------------------------------------- the log
-
-
 def readable_log(raw: str) -> str:
     """Kaggle's raw JSON log as readable text (progress bars collapsed, stderr marked)."""
     try:
@@ -626,9 +567,6 @@ def _fallback_readable_log(raw: str) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-# --------------------------------------------------------------------------- orchestration
-
-
 def _version_of(info: Any) -> int | None:
     for attr in ("current_version", "current_version_number", "version_number", "version"):
         value = getattr(info, attr, None)
@@ -649,8 +587,8 @@ def default_target(slug: str, version: int | None, base: Path | None = None) -> 
 
 
 def pull_outputs(
-    client: Any,
-    ref: Any,
+    client: KaggleApiClient,
+    ref: KernelRef | str | None,
     *,
     target: Path | None = None,
     include: Sequence[str] = (),
@@ -660,7 +598,7 @@ def pull_outputs(
     jobs: int = 4,
     force: bool = False,
     progress: bool | None = None,
-    ledger: Any = None,
+    ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     raise_on_failure: bool = True,
     fsync: bool = False,
@@ -671,15 +609,12 @@ def pull_outputs(
     The target defaults to ``outputs/<slug>/v<N>/`` with N the version the listing belongs to.
     ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
     refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
+    Phases: which run -> list -> choose -> compare with the pull state -> download -> record
+    (a third of its length is its keyword parameters; each phase is a function below).
     """
-    from kagglekit.client import KernelRef
-
     started = time.monotonic()
-    jobs = max(1, int(jobs))
     if isinstance(ref, str) or ref is None:
         ref = KernelRef.parse(ref or "", client.username)
-    owner, slug, version = ref.owner, ref.slug, ref.version
-    kernel = f"{owner}/{slug}"
     warnings: list[str] = []
 
     def note(message: str) -> None:
@@ -687,97 +622,50 @@ def pull_outputs(
         if warn is not None:
             warn(message)
 
-    # Which version, and has it finished? Asked before the listing: files listed while the run
-    # is going may still change, so the manifest marks them and the next pull fetches them again.
-    base_ref = KernelRef(owner, slug, None)
-    if version is None:
-        version = _version_of(client.get_kernel(base_ref))
-    listing_ref = KernelRef(owner, slug, version) if version is not None else base_ref
-    status: str | None = None
-    with contextlib.suppress(KagglekitError):
-        status = _status_name(client.status(listing_ref))
-    final = status in FINAL_STATUSES
-    label = f"{kernel} v{version}" if version is not None else kernel
-    if status in ACTIVE_STATUSES:
-        state = "queued" if status == STATUS_QUEUED else (
-            "running" if status == STATUS_RUNNING else status.lower())
-        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
-             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
-             "now is fetched again then).")
-
-    target = Path(target) if target is not None else default_target(slug, version)
+    listing_ref, status = _which_run(client, ref, note)
+    target = Path(target) if target is not None else default_target(listing_ref.slug, listing_ref.version)
     target.mkdir(parents=True, exist_ok=True)
     with _target_lock(target, warn):  # two pulls into one folder take turns: never two writers of a file
-        listing = client.list_outputs(listing_ref)
-        if status is None:
-            note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
-        summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
-
-        files = list(getattr(listing, "files", []) or [])
-        urls: dict[str, str] = {}
-        for f in files:
-            urls[str(f.name)] = str(f.url)
-        names = list(urls)
-        summary.listed = len(names)
-
-        patterns: Sequence[str] | None = None
-        if checkpoints:
-            patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
-        chosen = select(names, include, exclude, patterns)
-        if names and not chosen and (include or exclude or patterns):
-            given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
-                     *([f"--checkpoints ({', '.join(patterns)})"] if patterns else [])]
-            note(f"No output file of {kernel} v{version} matches {' '.join(given)} ({len(names)} file(s) listed, "
-                 f"e.g. {', '.join(names[:3])}).")
-        if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
-            chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
-        summary.selected = len(chosen)
-
-        manifest = load_manifest(target)
-        if manifest.get("files") and (manifest.get("kernel"), manifest.get("version")) != (kernel, version):
-            # Another version's files (an -o folder used twice): same names and sizes prove nothing.
-            old = f"{manifest.get('kernel')} v{manifest.get('version')}"
-            note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
-            manifest = {"files": {}}
-        entries: dict[str, Any] = manifest.setdefault("files", {})
-        manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version, status=status)
-        if final and names:
-            summary.removed = _remove_stale(target, entries, set(names))
-            if summary.removed:
-                note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
-                     "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
-
-        todo: list[FileJob] = []
-        for name in chosen:
-            dest = safe_destination(target, name)
-            if dest is None:
-                summary.refused.append(name)
-                continue
-            if not force and is_complete(target, name, entries.get(name)):
-                summary.skipped += 1
-                continue
-            todo.append(FileJob(name, urls[name], dest, *part_paths(target, name)))
-
-        log_raw = getattr(listing, "log", None) or ""
-        if log_raw:
-            summary.log_path, summary.log_text_path = _save_log(target, slug, log_raw, set(names), note)
-
-        if todo:
-            _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
-                          progress=progress, policy=policy, fsync=fsync, final=final)
-        _save_manifest(target, manifest)
-
-        sizes = [entries.get(n, {}).get("size") for n in names]
-        if names and all(isinstance(s, int) for s in sizes):
-            summary.total_bytes = sum(int(s) for s in sizes if s is not None)
-        run_json = target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
-        if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
-            summary.run_json = run_json
-        if ledger is not None and version is not None:
-            _update_ledger(ledger, client, kernel, version, summary, log_raw, note)
+        summary = _pull_locked(client, listing_ref, status, target, include, exclude, checkpoints,
+                               checkpoint_patterns, jobs, force, progress, ledger, policy, fsync, note, warnings)
     summary.seconds = time.monotonic() - started
     if raise_on_failure:
         summary.raise_for_failures()
+    return summary
+
+
+def _pull_locked(client: KaggleApiClient, listing_ref: KernelRef, status: str | None, target: Path,
+                 include: Sequence[str], exclude: Sequence[str], checkpoints: bool,
+                 checkpoint_patterns: Sequence[str] | None, jobs: int, force: bool, progress: bool | None,
+                 ledger: Ledger | None, policy: RetryPolicy | None, fsync: bool, note: Callable[[str], None],
+                 warnings: list[str]) -> PullSummary:
+    """The pull proper, under the target's lock: list -> choose -> pull state -> download -> record."""
+    kernel, version = listing_ref.kernel_id, listing_ref.version
+    final = status in FINAL_STATUSES
+    listing = client.list_outputs(listing_ref)
+    if status is None:
+        label = f"{kernel} v{version}" if version is not None else kernel
+        note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
+    summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
+    urls = {str(f.name): str(f.url) for f in listing.files}
+    names = list(urls)
+    summary.listed = len(names)
+    chosen = _choose(listing_ref, names, include, exclude,
+                     checkpoint_patterns=(checkpoint_patterns if checkpoint_patterns is not None
+                                          else project_checkpoint_patterns()) if checkpoints else None, note=note)
+    summary.selected = len(chosen)
+    state = _open_pull_state(target, listing_ref, status, names if final else [], summary, note)
+    entries: dict[str, Any] = state["files"]
+    todo = _jobs(target, chosen, urls, entries, summary, force=force)
+    if listing.log:
+        summary.log_path, summary.log_text_path = _save_log(target, listing_ref.slug, listing.log, set(names), note)
+    if todo:
+        _download_all(client, listing_ref, todo, summary, entries, state, target, jobs=max(1, int(jobs)),
+                      progress=progress, policy=policy, fsync=fsync, final=final)
+    _save_pull_state(target, state)
+    _summarize(summary, names, entries)
+    if ledger is not None and version is not None:
+        _update_ledger(ledger, client, listing_ref, summary, listing.log, note)
     return summary
 
 
@@ -811,9 +699,90 @@ class _Held:
         self.lock.release()
 
 
+def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[str, Any], summary: PullSummary,
+          *, force: bool) -> list[FileJob]:
+    """The files to fetch: not refused (unsafe name), not already complete on disk (unless ``force``)."""
+    todo: list[FileJob] = []
+    for name in chosen:
+        dest = safe_destination(target, name)
+        if dest is None:
+            summary.refused.append(name)
+        elif not force and is_complete(target, name, entries.get(name)):
+            summary.skipped += 1
+        else:
+            todo.append(FileJob(name, urls[name], dest, *part_paths(target, name)))
+    return todo
+
+
+def _which_run(client: KaggleApiClient, ref: KernelRef, note: Callable[[str], None]) -> tuple[KernelRef, str | None]:
+    """The version to list (the newest when none is given) and its status (None: could not tell).
+
+    Asked before the listing: files listed while the run is going may still change, so the pull
+    state marks them and the next pull fetches them again.
+    """
+    base_ref = ref.without_version()
+    version = ref.version if ref.version is not None else _version_of(client.get_kernel(base_ref))
+    listing_ref = base_ref.with_version(version)
+    status: str | None = None
+    with contextlib.suppress(KagglekitError):
+        status = _status_name(client.status(listing_ref))
+    if status in ACTIVE_STATUSES:
+        label = f"{listing_ref.kernel_id} v{version}" if version is not None else listing_ref.kernel_id
+        state = "queued" if status == STATUS_QUEUED else (
+            "running" if status == STATUS_RUNNING else status.lower())
+        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
+             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
+             "now is fetched again then).")
+    return listing_ref, status
+
+
+def _choose(listing_ref: KernelRef, names: list[str], include: Sequence[str], exclude: Sequence[str], *,
+            checkpoint_patterns: Sequence[str] | None, note: Callable[[str], None]) -> list[str]:
+    """The listed files to pull (plus run.json, always); says so when the filters match nothing."""
+    chosen = select(names, include, exclude, checkpoint_patterns)
+    if names and not chosen and (include or exclude or checkpoint_patterns):
+        given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
+                 *([f"--checkpoints ({', '.join(checkpoint_patterns)})"] if checkpoint_patterns else [])]
+        note(f"No output file of {listing_ref.kernel_id} v{listing_ref.version} matches {' '.join(given)} "
+             f"({len(names)} file(s) listed, e.g. {', '.join(names[:3])}).")
+    if RUN_MANIFEST_RELPATH in names and RUN_MANIFEST_RELPATH not in chosen:
+        chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
+    return chosen
+
+
+def _open_pull_state(target: Path, listing_ref: KernelRef, status: str | None, final_names: list[str],
+                     summary: PullSummary, note: Callable[[str], None]) -> dict[str, Any]:
+    """The target's pull state for this version; with the final listing (``final_names``), stale files go."""
+    kernel, version = listing_ref.kernel_id, listing_ref.version
+    state = load_pull_state(target)
+    if state.get("files") and (state.get("kernel"), state.get("version")) != (kernel, version):
+        # Another version's files (an -o folder used twice): same names and sizes prove nothing.
+        old = f"{state.get('kernel')} v{state.get('version')}"
+        note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
+        state = {"files": {}}
+    entries: dict[str, Any] = state.setdefault("files", {})
+    state.update(format=PULL_STATE_FORMAT, kernel=kernel, version=version, status=status)
+    if final_names:
+        summary.removed = _remove_stale(target, entries, set(final_names))
+        if summary.removed:
+            note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
+                 "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
+    return state
+
+
+def _summarize(summary: PullSummary, names: list[str], entries: dict[str, Any]) -> None:
+    """The output's total size (when every listed file is known) and the pulled run.json, if any."""
+    sizes = [entries.get(n, {}).get("size") for n in names]
+    if names and all(isinstance(s, int) for s in sizes):
+        summary.total_bytes = sum(int(s) for s in sizes if s is not None)
+    run_json = summary.target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
+    if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
+        summary.run_json = run_json
+
+
 def _download_all(
-    client: Any, listing_ref: Any, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
-    manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
+    client: KaggleApiClient, listing_ref: KernelRef, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
+    state: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
     policy: RetryPolicy | None, fsync: bool, final: bool,
 ) -> None:
     bar = _progress_bar(progress, f"{listing_ref.slug}", len(todo))
@@ -834,7 +803,7 @@ def _download_all(
             return new if new and new != old_url else None
 
     fetcher = Fetcher(
-        lambda: client.http_session(), policy=policy, on_bytes=bar.update if bar is not None else None,
+        lambda: client.http_session(), policy=policy or client.retry, on_bytes=bar.update if bar is not None else None,
         url_refresher=refresher, fsync=fsync,
     )
     last_save = time.monotonic()
@@ -846,26 +815,11 @@ def _download_all(
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = futures[fut]
-                try:
-                    res = fut.result()
-                except _Fail as exc:
-                    summary.failed.append(FailedFile(job.name, str(exc)))
-                    continue
-                except OSError as exc:
-                    summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
-                    continue
-                summary.files += 1
-                summary.bytes += res.transferred
-                entries[job.name] = {
-                    "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
-                    "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "final": final,  # False: taken from a run still going; never trusted by a later pull
-                }
+                _record(fut, futures[fut], summary, entries, final=final)
                 if bar is not None:
                     bar.set_postfix_str(f"{summary.files + len(summary.failed)}/{len(todo)} files", refresh=False)
-            if time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
-                _save_manifest(target, manifest, durable=False)  # an interrupted pull keeps what it finished
+            if time.monotonic() - last_save > PULL_STATE_SAVE_INTERVAL_S:
+                _save_pull_state(target, state, durable=False)  # an interrupted pull keeps what it finished
                 last_save = time.monotonic()
     except BaseException:
         fetcher.cancelled.set()
@@ -877,12 +831,32 @@ def _download_all(
         fetcher.close()
         if bar is not None:
             bar.close()
-        _save_manifest(target, manifest)
+        _save_pull_state(target, state)
+
+
+def _record(fut: Future[FileResult], job: FileJob, summary: PullSummary, entries: dict[str, Any], *,
+            final: bool) -> None:
+    """One finished download: counted in the summary, and in the pull state when it succeeded."""
+    try:
+        res = fut.result()
+    except _Fail as exc:
+        summary.failed.append(FailedFile(job.name, str(exc)))
+        return
+    except OSError as exc:
+        summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
+        return
+    summary.files += 1
+    summary.bytes += res.transferred
+    entries[job.name] = {
+        "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
+        "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "final": final,  # False: taken from a run still going; never trusted by a later pull
+    }
 
 
 def _remove_stale(target: Path, entries: dict[str, Any], listed: set[str]) -> list[str]:
     """Files a pull took while the run was going that its final output no longer lists: remove them
-    (they are kagglekit's own copies, named in the manifest) so the folder is the run's output."""
+    (they are kagglekit's own copies, named in the pull state) so the folder is the run's output."""
     removed = []
     for name, entry in sorted(entries.items()):
         if name in listed or not isinstance(entry, dict) or entry.get("final") is True:
@@ -908,12 +882,12 @@ def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
                 dynamic_ncols=True, postfix=f"0/{count} files")
 
 
-def _save_manifest(target: Path, manifest: dict[str, Any], durable: bool = True) -> None:
+def _save_pull_state(target: Path, state: dict[str, Any], durable: bool = True) -> None:
     """Atomically (temp file + rename). ``durable`` adds the fsync: at the end of a pull, not on
-    the periodic saves in between (a crash then costs re-fetching a few files, never a torn manifest)."""
-    manifest["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    text = json.dumps(manifest, indent=1, sort_keys=True)
-    path = manifest_path(target)
+    the periodic saves in between (a crash then costs re-fetching a few files, never a torn state file)."""
+    state["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    text = json.dumps(state, indent=1, sort_keys=True)
+    path = pull_state_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     if durable:
         paths.write_text_atomic(path, text)
@@ -921,9 +895,9 @@ def _save_manifest(target: Path, manifest: dict[str, Any], durable: bool = True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    if manifest.pop("legacy_manifest", None):  # moved out of the target: the target is only outputs now
+    if state.pop("legacy_state", None):  # moved out of the target: the target is only outputs now
         with contextlib.suppress(OSError):
-            (target / LEGACY_MANIFEST_NAME).unlink()
+            (target / LEGACY_PULL_STATE_FILE).unlink()
 
 
 def _save_log(
@@ -945,13 +919,15 @@ def _save_log(
 
 
 def _update_ledger(
-    ledger: Any, client: Any, kernel: str, version: int, summary: PullSummary, log_raw: str,
+    ledger: Ledger, client: KaggleApiClient, ref: KernelRef, summary: PullSummary, log_raw: str,
     note: Callable[[str], None],
 ) -> None:
     """What the pull learnt about the run: its status, output size, run.json, else times from the log."""
-    from kagglekit.ledger import ensure_times
+    from kagglekit.watch import ensure_times
 
     account = client.account
+    kernel, version = ref.kernel_id, ref.version
+    assert version is not None
     if summary.status is not None:
         ledger.record_status(account, kernel, version, summary.status)
     ledger.record_outputs(account, kernel, version, summary.total_bytes, summary.listed)
@@ -965,4 +941,4 @@ def _update_ledger(
             ledger.record_manifest(account, kernel, version, data)
     if summary.status in FINAL_STATUSES and log_raw:
         # No run.json (or a killed run's, without an end): the log's time offsets, already in hand.
-        ensure_times(client, ledger, account, kernel, version, log_text=log_raw)
+        ensure_times(client, ledger, account, ref, log_text=log_raw)

@@ -19,6 +19,7 @@ from typing import Any
 
 from kagglekit import constants
 from kagglekit.errors import ConfigError
+from kagglekit.kernel_ref import OWNER_CHARS
 
 PROJECT_FILE = "kagglekit.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -26,9 +27,6 @@ ENV_PREFIX = "KAGGLEKIT_"
 
 ACCELERATOR_ALIASES = {"cpu": "None", "none": "None", "gpu": constants.SHAPE_GPU_DEFAULT,
                        "tpu": constants.SHAPE_TPU_DEFAULT}
-SHAPE_LABELS = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8", "None": "CPU", "NvidiaTeslaP100": "GPU P100",
-                "NvidiaL4": "GPU L4 x4", "NvidiaL4X1": "GPU L4", "NvidiaTeslaA100": "GPU A100",
-                "NvidiaH100": "GPU H100", "TpuV6E8": "TPU v6e-8"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +112,6 @@ def slugify(text: str) -> str:
     result: str = _slugify(text)
     return result
 
-
-# --- value parsers ----------------------------------------------------------------------
 
 class _Bad(Exception):
     """A value that does not fit; the text says what is allowed."""
@@ -236,7 +232,6 @@ def _str_list(value: object) -> tuple[str, ...]:
 
 
 _SLUG_CHARS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_OWNER_CHARS = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$")  # never '..', '.', '/', spaces
 
 
 def parse_kernel(value: object) -> tuple[str | None, str]:
@@ -246,7 +241,7 @@ def parse_kernel(value: object) -> tuple[str | None, str]:
     if len(parts) > 2:
         raise _Bad("'owner/slug' or 'slug' (no version: the version is chosen by Kaggle at push)")
     owner, slug = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-    if owner is not None and not _OWNER_CHARS.match(owner):
+    if owner is not None and not OWNER_CHARS.fullmatch(owner):  # the one rule, kernel_ref's
         raise _Bad("'owner/slug' with your Kaggle username (letters, digits, '-' or '_') as owner, "
                    "or just 'slug' to use your account")
     if not slug:
@@ -385,8 +380,6 @@ def env_var(field: str) -> str:
     return ENV_PREFIX + field.upper().replace("-", "_")
 
 
-# --- finding and reading the project file ------------------------------------------
-
 def find_project_root(start: Path) -> tuple[Path, Path | None]:
     """Walk up from ``start`` to the first folder with kagglekit.toml or a [tool.kagglekit] pyproject.
 
@@ -431,8 +424,6 @@ def _read_table(path: Path) -> dict[str, Any]:
 def _where(path: Path) -> str:
     return f"{path} [tool.kagglekit]" if path.name == PYPROJECT_FILE else str(path)
 
-
-# --- loading -------------------------------------------------------------------------
 
 def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> ProjectSettings:
@@ -534,6 +525,5 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                 f"{limit // 3600}h session limit for {kind.upper()} runs.",
                 hint=f"Use at most {limit // 3600}h, or leave timeout unset to get the full limit.")
     if settings.machine_shape in constants.RETIRED_SHAPES:
-        warnings.append(f"machine shape {settings.machine_shape} was retired in September 2026; Kaggle runs it "
-                        "on a replacement. Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=settings.machine_shape))
     return dataclasses.replace(settings, warnings=tuple(warnings))

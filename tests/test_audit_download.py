@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from kagglekit.client import KaggleApiClient
+from kagglekit.api.client import KaggleApiClient
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME
 from kagglekit.credentials import demo_credentials
 from tests.helpers import make_kernel

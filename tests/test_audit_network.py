@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from kagglekit import constants as C
-from kagglekit.client import KaggleApiClient, KernelRef, RetryPolicy
+from kagglekit.api.client import KaggleApiClient
+from kagglekit.api.transport import RetryPolicy
 from kagglekit.credentials import demo_credentials
-from kagglekit.download import RetryPolicy as PullPolicy
 from kagglekit.download import pull_outputs
 from kagglekit.errors import ApiError, DownloadError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.watch import watch
 from tests.audit_helpers import run_cli
 from tests.helpers import make_kernel
@@ -136,10 +137,10 @@ def test_a_file_failing_forever_has_one_bounded_retry_budget(emulator: Any, tmp_
     emulator.control("faults", {"target": "file:bad.bin", "times": -1, "status": 503})
     emulator.delete("requests")
     waits: list[float] = []
-    policy = PullPolicy(sleep=waits.append)  # the default budget, without really waiting
+    policy = RetryPolicy(sleep=waits.append)  # the default budget, without really waiting
     with KaggleApiClient(demo_credentials(), endpoint=emulator.url, timeout=(5, 20)) as client, \
             pytest.raises(DownloadError):
         pull_outputs(client, f"{C.DEMO_USERNAME}/always-503", target=tmp_path / "o", progress=False, policy=policy)
     gets = [r for r in emulator.requests("file") if r["method"] == "GET"]
-    assert len(gets) == policy.attempts  # not attempts x the HTTP adapter's own retries
-    assert sum(waits) <= policy.max_total_wait_s
+    assert len(gets) == policy.file_attempts  # not attempts x the HTTP adapter's own retries
+    assert sum(waits) <= policy.file_max_wait

@@ -25,26 +25,26 @@ from typing import Any
 
 import pytest
 
-from kagglekit.client import KaggleApiClient, RetryPolicy
+from kagglekit.api.client import KaggleApiClient
+from kagglekit.api.transport import RetryPolicy
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME
 from kagglekit.credentials import demo_credentials
 from kagglekit.download import (
     CHUNK_SIZE,
     bookkeeping_dir,
-    manifest_path,
     matches_any,
     part_paths,
     pull_outputs,
+    pull_state_path,
     safe_destination,
 )
-from kagglekit.download import RetryPolicy as PullPolicy
 from kagglekit.errors import DownloadError, UnsafePathError
 from kagglekit.ledger import Ledger
 from tests.helpers import make_kernel
 
 FAST = RetryPolicy(status_retries=3, connect_retries=2, read_retries=2, backoff_factor=0.01, backoff_max=0.05,
                    jitter=0.0)
-QUICK_PULL = PullPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+QUICK_PULL = RetryPolicy(file_attempts=3, backoff_factor=0.01, backoff_max=0.05, jitter=0.0)
 
 OUTPUTS_SCRIPT = textwrap.dedent(
     """
@@ -154,7 +154,7 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
     assert "! a warning line" in text
 
     # The manifest knows every file's size and hash.
-    manifest = json.loads(manifest_path(target).read_text())
+    manifest = json.loads(pull_state_path(target).read_text())
     assert {n: e["sha256"] for n, e in manifest["files"].items()} == tree(source)
 
     # The ledger learnt the run's exact times, peaks and output size from kagglekit/run.json.
@@ -371,7 +371,7 @@ def test_a_pull_while_running_is_not_trusted_by_the_pull_after_the_run_ends(
     assert json.loads((target / "kagglekit" / "run.json").read_text())["status"] == "complete"
     assert sorted(r["file"] for r in file_gets(emulator)) == ["kagglekit/run.json", "out.bin"]
     assert after.removed == ["scratch.tmp"] and not (target / "scratch.tmp").exists()
-    manifest = json.loads(manifest_path(target).read_text())
+    manifest = json.loads(pull_state_path(target).read_text())
     assert set(manifest["files"]) == {"out.bin", "kagglekit/run.json"}
     assert all(e["final"] is True for e in manifest["files"].values())
     rec = ledger.get(client.account, f"{DEMO_USERNAME}/mid-run-kernel", pushed.version)
