@@ -59,7 +59,7 @@ class KernelRef:
         shown = shown_ref(text)
         if not owner or not slug:
             raise ConfigError(f"Kernel {shown} has an empty owner or slug.", FORM_HINT)
-        if not OWNER_CHARS.fullmatch(owner):
+        if owner != default_owner and not OWNER_CHARS.fullmatch(owner):  # a typed owner; the account's is trusted
             raise ConfigError(f"Kernel {shown}: the owner {shown_ref(owner)} is not a Kaggle username (letters, "
                               "digits, '-' and '_').", FORM_HINT)
         if not SLUG_CHARS.fullmatch(slug):
