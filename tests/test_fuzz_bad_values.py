@@ -149,6 +149,14 @@ SETS = [
 ]
 
 
+CONFIG_FILE_SETS = [  # --set into config files (YAML/TOML) besides Python sources
+    "configs/base.yaml:train.epochs=" + "9" * 5000, "configs/base.yaml:train.epochs=[", "configs/bad.yaml:a=1",
+    "nonexist.yaml:a=1", "../x.yaml:a=1", "/etc/passwd:a=1", "configs/base.yaml:=1", "configs/base.yaml:train..epochs=1",
+    "c.toml:a=inf", "c.toml:a.b.c=1", "configs/base.yaml:train.epochs.x=1", "main.py:=1", ":a=1",
+    "configs/base.yaml:train[0]=1",
+]
+
+
 def test_fuzz_set_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     root = write_project(tmp_path / "p", files={"main.py": """\
@@ -159,9 +167,14 @@ def test_fuzz_set_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
         print(Config.n_epoch)
     """})
+    (root / "configs").mkdir()
+    (root / "configs" / "base.yaml").write_text("train:\n  epochs: 3\n")
+    (root / "configs" / "bad.yaml").write_bytes(b"\xff\xfe\x00bin: [")
+    (root / "c.toml").write_text("a = 1\n")
     monkeypatch.chdir(root)
     rng = random.Random(SEED)
-    values = SETS + [f"n_epoch={v}" for v in junk(rng, 10)] + [f"{v}=1" for v in junk(rng, 5)]
+    values = SETS + CONFIG_FILE_SETS + [f"n_epoch={v}" for v in junk(rng, 10)] + [f"{v}=1" for v in junk(rng, 5)] \
+        + [f"configs/base.yaml:train.epochs={v}" for v in junk(rng, 5)]
     results = []
     for value in values:
         code, _out, err = run_cli(["bundle", "--test", "--set", value, "-o", str(tmp_path / "out")], capsys)
