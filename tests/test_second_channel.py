@@ -107,12 +107,16 @@ def test_deps_check_sorts_requirements_against_the_image(kk: Any, tmp_path: Path
         cowsay==6.1
         pywin32; sys_platform == "win32"
         --extra-index-url https://example.org/simple
+        -e .
+        git+https://github.com/example/tool.git@v1#egg=tool
+        mylib @ https://example.org/mylib-1.0.tar.gz
     """, "print('x')\n")
     code, out, err = kk("deps", "check", cwd=root)
     assert code == 0, err
     assert "ok             numpy>=1.26" in out and "ok             torch==2.10.0" in out
     assert "other version  pandas<2" in out and "missing        cowsay==6.1" in out
     assert "pywin32" in out and "marker excludes" in out and "pip option" in out
+    assert out.count("not checked, not installed by kagglekit") == 2  # the git URL and the direct URL
     assert "the kernel pip-installs them before the entry (internet on)" in out
     code, out, _ = kk("--json", "deps", "check", "--no-internet", cwd=root)
     data = json.loads(out)
