@@ -140,7 +140,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
     deps_plan = plan_deps(settings, settings.enable_internet)
-    if deps_plan.report.verdicts:
+    if deps_plan.report.verdicts or deps_plan.report.skipped:
         info(f"Requirements: {deps_plan.describe()}")
     if deps_plan.action == VENDOR and not req.dry_run:
         vendor_wheels(client, settings, deps_plan, info, upload=client is not None)

@@ -21,6 +21,8 @@ import pytest
 
 from tests.fixtures_emulator import EmulatorError, EmulatorHandle
 
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 PROCESSING = 30.0  # long enough that a test never sees it end by itself; tests advance the clock
 
@@ -58,9 +60,10 @@ def test_official_cli_create_status_files_version_download(emulator: EmulatorHan
     # The processing window: status walks the stages, reads and a new version are refused with 403.
     assert _ok(kaggle_cli("datasets", "status", "demo/cats-data-set")).strip() == "blobs_received"
     files = kaggle_cli("datasets", "files", "demo/cats-data-set")
-    assert files.returncode == 1 and "still being processed" in files.stdout + files.stderr
+    # Kaggle's nested error envelope: the official CLI shows only the status line, not the message
+    assert files.returncode == 1 and "403 Client Error: Forbidden" in files.stdout + files.stderr
     early = kaggle_cli("datasets", "version", "-p", str(folder), "-m", "too early")
-    assert early.returncode == 1 and "datasets.update" in early.stdout + early.stderr
+    assert early.returncode == 1 and "403 Client Error: Forbidden" in early.stdout + early.stderr
     _finish_processing(emulator)
     assert _ok(kaggle_cli("datasets", "status", "demo/cats-data-set")).strip() == "ready"
     listing = _ok(kaggle_cli("datasets", "files", "demo/cats-data-set", "--csv"))
@@ -207,3 +210,15 @@ def test_kernel_mounts_an_uploaded_dataset_once_ready(emulator: EmulatorHandle, 
     found = json.loads((emulator.output_dir("demo", "ready-probe") / "found.json").read_text())
     where = "mounted-data/w.txt" if legacy else "datasets/demo/mounted-data/w.txt"
     assert found == {where: "wheels here"}
+
+
+def test_official_client_retries_a_rate_limited_start(emulator: EmulatorHandle, kaggle_cli: Cli,
+                                                     tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "ds")
+    emulator.control("faults", {"target": "StartBlobUpload", "status": 429, "retry_after": 0, "times": 1})
+    r = kaggle_cli("datasets", "create", "-p", str(folder))
+    assert r.returncode == 0 and "Request failed" in r.stderr  # kaggle 2.2.5's with_retry on 429
+    assert emulator.get("faults")["faults"] == []
+    _finish_processing(emulator)
+    path = emulator.server.app.datasets.mount_path("demo/cats-data-set")
+    assert path is not None and (path / "b.txt").read_bytes() == b"hello\n"
