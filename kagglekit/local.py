@@ -212,13 +212,8 @@ def control(route: str, payload: dict[str, Any] | None = None, url: str | None =
 
 def read_control(route: str, url: str | None = None) -> Any:
     """GET a control route (``config``, ``state``) of the running (or given) emulator."""
-    base = _root(url or ensure_running().url)
-    try:
-        with urllib.request.urlopen(f"{base}/__emulator/{route}", timeout=30) as resp:
-            return json.loads(resp.read() or b"null")
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise EmulatorError(f"Could not read {route} from the emulator at {base}: {exc}",
-                            "Start it with `kagglekit emulator start` or check --endpoint.") from None
+    return _read_control(_root(url or ensure_running().url), route,
+                         "Start it with `kagglekit emulator start` or check --endpoint.")
 
 
 def _root(url: str) -> str:
@@ -289,13 +284,17 @@ def describe() -> dict[str, Any] | None:
     info = status()
     if info is None:
         return None
-    try:
-        with urllib.request.urlopen(f"{info.url}/__emulator/state", timeout=10) as resp:
-            state = json.loads(resp.read())
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise EmulatorError(f"The emulator at {info.url} did not report its state: {exc}",
-                            "Restart it: kagglekit emulator stop && kagglekit emulator start") from None
+    state = _read_control(info.url, "state", "Restart it: kagglekit emulator stop && kagglekit emulator start")
     return {**state, "url": info.url, "pid": info.pid, "data_dir": str(info.data_dir)}
+
+
+def _read_control(root: str, route: str, hint: str) -> Any:
+    """``GET {root}/__emulator/{route}`` as JSON; an unreachable or garbled answer is an EmulatorError."""
+    try:
+        with urllib.request.urlopen(f"{root}/__emulator/{route}", timeout=10) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise EmulatorError(f"The emulator at {root} did not report its {route}: {exc}", hint) from None
 
 
 def add_source(route: str, ref: str, path: Path, endpoint: str | None = None) -> Any:

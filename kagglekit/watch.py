@@ -31,6 +31,7 @@ from kagglekit.constants import (
 )
 from kagglekit.display import duration
 from kagglekit.errors import (
+    ApiError,
     KagglekitError,
     NotFoundError,
     RunCancelledError,
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL_S = 30.0
 LOG_TAIL_LINES = 25
+OUTAGE_BUDGET_S = 15 * 60.0  # a watch keeps polling through this much network trouble (docs/network.md)
+OUTAGE_MAX_WAIT_S = 60.0  # the longest pause between tries during an outage: recovery is noticed quickly
 
 
 @dataclasses.dataclass
@@ -150,26 +153,40 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
 def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
           interval_s: float = DEFAULT_INTERVAL_S, max_interval_s: float | None = None,
           on_change: Callable[[StatusReport], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep, start_grace_s: float = DEFAULT_START_GRACE_S,
+          on_problem: Callable[[str], None] | None = None,
+          sleep: Callable[[float], None] = time.sleep,
+          clock: Callable[[], float] = time.monotonic, start_grace_s: float = DEFAULT_START_GRACE_S,
           max_wait_s: float | None = None, cli: str = "kagglekit", follow_save: bool = True) -> StatusReport:
     """Poll until the run ends; back off while nothing changes (429s are the client's to honour).
 
     The interval starts at ``interval_s`` and grows by half each unchanged poll, up
-    to ``max_interval_s`` (4x by default); any change resets it. Until the run exists the
-    start grace applies (``check_status``); ``max_wait_s`` ends the wait with
-    ``RunNotFinishedError`` (exit 16), the run going on. While RUNNING, the live log is read
+    to ``max_interval_s`` (4x by default); any change resets it. A poll that fails with an
+    ``ApiError`` (after the client's own retries) does not end the watch: it tries again, at most
+    a minute apart, until the API has failed for ``OUTAGE_BUDGET_S`` (15 minutes) in a row.
+    Until the run exists the start grace applies (``check_status``); ``max_wait_s`` ends the wait
+    with ``RunNotFinishedError`` (exit 16), the run going on. While RUNNING, the live log is read
     in the background (``follow_save``) so the save phase shows as "saving outputs, N GB".
     """
     cap = max_interval_s if max_interval_s is not None else interval_s * 4
-    deadline = Deadline(max_wait_s)
+    deadline = Deadline(max_wait_s, clock)
     since = time.time()
-    ref, _ = resolve_version(client, ref, ledger)
     last: tuple[str, str | None] | None = None
     wait = interval_s
+    outage = _Outage(interval_s, clock, on_problem)
+    resolved = False
     saver: SaveWatcher | None = None
     try:
         while True:
-            report = check_status(client, ref, ledger, start_grace_s=start_grace_s, watching_since=since, cli=cli)
+            try:
+                if not resolved:
+                    ref, _ = resolve_version(client, ref, ledger)
+                    resolved = True
+                report = check_status(client, ref, ledger, start_grace_s=start_grace_s, watching_since=since,
+                                      cli=cli)
+            except ApiError as exc:  # network, 5xx, 429 after the client's retries: the run goes on regardless
+                sleep(outage.failed(exc, ref))
+                continue
+            outage.ok()
             if report.status == STATUS_RUNNING and follow_save:
                 if saver is None:
                     saver = SaveWatcher(functools.partial(client.stream_log, ref, max_failures=1)).start()
@@ -190,6 +207,38 @@ def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
     finally:
         if saver is not None:
             saver.stop()
+
+
+class _Outage:
+    """How long the API has been failing in a row while watching, and when to try again."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float],
+                 on_problem: Callable[[str], None] | None) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.on_problem = on_problem
+        self.since: float | None = None
+        self.wait = 0.0
+
+    def ok(self) -> None:
+        self.since, self.wait = None, 0.0
+
+    def failed(self, exc: ApiError, ref: KernelRef) -> float:
+        """Seconds to wait before the next try; raises once the API has failed for ``OUTAGE_BUDGET_S``."""
+        now = self.clock()
+        self.since = now if self.since is None else self.since
+        down = now - self.since
+        if down >= OUTAGE_BUDGET_S:
+            raise ApiError(
+                f"{exc.message} The API has failed for {down / 60:.0f} minutes while watching {ref}; "
+                "kagglekit stopped watching. The run itself goes on on Kaggle.",
+                f"Watch it again once the network is back: kagglekit status --watch {ref}",
+            ) from exc
+        self.wait = min(OUTAGE_MAX_WAIT_S, max(self.interval_s, self.wait * 1.5))
+        if self.on_problem is not None:
+            self.on_problem(f"{exc.message} Still watching (for up to {OUTAGE_BUDGET_S / 60:.0f} minutes of "
+                            f"trouble); next try in {self.wait:.0f} s.")
+        return self.wait
 
 
 def _is_emulator(cli: str) -> bool:
