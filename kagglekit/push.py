@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.waiting import DEFAULT_START_GRACE_S
+from kagglekit.waiting import DEFAULT_START_GRACE_S, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -40,6 +41,9 @@ class PushRequest:
     strict: bool = False
     dry_run: bool = False
     bundle_dir: Path | None = None
+
+
+NEW_KERNEL_403_WAIT_S = 20.0  # how long a lost push's check waits through a new private kernel's 403
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,10 +270,16 @@ def find_accepted_push(client: KaggleApiClient, settings: ProjectSettings, scrip
 
     owner = settings.kernel_owner or client.username
     ref = KernelRef(owner, settings.kernel_slug or "")
-    try:
-        found = client.get_kernel(ref)
-    except KagglekitError:
-        return None
+    deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
+    while True:
+        try:
+            found = client.get_kernel(ref)
+            break
+        except KagglekitError as exc:
+            # A brand-new private kernel answers 403 kernels.get for a moment (docs/kaggle-facts.md): wait it out.
+            if not_started_reason(exc) is None or exc.http_status != 403 or time.monotonic() > deadline:
+                return None
+            time.sleep(1.0)
     if found.current_version is None or (found.source or "").strip() != script.strip():
         return None
     return PushResult(ref=found.ref.with_version(found.current_version), version=found.current_version,

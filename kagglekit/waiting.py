@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kagglekit.logs import LogRecord
 
 DEFAULT_START_GRACE_S = 15 * 60.0
+SHORT_403_S = 60.0  # how long a watch waits through a 403 of a kernel kagglekit did not push
 NO_RUNS_MESSAGE = "No runs found for this kernel."
 # The kagglekit runtime's last line (runtime/manifest.py saving_line).
 SAVING_LINE = re.compile(r"kagglekit: run ended \((?P<status>[^,)]+)[^)]*\); (?P<where>\S+) holds "
@@ -98,8 +99,11 @@ class StartWindow:
         ours = self.pushed_at is not None
         if reason is None and not ours:
             raise exc
-        if not ours and exc.http_status == 403:
-            raise exc  # a kernel we did not just push: a real refusal
+        if not ours and exc.http_status == 403 and (
+                self.watching_since is None or self.clock() - self.watching_since > SHORT_403_S):
+            # Not a push kagglekit made: Kaggle's 403 is also its answer for a kernel that is not there or
+            # not yours, so a watch waits through it only briefly (a new private kernel's 403 is short).
+            raise exc
         said = reason or exc.api_message or exc.message
         base = self.pushed_at if ours else self.watching_since
         if base is None:

@@ -186,6 +186,12 @@ def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
             except ApiError as exc:  # network, 5xx, 429 after the client's retries: the run goes on regardless
                 sleep(outage.failed(exc, ref))
                 continue
+            except NotFoundError as exc:
+                if resolved:
+                    raise  # check_status has applied the start grace already
+                # A kernel pushed elsewhere a moment ago: a new private kernel answers 403 for a while.
+                note = StartWindow(start_grace_s, watching_since=since, cli=cli).judge(exc, _where(ref))
+                report = StatusReport(ref.kernel_id, ref.version, STATUS_QUEUED, note=note, url=client.web_url(ref))
             outage.ok()
             if report.status == STATUS_RUNNING and follow_save:
                 if saver is None:
