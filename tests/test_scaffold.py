@@ -25,7 +25,7 @@ from kagglekit.settings import load_project
 from kagglekit.testflag import apply_flags
 
 PYTHON = str(Path(sys.executable))
-EXPECTED_FILES = {"README.md", "config.py", "data.py", "model.py", "train.py", "utils.py", "checkpoint.py",
+EXPECTED_FILES = {"README.md", "config.py", "data.py", "model.py", "train.py", "utils.py", "resume.py",
                   "pyproject.toml", ".gitignore", ".kaggleignore", "tests/test_smoke.py"}
 
 
@@ -198,7 +198,9 @@ def test_generated_test_mode_runs_on_cpu_under_60s(
     assert summary["running_test"] is True and summary["device"] == "cpu" and summary["amp"] is False
     hyper = summary["hyperparameters"]
     assert (hyper["batch_size"], hyper["accum_iter"], hyper["effective_batch_size"]) == (64, 2, 128)
-    assert (hyper["lr"], hyper["seed"], hyper["optimizer"], hyper["hidden"]) == (3e-3, 923, "AdamW", 64)
+    assert (hyper["lr"], hyper["seed"], hyper["hidden"], hyper["dropout"]) == (3e-3, 923, 64, 0.1)
+    assert hyper["optimizer"]["name"] == "AdamW" and hyper["optimizer"]["betas"] == [0.9, 0.999]
+    assert hyper["optimizer"]["weight_decay"] == 1e-4
     import torch
 
     assert (summary["gpu"], summary["cudnn"]) == (None, None) and summary["cuda"] == torch.version.cuda  # no GPU

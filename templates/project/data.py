@@ -64,7 +64,8 @@ def check_finite(table, columns, name, allow_nan=False):
         parts = ([f"{n_nan} NaN"] if n_nan and not allow_nan else []) + ([f"{n_inf} inf"] if n_inf else [])
         problems.append(f"{columns[index]} ({', '.join(parts)})")
     if Config.target_column in table and table[Config.target_column].isna().any():
-        problems.append(f"{Config.target_column} (the target: {int(table[Config.target_column].isna().sum())} missing)")
+        missing = int(table[Config.target_column].isna().sum())
+        problems.append(f"{Config.target_column} (the target: {missing} missing)")
     if problems:
         rows = int(bad.any(axis=1).sum())
         fix = ("drop or clip the infinite values in data.py" if allow_nan else

@@ -125,12 +125,14 @@ def set_rng_states(states):
     if not torch.cuda.is_available():
         return "the checkpoint has CUDA RNG states but there is no GPU now" if saved_cuda else None
     if not saved_cuda:
-        return "the checkpoint has no CUDA RNG state (saved without a GPU): GPU randomness restarts from the seed"
+        return ("the checkpoint has no CUDA RNG state (saved without a GPU): "
+                "GPU randomness restarts from the seed")
     count = min(len(saved_cuda), torch.cuda.device_count())
     for index in range(count):
         torch.cuda.set_rng_state(saved_cuda[index].cpu(), device=index)
     if count != len(saved_cuda) or count != torch.cuda.device_count():
-        return f"CUDA RNG states restored for {count} GPU(s): saved {len(saved_cuda)}, present {torch.cuda.device_count()}"
+        return (f"CUDA RNG states restored for {count} GPU(s): saved {len(saved_cuda)}, "
+                f"present {torch.cuda.device_count()}")
     return None
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints that only the run they belong to resumes.
+"""Resuming: checkpoints that only the run they belong to resumes.
 
 A checkpoint carries a fingerprint: every Config setting (except Config.resume_may_change), the
 model's structure and parameter shapes, the optimizer's settings and a hash of the training data.
@@ -46,11 +46,11 @@ def data_hash(frame):
     return digest.hexdigest()[:16]
 
 
-def _plain(value):
+def plain(value):
     if isinstance(value, PLAIN):
         return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     return repr(value)
@@ -71,9 +71,9 @@ def fingerprint(model, optimizer, data):
     for group_index, group in enumerate(optimizer.param_groups):
         for key, value in group.items():
             if key not in OPTIMIZER_SWITCHES:
-                found[f"optimizer {group_index} {key}"] = _plain(value)
+                found[f"optimizer {group_index} {key}"] = plain(value)
     for key, value in data.items():
-        found[f"data {key}"] = _plain(value)
+        found[f"data {key}"] = plain(value)
     return found
 
 
@@ -117,7 +117,7 @@ def set_aside(path):
     return folder, moved
 
 
-def resume(model, optimizer, scaler, current, required=False, fresh=False):
+def load_checkpoint(model, optimizer, scaler, current, required=False, fresh=False):
     """Load the newest checkpoint in the output dir if it belongs to this run; None = start afresh.
 
     required: the user asked to resume; no checkpoint, or one of another run, is an error (exit 2).
@@ -133,18 +133,18 @@ def resume(model, optimizer, scaler, current, required=False, fresh=False):
     # CPU ByteTensors (CUDA ones make torch.set_rng_state fail on every GPU resume).
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a file of another format or a partial copy
-        ckpt, why = None, [f"it could not be read ({type(exc).__name__}: {exc})"]
+    except Exception as exc:  # a file of another format, or a partial copy
+        ckpt, why = None, [f"unreadable ({type(exc).__name__}: {exc})"]
     else:
-        why = differences(ckpt.get("fingerprint"), current) if isinstance(ckpt, dict) else ["not a checkpoint"]
+        why = differences(ckpt.get("fingerprint"), current) if isinstance(ckpt, dict) else ["not a dict"]
     if fresh and not required:
         why = ["--fresh was given"]
     if why:
         listed = "; ".join(why[:8]) + (f"; and {len(why) - 8} more" if len(why) > 8 else "")
         if required:
             raise RunError(f"asked to resume, but {path} belongs to another run ({listed}). Resume with the "
-                           "checkpoint's settings, or run without --resume to start afresh (the old checkpoint "
-                           "is then moved aside)", exit_code=2)
+                           "checkpoint's settings, or run without --resume to start afresh (the old "
+                           "checkpoint is then moved aside)", exit_code=2)
         folder, moved = set_aside(path)
         print(f"not resuming {path}: it belongs to another run ({listed}). Starting afresh; the old run's "
               f"{', '.join(os.path.basename(m) for m in moved)} moved to {folder}", flush=True)
@@ -164,7 +164,7 @@ def resume(model, optimizer, scaler, current, required=False, fresh=False):
     return ckpt
 
 
-def save(state, model, optimizer, scaler, current, rng):
+def save_checkpoint(state, model, optimizer, scaler, current, rng):
     """Everything a resumed run needs, written atomically (a kill leaves the old file or the new one).
 
     The best weights live in model.pt (also carried by --resume); keeping them out of the checkpoint
