@@ -80,13 +80,18 @@ def without_times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in rows]
 
 
-def test_interrupted_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_path: Path) -> None:
-    """Time-guard stop, then SIGKILL mid-epoch, then the rest: same metrics, weights, optimizer and predictions."""
-    straight = new_project(tmp_path / "straight-run", **RESUMABLE)
-    done = run_project(straight)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run the resumed ones are compared with."""
+    project = new_project(tmp_path_factory.mktemp("straight") / "straight-run", **RESUMABLE)
+    done = run_project(project)
     assert done.returncode == 0, done.stdout + done.stderr
     assert trained_epochs(done.stdout) == list(range(1, 13))
+    return project
 
+
+def test_interrupted_and_resumed_run_equals_the_straight_run_bit_for_bit(straight: Path, tmp_path: Path) -> None:
+    """Time-guard stop, then SIGKILL mid-epoch, then the rest: same metrics, weights, optimizer and predictions."""
     chained = new_project(tmp_path / "chained-run", **RESUMABLE)
     # 1. A session limit already spent: the time guard stops after the one epoch every session runs.
     first = run_project(chained, env={"KAGGLEKIT_SESSION_LIMIT_SECONDS": "0.01"})
@@ -126,18 +131,17 @@ def test_interrupted_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_pat
                                                                                             12 - killed_at, 12)
 
 
-def test_resume_needs_every_rng_state(tmp_path: Path) -> None:
+def test_resume_needs_every_rng_state(straight: Path, tmp_path: Path) -> None:
     """The control for the test above: restoring the torch RNG only (the old template) makes the
     augmented run diverge, so the bit-for-bit equality really depends on the numpy / Python states."""
-    straight = new_project(tmp_path / "straight-ctl", **{**RESUMABLE, "test_n_epoch": "2"})
-    assert run_project(straight).returncode == 0
-    partial = new_project(tmp_path / "partial-ctl", **{**RESUMABLE, "test_n_epoch": "2"})
+    partial = new_project(tmp_path / "partial-ctl", **RESUMABLE)
     utils = partial / "utils.py"
     source = utils.read_text()
     old = "    random.setstate((version, tuple(internal), gauss_next))\n"
     assert old in source
     utils.write_text(source.replace(old, "").replace("    np.random.set_state(", "    (lambda *a: None)("))
     assert run_project(partial, env={"KAGGLEKIT_SESSION_LIMIT_SECONDS": "0.01"}).returncode == 0
+    edit_config(partial, test_n_epoch="2")  # one more epoch is enough to tell (n_epoch may change on resume)
     rest = run_project(partial)
     assert rest.returncode == 0 and "resumed from epoch 1" in rest.stdout, rest.stdout + rest.stderr
     a, b = metrics(straight), metrics(partial)
