@@ -14,12 +14,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import io
 import json
 import lzma
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,6 +115,18 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
+    code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
+    inline_script_bytes: int = 0  # what the one self-contained script would have weighed
+
+    @property
+    def delivery(self) -> str:
+        """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
+        if self.code_dataset is None:
+            return f"inline: the script is {_human(self.script_bytes)} of Kaggle's 1 MiB source limit"
+        return (f"through dataset {self.code_dataset}: the project would make a {_human(self.inline_script_bytes)} "
+                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
+                f"and the kernel is a {_human(self.script_bytes)} loader that checks its sha256")
 
 
 # --- collecting files -------------------------------------------------------------------
@@ -343,6 +357,9 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    requirements: Mapping[str, Any] | None = None,
+    extra_datasets: tuple[str, ...] = (),
+    code_dataset: str | None = None,
 ) -> BundleResult:
     """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
 
@@ -350,6 +367,10 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
+    the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
+    over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
+    becomes a loader (without it, such a project is refused).
     """
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
@@ -466,9 +487,12 @@ def build_bundle(
         "resume_from": resume_from,
         "checkpoints": list(settings.checkpoints),
     }
+    if requirements:
+        config["requirements"] = dict(requirements)
     from kagglekit.templating import render
 
-    script = render(
+    render_script = functools.partial(
+        render,
         SCRIPT_TEMPLATE,
         code_file=code_file,
         version=__version__,
@@ -480,11 +504,26 @@ def build_bundle(
         total_label=_human(total),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
-        archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
-    script_bytes = script.encode("utf-8")
-    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
-        raise _too_big(len(script_bytes), contents)
+    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="").encode("utf-8")
+    inline_bytes = len(script_bytes)
+    dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
+    code_dir: Path | None = None
+    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
+        if code_dataset is None:
+            raise _too_big(inline_bytes, contents)
+        archive_file = f"bundle-{sha[:16]}.tar.xz"
+        script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
+                                     archive_file=archive_file).encode("utf-8")
+        code_dir = out / "code-dataset"
+        if code_dir.exists():
+            shutil.rmtree(code_dir)
+        code_dir.mkdir(parents=True)
+        (code_dir / archive_file).write_bytes(archive)
+        dataset_sources.append(code_dataset)
+    elif (out / "code-dataset").exists():
+        shutil.rmtree(out / "code-dataset")
 
     if settings.kernel_owner is None:
         warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
@@ -499,7 +538,7 @@ def build_bundle(
         "enable_gpu": kind == "gpu",
         "enable_tpu": kind == "tpu",
         "enable_internet": enable_internet,
-        "dataset_sources": list(settings.datasets),
+        "dataset_sources": dataset_sources,
         "competition_sources": list(settings.competitions),
         "kernel_sources": kernel_sources,
         "model_sources": list(settings.models),
@@ -521,7 +560,9 @@ def build_bundle(
         is_private=settings.private, session_limit_s=session_limit, files=files,
         biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
         total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes)
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -585,6 +626,9 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
+    lines.append(f"Code: {result.delivery}")
+    if result.code_dataset_dir is not None:
+        lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
     label = SHAPE_LABELS.get(result.machine_shape, result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
@@ -598,7 +642,19 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
 def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
                    *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)
+    plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
+    wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+                        code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
+                        extra_datasets=wheels)
+
+
+def code_dataset_ref(settings: ProjectSettings) -> str | None:
+    """The private dataset that carries a project over 1 MiB: ``<owner>/<kernel-slug>-code``."""
+    if not settings.kernel_owner or not settings.kernel_slug:
+        return None
+    return f"{settings.kernel_owner}/{settings.kernel_slug[:45].rstrip('-')}-code"

@@ -536,6 +536,80 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 # === section: init-report (end) ===
 
 
+@cli.group("deps")
+def deps_group() -> None:
+    """The project's requirements against Kaggle's image, and wheels for runs without internet.
+
+    \b
+    kagglekit deps check     what the image has, has at another version, lacks; what push will do
+    kagglekit deps vendor    wheels for Kaggle's Python 3.12 as private dataset <owner>/<slug>-wheels
+    """
+
+
+@deps_group.command("check")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--internet/--no-internet", "internet", default=None,
+              help="Plan for a run with internet on/off (default: the project's setting).")
+@pass_options
+def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | None) -> None:
+    """Compare the project's requirements with the packages of Kaggle's image (offline)."""
+    from kagglekit.channel import plan_deps
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": internet})
+    plan = plan_deps(settings, settings.enable_internet)
+    report = plan.report
+    data = {"source": report.source, "image": report.image.source,
+            "requirements": [{"requirement": v.req.text, "state": v.state, "image_version": v.image_version,
+                              "origin": v.req.origin} for v in report.verdicts],
+            "skipped": report.skipped, "push_will": plan.action, "install": plan.lines,
+            "wheels_dataset": plan.wheels_dataset, "summary": plan.describe()}
+
+    def human() -> None:
+        click.echo(f"Requirements from {report.source}, against Kaggle's image ({report.image.source}):")
+        label = {"ok": "ok", "mismatch": "other version", "missing": "missing"}
+        for v in report.verdicts:
+            have = f"image has {v.image_version}" if v.image_version else "not in the image"
+            click.echo(f"  {label[v.state]:<14} {v.req.text:<32} {have}")
+        for line in report.skipped:
+            click.echo(f"  skipped        {line}")
+        internet_word = "on" if settings.enable_internet else "off"
+        click.echo(f"push (internet {internet_word}, deps = \"{settings.deps}\"): {plan.describe()}")
+
+    opts.emit(data, human)
+
+
+@deps_group.command("vendor")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--no-upload", is_flag=True, help="Only resolve and download the wheels (no Kaggle account needed).")
+@pass_options
+def deps_vendor_cmd(opts: Options, /, project_dir: Path | None, no_upload: bool) -> None:
+    """Wheels for Kaggle's platform for what the image lacks, uploaded as <owner>/<slug>-wheels.
+
+    Content-addressed: unchanged requirements upload nothing. `push --no-internet` (or deps =
+    "vendor") attaches the dataset and installs from it with pip --no-index.
+    """
+    from kagglekit.channel import VENDOR, plan_deps, vendor_wheels
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": False})
+    client = None if no_upload else opts.client()
+    if client is not None and settings.kernel_owner is None:
+        settings = settings.with_owner(client.username)
+    plan = plan_deps(dataclasses.replace(settings, deps="vendor"), False)
+    if plan.action != VENDOR:
+        opts.emit({"wheels": [], "summary": plan.describe()}, f"Nothing to vendor: {plan.describe()}")
+        return
+    synced = vendor_wheels(client, settings, plan, opts.info, upload=not no_upload)
+    opts.emit({"dataset": plan.wheels_dataset, "install": plan.lines,
+               "uploaded_bytes": synced.stats.bytes_sent if synced else 0,
+               "changed": synced.changed if synced else None},
+              f"Wheels for {', '.join(plan.lines)}" + (f" are in dataset {plan.wheels_dataset}" if synced else
+                                                       " are downloaded (not uploaded)"))
+
+
 def _accept_global_options_after_the_command(group: click.Group) -> None:
     """Let ``kagglekit push --local`` mean ``kagglekit --local push`` (and so for every global option).
 

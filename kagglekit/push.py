@@ -57,6 +57,8 @@ class PushOutcome:
     metadata: dict[str, Any] | None = None
     resume_from: str | None = None
     final_status: str | None = None
+    code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
+    requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
 
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:
@@ -132,13 +134,27 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
                                      hint="Wait for the quota reset or a running session to end, or push without --strict.")
 
+    from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
+
+    deps_plan = plan_deps(settings, settings.enable_internet)
+    if deps_plan.report.verdicts:
+        info(f"Requirements: {deps_plan.describe()}")
+    if deps_plan.action == VENDOR and not req.dry_run:
+        vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
+
     with tempfile.TemporaryDirectory(prefix="kagglekit-bundle-") as tmp:
         out_dir = req.bundle_dir or Path(tmp)
-        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings)
+        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings, deps_plan.requirements_config(),
+                                  (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
+                                  deps_plan.wheels_dataset else ())
+        outcome.requirements = deps_plan.describe()
+        info(f"Code: {bundle.delivery}")
         for w in warnings:
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
+        if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
+            upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
     outcome.version = result.version
@@ -201,18 +217,21 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
-            warnings: list[str]) -> tuple[PushOutcome, BundleResult]:
-    from kagglekit.bundle import build_bundle
+            warnings: list[str], requirements: dict[str, Any] | None = None,
+            extra_datasets: tuple[str, ...] = ()) -> tuple[PushOutcome, BundleResult]:
+    from kagglekit.bundle import build_bundle, code_dataset_ref
 
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
-                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref)
+                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
+                          requirements=requirements, extra_datasets=extra_datasets,
+                          code_dataset=code_dataset_ref(settings))
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
         machine_shape=settings.machine_shape, accelerator=settings.accelerator_kind,
         bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
-        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
+        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run, code_delivery=bundle.delivery,
     )
     return outcome, bundle
 
@@ -257,6 +276,10 @@ def describe(outcome: PushOutcome) -> str:
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
+    if outcome.code_delivery:
+        lines.append(f"  code {outcome.code_delivery}")
+    if outcome.requirements and not outcome.requirements.startswith("requirements: none"):
+        lines.append(f"  {outcome.requirements}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
         lines.append("  kernel-metadata.json:")

@@ -55,6 +55,8 @@ class ProjectSettings:
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
+    requirements: tuple[str, ...] = ()  # () = requirements.txt, else [project].dependencies; "none" = ignore
+    deps: str = "auto"  # auto | install | vendor | none: how a kernel gets what Kaggle's image lacks
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -297,6 +299,13 @@ def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
     return parse
 
 
+def parse_deps(value: object) -> str:
+    text = _str(value).strip().lower()
+    if text not in ("auto", "install", "vendor", "none"):
+        raise _Bad("auto, install, vendor or none")
+    return text
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -323,9 +332,12 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
+    "requirements": _str_list,
+    "deps": parse_deps,
 }
 
-LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints"})
+LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
+                         "requirements"})
 
 
 def env_var(field: str) -> str:
@@ -449,7 +461,8 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
-                        ("output-budget", "output_budget_bytes")):
+                        ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
+                        ("deps", "deps")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kagglekit import constants as C
+from kagglekit.emulator.datasets import RPCS as DATASET_RPCS
 from kagglekit.emulator.models import ApiError, Backend, Kernel, Version
 
 
@@ -317,4 +318,5 @@ RPCS: dict[str, Callable[[Ctx, dict[str, Any]], dict[str, Any]]] = {
     "kernels.KernelsApiService/CancelKernelSession": cancel_kernel_session,
     "kernels.KernelsApiService/DownloadKernelOutput": download_kernel_output,
 }
+RPCS.update(DATASET_RPCS)  # blobs + datasets: emulator/datasets.py
 NO_AUTH_RPCS = frozenset({"security.OAuthService/IntrospectToken"})

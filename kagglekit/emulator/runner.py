@@ -272,7 +272,8 @@ class Runner:
         sandbox = vdir / "sandbox"
         kaggle = sandbox / "kaggle"
         working = kaggle / "working"
-        for d in (working, kaggle / "input", kaggle / "temp", sandbox / "home", sandbox / "tmp", sandbox / "src"):
+        for d in (working, kaggle / "input", kaggle / "temp", sandbox / "home", sandbox / "tmp", sandbox / "src",
+                  sandbox / "site-packages"):
             d.mkdir(parents=True, exist_ok=True)
         inputs = self._inputs(v, bool(cfg["legacy_layout"]))
         if not use_ns:
@@ -392,7 +393,7 @@ class Runner:
 
         for ref in v.meta.get("datasetDataSources", []):
             owner_slug = "/".join(ref.split("/")[:2])
-            add(b.source_path("dataset", owner_slug), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
+            add(b.source_path("dataset", ref), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
         for slug in v.meta.get("competitionDataSources", []):
             add(b.source_path("competition", slug), f"competitions/{slug}", slug)
         for ref in v.meta.get("modelDataSources", []):
@@ -433,6 +434,9 @@ class Runner:
             "KAGGLE_KERNEL_ROOT": root,
             "KAGGLE_EMULATOR_SANDBOX": "namespace" if use_ns else "relative",
             "DISABLE_KAGGLE_CACHE": "1",
+            # A kernel's `pip install` lands in its sandbox, never in the environment the emulator runs from.
+            "PIP_TARGET": str(sandbox / "site-packages"),
+            "PYTHONPATH": str(sandbox / "site-packages"),
         }
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator import routes
+from kagglekit.emulator import datasets, routes
 from kagglekit.emulator.faults import Fault, FaultBook
 from kagglekit.emulator.models import ApiError, Backend
 from kagglekit.emulator.responses import NO_AUTH_RPCS, RPCS, Ctx, Redirect
@@ -50,6 +50,8 @@ class App:
             if v.pid:
                 kill_orphan(v.pid, self.backend.version_dir(v.id))
         self.runner = Runner(self.backend)
+        self.datasets = datasets.DatasetStore(self.backend)
+        self.backend.datasets = self.datasets
         self.faults = FaultBook()
         self._requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=20000)
         self._req_lock = threading.Lock()
@@ -73,6 +75,7 @@ class App:
     def reset(self) -> None:
         self.runner.kill_all()
         self.backend.reset()
+        self.datasets.reset()
         self.faults.clear()
         self.clear_request_log()
 
@@ -92,6 +95,7 @@ class App:
                 "reason": support.get("reason", ""),
             },
             "faults": self.faults.snapshot(),
+            "datasets": self.datasets.summary(),
             "interrupted_at_start": self.interrupted_at_start,
             "requests_recorded": len(self._requests),
         })
@@ -148,9 +152,10 @@ class Handler(BaseHTTPRequestHandler):
             path, query = parts.path or "/", parts.query
         else:
             path, _, query = target.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
         route = routes.match(method, path)
+        length = int(self.headers.get("Content-Length") or 0)
+        streamed = route is not None and route.kind == "upload"  # read in chunks by its handler
+        body = self.rfile.read(length) if length > 0 and not streamed else b""
         entry: dict[str, Any] = {"method": method, "path": path, "status": 0, "ts": time.time(),
                                  "kind": route.kind if route else "unknown", "name": route.name if route else ""}
         self._entry: dict[str, Any] | None = entry  # logged as soon as the status is sent (see _send_response)
@@ -166,6 +171,11 @@ class Handler(BaseHTTPRequestHandler):
                 params = urllib.parse.parse_qs(query)
                 user = self._auth(required=True) or ""
                 self._logs(user, route.args[0], route.args[1], (params.get("versionLabel") or [""])[0], fault)
+            elif route.kind == "upload":
+                datasets.handle_upload(self, route.args[0])
+            elif route.kind == "datasetfile":
+                entry["file"] = route.args[1]
+                datasets.handle_file(self, int(route.args[0]), route.args[1], query, head=method == "HEAD")
             elif route.kind == "file":
                 entry["file"] = route.args[1]
                 self._file(int(route.args[0]), route.args[1], query, head=method == "HEAD")

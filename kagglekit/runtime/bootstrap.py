@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import paths, session
+from . import deps, paths, session
 from .manifest import RunManifest, interval_from_env
 
 ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
@@ -184,6 +184,14 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
             manifest.finish("error", RESUME_FAILED_EXIT, message)
             return RESUME_FAILED_EXIT
         manifest.data["restored_files"] = restored
+    if config.get("requirements"):
+        try:
+            manifest.data["requirements_install_s"] = round(deps.install(config), 1)
+        except deps.DepsError as exc:
+            message = f"kagglekit: ERROR: {exc}\nThe entry was not run: its imports would fail."
+            print(message, file=sys.stderr, flush=True)
+            manifest.finish("error", deps.DEPS_FAILED_EXIT, message)
+            return deps.DEPS_FAILED_EXIT
     manifest.start()
     atexit.register(manifest.finish, "interrupted", None)
 
