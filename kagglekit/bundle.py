@@ -21,9 +21,10 @@ import json
 import lzma
 import os
 import re
+import shlex
 import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.options import RunOptions
 from kagglekit.settings import SHAPE_LABELS, ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
+from kagglekit.written import REASON as WRITTEN_REASON
+from kagglekit.written import mark_bundle_folder, written_by_kagglekit
+from kagglekit.written import marks_folder as written_marks_folder
 
 METADATA_FILE = "kernel-metadata.json"
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
@@ -115,6 +119,8 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    argv: list[str] = dataclasses.field(default_factory=list)  # the entry point's command-line arguments
+    source_roots: list[str] = dataclasses.field(default_factory=list)  # ["src"] for a src layout
     code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
     code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
     inline_script_bytes: int = 0  # what the one self-contained script would have weighed
@@ -153,9 +159,11 @@ def _read_ignore(path: Path) -> list[str]:
 
 
 class _Collector:
-    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
+    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path],
+                 written: list[Path] | None = None) -> None:
         self.root = root
         self.skip = {os.path.realpath(p) for p in skip}
+        self.written = {os.path.realpath(p) for p in written or []}  # kagglekit's own files: never shipped
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
         kaggleignore = root / ".kaggleignore"
@@ -223,6 +231,9 @@ class _Collector:
                 if is_dir:
                     if os.path.realpath(e.path) in self.skip:
                         continue
+                    if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
+                        self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
+                        continue
                     ignored, reason = self.decide(rel, True, chain, e.path)
                     if ignored or inside_ignored:
                         if self.may_descend(rel):
@@ -236,6 +247,9 @@ class _Collector:
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
                     continue
                 if not os.path.isfile(e.path):
+                    continue
+                if os.path.realpath(e.path) in self.written:
+                    self.left_out.append(LeftOut(rel, WRITTEN_REASON))
                     continue
                 ignored, _ = self.decide(rel, False, chain, e.path)
                 if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
@@ -318,8 +332,11 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def resolve_entry(entry: str | None, names: set[str]) -> str:
-    """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
+def resolve_entry(entry: str | None, names: set[str], roots: list[str] | None = None) -> str:
+    """Check the entry point is bundled; without one, pick a lone train.py / main.py.
+
+    ``roots``: source folders besides the project root (``["src"]``), where modules are found too.
+    """
     if entry is None:
         found = [n for n in ("train.py", "main.py") if n in names]
         if len(found) == 1:
@@ -329,17 +346,23 @@ def resolve_entry(entry: str | None, names: set[str]) -> str:
             + (f" (both {' and '.join(found)} exist)." if found else "."),
             hint='Set it in [tool.kagglekit] or kagglekit.toml: entry = "mypkg.train" (a module) or '
                  'entry = "train.py" (a script), or KAGGLEKIT_ENTRY.')
-    if entry.endswith(".py"):
+    if entry.endswith((".py", ".ipynb")):
         if entry not in names:
-            raise BundleError(f"The entry script {entry} is not among the bundled files.",
+            raise BundleError(f"The entry {'notebook' if entry.endswith('.ipynb') else 'script'} {entry} is not "
+                              "among the bundled files.",
                               hint="Check the path (relative to the project root) and that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")
         return entry
-    mod = entry.replace(".", "/")
-    if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
+    from kagglekit.layout import module_file
+
+    if module_file(entry, names, roots or []) is None:
+        mod = entry.replace(".", "/")
+        where = " and in ".join(["the project root", *(f"{r}/" for r in roots or [])])
         raise BundleError(f"The entry module {entry} is not among the bundled files (looked for {mod}.py and "
-                          f"{mod}/__main__.py).",
-                          hint="Check the module path and that no ignore rule leaves it out.")
+                          f"{mod}/__main__.py in {where}).",
+                          hint="Check the module path and that no ignore rule leaves it out; for a src layout, "
+                               "declare the package folder in pyproject.toml (e.g. [tool.setuptools.packages.find] "
+                               "where = [\"src\"]) or keep it under src/.")
     return entry
 
 
@@ -357,6 +380,7 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    args: Sequence[str] = (),
     requirements: Mapping[str, Any] | None = None,
     extra_datasets: tuple[str, ...] = (),
     code_dataset: str | None = None,
@@ -367,6 +391,8 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``args``: command-line arguments given after ``--``; they follow the ``args`` setting (and
+    ``test-args`` in test mode), so argparse lets them win.
     ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
     the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
     over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
@@ -382,7 +408,7 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
+    sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
     enable_internet = settings.enable_internet if internet is None else internet
@@ -409,7 +435,7 @@ def build_bundle(
         if not any(k.split("/")[:2] == parts[:2] for k in kernel_sources):
             kernel_sources.append(resume_from)
 
-    collector = _Collector(root, settings, skip=[out])
+    collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
     collector.walk()
     warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
@@ -442,7 +468,16 @@ def build_bundle(
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
 
-    entry = resolve_entry(settings.entry, set(contents))
+    from kagglekit.layout import source_roots
+
+    roots = source_roots(root, contents)
+    entry = resolve_entry(settings.entry, set(contents), roots)
+    argv = entry_argv(settings, mode, args)
+    for rel in settings.working_files:
+        if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
+            raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
+                              hint="Give paths relative to the project root (a file or a folder), and check that no "
+                                   "ignore rule leaves them out (kagglekit -v bundle lists the files).")
 
     py_sources: dict[str, str] = {}
     if mode is not None or sets:
@@ -452,10 +487,36 @@ def build_bundle(
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
-                                        test_flag_enabled=settings.test_flag_enabled)
+    from kagglekit import notebook
+
+    nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
+    if nb is not None:  # its code cells, as one Python source the test flag and --set can edit
+        nb_python, nb_magics = notebook.as_python(nb)
+        py_sources[entry] = nb_python
+        if argv:
+            warnings.append(f"args/test-args/-- ARGS ({shlex.join(argv)}) do not reach a notebook: it has no "
+                            "command line. Use --set, or read KAGGLEKIT_MODE.")
+    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.testflag import find_reassignments
+
+    py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
+                                        test_flag_enabled=settings.test_flag_enabled,
+                                        flag_required=not ((settings.test_args or settings.test_sets)
+                                                           and settings.test_flag is None))
+    warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
+    if nb is not None:
+        flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
+        warnings = [notebook.relabel_text(entry, nb_python, w) for w in warnings]
+        if entry in changed:
+            notebook.put_back(nb, changed.pop(entry), nb_magics)
+            contents[entry] = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
+    changed_configs, config_changes = apply_config_sets(
+        contents, {k: v for k, v in sets.items() if is_config_target(k)})
+    contents.update(changed_configs)
+    flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
 
     check_syntax(contents)
     shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
@@ -468,6 +529,15 @@ def build_bundle(
     assert kernel_id is not None
     title = settings.resolved_title or settings.kernel_slug
     code_file = settings.resolved_code_file
+    if nb is not None:
+        code_file = settings.code_file or f"{settings.kernel_slug}{notebook.SUFFIX}"
+        if not notebook.is_notebook(code_file):
+            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {entry} is a "
+                              "notebook, so the kernel is a notebook and its file must end in .ipynb.",
+                              hint=f"Use code-file = \"{settings.kernel_slug}.ipynb\", or leave code-file unset.")
+    elif notebook.is_notebook(code_file):
+        raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}) names a notebook, but the "
+                          f"entry {entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
     if code_file == METADATA_FILE:
         raise ConfigError("code-file cannot be kernel-metadata.json.")
     files = [BundledFile(rel, size) for rel, _, size in collector.files]
@@ -486,6 +556,9 @@ def build_bundle(
         "env": dict(sorted((extra_env or {}).items())),
         "resume_from": resume_from,
         "checkpoints": list(settings.checkpoints),
+        "argv": argv,
+        "python_path": roots,
+        "working_files": list(settings.working_files),
     }
     if requirements:
         config["requirements"] = dict(requirements)
@@ -505,8 +578,13 @@ def build_bundle(
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
-    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
-                                 archive_dataset=None, archive_file="").encode("utf-8")
+    def render_kernel(**parts: Any) -> bytes:
+        """The script; for a notebook entry, the notebook whose first cell it is."""
+        text: str = render_script(**parts)
+        return (notebook.kernel_notebook(nb, text) if nb is not None else text).encode("utf-8")
+
+    script_bytes = render_kernel(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="")
     inline_bytes = len(script_bytes)
     dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
     code_dir: Path | None = None
@@ -514,8 +592,7 @@ def build_bundle(
         if code_dataset is None:
             raise _too_big(inline_bytes, contents)
         archive_file = f"bundle-{sha[:16]}.tar.xz"
-        script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
-                                     archive_file=archive_file).encode("utf-8")
+        script_bytes = render_kernel(archive_b64="", archive_dataset=code_dataset, archive_file=archive_file)
         code_dir = out / "code-dataset"
         if code_dir.exists():
             shutil.rmtree(code_dir)
@@ -533,7 +610,7 @@ def build_bundle(
         "title": title,
         "code_file": code_file,
         "language": "python",
-        "kernel_type": "script",
+        "kernel_type": "notebook" if nb is not None else "script",
         "is_private": settings.private,
         "enable_gpu": kind == "gpu",
         "enable_tpu": kind == "tpu",
@@ -547,6 +624,8 @@ def build_bundle(
     from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:  # a folder the user chose: marked, so that no later bundle ships it
+        mark_bundle_folder(out)
     script_path = out / code_file
     metadata_path = out / METADATA_FILE
     write_bytes_atomic(script_path, script_bytes)
@@ -562,7 +641,12 @@ def build_bundle(
         total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
         archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
         code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
-        inline_script_bytes=inline_bytes)
+        inline_script_bytes=inline_bytes, argv=argv, source_roots=roots)
+
+
+def entry_argv(settings: ProjectSettings, mode: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The entry point's arguments: ``args``, then ``test-args`` in test mode, then those after ``--``."""
+    return [*settings.args, *(settings.test_args if mode == "test" else ()), *extra]
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -619,10 +703,14 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
         lines.append("  left out: " + ", ".join(f"{x.path} ({x.reason})" for x in shown) + more)
+    if result.source_roots:
+        lines.append("  src layout: " + ", ".join(f"{r}/" for r in result.source_roots) + " goes on sys.path")
     if result.mode or result.flag_changes:
         lines.append(f"Mode: {result.mode or 'as in the sources'}")
     for change in result.flag_changes:
         lines.append(f"  {change}")
+    if result.argv:
+        lines.append(f"Arguments: {shlex.join(result.argv)}")
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
@@ -650,7 +738,7 @@ def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptio
     wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
     return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
                         code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
-                        extra_datasets=wheels)
+                        extra_datasets=wheels, args=run.args)
 
 
 def code_dataset_ref(settings: ProjectSettings) -> str | None:

@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class RunRecord:
     parent_version: int | None = None
     resume_from: str | None = None
     overrides: dict[str, str] | None = None  # the --set NAME=VALUE pairs of the push
+    args: list[str] | None = None  # the entry point's command-line arguments
     status: str | None = None
     status_seen_at: datetime | None = None
     failure_message: str | None = None
@@ -281,6 +282,10 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN overrides TEXT;
     """,
+    # 4: the entry point's command-line arguments (JSON list): `args`/`test-args` and `push -- ARGS`.
+    """
+    ALTER TABLE runs ADD COLUMN args TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -289,7 +294,7 @@ _RUN_COLUMNS = (
     "git_commit", "git_dirty", "message", "parent_version", "resume_from", "status", "status_seen_at",
     "failure_message", "started_at", "started_source", "ended_at", "ended_source", "duration_s",
     "duration_source", "output_bytes", "output_files", "peak_working_bytes", "peak_rss_bytes", "updated_at",
-    "overrides",
+    "overrides", "args",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
 
@@ -414,6 +419,8 @@ class Ledger:
                 params.append(int(value))
             elif key == "overrides" and value is not None:
                 params.append(json.dumps(dict(value), sort_keys=True))
+            elif key == "args" and value is not None:
+                params.append(json.dumps(list(value)))
             else:
                 params.append(value)
         params.append(run_id)
@@ -436,6 +443,7 @@ class Ledger:
         parent_version: int | None = None,
         resume_from: str | None = None,
         overrides: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> RunRecord:
         """Record a push (a new version). Pushing is also the first status seen: QUEUED."""
         pushed_at = pushed_at or self._clock()
@@ -446,6 +454,7 @@ class Ledger:
             "bundle_hash": bundle_hash, "git_commit": git_commit, "git_dirty": git_dirty, "message": message,
             "parent_version": parent_version, "resume_from": resume_from,
             "overrides": dict(overrides) if overrides else None,
+            "args": list(args) if args else None,
         }
         with self._transaction() as conn:
             run_id = self._ensure_run(conn, account, kernel, version)
@@ -649,7 +658,7 @@ class Ledger:
                     value = _from_text(value)
                 elif col == "git_dirty" and value is not None:
                     value = bool(value)
-                elif col == "overrides" and value is not None:
+                elif col in ("overrides", "args") and value is not None:
                     value = json.loads(value)
                 kwargs[col] = value
             records.append(RunRecord(**kwargs, statuses=events[int(row["id"])]))

@@ -15,7 +15,11 @@ import click
 from kagglekit.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_PY_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+SET_EXAMPLES = ("E.g. --set n_epoch=1 (a Config attribute or module constant), --set CFG.lr=3e-4, "
+                "--set config.py:EPOCHS=1, --set configs/base.yaml:train.epochs=1.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +31,7 @@ class RunOptions:
     accelerator: str | None = None  # "gpu" | "tpu" | "cpu" | a machine shape
     internet: bool | None = None
     timeout: str | None = None  # "11h", "90m", seconds
+    args: tuple[str, ...] = ()  # the entry point's arguments, given after ``--``
 
     def settings_overrides(self) -> dict[str, Any]:
         """The command-line layer for ``settings.load_project``."""
@@ -41,7 +46,9 @@ def run_options(f: F) -> F:
         click.option("--full", "mode_full", is_flag=True,
                      help="Run the full mode: running_test = False in the bundled copy."),
         click.option("--set", "set_values", multiple=True, metavar="NAME=VALUE",
-                     help="Override a Config attribute in the bundled copy (repeatable), e.g. --set n_epoch=1."),
+                     help="Override a value in the bundled copy (repeatable): a Config attribute or module "
+                          "constant (--set n_epoch=1, --set config.py:EPOCHS=1) or a config file key "
+                          "(--set configs/base.yaml:train.epochs=1)."),
         click.option("--gpu", "acc_gpu", is_flag=True, help="GPU T4 x2 (machine_shape NvidiaTeslaT4)."),
         click.option("--tpu", "acc_tpu", is_flag=True, help="TPU v5e-8 (machine_shape TpuV5E8)."),
         click.option("--cpu", "acc_cpu", is_flag=True, help="No accelerator."),
@@ -57,15 +64,47 @@ def run_options(f: F) -> F:
     return f
 
 
+def parse_set_target(name: str) -> tuple[str | None, str]:
+    """``"configs/a.yaml:train.epochs"`` -> ``("configs/a.yaml", "train.epochs")``; ``"lr"`` -> ``(None, "lr")``.
+
+    Raises ConfigError when the target is none of: NAME, Class.NAME, FILE.py:[Class.]NAME,
+    FILE.yaml|yml|json|toml:key.path.
+    """
+    file, sep, key = name.rpartition(":")
+    if not sep:
+        if not _NAME.match(name):
+            raise ConfigError(f"--set {name!r}: not a NAME or Class.NAME.", hint=SET_EXAMPLES)
+        return None, name
+    file = file.strip().replace("\\", "/")
+    if not file or file.startswith("/") or ".." in file.split("/"):
+        raise ConfigError(f"--set {name!r}: {file or 'the file'!r} is not a path relative to the project root.",
+                          hint=SET_EXAMPLES)
+    if file.endswith(".py"):
+        if not _PY_TARGET.match(key):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a NAME or Class.NAME, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    elif file.lower().endswith(CONFIG_SUFFIXES):
+        if not key or any(not part.strip() for part in key.split(".")):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a key path such as train.epochs, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    else:
+        raise ConfigError(f"--set {name!r}: {file} is neither a .py file nor a .yaml/.yml/.json/.toml config file.",
+                          hint=SET_EXAMPLES)
+    return file, key
+
+
 def parse_sets(values: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``("n_epoch=1", "lr=3e-4")`` -> ``{"n_epoch": "1", "lr": "3e-4"}`` (later wins)."""
+    """``("n_epoch=1", "lr=3e-4")`` -> ``{"n_epoch": "1", "lr": "3e-4"}`` (later wins).
+
+    A name may be qualified: ``CFG.lr``, ``config.py:EPOCHS``, ``configs/base.yaml:train.epochs``.
+    """
     out: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or not _NAME.match(name):
-            raise ConfigError(f"--set {item!r} is not NAME=VALUE.",
-                              hint="E.g. --set n_epoch=1 --set lr=3e-4 --set model_name='resnet18'.")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r} is not NAME=VALUE.", hint=SET_EXAMPLES)
+        parse_set_target(name)
         out[name] = value.strip()
     return out
 

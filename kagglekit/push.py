@@ -57,6 +57,10 @@ class PushOutcome:
     metadata: dict[str, Any] | None = None
     resume_from: str | None = None
     final_status: str | None = None
+    args: list[str] = dataclasses.field(default_factory=list)  # the entry point's arguments
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # --set NAME=VALUE
+    shipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {path, size}: what goes in
+    left_out: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {path, reason}
     code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
     requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
 
@@ -174,7 +178,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
+                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=bundle.overrides,
+                           args=bundle.argv)
     return outcome
 
 
@@ -224,7 +229,7 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
                           internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
                           requirements=requirements, extra_datasets=extra_datasets,
-                          code_dataset=code_dataset_ref(settings))
+                          code_dataset=code_dataset_ref(settings), args=req.run.args)
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
@@ -232,7 +237,11 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
         bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
         metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run, code_delivery=bundle.delivery,
+        args=list(bundle.argv), overrides=dict(bundle.overrides),
+        shipped=[{"path": f.path, "size": f.size} for f in bundle.files],
+        left_out=[{"path": x.path, "reason": x.reason} for x in bundle.left_out],
     )
+    warnings.extend(w for w in bundle.warnings if w not in warnings)
     return outcome, bundle
 
 
@@ -274,6 +283,10 @@ def describe(outcome: PushOutcome) -> str:
     shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
     lines.append(f"  mode {mode}, accelerator {shape}, "
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    if outcome.args:
+        import shlex
+
+        lines.append(f"  arguments: {shlex.join(outcome.args)}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
     if outcome.code_delivery:
@@ -282,6 +295,10 @@ def describe(outcome: PushOutcome) -> str:
         lines.append(f"  {outcome.requirements}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
+        lines.append(f"  would ship {len(outcome.shipped)} files:")
+        lines += [f"    {f['path']}  {f['size']:,} B" for f in outcome.shipped]
+        if outcome.left_out:
+            lines.append("  left out: " + ", ".join(f"{x['path']} ({x['reason']})" for x in outcome.left_out))
         lines.append("  kernel-metadata.json:")
         lines += ["    " + line for line in json.dumps(outcome.metadata, indent=2).splitlines()]
     else:

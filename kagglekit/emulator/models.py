@@ -51,6 +51,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "dataset_processing_seconds": 60.0,
     "dataset_max_files": 1000,
     "upload_url_expiry_seconds": 6 * 24 * 3600,  # the official client's resumable-upload expiry
+    # The interpreter kernels run with: "" is the emulator's own; a path (e.g. a venv's bin/python
+    # made to resemble Kaggle's image) gives kernels that interpreter's packages instead.
+    "kernel_python": "",
 }
 KINDS = ("cpu", "gpu", "tpu")
 DOCKER_IMAGE = "gcr.io/kaggle-images/python@sha256:00000000000000000000000000000000000000000000000000000000e1a7e1a7"
@@ -182,12 +185,26 @@ def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
         elif isinstance(default, str):
             if key == "sandbox" and value not in ("auto", "namespace", "relative"):
                 raise ApiError(400, "sandbox must be one of auto, namespace, relative")
+            if key == "kernel_python":
+                _check_kernel_python(value)
             out[key] = str(value)
         else:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ApiError(400, f"{key} must be a non-negative number")
             out[key] = value
     return out
+
+
+def _check_kernel_python(value: object) -> None:
+    """``kernel_python``: "" (the emulator's interpreter) or an absolute path to an executable file."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"kernel_python must be a path to a Python interpreter (or \"\"), not {value!r}")
+    if value == "":
+        return
+    if not os.path.isabs(value):
+        raise ApiError(400, f"kernel_python must be an absolute path, not {value!r}")
+    if not os.path.isfile(value) or not os.access(value, os.X_OK):
+        raise ApiError(400, f"kernel_python {value!r} is not an executable file")
 
 
 def _kind_of(meta: dict[str, Any]) -> tuple[str, str]:

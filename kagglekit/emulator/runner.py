@@ -284,17 +284,18 @@ class Runner:
                     link.symlink_to(src, target_is_directory=True)
 
         source = b.source_text(vid)
+        python = str(cfg.get("kernel_python") or "") or sys.executable  # config kernel_python: a chosen interpreter
         if v.meta.get("kernelType") == "notebook":
             code = sandbox / "src" / "__notebook__.ipynb"
             code.write_text(source, encoding="utf-8")
-            argv = [sys.executable, "-u", str(NBRUN_PY), str(code), str(vdir / "__notebook__.ipynb")]
+            argv = [python, "-u", str(NBRUN_PY), str(code), str(vdir / "__notebook__.ipynb")]
         else:
             code = sandbox / "src" / "__script__.py"
             code.write_text(source, encoding="utf-8")
-            argv = [sys.executable, "-u", str(code)]
+            argv = [python, "-u", str(code)]
 
         root = C.KAGGLE_ROOT if use_ns else str(kaggle)
-        env = self._env(v, root, sandbox, use_ns)
+        env = self._env(v, root, sandbox, use_ns, python)
         if use_ns:
             spec = {"newroot": str(vdir / "root"), "kaggle_dir": str(kaggle),
                     "inputs": [{"src": str(s), "dst": d} for s, d in inputs],
@@ -414,9 +415,9 @@ class Runner:
         return out
 
     @staticmethod
-    def _env(v: Version, root: str, sandbox: Path, use_ns: bool) -> dict[str, str]:
+    def _env(v: Version, root: str, sandbox: Path, use_ns: bool, python: str | None = None) -> dict[str, str]:
         """A batch session's environment: no credentials, no data-proxy variables (see kaggle-platform §4.2)."""
-        bindir = str(Path(sys.executable).parent)
+        bindir = str(Path(python or sys.executable).parent)
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
         return {
             "PATH": f"{bindir}{os.pathsep}{path}",
