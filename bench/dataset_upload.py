@@ -43,8 +43,8 @@ KK_SYNC = textwrap.dedent(
     import json, sys
     sys.path.insert(0, {repo!r})
     from pathlib import Path
-    from kagglekit.client import KaggleApiClient
-    from kagglekit.client_datasets import DatasetsApi
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.datasets import DatasetsApi
     from kagglekit.credentials import demo_credentials
     url, ref, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     with KaggleApiClient(demo_credentials(), endpoint=url) as client:

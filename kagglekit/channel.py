@@ -18,8 +18,8 @@ from kagglekit.deps import DepsReport, check, install_lines
 from kagglekit.errors import DependencyError
 
 if TYPE_CHECKING:
-    from kagglekit.client import KaggleApiClient
-    from kagglekit.client_datasets import SyncResult
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.datasets import SyncResult
     from kagglekit.settings import ProjectSettings
 
 NONE, INSTALL, VENDOR, SKIP = "none", "install", "vendor", "skip"
@@ -103,7 +103,7 @@ def upload_code(client: KaggleApiClient, ref: str, folder: Path, info: Callable[
 
 def sync_folder(client: KaggleApiClient, ref: str, folder: Path, rels: list[str] | None,
                 info: Callable[[str], None], *, what: str) -> SyncResult:
-    from kagglekit.client_datasets import DatasetsApi, dataset_title, env_workers, scan
+    from kagglekit.api.datasets import DatasetsApi, dataset_title, env_workers, scan
 
     api = DatasetsApi(client, workers=env_workers(), notify=info)
     files = scan(folder, rels)

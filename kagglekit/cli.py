@@ -16,12 +16,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from kagglekit import __version__
 from kagglekit.errors import EXIT_INTERRUPTED, KagglekitError
+from kagglekit.kernel_ref import KernelRef
+
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -36,7 +41,7 @@ class Options:
     verbose: int = 0
     debug: bool = False
 
-    def client(self) -> Any:
+    def client(self) -> KaggleApiClient:
         """The Kaggle client for these options (emulator, custom endpoint or Kaggle)."""
         from kagglekit.connection import open_client
 
@@ -104,10 +109,8 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
     ctx.obj = Options(local=local, endpoint=endpoint, json=json_output, verbose=verbose, debug=debug)
 
 
-# ---------------------------------------------------------------------------
 # Commands are added below, grouped by concern. Each one parses its options,
 # calls one core function and prints.
-# ---------------------------------------------------------------------------
 
 @cli.group("emulator")
 def emulator_group() -> None:
@@ -179,10 +182,7 @@ def emulator_status_command(opts: Options) -> None:
 @click.pass_obj
 def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
     """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
-    from kagglekit.local import add_source
-
-    add_source("datasets", ref, path, endpoint=opts.endpoint)
-    opts.emit({"dataset": ref, "path": path.resolve()}, f"Dataset {ref} -> {path.resolve()}")
+    _add_source(opts, "dataset", ref, path)
 
 
 @emulator_group.command("add-competition")
@@ -191,10 +191,15 @@ def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
 @click.pass_obj
 def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
     """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    _add_source(opts, "competition", slug, path)
+
+
+def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
+    """Tell the emulator that ``path`` holds the data of the dataset or competition ``name``."""
     from kagglekit.local import add_source
 
-    add_source("competitions", slug, path, endpoint=opts.endpoint)
-    opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+    add_source(f"{kind}s", name, path, endpoint=opts.endpoint)
+    opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
 
 @emulator_group.command("config")
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
@@ -214,7 +219,8 @@ def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
 
 # === section: emulator (end) ===
 
-from kagglekit.options import parse_run_options, run_options  # noqa: E402  (click only: fast)
+from kagglekit.options import run_options  # noqa: E402  (click only: fast)
+from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")
@@ -280,10 +286,17 @@ def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Cal
         click.echo(describe(outcome))
 
 
-def _kernel_ref(client: Any, kernel: str) -> Any:
-    """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
-    from kagglekit.client import KernelRef
+def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
+    """The client, the run's reference (KERNEL, else this project's) and the ledger."""
+    from kagglekit.ledger import Ledger
 
+    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
+    client = opts.client()
+    return client, _kernel_ref(client, kernel), Ledger()
+
+
+def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
+    """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
@@ -368,13 +381,9 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 @pass_options
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
-    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     if not watch_flag:
         report = check_status(client, ref, ledger)
         opts.emit(report, lambda: _print_status(opts, report))
@@ -395,13 +404,9 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
-    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ref = _kernel_ref(client, kernel)
-    ledger = Ledger()
+    client, ref, ledger = _open_run(opts, kernel)
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
@@ -482,8 +487,9 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 @pass_options
 def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
     """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's."""
+    from kagglekit.display import runs_table
     from kagglekit.errors import ConfigError
-    from kagglekit.ledger import Ledger, runs_table
+    from kagglekit.ledger import Ledger
 
     if kernel is None and not all_kernels:
         with contextlib.suppress(ConfigError):

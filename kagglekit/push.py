@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kagglekit.errors import KagglekitError, KaggleRefusedError
-from kagglekit.options import RunOptions
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.run_options import RunOptions
 
 if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.types import PushResult
     from kagglekit.bundle import BundleResult
-    from kagglekit.client import KaggleApiClient, KernelRef, PushResult
     from kagglekit.ledger import Ledger
     from kagglekit.settings import ProjectSettings
     from kagglekit.watch import StatusReport
@@ -64,6 +66,11 @@ class PushOutcome:
     code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
     requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
 
+    @property
+    def ref(self) -> KernelRef:
+        """The pushed kernel and version (``kernel`` stays text: it is what ``--json`` prints)."""
+        return KernelRef.from_id(self.kernel, self.version)
+
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:
     """The project's commit and whether the work tree is dirty (None outside a git repo)."""
@@ -84,59 +91,42 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 
 def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest,
-                  ledger: Ledger | None) -> tuple[str, int | None]:
-    """The kernel and version whose output carries the checkpoint to continue from.
+                  ledger: Ledger | None) -> KernelRef:
+    """The kernel version whose output carries the checkpoint to continue from.
 
     ``--resume`` means this kernel's newest version (from the ledger, else from Kaggle);
     ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
     even when an older run of the kernel completed and the newest was stopped.
     """
-    from kagglekit.client import KernelRef
-
     if req.resume_from:
         ref = KernelRef.parse(req.resume_from, default_owner=client.username)
     else:
         ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
-    kernel = f"{ref.owner}/{ref.slug}"
     info = client.get_kernel(ref.without_version())  # fails clearly (exit 5) for a kernel that isn't there
     version = ref.version
     if version is None and ledger is not None:
-        version = max((r.version for r in ledger.runs(kernel=kernel, account=client.account)), default=None)
+        version = max((r.version for r in ledger.runs(kernel=ref.kernel_id, account=client.account)), default=None)
     if version is None:
         version = info.current_version
-    return kernel, version
+    return ref.with_version(version)
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+
+    Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
+    """
     settings = load_settings(req)
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
-    kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
-
-    parent_kernel: str | None = None
-    parent_version: int | None = None
+    parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        parent_kernel, parent_version = resume_source(client, settings, req, ledger)
-    resume_ref = None if parent_kernel is None else (
-        parent_kernel + (f"/{parent_version}" if parent_version else ""))
-    if resume_ref is not None and ledger is not None and client is not None and parent_version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent_kernel or "", parent_version),
-                                   resume_ref, warnings)
-    if resume_ref is not None and client is not None and parent_kernel is not None:
-        warnings.extend(_checkpoint_missing(client, parent_kernel, parent_version, settings.checkpoints))
-
-    kind = settings.accelerator_kind
-    if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
-        from kagglekit.quota import preflight
-
-        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
-        warnings.extend(advice.messages)
-        if not advice.ok and req.strict:
-            raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
-                                     hint="Wait for the quota reset or a running session to end, or push without --strict.")
+        req, parent = _resume_parent(client, settings, req, ledger, warnings)
+    resume_ref = None if parent is None else str(parent)
+    if client is not None and ledger is not None and settings.accelerator_kind != "cpu" and not req.dry_run:
+        _preflight(client, ledger, settings, req, warnings)
 
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
@@ -161,38 +151,65 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
+    _take_answer(outcome, result, info)
+    if ledger is not None and result.version is not None:
+        commit, dirty = git_state(settings.root)
+        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
+        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode,
+                           accelerator=settings.accelerator_kind, machine_shape=settings.machine_shape,
+                           bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
+                           message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
+                           overrides=bundle.overrides, args=bundle.argv)
+    return outcome
+
+
+def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest, ledger: Ledger | None,
+                   warnings: list[str]) -> tuple[PushRequest, KernelRef]:
+    """The run to continue from; the request takes its mode and overrides unless told otherwise."""
+    parent = resume_source(client, settings, req, ledger)
+    if ledger is not None and parent.version is not None:
+        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
+                                   str(parent), warnings)
+    warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    return req, parent
+
+
+def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSettings, req: PushRequest,
+               warnings: list[str]) -> None:
+    """Quota and session-cap advice before an accelerator push; ``--strict`` turns a "no" into a refusal."""
+    from kagglekit.quota import preflight
+
+    advice = preflight(client, ledger, client.account, settings.kernel_id or "", req.run.mode,
+                       settings.accelerator_kind)
+    warnings.extend(advice.messages)
+    if not advice.ok and req.strict:
+        raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
+                                 hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+
+def _take_answer(outcome: PushOutcome, result: PushResult, info: Callable[[str], None]) -> None:
+    """What Kaggle answered to the push: the version, the URL, and the sources it did not attach."""
     outcome.version = result.version
     outcome.url = result.url or outcome.url
-    outcome.kernel = f"{result.ref.owner}/{result.ref.slug}"
+    outcome.kernel = result.ref.kernel_id
     outcome.invalid_sources = {k: v for k, v in {
         "datasets": result.invalid_dataset_sources, "competitions": result.invalid_competition_sources,
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
-    for kind, names in outcome.invalid_sources.items():
-        info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
+    for what, names in outcome.invalid_sources.items():
+        info(f"Warning: Kaggle did not attach these {what} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
-    if ledger is not None and result.version is not None:
-        commit, dirty = git_state(settings.root)
-        same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
-        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
-                           machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
-                           git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=bundle.overrides,
-                           args=bundle.argv)
-    return outcome
 
 
-def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | None,
-                        patterns: tuple[str, ...]) -> list[str]:
+def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:
     """A warning when the run to resume from left no file matching the checkpoint patterns."""
-    from kagglekit.client import KernelRef
     from kagglekit.download import select
 
-    names = [f.name for f in client.list_outputs(KernelRef.parse(kernel).with_version(version)).files]
+    names = [f.name for f in client.list_outputs(parent).files]
     if select(names, checkpoint_patterns=patterns):
         return []
-    where = f"{kernel} v{version}" if version else kernel
+    where = f"{parent.kernel_id} v{parent.version}" if parent.version else parent.kernel_id
     return [f"{where} left no file matching the checkpoint patterns ({', '.join(patterns)}): this run "
             "will start from scratch. Set `checkpoints` in [tool.kagglekit] if the project saves elsewhere."]
 
@@ -245,12 +262,10 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
     return outcome, bundle
 
 
-def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
+def wait_for(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None,
              interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
-    from kagglekit.client import KernelRef
     from kagglekit.watch import watch
 
-    ref: KernelRef = KernelRef.parse(kernel).with_version(version)
     return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
 
 
@@ -265,7 +280,7 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
-    report = wait_for(client, test_outcome.kernel, test_outcome.version, ledger, interval_s, on_change)
+    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change)
     raise_for_outcome(report)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
@@ -326,6 +341,6 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
     on_pushed(outcome)
     if not wait:
         return outcome, None
-    report = wait_for(api, outcome.kernel, outcome.version, ledger, interval_s, on_change)
+    report = wait_for(api, outcome.ref, ledger, interval_s, on_change)
     outcome.final_status = report.status
     return outcome, report

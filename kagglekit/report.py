@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from kagglekit import display
 from kagglekit.constants import (
     OUTPUT_BUDGET_BYTES,
     RUN_MANIFEST_RELPATH,
@@ -28,6 +29,7 @@ from kagglekit.constants import (
     accelerator_kind,
 )
 from kagglekit.errors import ConfigError, NotFoundError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
 ESTIMATE_LOW = 0.7
@@ -130,7 +132,6 @@ class Report:
         return f"{name} v{self.version}" if self.version is not None and self.kernel else name
 
 
-# --- reading -------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -289,7 +290,6 @@ def _estimate(summary: dict[str, Any], epochs: list[dict[str, Any]], duration_s:
     )
 
 
-# --- the plot ------------------------------------------------------------------------------
 def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path) -> None:
     import matplotlib
 
@@ -319,26 +319,9 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
     write_bytes_atomic(path, buffer.getvalue())
 
 
-# --- building --------------------------------------------------------------------------------
-def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
-                 quota_source: str | None = None) -> Report:
-    """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
-
-    :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
-    :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
-    :param out: the report file; default ``source/report.html``. The PNG is written beside it.
-    :param quota_source: where ``quota`` came from, shown in the report.
-    :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
-    :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
-    """
-    if not source.is_dir():
-        raise NotFoundError(f"No output folder at {source}.",
-                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
-    out = out if out is not None else source / "report.html"
-    if out.suffix.lower() not in (".html", ".htm", ".md"):
-        raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
-                          hint="Use -o report.html or -o report.md.")
-    notes: list[str] = []
+def _read_outputs(source: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
+                                                          list[dict[str, Any]]]:
+    """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent)."""
     run_path = source / RUN_MANIFEST_RELPATH
     run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
     metrics_path = _find(source, "metrics.jsonl")
@@ -354,38 +337,63 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     if not run:
         notes.append(f"No {RUN_MANIFEST_RELPATH}: the run was not made through kagglekit, so its duration, "
                      "accelerator and output size are unknown.")
-    epochs = _read_metrics(metrics_path, notes)
+    return run, summary, versions, _read_metrics(metrics_path, notes)
 
-    accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
-    assert isinstance(accel, dict)
+
+def _hardware(accel: dict[str, Any], summary: dict[str, Any], notes: list[str]) -> tuple[Any, Any, str]:
+    """The accelerator asked for, the device seen, and the quota kind the run was billed as."""
     requested, seen = accel.get("requested"), accel.get("seen")
     if seen is None and summary.get("device") in ("cpu", "cuda"):
         seen = summary["device"]  # the project's own record of the device it trained on
     kind = _quota_kind(requested, seen)
-    duration = _duration(run, summary)
-    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
     if kind in ("gpu", "tpu") and seen == "cpu":
         notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
                      "check that the code moves the model and data to the device.")
+    return requested, seen, kind
 
+
+def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
+                 quota_source: str | None = None) -> Report:
+    """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
+
+    :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
+    :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
+    :param out: the report file; default ``source/report.html``. The PNG is written beside it.
+    :param quota_source: where ``quota`` came from, shown in the report.
+    :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
+    :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
+
+    Longer than most: the last third is the one ``Report(...)`` that names every field from its source.
+    """
+    if not source.is_dir():
+        raise NotFoundError(f"No output folder at {source}.",
+                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
+    out = out if out is not None else source / "report.html"
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
+                          hint="Use -o report.html or -o report.md.")
+    notes: list[str] = []
+    run, summary, versions, epochs = _read_outputs(source, notes)
+    accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
+    assert isinstance(accel, dict)
+    requested, seen, kind = _hardware(accel, summary, notes)
+    duration = _duration(run, summary)
+    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
     mode = run.get("mode") if run.get("mode") in ("test", "full") else None
     if mode is None and isinstance(summary.get("running_test"), bool):
         mode = "test" if summary["running_test"] else "full"
     if run.get("status") == "running":
         notes.append("run.json says the run was still running when these outputs were taken.")
-
     budget = _int(run.get("output_budget_bytes")) or OUTPUT_BUDGET_BYTES
     peak_output = _int(run.get("peak_working_bytes"))
     fraction = peak_output / budget if peak_output is not None else None
     if fraction is not None and fraction >= OUTPUT_WARN_FRACTION:
-        notes.append(f"The output used {fraction:.0%} of the {_bytes(budget)} budget: keep fewer checkpoints.")
+        notes.append(f"The output used {fraction:.0%} of the {_size(budget)} budget: keep fewer checkpoints.")
     pulled = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-
     session_limit = _num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
     estimate = _estimate(summary, epochs, duration, session_limit, kind, quota, quota_source, notes) if mode == "test" else None
     if estimate is not None:
         notes.append(ROUGH_WARNING)
-
     packages = run.get("packages") if isinstance(run.get("packages"), dict) else versions.get("packages")
     python_run = run.get("python") or versions.get("python")
     devices = accel.get("devices") if isinstance(accel.get("devices"), list) else []
@@ -432,34 +440,18 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     return report
 
 
-# --- rendering -------------------------------------------------------------------------------
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"  # pragma: no cover
+def _size(n: float | None) -> str:
+    """Sizes in the report: two decimals, ``unknown`` when missing."""
+    return display.size(n, digits=2, unknown="unknown")
+
+
+def _duration_label(seconds: float | None) -> str:
+    return display.duration(seconds, unknown="unknown")
 
 
 def _mib(value: float | None) -> str:
     """The project's ``*_mb`` figures are MiB (``/ 1024**2``): shown in the report's one unit system (kB, MB, GB)."""
-    return "unknown" if value is None else _bytes(value * 1024**2)
-
-
-def _duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    total = round(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{seconds:.3g}s")
-
-
-def _hours(h: float) -> str:
-    """Hours with two decimals, or three significant digits for runs of minutes."""
-    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"
+    return "unknown" if value is None else _size(value * 1024**2)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -478,7 +470,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     run_rows = [
         ("Kernel", r.kernel or "unknown"), ("Mode", r.mode or "unknown"), ("Status", status),
         ("Started", r.started_at or "unknown"), ("Ended", r.ended_at or "unknown"),
-        ("Duration", _duration_text(r.duration_s)),
+        ("Duration", _duration_label(r.duration_s)),
     ]
     if r.overrides:
         run_rows.append(("--set", " ".join(f"{k}={v}" for k, v in r.overrides.items())))
@@ -487,7 +479,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
 
         run_rows.append(("Arguments", shlex.join(r.args)))
     devices = f" ({', '.join(r.devices)})" if r.devices else ""
-    cost = (f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
+    cost = (f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
             else "0 GPU hours (CPU session)")
     cost_rows = [
         ("Accelerator requested", r.accelerator_requested or "unknown"),
@@ -496,12 +488,12 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
     if r.gpu:
         cost_rows.insert(2, ("GPU", r.gpu))
-    fraction = f" ({r.output_fraction:.2%} of {_bytes(r.output_budget_bytes)})" if r.output_fraction is not None else ""
+    fraction = f" ({r.output_fraction:.2%} of {_size(r.output_budget_bytes)})" if r.output_fraction is not None else ""
     space_rows = [
-        ("Peak output size", _bytes(r.peak_output_bytes) + fraction),
-        ("Output budget", _bytes(r.output_budget_bytes)),
-        ("Pulled files", _bytes(r.pulled_bytes)),
-        ("Peak RAM (run.json)", _bytes(r.peak_rss_bytes)),
+        ("Peak output size", _size(r.peak_output_bytes) + fraction),
+        ("Output budget", _size(r.output_budget_bytes)),
+        ("Pulled files", _size(r.pulled_bytes)),
+        ("Peak RAM (run.json)", _size(r.peak_rss_bytes)),
         ("Peak RAM (project)", _mib(r.peak_ram_mb)),
         ("Peak GPU memory", _mib(r.peak_gpu_mb) + (f" allocated, {_mib(r.peak_gpu_reserved_mb)} reserved"
                                                     if r.peak_gpu_reserved_mb is not None else "")),
@@ -514,7 +506,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Best epoch", _fmt(r.best_epoch)), ("Best score", _fmt(r.best_score)),
         ("Last train loss", _fmt(_num(last.get("train_loss")))),
         ("Last validation loss", _fmt(_num(last.get("val_loss")))),
-        ("Median epoch time", _duration_text(r.epoch_time_median_s)),
+        ("Median epoch time", _duration_label(r.epoch_time_median_s)),
     ]
     if r.resumed_from_epoch is not None:
         train_rows.append(("Resumed from epoch", str(r.resumed_from_epoch)))
@@ -527,12 +519,12 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
                  e.fits_quota if e.quota_left_h is None else
                  f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
         sections.append(("Full-run estimate", [
-            ("Duration (range)", f"{_duration_text(e.low_s)} .. {_duration_text(e.high_s)} "
-                                 f"(mid {_duration_text(e.mid_s)})"),
+            ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
+                                 f"(mid {_duration_label(e.mid_s)})"),
             ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
                      f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
-                     f"{_duration_text(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
-            ("Fits the session limit", f"{e.fits_session} (limit {_duration_text(e.session_limit_s)}"
+                     f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+            ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
                                        + (f"; about {e.sessions_needed} sessions with push --resume)"
                                           if e.sessions_needed > 1 else ")")),
             (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
@@ -633,8 +625,10 @@ def render_html(r: Report) -> str:
     return "\n".join(parts)
 
 
-# --- finding the outputs of KERNEL[/VERSION] --------------------------------------------------------
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+_ANY_OWNER = "<any owner>"  # a bare SLUG[/VERSION]: outputs/ holds one folder per slug, whoever owns it
 
 
 def resolve_target(target: str | None, root: Path, default_slug: str | None = None) -> Path:
@@ -659,25 +653,23 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
                 hint="Pass an output folder or KERNEL[/VERSION], e.g. kagglekit report alice/my-model/3.",
             )
         target = slugs[0]
-    parts = target.strip("/").split("/")
-    version = None
-    if len(parts) >= 2 and re.fullmatch(r"v?\d+", parts[-1]):
-        version = int(parts[-1].lstrip("v"))
-        parts = parts[:-1]
-    if len(parts) > 2 or not parts[-1]:
+    try:
+        ref = KernelRef.parse(target.strip("/"), default_owner=_ANY_OWNER)
+    except ConfigError:
         raise NotFoundError(f"{target!r} is neither an output folder nor KERNEL[/VERSION].",
-                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3.")
-    slug_dir = outputs / parts[-1]
+                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3."
+                            ) from None
+    name = ref.slug if ref.owner == _ANY_OWNER else ref.kernel_id  # pulled outputs are kept by slug
+    slug_dir = outputs / ref.slug
     found = _versions(slug_dir)
     if not found:
-        raise NotFoundError(f"No pulled outputs for {'/'.join(parts)} under {slug_dir}.",
-                            hint=f"Pull them first: kagglekit pull-outputs {'/'.join(parts)}.")
-    if version is None:
-        version = max(found)
+        raise NotFoundError(f"No pulled outputs for {name} under {slug_dir}.",
+                            hint=f"Pull them first: kagglekit pull-outputs {name}.")
+    version = ref.version if ref.version is not None else max(found)
     if version not in found:
-        raise NotFoundError(f"Version {version} of {'/'.join(parts)} was not pulled (have: "
+        raise NotFoundError(f"Version {version} of {name} was not pulled (have: "
                             f"{', '.join(str(v) for v in sorted(found))}).",
-                            hint=f"kagglekit pull-outputs {'/'.join(parts)}/{version}")
+                            hint=f"kagglekit pull-outputs {name}/{version}")
     return found[version]
 
 
@@ -692,7 +684,6 @@ def _versions(slug_dir: Path) -> dict[int, Path]:
     return found
 
 
-# --- quota and the command's summary ------------------------------------------------------------
 def report_for(target: str | None, *, output: Path | None, quota_left: float | None,
                account: str | None) -> Report:
     """``kagglekit report``: find the pulled outputs (TARGET, else the project's newest) and report them."""
@@ -734,12 +725,12 @@ def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | N
 
 def summary_lines(r: Report) -> list[str]:
     """The few lines ``kagglekit report`` prints."""
-    cost = f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
+    cost = f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
     lines = [
         f"Run:      {r.label} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
-        f"{_duration_text(r.duration_s)}, cost {cost}",
+        f"{_duration_label(r.duration_s)}, cost {cost}",
         f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
-        f"Output:   peak {_bytes(r.peak_output_bytes)} of {_bytes(r.output_budget_bytes)}",
+        f"Output:   peak {_size(r.peak_output_bytes)} of {_size(r.output_budget_bytes)}",
     ]
     if r.overrides or r.args:
         import shlex
@@ -757,7 +748,7 @@ def summary_lines(r: Report) -> list[str]:
     e = r.estimate
     if e is not None:
         quota = "unknown" if e.fits_quota is None else e.fits_quota
-        lines.append(f"Full run: {_duration_text(e.low_s)} .. {_duration_text(e.high_s)} (rough); "
+        lines.append(f"Full run: {_duration_label(e.low_s)} .. {_duration_label(e.high_s)} (rough); "
                      f"fits the session limit: {e.fits_session}; fits the {e.quota_kind.upper()} quota: {quota}")
     lines += [f"Note:     {note}" for note in r.notes]
     lines.append(f"Report:   {r.path}")

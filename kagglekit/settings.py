@@ -25,9 +25,6 @@ ENV_PREFIX = "KAGGLEKIT_"
 
 ACCELERATOR_ALIASES = {"cpu": "None", "none": "None", "gpu": constants.SHAPE_GPU_DEFAULT,
                        "tpu": constants.SHAPE_TPU_DEFAULT}
-SHAPE_LABELS = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8", "None": "CPU", "NvidiaTeslaP100": "GPU P100",
-                "NvidiaL4": "GPU L4 x4", "NvidiaL4X1": "GPU L4", "NvidiaTeslaA100": "GPU A100",
-                "NvidiaH100": "GPU H100", "TpuV6E8": "TPU v6e-8"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +119,6 @@ def slugify(text: str) -> str:
     result: str = _slugify(text)
     return result
 
-
-# --- value parsers ----------------------------------------------------------------------
 
 class _Bad(Exception):
     """A value that does not fit; the text says what is allowed."""
@@ -313,6 +308,42 @@ def parse_args_list(value: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_PY_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+SET_EXAMPLES = ("E.g. --set n_epoch=1 (a Config attribute or module constant), --set CFG.lr=3e-4, "
+                "--set config.py:EPOCHS=1, --set configs/base.yaml:train.epochs=1.")
+
+
+def parse_set_target(name: str) -> tuple[str | None, str]:
+    """``"configs/a.yaml:train.epochs"`` -> ``("configs/a.yaml", "train.epochs")``; ``"lr"`` -> ``(None, "lr")``.
+
+    Raises ConfigError when the target is none of: NAME, Class.NAME, FILE.py:[Class.]NAME,
+    FILE.yaml|yml|json|toml:key.path.
+    """
+    file, sep, key = name.rpartition(":")
+    if not sep:
+        if not _NAME.match(name):
+            raise ConfigError(f"--set {name!r}: not a NAME or Class.NAME.", hint=SET_EXAMPLES)
+        return None, name
+    file = file.strip().replace("\\", "/")
+    if not file or file.startswith("/") or ".." in file.split("/"):
+        raise ConfigError(f"--set {name!r}: {file or 'the file'!r} is not a path relative to the project root.",
+                          hint=SET_EXAMPLES)
+    if file.endswith(".py"):
+        if not _PY_TARGET.match(key):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a NAME or Class.NAME, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    elif file.lower().endswith(CONFIG_SUFFIXES):
+        if not key or any(not part.strip() for part in key.split(".")):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a key path such as train.epochs, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    else:
+        raise ConfigError(f"--set {name!r}: {file} is neither a .py file nor a .yaml/.yml/.json/.toml config file.",
+                          hint=SET_EXAMPLES)
+    return file, key
+
+
 def parse_set_table(value: object) -> dict[str, str]:
     """``{"EPOCHS" = 1, "configs/base.yaml:train.lr" = 3e-4}``: --set NAME=VALUE pairs kept in the file."""
     allowed = ('a table of --set NAME = VALUE pairs, e.g. { "CFG.epochs" = 1, '
@@ -321,8 +352,6 @@ def parse_set_table(value: object) -> dict[str, str]:
         value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
     if not isinstance(value, dict):
         raise _Bad(allowed)
-    from kagglekit.options import parse_set_target
-
     out: dict[str, str] = {}
     for name, raw in value.items():
         if isinstance(raw, dict | list) or raw is None:
@@ -413,8 +442,6 @@ def env_var(field: str) -> str:
     return ENV_PREFIX + field.upper().replace("-", "_")
 
 
-# --- finding and reading the project file ------------------------------------------
-
 def find_project_root(start: Path) -> tuple[Path, Path | None]:
     """Walk up from ``start`` to the first folder with kagglekit.toml or a [tool.kagglekit] pyproject.
 
@@ -459,8 +486,6 @@ def _read_table(path: Path) -> dict[str, Any]:
 def _where(path: Path) -> str:
     return f"{path} [tool.kagglekit]" if path.name == PYPROJECT_FILE else str(path)
 
-
-# --- loading -------------------------------------------------------------------------
 
 def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> ProjectSettings:
@@ -555,6 +580,5 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                 f"{limit // 3600}h session limit for {kind.upper()} runs.",
                 hint=f"Use at most {limit // 3600}h, or leave timeout unset to get the full limit.")
     if settings.machine_shape in constants.RETIRED_SHAPES:
-        warnings.append(f"machine shape {settings.machine_shape} was retired in September 2026; Kaggle runs it "
-                        "on a replacement. Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=settings.machine_shape))
     return dataclasses.replace(settings, warnings=tuple(warnings))

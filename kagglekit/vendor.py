@@ -1,7 +1,7 @@
 """Wheels for Kaggle's platform, resolved on this machine: ``kagglekit deps vendor`` and ``push --no-internet``.
 
 pip downloads with its platform options (CPython 3.12, ``manylinux2014_x86_64`` up to
-``manylinux_2_35_x86_64``, glibc 2.35 measured on Kaggle's image, kaggle-prod-behaviour.md §10),
+``manylinux_2_35_x86_64``, glibc 2.35 measured on Kaggle's image, docs/kaggle-prod-behaviour.md §10),
 ``--only-binary=:all:`` and ``--no-deps``; kagglekit walks each wheel's ``Requires-Dist`` itself so that
 what Kaggle's image already satisfies (torch, numpy, nvidia-*: gigabytes) is never downloaded. A
 requirement without a wheel for that platform falls back to its sdist built here into a wheel, which is

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 BUNDLE_MARKER = ".kagglekit-bundle"
-OUTPUT_MARKER = ".kagglekit-manifest.json"  # download.MANIFEST_NAME, written by every pull
+OUTPUT_MARKER = ".kagglekit-manifest.json"  # download.PULL_STATE_FILE, written by every pull
 MARKERS = (BUNDLE_MARKER, OUTPUT_MARKER)
 REGISTRY = ".kagglekit/written.json"
 REASON = "written by kagglekit"

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from kagglekit.client import KaggleApiClient, RetryPolicy
-from kagglekit.client_datasets import DatasetsApi, marker_name, scan
+from kagglekit.api.client import KaggleApiClient
+from kagglekit.api.datasets import DatasetsApi, marker_name, scan
+from kagglekit.api.transport import RetryPolicy
 from kagglekit.credentials import demo_credentials
 from kagglekit.errors import ApiError
 from tests.fixtures_emulator import EmulatorHandle

@@ -17,7 +17,7 @@ import pytest
 from kagglekit.bundle import build_bundle, format_summary
 from kagglekit.errors import BundleError, ConfigError
 from kagglekit.layout import source_roots
-from kagglekit.options import parse_sets
+from kagglekit.run_options import parse_sets
 from kagglekit.settings import load_project
 from tests.test_bundle import run_kernel
 

@@ -1,6 +1,6 @@
 """Kaggle datasets through kagglesdk: blob uploads (resumable, streamed), create/version, status, files.
 
-The second channel into a kernel (kaggle-prod-behaviour.md §8). What it adds over ``kaggle datasets``:
+The second channel into a kernel (docs/kaggle-prod-behaviour.md §8). What it adds over ``kaggle datasets``:
 
 - **resumable, streamed uploads**: one ``PUT`` per file from disk (memory stays flat whatever the size);
   after a cut, a 5xx or a 429 it asks the session what arrived (``Content-Range: bytes */N`` -> 308
@@ -44,11 +44,11 @@ from kagglesdk.datasets.types.dataset_api_service import (
     ApiUploadDirectoryInfo,
 )
 
-from kagglekit.client import KaggleApiClient
+from kagglekit.api.client import KaggleApiClient
 from kagglekit.errors import ApiError, KaggleRefusedError, NotFoundError
 
 MARKER_PREFIX = "kagglekit-content-"
-MAX_FILES_PER_VERSION = 1000  # reported limit (kaggle-prod-behaviour.md §8)
+MAX_FILES_PER_VERSION = 1000  # reported limit (docs/kaggle-prod-behaviour.md §8)
 UPLOAD_ATTEMPTS = 8
 HASH_CHUNK = 1024 * 1024
 
@@ -166,7 +166,6 @@ class DatasetsApi:
 
         self.journal = UploadJournal(data_dir() / "uploads", client.endpoint)
 
-    # --- RPCs ------------------------------------------------------------------------
     def status(self, owner: str, slug: str) -> str | None:
         """The latest version's processing stage (``READY``, ``BLOBS_RECEIVED``...), or None if no such dataset."""
         request = ApiGetDatasetStatusRequest()
@@ -227,7 +226,6 @@ class DatasetsApi:
             time.sleep(delay)
             delay = min(delay * 1.5, 15.0)
 
-    # --- blob uploads ------------------------------------------------------------------
     def _put_session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
@@ -295,10 +293,9 @@ class DatasetsApi:
                                    "Check the network and run the command again; finished files are not "
                                    "uploaded again.") from None
                 policy = self.client.retry
-                wait = exc.wait if exc.wait is not None else min(policy.backoff_max,
-                                                                 policy.backoff_factor * 2 ** (failures - 1))
-                self._notify(f"upload of {f.rel}: {exc}; resuming in {wait + 0.0:.1f} s")
-                time.sleep(wait + random.random() * 0.25)
+                wait = policy.backoff(failures) if exc.wait is None else exc.wait + random.random() * policy.jitter
+                self._notify(f"upload of {f.rel}: {exc}; resuming in {wait:.1f} s")
+                policy.sleep(wait)
                 try:
                     got = self._offset(session, url, f.size)
                 except (_Retryable, requests.RequestException):
@@ -342,7 +339,7 @@ class DatasetsApi:
 
     def upload_all(self, files: list[LocalFile], stats: UploadStats) -> dict[str, str]:
         """rel -> token for every file, uploaded in parallel."""
-        self.client._transport._init_session()  # build the RPC session once, before the threads share it
+        self.client.rpc_session()  # build the RPC session once, before the threads share it
         tokens: dict[str, str] = {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
                                                    thread_name_prefix="kagglekit-upload") as pool:
@@ -356,7 +353,6 @@ class DatasetsApi:
                 raise
         return tokens
 
-    # --- create / version ------------------------------------------------------------------
     @staticmethod
     def _tree(tokens: dict[str, str]) -> tuple[list[ApiDatasetNewFile], list[ApiUploadDirectoryInfo]]:
         root: dict[str, Any] = {"files": [], "dirs": {}}
@@ -418,7 +414,6 @@ class DatasetsApi:
             raise KaggleRefusedError(f"Kaggle refused to {what}: {response.error or status or 'no reason given'}.",
                                      "Read Kaggle's message; fix the files or the name and run it again.")
 
-    # --- the whole job ----------------------------------------------------------------------
     def sync(self, ref: str, title: str, root: Path, files: list[LocalFile] | None = None, *,
              notes: str = "", wait: bool = True, private: bool = True, delete_old: bool = True,
              wait_timeout: float = 1800.0) -> SyncResult:
