@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.emulator.models import KAGGLE_URL_BASE, ApiError, Backend
+from kagglekit.emulator.models import KAGGLE_URL_BASE, Backend, WireError
 
 if TYPE_CHECKING:
     from kagglekit.emulator.responses import Ctx
@@ -129,9 +129,9 @@ class DatasetStore:
     # --- blob uploads ---------------------------------------------------------------
     def start_upload(self, user: str, name: str, content_length: int, blob_type: str) -> Upload:
         if not name or "/" in name or name in (".", ".."):
-            raise ApiError(400, f"Invalid blob name {name!r}")
+            raise WireError(400, f"Invalid blob name {name!r}")
         if content_length < 0:
-            raise ApiError(400, "contentLength must not be negative")
+            raise WireError(400, "contentLength must not be negative")
         token = secrets.token_urlsafe(24)
         now = self.b.now()
         with self.b.lock:
@@ -245,18 +245,18 @@ class DatasetStore:
         """The dataset and version a read may see, with Kaggle's refusals while it processes."""
         ds = self.find(owner, slug)
         if ds is None or not self.visible(user, ds):
-            raise ApiError(404, f"Dataset {owner}/{slug} was not found.")
+            raise WireError(404, f"Dataset {owner}/{slug} was not found.")
         versions = [v for v in self.versions(ds) if not v.deleted]
         if number is not None:
             match = [v for v in versions if v.number == number]
             if not match:
-                raise ApiError(404, f"Dataset {owner}/{slug} has no version {number}.")
+                raise WireError(404, f"Dataset {owner}/{slug} has no version {number}.")
             if not self.is_ready(match[0]):
-                raise ApiError(404, f"Dataset {owner}/{slug} version {number} was not found.")
+                raise WireError(404, f"Dataset {owner}/{slug} version {number} was not found.")
             return ds, match[0]
         v = self.latest_ready(ds)
         if v is None:
-            raise ApiError(403, f"Permission 'datasets.get' was denied: dataset {owner}/{slug} is still being "
+            raise WireError(403, f"Permission 'datasets.get' was denied: dataset {owner}/{slug} is still being "
                                 "processed.")
         return ds, v
 
@@ -265,7 +265,7 @@ class DatasetStore:
                base_url: str) -> dict[str, Any]:
         owner = (owner or user).lower()
         if owner != user.lower():
-            raise ApiError(403, f"You cannot create a dataset under {owner!r}.")
+            raise WireError(403, f"You cannot create a dataset under {owner!r}.")
         slug = slug.lower()
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{2,48}[a-z0-9]", slug):
             return {"status": "error", "error": f"Invalid dataset slug {slug!r}: 4-50 characters, a-z, 0-9, '-'."}
@@ -290,12 +290,12 @@ class DatasetStore:
 
     def create_version(self, user: str, ds: Dataset | None, body: dict[str, Any]) -> dict[str, Any]:
         if ds is None or not self.visible(user, ds):
-            raise ApiError(404, "Dataset not found.")
+            raise WireError(404, "Dataset not found.")
         if ds.owner != user.lower():
-            raise ApiError(403, f"Permission 'datasets.update' was denied for {ds.ref}.")
+            raise WireError(403, f"Permission 'datasets.update' was denied for {ds.ref}.")
         versions = self.versions(ds)
         if versions and not any(self.is_ready(v) for v in versions):
-            raise ApiError(403, f"Permission 'datasets.update' was denied: the first version of {ds.ref} is "
+            raise WireError(403, f"Permission 'datasets.update' was denied: the first version of {ds.ref} is "
                                 "still being processed.")
         entries = self._entries(user, list(body.get("files") or []), list(body.get("directories") or []))
         if isinstance(entries, str):
@@ -485,7 +485,7 @@ def _int(body: dict[str, Any], key: str) -> int | None:
     try:
         return int(v)
     except (TypeError, ValueError):
-        raise ApiError(400, f"{key} must be an integer") from None
+        raise WireError(400, f"{key} must be an integer") from None
 
 
 def start_blob_upload(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
@@ -521,7 +521,7 @@ def get_dataset_status(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner, slug = str(body.get("ownerSlug") or ""), str(body.get("datasetSlug") or "")
     ds = store.find(owner, slug)
     if ds is None or not store.visible(ctx.user, ds):
-        raise ApiError(404, f"Dataset {owner}/{slug} was not found.")
+        raise WireError(404, f"Dataset {owner}/{slug} was not found.")
     store.latest_ready(ds)  # applies deleteOldVersions
     live = [v for v in store.versions(ds) if not v.deleted]
     if not live:
@@ -564,7 +564,7 @@ def list_dataset_files(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
                            _int(body, "datasetVersionNumber"))
     size = _int(body, "pageSize") or 20
     if size > 200:
-        raise ApiError(400, "pageSize must be at most 200")
+        raise WireError(400, "pageSize must be at most 200")
     token = str(body.get("pageToken") or "")
     start = int(token) if token.isdigit() else 0
     files = store.list_files(v)
@@ -586,7 +586,7 @@ def download_dataset(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     name = str(body.get("fileName") or "")
     if name:
         if not (store.files_dir(v) / name).is_file():
-            raise ApiError(404, f"File {name} not found in {ds.ref} version {v.number}.")
+            raise WireError(404, f"File {name} not found in {ds.ref} version {v.number}.")
     else:
         name = store.archive(ds, v).name
     raise Redirect(store.file_url(ctx.base_url, v.id, name))
@@ -631,7 +631,7 @@ def handle_upload(h: Handler, token: str) -> None:
     store: DatasetStore = h.app.backend.datasets
     if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
         h.close_connection = True
-        raise ApiError(411, "Send the upload with a Content-Length.")
+        raise WireError(411, "Send the upload with a Content-Length.")
     length = int(h.headers.get("Content-Length") or 0)
     up = store.upload(token)
     if up is None or store.expired(up) or up.used:
@@ -659,7 +659,7 @@ def handle_upload(h: Handler, token: str) -> None:
     m = _QUERY_RANGE.fullmatch(content_range.strip())
     if m and length == 0:
         if int(m.group(1)) != total:
-            raise ApiError(400, f"Content-Range total {m.group(1)} does not match the upload's {total} bytes.")
+            raise WireError(400, f"Content-Range total {m.group(1)} does not match the upload's {total} bytes.")
         if store.complete(up):
             h._send_json(200, {"name": up.name, "size": str(total)})
         else:
@@ -674,7 +674,7 @@ def handle_upload(h: Handler, token: str) -> None:
         mc = _CHUNK_RANGE.fullmatch(content_range.strip())
         if not mc or (mc.group(3) != "*" and int(mc.group(3)) != total):
             _drain(h, length)
-            raise ApiError(400, f"Bad Content-Range {content_range!r} for a {total}-byte upload.")
+            raise WireError(400, f"Bad Content-Range {content_range!r} for a {total}-byte upload.")
         start = int(mc.group(1))
         if start > received:
             _drain(h, length)
@@ -719,7 +719,7 @@ def handle_upload(h: Handler, token: str) -> None:
     if size > total:
         with part.open("r+b") as out:
             out.truncate(total)
-        raise ApiError(400, f"More bytes than announced ({size} > {total}).")
+        raise WireError(400, f"More bytes than announced ({size} > {total}).")
     if size == total:
         os.replace(part, store._done(token))
         h._send_json(200, {"name": up.name, "size": str(total)})
