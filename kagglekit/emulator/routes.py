@@ -12,7 +12,11 @@ import re
 import urllib.parse
 
 from kagglekit.emulator import pages
-from kagglekit.emulator.responses import RPCS
+from kagglekit.emulator.datasets import RPCS as DATASET_RPCS
+from kagglekit.emulator.responses import RPCS as KERNEL_RPCS
+
+# Every RPC the emulator serves: kernels, quota and auth (responses.py), blobs and datasets (datasets.py).
+RPCS = {**KERNEL_RPCS, **DATASET_RPCS}
 
 LOGS_RPC = "kernels.KernelsApiService/GetKernelSessionLogsStream"
 
