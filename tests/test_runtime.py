@@ -41,7 +41,7 @@ def bundle_script(tmp_path: Path, train_py: str, toml_extra: str = "", run: RunO
     return bundle_project(root, tmp_path / "out", run or RunOptions()).script_path
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+def wait_for(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -82,7 +82,7 @@ def test_sigterm_mid_run_leaves_an_interrupted_run_json(tmp_path: Path) -> None:
         wait_for(lambda: manifest.exists() and read_run_json(tmp_path)["last_seen_at"]
                  != read_run_json(tmp_path)["started_at"])
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
@@ -98,7 +98,7 @@ def test_sigkill_leaves_the_last_tick(tmp_path: Path) -> None:
         manifest = tmp_path / "kaggle" / "working" / "kagglekit" / "run.json"
         wait_for(lambda: manifest.exists() and read_run_json(tmp_path)["duration_s"] > 0.5)
         proc.kill()
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     finally:
         proc.kill()
     run = read_run_json(tmp_path)
@@ -123,7 +123,10 @@ def test_manifest_contents_packages_budget_warnings_and_no_env_values(tmp_path: 
     script = bundle_script(tmp_path, train, 'output-budget = 1000\ntimeout = "30s"\naccelerator = "gpu"\n')
     proc = run_kernel(script, tmp_path, env={"KAGGLE_USER_SECRETS_TOKEN": secret})
     assert proc.returncode == 0, proc.stderr
-    assert "LEFT 30 LIMIT 30.0 STOP False True" in proc.stdout or "LEFT 29 LIMIT 30.0 STOP False True" in proc.stdout
+    # time_left() counts from the bootstrap's start; importing numpy on a loaded machine may take seconds
+    (left,) = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("LEFT ")]
+    assert 20 <= left <= 30
+    assert f"LEFT {left} LIMIT 30.0 STOP False True" in proc.stdout
     assert proc.stderr.count("WARNING") == 2 and "80%" not in proc.stderr.split("WARNING")[2]
     run = read_run_json(tmp_path)
     import dateutil
