@@ -163,8 +163,12 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}), bundle "
           f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
 
+    sid = session.session_id()
+    if sid is not None:  # no API returns it; `kagglekit stop` reads it back from this line to cancel the run
+        print(f"kagglekit: kernel session id {sid}", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
     base["session_limit_s"] = int(limit)
+    base["session_id"] = sid
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
     manifest = RunManifest(working, base, interval_s=interval_from_env(float(config.get("watchdog_interval_s")
                                                                                or DEFAULT_INTERVAL_S)),
