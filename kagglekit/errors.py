@@ -46,6 +46,10 @@ class KaggleRefusedError(KagglekitError):
     exit_code = 6
 
 
+class CancelDeniedError(KaggleRefusedError):
+    """Kaggle refused to cancel a session (403 ``kernelSessions.cancel``): the web UI or a delete can stop it."""
+
+
 class ApiError(KagglekitError):
     """The API could not be reached or kept failing (network, timeouts, 5xx, 429 after retries)."""
 
