@@ -101,6 +101,22 @@ def start(port: int = 0) -> EmulatorInfo:
         ) from None
 
 
+# The background emulator is prod-shaped by default; until kagglekit's client survives that (issue 11),
+# --local turns those behaviours off.
+_CLIENT_SIDE_KINDER_CONFIG = {
+    "error_envelope": "flat",  # TODO(issue 11 client side): remove
+    "run_start_delay_seconds": 0,  # TODO(issue 11 client side): remove
+    "new_private_403_seconds": 0,  # TODO(issue 11 client side): remove
+    "quota_projected_message": False,  # TODO(issue 11 client side): remove
+    "save_seconds_per_gb": 0,  # TODO(issue 11 client side): remove
+    "save_min_seconds": 0,  # TODO(issue 11 client side): remove
+    "list_outputs_while_running": True,  # TODO(issue 11 client side): remove
+    "snapshot_strip": False,  # TODO(issue 11 client side): remove
+    "file_url_escaped": True,  # TODO(issue 11 client side): remove
+    "allow_self_mount": True,  # TODO(issue 11 client side): remove (issue 12: the resume relay)
+}
+
+
 def _spawn(port: int) -> EmulatorInfo:
     data_dir = paths.emulator_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +124,8 @@ def _spawn(port: int) -> EmulatorInfo:
     with contextlib.suppress(FileNotFoundError):
         ready.unlink()
     cmd = [sys.executable, "-m", "kagglekit.emulator", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--ready-file", str(ready), "--quiet"]
+           "--data-dir", str(data_dir), "--ready-file", str(ready), "--quiet",
+           "--config", json.dumps(_CLIENT_SIDE_KINDER_CONFIG)]  # TODO(issue 11 client side): remove --config
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     log = _log_path().open("ab")
     try:

@@ -21,7 +21,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from kagglekit.emulator.models import ApiError
+from kagglekit.emulator.models import WireError
 
 _FIELDS = {"target", "times", "status", "retry_after", "html", "drop", "cut_after_bytes", "latency_ms",
            "first_byte_delay_ms", "bandwidth_bytes_per_s", "message"}
@@ -55,10 +55,10 @@ class Fault:
 def parse_fault(payload: dict[str, Any]) -> Fault:
     unknown = set(payload) - _FIELDS
     if unknown:
-        raise ApiError(400, f"Unknown fault fields: {sorted(unknown)}; known: {sorted(_FIELDS)}")
+        raise WireError(400, f"Unknown fault fields: {sorted(unknown)}; known: {sorted(_FIELDS)}")
     target = payload.get("target")
     if not isinstance(target, str) or not target:
-        raise ApiError(400, "A fault needs a target: an RPC name, 'files', 'file:<name>', 'logs' or '*'")
+        raise WireError(400, "A fault needs a target: an RPC name, 'files', 'file:<name>', 'logs' or '*'")
     try:
         fault = Fault(
             target=target,
@@ -75,11 +75,11 @@ def parse_fault(payload: dict[str, Any]) -> Fault:
             message=str(payload["message"]) if payload.get("message") is not None else None,
         )
     except (TypeError, ValueError) as exc:
-        raise ApiError(400, f"Bad fault: {exc}") from exc
+        raise WireError(400, f"Bad fault: {exc}") from exc
     if fault.times == 0 or fault.times < -1:
-        raise ApiError(400, "times must be a positive count, or -1 for a persistent fault")
+        raise WireError(400, "times must be a positive count, or -1 for a persistent fault")
     if fault.error_status is not None and not 400 <= fault.error_status <= 599:
-        raise ApiError(400, "status must be an HTTP error status (400-599)")
+        raise WireError(400, "status must be an HTTP error status (400-599)")
     return fault
 
 

@@ -3,7 +3,7 @@
 Everything a request can change lives here (users, kernels, versions, registered
 data, configuration, the clock offset), so the HTTP layer (responses/routes/server)
 only parses and serializes, and the runner only executes. Errors the client must
-see as an HTTP status are raised as ``ApiError``; Kaggle's "business" refusals
+see as an HTTP status are raised as ``WireError``; Kaggle's "business" refusals
 (session cap, weekly quota) are returned in ``SaveKernel``'s ``error`` field, as
 Kaggle does.
 """
@@ -46,12 +46,37 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # "auto": mount the sandbox at the real /kaggle with user+mount namespaces when the
     # OS allows it, else the relative layout; "namespace" or "relative" force one.
     "sandbox": "auto",
+    # Kaggle as it really is (docs/emulator.md, "Prod-shaped behaviours"): each key turns one
+    # less-kind behaviour of the live service on (the default) or off (for a test).
+    "error_envelope": "nested",  # {"error": {"code", "message", "status"}}; "flat": {"code", "message"}
+    "run_start_delay_seconds": 3.0,  # after a push, status answers 404 "No runs found" this long
+    "new_private_403_seconds": 1.0,  # a brand-new private kernel answers 403 kernels.get this long
+    "push_without_run_when_cpu_full": False,  # CPU slots full: create the version without a run
+    "quota_projected_message": True,  # refusal caused by reservations says "projected to exceed"
+    "save_seconds_per_gb": 120.0,  # save phase: RUNNING while /kaggle/working is "uploaded"
+    "save_min_seconds": 1.5,  # ... at least this long
+    "list_outputs_while_running": False,  # a running (or saving) version lists no files and no log
+    "snapshot_strip": True,  # the saved output drops symlinks, empty folders and exec bits
+    "file_url_escaped": False,  # file URLs carry the name unescaped (signed over the raw name)
+    "max_page_size": 500,  # ListKernelSessionOutput pageSize above this: 400
+    "allow_t4_highmem": False,  # NvidiaTeslaT4Highmem is not for regular accounts
+    "require_kernelspec": True,  # a notebook without metadata.kernelspec fails, as on Kaggle
+    "cancel_always_denied": False,  # CancelKernelSession always 403 (the pessimistic case)
+    "allow_self_mount": False,  # a kernel listed in its own kernel_sources is refused
 }
+_CHOICES = {"sandbox": ("auto", "namespace", "relative"), "error_envelope": ("nested", "flat")}
 KINDS = ("cpu", "gpu", "tpu")
 DOCKER_IMAGE = "gcr.io/kaggle-images/python@sha256:00000000000000000000000000000000000000000000000000000000e1a7e1a7"
 KAGGLE_URL_BASE = "https://www.kaggle.com"
 MSG_RESTARTED = "The emulator stopped while this session was running; the session was lost."
 MSG_DELETED = "The kernel was deleted while this session was running."
+MSG_NO_RUNS = "No runs found for this kernel."
+MSG_QUOTA_PROJECTED = ("Session cannot start because currently running sessions are projected to exceed maximum "
+                       "weekly {kind} quota of {hours:g}. Cancelling running sessions may allow starting new sessions.")
+MSG_T4_HIGHMEM = "The machine shape NvidiaTeslaT4Highmem is not available to this account."  # form inferred
+MSG_CANCEL_DENIED = "Permission 'kernelSessions.cancel' was denied"
+# Kernel session ids are large numbers of their own (never a kernel id or a version number).
+SESSION_ID_BASE = 270_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +89,7 @@ CREATE TABLE IF NOT EXISTS versions(id INTEGER PRIMARY KEY AUTOINCREMENT, kernel
     number INTEGER NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL, failure TEXT NOT NULL DEFAULT '',
     meta TEXT NOT NULL, kind TEXT NOT NULL, run INTEGER NOT NULL, limit_seconds REAL NOT NULL,
     created REAL NOT NULL, started REAL, ended REAL, pid INTEGER, sandbox_mode TEXT NOT NULL DEFAULT '',
-    internet_enforced INTEGER NOT NULL DEFAULT 0, UNIQUE(kernel_id, number));
+    internet_enforced INTEGER NOT NULL DEFAULT 0, session_at REAL, UNIQUE(kernel_id, number));
 CREATE INDEX IF NOT EXISTS versions_owner ON versions(owner, kind, status);
 CREATE TABLE IF NOT EXISTS usage(id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL,
     kind TEXT NOT NULL, seconds REAL NOT NULL, ts REAL NOT NULL);
@@ -73,8 +98,11 @@ CREATE TABLE IF NOT EXISTS sources(kind TEXT NOT NULL, ref TEXT NOT NULL, path T
 """
 
 
-class ApiError(Exception):
-    """A failure the client sees as an HTTP status with a JSON ``{"code", "message"}`` body."""
+class WireError(Exception):
+    """A failure the client sees as an HTTP status with a JSON error body (nested envelope by default).
+
+    Named apart from kagglekit's client-side ``ApiError``: this is what the emulator sends, not what
+    the client raises."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -119,10 +147,19 @@ class Version:
     pid: int | None
     sandbox_mode: str
     internet_enforced: bool
+    session_at: float | None = None  # when Kaggle has created the run's session (status 404 before)
 
     @property
     def active(self) -> bool:
         return self.status in C.ACTIVE_STATUSES and self.run
+
+    @property
+    def session_id(self) -> int:
+        """The kernel session's id (``CancelKernelSession``; in the kernel: ``KAGGLE_CONTAINER_NAME``)."""
+        return SESSION_ID_BASE + self.id
+
+    def has_session(self, now: float) -> bool:
+        return self.run and (self.session_at is None or now >= self.session_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,38 +198,43 @@ def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in DEFAULT_CONFIG:
-            raise ApiError(400, f"Unknown config key {key!r}; known keys: {', '.join(sorted(DEFAULT_CONFIG))}")
+            raise WireError(400, f"Unknown config key {key!r}; known keys: {', '.join(sorted(DEFAULT_CONFIG))}")
         default = DEFAULT_CONFIG[key]
         if isinstance(default, dict):
             if not isinstance(value, dict) or any(k not in KINDS for k in value):
-                raise ApiError(400, f"{key} must be an object with keys among {list(KINDS)}")
+                raise WireError(400, f"{key} must be an object with keys among {list(KINDS)}")
             for k, v in value.items():
                 if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
-                    raise ApiError(400, f"{key}.{k} must be a non-negative number")
+                    raise WireError(400, f"{key}.{k} must be a non-negative number")
                 out[key][k] = v
         elif isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ApiError(400, f"{key} must be true or false")
+                raise WireError(400, f"{key} must be true or false")
             out[key] = value
         elif isinstance(default, str):
-            if key == "sandbox" and value not in ("auto", "namespace", "relative"):
-                raise ApiError(400, "sandbox must be one of auto, namespace, relative")
+            if key in _CHOICES and value not in _CHOICES[key]:
+                raise WireError(400, f"{key} must be one of {', '.join(_CHOICES[key])}")
             out[key] = str(value)
         else:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ApiError(400, f"{key} must be a non-negative number")
+                raise WireError(400, f"{key} must be a non-negative number")
             out[key] = value
     return out
+
+
+# Retired shapes, as the official client (kaggle 2.2.5 _RETIRED_ACCELERATORS) says the server maps them.
+RETIRED_SHAPE_MAP = {"NvidiaTeslaP100": ("gpu", C.SHAPE_GPU_DEFAULT), "TpuV38": ("tpu", C.SHAPE_TPU_DEFAULT),
+                     "Tpu1VmV38": ("tpu", C.SHAPE_TPU_DEFAULT), "TpuV232": ("cpu", "None"),
+                     "TpuV2256": ("cpu", "None")}
 
 
 def _kind_of(meta: dict[str, Any]) -> tuple[str, str]:
     """(kind, effective machine shape) for a push, mapping retired shapes as Kaggle does."""
     shape = str(meta.get("machineShape") or "")
     if shape and shape != "None":
-        kind = C.accelerator_kind(shape)
-        if shape in C.RETIRED_SHAPES:
-            shape = C.SHAPE_TPU_DEFAULT if kind == "tpu" else C.SHAPE_GPU_DEFAULT
-        return kind, shape
+        if shape in RETIRED_SHAPE_MAP:
+            return RETIRED_SHAPE_MAP[shape]
+        return C.accelerator_kind(shape), shape
     if meta.get("enableTpu"):
         return "tpu", C.SHAPE_TPU_DEFAULT
     if meta.get("enableGpu"):
@@ -206,7 +248,7 @@ def parse_version_label(label: str | None) -> int | None:
         return None
     m = re.fullmatch(r"v(\d+)", label.strip())
     if not m:
-        raise ApiError(404, f"Kernel version {label!r} was not found (use the form 'v<N>').")
+        raise WireError(404, f"Kernel version {label!r} was not found (use the form 'v<N>').")
     return int(m.group(1))
 
 
@@ -224,6 +266,11 @@ class Backend:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        if "session_at" not in {r[1] for r in self.db.execute("PRAGMA table_info(versions)")}:
+            self.db.execute("ALTER TABLE versions ADD COLUMN session_at REAL")  # a data dir from before
+        # Versions in their save phase: id -> (start, end) in wall-clock seconds (lost with the process,
+        # as the run itself is).
+        self.saving: dict[int, tuple[float, float]] = {}
         self._initial_config = merge_config(DEFAULT_CONFIG, config or {})
         self._config_cache: dict[str, Any] | None = None
         self._offset_cache: float | None = None
@@ -321,13 +368,14 @@ class Backend:
             shutil.rmtree(self.data_dir / "versions", ignore_errors=True)
             (self.data_dir / "versions").mkdir(exist_ok=True)
             self._seed()
+            self.saving.clear()
 
     # --- users and auth ------------------------------------------------------------
     def add_user(self, username: str, key: str, token: str | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}", username or ""):
-            raise ApiError(400, f"Invalid username {username!r}")
+            raise WireError(400, f"Invalid username {username!r}")
         if not key:
-            raise ApiError(400, "A key is required")
+            raise WireError(400, "A key is required")
         with self.tx() as db:
             row = db.execute("SELECT user_id FROM users WHERE username=?", (username,)).fetchone()
             uid = row[0] if row else 1 + (db.execute("SELECT COALESCE(MAX(user_id), 1000) FROM users").fetchone()[0])
@@ -361,15 +409,15 @@ class Backend:
     def add_source(self, kind: str, ref: str, path: str) -> None:
         p = Path(path).expanduser()
         if not p.is_absolute():
-            raise ApiError(400, f"The path for {kind} {ref!r} must be absolute: {path}")
+            raise WireError(400, f"The path for {kind} {ref!r} must be absolute: {path}")
         if not p.is_dir():
-            raise ApiError(400, f"The path for {kind} {ref!r} is not a folder: {path}")
+            raise WireError(400, f"The path for {kind} {ref!r} is not a folder: {path}")
         if kind == "dataset" and not re.fullmatch(r"[^/\s]+/[^/\s]+", ref):
-            raise ApiError(400, "A dataset ref must be owner/slug")
+            raise WireError(400, "A dataset ref must be owner/slug")
         if kind == "competition" and not re.fullmatch(r"[^/\s]+", ref):
-            raise ApiError(400, "A competition slug has no '/'")
+            raise WireError(400, "A competition slug has no '/'")
         if kind == "model" and not re.fullmatch(r"[^/\s]+(/[^/\s]+){3}/\d+", ref):
-            raise ApiError(400, "A model ref must be owner/model/framework/variation/version")
+            raise WireError(400, "A model ref must be owner/model/framework/variation/version")
         with self.lock:
             self.db.execute("INSERT OR REPLACE INTO sources(kind, ref, path) VALUES (?,?,?)", (kind, ref, str(p)))
 
@@ -397,7 +445,8 @@ class Backend:
                        status=row["status"], failure=row["failure"], meta=json.loads(row["meta"]),
                        kind=row["kind"], run=bool(row["run"]), limit_seconds=row["limit_seconds"],
                        created=row["created"], started=row["started"], ended=row["ended"], pid=row["pid"],
-                       sandbox_mode=row["sandbox_mode"], internet_enforced=bool(row["internet_enforced"]))
+                       sandbox_mode=row["sandbox_mode"], internet_enforced=bool(row["internet_enforced"]),
+                       session_at=row["session_at"])
 
     def kernel_by_ref(self, owner: str, slug: str) -> Kernel | None:
         with self.lock:
@@ -448,16 +497,74 @@ class Backend:
         """The kernel and version a read names; 403 when missing or private to someone else (as Kaggle)."""
         kernel = self.kernel_by_ref(owner or user, slug or "")
         if kernel is None or not self.visible(user, kernel):
-            raise ApiError(403, f"Permission '{permission}' was denied")
+            raise WireError(403, f"Permission '{permission}' was denied")
         number = parse_version_label(version_label)
         versions = self.versions_of(kernel.id)
         if number is not None:
             match = [v for v in versions if v.number == number]
             if not match:
-                raise ApiError(404, f"Version {number} of kernel {kernel.ref} was not found.")
+                raise WireError(404, f"Version {number} of kernel {kernel.ref} was not found.")
             return kernel, match[0]
         ran = [v for v in versions if v.run]
         return kernel, (ran or versions)[-1]
+
+    def resolve_read(self, user: str, owner: str, slug: str, version_label: str | None = None) -> tuple[Kernel, Version]:
+        """``resolve`` for an API read, with Kaggle's first moments: a brand-new private kernel answers 403
+        ``kernels.get`` for ``new_private_403_seconds``."""
+        kernel, version = self.resolve(user, owner, slug, version_label)
+        if kernel.is_private and self.now() - kernel.created < float(self.setting("new_private_403_seconds")):
+            raise WireError(403, "Permission 'kernels.get' was denied")
+        return kernel, version
+
+    def session_of(self, user: str, owner: str, slug: str, version_label: str | None = None) -> Version:
+        """The version whose *session* a status/output/log read names: 404 "No runs found for this kernel."
+        when the kernel never ran or the pushed run's session does not exist yet (``run_start_delay_seconds``)."""
+        _, version = self.resolve_read(user, owner, slug, version_label)
+        if not version.has_session(self.now()):
+            raise WireError(404, MSG_NO_RUNS)
+        return version
+
+    def listed_files(self, v: Version) -> list[OutputFile]:
+        """What Kaggle lists for a version: nothing while it runs or saves; during a cancel's save phase the
+        files appear bit by bit (in name order, as the upload reaches them); everything once it ended."""
+        if self.setting("list_outputs_while_running"):
+            return self.output_files(v.id)
+        if v.status in (C.STATUS_QUEUED, C.STATUS_RUNNING, C.STATUS_NEW_SCRIPT) and v.run:
+            return []
+        files = self.output_files(v.id)
+        if v.status == C.STATUS_CANCEL_REQUESTED:
+            window = self.saving.get(v.id)
+            if window is None:
+                return []  # the kernel is still being stopped
+            start, end = window
+            fraction = 1.0 if end <= start else min(1.0, max(0.0, (time.time() - start) / (end - start)))
+            budget = fraction * sum(f.size for f in files)
+            shown: list[OutputFile] = []
+            total = 0
+            for f in files:
+                total += f.size
+                if total > budget:
+                    break
+                shown.append(f)
+            return shown
+        return files
+
+    def lists_log(self, v: Version) -> bool:
+        """``ListKernelSessionOutput`` carries the log only once the version ended (or when configured)."""
+        return bool(self.setting("list_outputs_while_running")) or v.status in C.FINAL_STATUSES or not v.run
+
+    def version_by_session(self, session_id: int) -> Version | None:
+        return self.version(session_id - SESSION_ID_BASE) if session_id > SESSION_ID_BASE else None
+
+    def cancel_session(self, user: str, session_id: int) -> Version:
+        """Kaggle's cancel model (kaggle-prod-behaviour §6): the right session id as the account that started
+        the session -> CANCEL_REQUESTED; a wrong id or another account -> 403 (never 404)."""
+        v = self.version_by_session(session_id)
+        if self.setting("cancel_always_denied") or v is None or v.owner != user or not v.run:
+            raise WireError(403, MSG_CANCEL_DENIED)
+        if v.active and v.status != C.STATUS_CANCEL_REQUESTED:
+            self.update_version(v.id, status=C.STATUS_CANCEL_REQUESTED)
+        return v
 
     def latest_output_version(self, kernel: Kernel, number: int | None = None) -> Version | None:
         """What ``kernel_sources`` mounts: the given version, else the latest COMPLETE run, else the latest final one."""
@@ -477,16 +584,16 @@ class Backend:
         if not isinstance(text, str):
             text = ""
         if len(text.encode("utf-8")) > int(cfg["source_limit_bytes"]):
-            raise ApiError(400, C.MSG_SOURCE_TOO_LARGE)
+            raise WireError(400, C.MSG_SOURCE_TOO_LARGE)
         language = str(req.get("language") or "python").lower()
         kernel_type = str(req.get("kernelType") or "script").lower()
         if language not in ("python", "r", "rmarkdown", "sqlite", "julia"):
-            raise ApiError(400, "A valid language must be specified")
+            raise WireError(400, "A valid language must be specified")
         if kernel_type not in ("script", "notebook"):
-            raise ApiError(400, "A valid kernel type must be specified")
+            raise WireError(400, "A valid kernel type must be specified")
         title = req.get("newTitle")
         if title is not None and len(str(title).strip()) < C.MIN_TITLE_LENGTH:
-            raise ApiError(400, "Title must be at least five characters")
+            raise WireError(400, "Title must be at least five characters")
 
         with self.lock:
             kernel = self._target_kernel(user, req, title)
@@ -494,13 +601,17 @@ class Backend:
                 return kernel  # a 200 with `error`
             owner, slug, existing = kernel
             meta = self._push_meta(req, language, kernel_type, existing)
+            if meta["machineShape"] == "NvidiaTeslaT4Highmem" and not cfg["allow_t4_highmem"]:
+                raise WireError(400, MSG_T4_HIGHMEM)
             kind, shape = _kind_of(meta)
             meta["machineShape"] = shape
             run = req.get("kernelExecutionType") != "QUICK_SAVE"
-            invalid = self._invalid_sources(user, meta)
+            invalid = self._invalid_sources(user, meta, f"{owner}/{slug}")
             if run:
                 refusal = self._admission_error(owner, kind)
-                if refusal:
+                if refusal and kind == "cpu" and cfg["push_without_run_when_cpu_full"]:
+                    run = False  # the version is created, no run (kaggle-prod-behaviour §3) [one]
+                elif refusal:
                     return {"error": refusal}
             limit = float(cfg["session_limit_seconds"][kind])
             timeout = req.get("sessionTimeoutSeconds")
@@ -521,10 +632,11 @@ class Backend:
                            (json.dumps(meta), str(title or (existing.title if existing else slug)), number,
                             kernel_id))
                 status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
+                session_at = now + float(cfg["run_start_delay_seconds"]) if run else None
                 cur = db.execute(
-                    "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now))
+                    "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created,"
+                    " session_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now, session_at))
                 vid = int(cur.lastrowid or 0)
             vdir = self.version_dir(vid)
             vdir.mkdir(parents=True, exist_ok=True)
@@ -550,21 +662,21 @@ class Backend:
             if k is None:
                 return {"error": "Kernel not found"}
             if k.owner != user:
-                raise ApiError(403, "Permission 'kernels.update' was denied")
+                raise WireError(403, "Permission 'kernels.update' was denied")
             return k.owner, k.slug, k
         raw = str(req.get("slug") or "").strip()
         if not raw:
-            raise ApiError(400, "ID or slug must be specified")
+            raise WireError(400, "ID or slug must be specified")
         parts = raw.split("/")
         if len(parts) == 1:
             owner, slug = user, parts[0]
         elif len(parts) == 2:
             owner, slug = parts[0] or user, parts[1]
         else:
-            raise ApiError(403, "Permission 'kernels.update' was denied")
+            raise WireError(403, "Permission 'kernels.update' was denied")
         owner, slug = owner.lower(), slug.lower()
         if owner != user.lower():
-            raise ApiError(403, "Permission 'kernels.update' was denied")
+            raise WireError(403, "Permission 'kernels.update' was denied")
         existing = self.kernel_by_ref(owner, slug)
         if existing is not None:
             return owner, slug, existing
@@ -577,9 +689,9 @@ class Backend:
                     return owner, title_slug, by_title
                 slug = title_slug
         if len(slug) < C.MIN_SLUG_LENGTH:
-            raise ApiError(400, "Kernel slug must be at least five characters")
+            raise WireError(400, "Kernel slug must be at least five characters")
         if len(slug) > 50 or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug):
-            raise ApiError(400, f"Invalid kernel slug {slug!r}: use 5-50 letters, digits and dashes")
+            raise WireError(400, f"Invalid kernel slug {slug!r}: use 5-50 letters, digits and dashes")
         return owner, slug, None
 
     @staticmethod
@@ -610,7 +722,9 @@ class Backend:
             "sessionTimeoutSeconds": req.get("sessionTimeoutSeconds"),
         }
 
-    def _invalid_sources(self, user: str, meta: dict[str, Any]) -> dict[str, list[str]]:
+    def _invalid_sources(self, user: str, meta: dict[str, Any], target: str) -> dict[str, list[str]]:
+        """The data sources a push names that will not be mounted. A kernel naming itself is one of them
+        (kaggle-prod-behaviour §1 [many]; the form of the refusal is inferred) unless ``allow_self_mount``."""
         bad: dict[str, list[str]] = {"invalidDatasetSources": [], "invalidCompetitionSources": [],
                                      "invalidKernelSources": [], "invalidModelSources": []}
         for ref in meta["datasetDataSources"]:
@@ -625,12 +739,19 @@ class Backend:
         for ref in meta["kernelDataSources"]:
             parts = ref.split("/")
             k = self.kernel_by_ref(parts[0], parts[1]) if len(parts) >= 2 else None
-            if k is None or not self.visible(user, k):
+            if k is None or not self.visible(user, k) or (self.is_self_mount(k.ref, target)):
                 bad["invalidKernelSources"].append(ref)
         return bad
 
+    def is_self_mount(self, source_ref: str, target_ref: str) -> bool:
+        """Whether a kernel source is the pushed kernel itself, and that is refused."""
+        return source_ref.lower() == target_ref.lower() and not self.setting("allow_self_mount")
+
     def _admission_error(self, owner: str, kind: str) -> str | None:
-        """Kaggle's admission rules: the batch-session cap, then the weekly accelerator quota."""
+        """Kaggle's admission rules: the batch-session cap, then the weekly accelerator quota. One rule for
+        the quota: admitted while used + reserved < allowance (reserved: what running and queued sessions
+        may still use up to their limit). Refused with "reached" when the used hours alone fill the
+        allowance, else with "projected to exceed" (the reservations did it)."""
         cfg = self.config
         active = [v for v in self.active_versions() if v.owner == owner and v.kind == kind]
         cap = int(cfg["max_sessions"][kind])
@@ -640,6 +761,8 @@ class Backend:
             allowance = float(cfg[f"{kind}_quota_seconds"])
             used, reserved = self.usage(owner, kind)
             if used + reserved >= allowance:
+                if used < allowance and reserved > 0 and cfg["quota_projected_message"]:
+                    return MSG_QUOTA_PROJECTED.format(kind=kind.upper(), hours=allowance / 3600)
                 return C.MSG_WEEKLY_QUOTA.format(kind=kind.upper(), hours=allowance / 3600)
         return None
 
@@ -674,7 +797,7 @@ class Backend:
 
     def add_usage(self, username: str, kind: str, seconds: float) -> None:
         if kind not in ("gpu", "tpu"):
-            raise ApiError(400, "kind must be gpu or tpu")
+            raise WireError(400, "kind must be gpu or tpu")
         with self.lock:
             self.db.execute("INSERT INTO usage(username, kind, seconds, ts) VALUES (?,?,?,?)",
                             (username, kind, float(seconds), self.now()))
@@ -712,7 +835,7 @@ class Backend:
     def delete_kernel(self, user: str, owner: str, slug: str) -> None:
         kernel = self.kernel_by_ref(owner or user, slug)
         if kernel is None or kernel.owner != user:
-            raise ApiError(403, "Permission 'kernels.delete' was denied")
+            raise WireError(403, "Permission 'kernels.delete' was denied")
         versions = self.versions_of(kernel.id)
         for v in versions:
             if v.active:
@@ -744,6 +867,27 @@ class Backend:
                 files.append(OutputFile(p.relative_to(root).as_posix(), p, st.st_size, st.st_mtime))
         files.sort(key=lambda f: f.name)
         return files
+
+    def strip_snapshot(self, vid: int) -> None:
+        """Make /kaggle/working what Kaggle saves [one]: no symlinks, no empty folders, no exec bits."""
+        if not self.setting("snapshot_strip"):
+            return
+        root = self.output_dir(vid)
+        if not root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+            here = Path(dirpath)
+            for name in filenames + dirnames:
+                p = here / name
+                with contextlib.suppress(OSError):
+                    if p.is_symlink():
+                        p.unlink()
+                    elif p.is_file():
+                        mode = p.stat().st_mode
+                        if mode & 0o111:
+                            p.chmod(mode & ~0o111)
+                    elif p.is_dir() and not any(p.iterdir()):
+                        p.rmdir()
 
     def output_file(self, vid: int, name: str) -> OutputFile | None:
         root = self.output_dir(vid).resolve()

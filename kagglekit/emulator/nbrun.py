@@ -1,10 +1,11 @@
 """Execute a notebook kernel top to bottom (run by path in the kernel's sandbox, never imported).
 
-``python nbrun.py NOTEBOOK.ipynb EXECUTED.ipynb``: runs every code cell in order with
-nbclient and the python3 (ipykernel) kernel in the current directory, echoing each
+``python nbrun.py [--require-kernelspec] NOTEBOOK.ipynb EXECUTED.ipynb``: runs every code cell in
+order with nbclient and the python3 (ipykernel) kernel in the current directory, echoing each
 stream output live to this process's stdout/stderr, so the emulator records it in
 Kaggle's log format just as for a script. Exit codes: 0 ok, 1 a cell raised,
-2 the notebook could not be read.
+2 the notebook could not be read or (``--require-kernelspec``) names no kernel in its
+``metadata.kernelspec``, which fails on Kaggle too (kaggle-cli #689; papermill's message).
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ def main(argv: list[str]) -> int:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    src, dst = argv[1], argv[2]
+    require_kernelspec = "--require-kernelspec" in argv
+    src, dst = [a for a in argv[1:] if a != "--require-kernelspec"][:2]
     try:
         nb = nbformat.read(src, as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:
         print(f"The notebook could not be read: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
+    if require_kernelspec and not (isinstance(kernelspec, dict) and kernelspec.get("name")):
+        print("ValueError: No kernel name found in notebook and no override provided.", file=sys.stderr, flush=True)
         return 2
 
     class StreamingClient(NotebookClient):  # type: ignore[misc]

@@ -1,21 +1,54 @@
-"""Parse RPC request bodies and serialize responses exactly as kaggle-wire.md describes.
+"""Parse requests and build responses exactly as kaggle-wire.md describes; the HTTP layer only writes them.
 
 Each RPC handler takes a ``Ctx`` (backend, caller, the base URL the client used) and the
 request JSON, calls the backend and returns the response JSON (camelCase proto names,
 enums by name, datetimes as ISO with ``Z``, durations as ``"<seconds>s"``). Failures are
-``ApiError`` (HTTP status + JSON ``{"code", "message"}``, written by the server).
+``WireError``, serialized by ``error_body`` (Kaggle's nested envelope by default).
+The logs stream and output files are built here too, as a ``Reply`` (status, headers,
+body chunks) that the server writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email.utils
+import hashlib
+import mimetypes
+import re
+import threading
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator.models import ApiError, Backend, Kernel, Version
+from kagglekit.emulator.models import Backend, Kernel, Version, WireError
+
+CHUNK = 1024 * 1024
+# gRPC-style status names Kaggle puts in its error envelope (kaggle-prod-behaviour §2).
+GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+               409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+               500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+               504: "DEADLINE_EXCEEDED"}
+
+
+def error_body(status: int, message: str, nested: bool = True) -> dict[str, Any]:
+    """``{"error": {"code", "message", "status"}}`` as Kaggle sends it, or the flat ``{"code", "message"}``."""
+    if not nested:
+        return {"code": status, "message": message}
+    name = GRPC_STATUS.get(status) or ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+    return {"error": {"code": status, "message": message, "status": name}}
+
+
+@dataclasses.dataclass
+class Reply:
+    """A non-JSON answer for the server to write: ``stream`` bodies go out chunked, one chunk per item."""
+
+    status: int
+    headers: dict[str, str]
+    body: Iterable[bytes] = ()
+    stream: bool = False
 
 
 class Redirect(Exception):
@@ -32,6 +65,7 @@ class Ctx:
     user: str | None
     base_url: str  # scheme://host[:port] the client used, for absolute file URLs
     cancel: Callable[[int], bool] = lambda vid: False
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 # --- value formats ------------------------------------------------------------------
@@ -74,13 +108,13 @@ def _offset(token: str) -> int:
     if not token:
         return 0
     if not token.isdigit():
-        raise ApiError(400, f"Invalid page token {token!r}")
+        raise WireError(400, f"Invalid page token {token!r}")
     return int(token)
 
 
 def _require_user(ctx: Ctx) -> str:
     if not ctx.user:
-        raise ApiError(401, "Unauthenticated: send Basic (username:key) or Bearer (token) credentials.")
+        raise WireError(401, "Unauthenticated: send Basic (username:key) or Bearer (token) credentials.")
     return ctx.user
 
 
@@ -116,10 +150,22 @@ def kernel_metadata(b: Backend, k: Kernel, version: Version | None = None) -> di
 
 
 def file_url(ctx: Ctx, vid: int, name: str) -> str:
+    """A signed URL. Kaggle signs over the unescaped name and puts it in the URL as is [one]: a client
+    must send it percent-encoded once (as requests does), not re-quote it (``file_url_escaped`` quotes it)."""
     b = ctx.backend
     expires = int(b.now() + float(b.setting("url_expiry_seconds")))
     sig = b.sign(vid, name, expires)
-    return f"{ctx.base_url}/__files/{vid}/{urllib.parse.quote(name)}?expires={expires}&sig={sig}"
+    shown = urllib.parse.quote(name) if b.setting("file_url_escaped") else name
+    return f"{ctx.base_url}/__files/{vid}/{shown}?expires={expires}&sig={sig}"
+
+
+def _page_size(b: Backend, body: dict[str, Any]) -> int:
+    """Output listings accept ``pageSize`` up to 500 [one]; above that Kaggle answers 400."""
+    size = _int(body, "pageSize", 20) or 20
+    limit = int(b.setting("max_page_size"))
+    if limit and size > limit:
+        raise WireError(400, f"Page size must be at most {limit}.")
+    return max(1, size)
 
 
 def _ref(body: dict[str, Any], ctx: Ctx) -> tuple[str, str, str]:
@@ -127,7 +173,7 @@ def _ref(body: dict[str, Any], ctx: Ctx) -> tuple[str, str, str]:
     owner = _str(body, "userName") or _str(body, "ownerSlug") or user
     slug = _str(body, "kernelSlug")
     if not slug:
-        raise ApiError(400, "kernelSlug is required")
+        raise WireError(400, "kernelSlug is required")
     return owner, slug, _str(body, "versionLabel")
 
 
@@ -147,7 +193,7 @@ def save_kernel(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
 
 def get_kernel_session_status(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner, slug, label = _ref(body, ctx)
-    _, v = ctx.backend.resolve(ctx.user or "", owner, slug, label)
+    v = ctx.backend.session_of(ctx.user or "", owner, slug, label)
     out: dict[str, Any] = {"status": v.status}
     if v.failure:
         out["failureMessage"] = v.failure
@@ -157,15 +203,14 @@ def get_kernel_session_status(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
 def list_kernel_session_output(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner, slug, label = _ref(body, ctx)
     b = ctx.backend
-    _, v = b.resolve(ctx.user or "", owner, slug, label)
+    v = b.session_of(ctx.user or "", owner, slug, label)
     token = _str(body, "pageToken")
     start = _offset(token)
-    size = _int(body, "pageSize", 20) or 20
-    size = max(1, min(size, 200))
-    files = b.output_files(v.id)
+    size = _page_size(b, body)
+    files = b.listed_files(v)
     page = files[start:start + size]
     out: dict[str, Any] = {"files": [{"url": file_url(ctx, v.id, f.name), "fileName": f.name} for f in page]}
-    if not token:
+    if not token and b.lists_log(v):
         log = b.log_text(v.id)
         if log:
             out["log"] = log
@@ -177,7 +222,7 @@ def list_kernel_session_output(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]
 def get_kernel(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner, slug, label = _ref(body, ctx)
     b = ctx.backend
-    k, v = b.resolve(ctx.user or "", owner, slug, label)
+    k, v = b.resolve_read(ctx.user or "", owner, slug, label)
     if not label:  # the latest version's source, run or not
         v = b.versions_of(k.id)[-1]
     meta = kernel_metadata(b, k, v if label else None)
@@ -242,10 +287,10 @@ def list_kernels(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
 def list_kernel_files(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner, slug, label = _ref(body, ctx)
     b = ctx.backend
-    _, v = b.resolve(ctx.user or "", owner, slug, label)
-    files = b.output_files(v.id)
+    v = b.session_of(ctx.user or "", owner, slug, label)
+    files = b.listed_files(v)
     start = _offset(_str(body, "pageToken"))
-    size = max(1, min(_int(body, "pageSize", 20) or 20, 200))
+    size = _page_size(b, body)
     out: dict[str, Any] = {"files": [{"name": f.name, "size": f.size, "creationDate": human_date(f.mtime)}
                                      for f in files[start:start + size]]}
     if start + size < len(files):
@@ -276,15 +321,12 @@ def accelerator_quota(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def cancel_kernel_session(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
-    """Cancel by session id (the version id; in a kernel it is in ``KAGGLE_CONTAINER_NAME``)."""
+    """Cancel by session id (in a kernel: the number in ``KAGGLE_CONTAINER_NAME``), per
+    kaggle-prod-behaviour §6: CANCEL_REQUESTED, then CANCEL_ACKNOWLEDGED once the outputs are saved."""
     user = _require_user(ctx)
-    sid = _int(body, "kernelSessionId", 0)
-    v = ctx.backend.version(sid)
-    if v is None or v.owner != user:
-        raise ApiError(403, "Permission 'kernelSessions.cancel' was denied")
-    if not v.active:
+    v = ctx.backend.cancel_session(user, _int(body, "kernelSessionId", 0))
+    if v.status not in C.ACTIVE_STATUSES:
         return {"errorMessage": f"The session is not running (status {v.status})."}
-    ctx.backend.update_version(v.id, status=C.STATUS_CANCEL_REQUESTED)
     ctx.cancel(v.id)
     return {}
 
@@ -294,13 +336,13 @@ def download_kernel_output(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
     owner = _str(body, "ownerSlug") or user
     slug = _str(body, "kernelSlug")
     number = _int(body, "versionNumber", 0)
-    _, v = ctx.backend.resolve(user, owner, slug, f"v{number}" if number else None)
+    v = ctx.backend.session_of(user, owner, slug, f"v{number}" if number else None)
     path = _str(body, "filePath")
     if not path:
-        raise ApiError(400, "filePath is required (the emulator does not build zip archives).")
+        raise WireError(400, "filePath is required (the emulator does not build zip archives).")
     f = ctx.backend.output_file(v.id, path)
-    if f is None:
-        raise ApiError(404, f"Output file {path!r} was not found.")
+    if f is None or path not in {x.name for x in ctx.backend.listed_files(v)}:
+        raise WireError(404, f"Output file {path!r} was not found.")
     raise Redirect(file_url(ctx, v.id, f.name))
 
 
@@ -318,3 +360,121 @@ RPCS: dict[str, Callable[[Ctx, dict[str, Any]], dict[str, Any]]] = {
     "kernels.KernelsApiService/DownloadKernelOutput": download_kernel_output,
 }
 NO_AUTH_RPCS = frozenset({"security.OAuthService/IntrospectToken"})
+
+
+# --- the logs stream --------------------------------------------------------------------
+def logs_reply(ctx: Ctx, owner: str, slug: str, label: str) -> Reply:
+    """The logs of a run: its saved log as JSON once it ended; while it runs, SSE events (one
+    ``data: {record}`` per log record, replayed from the start, then ``data: END_OF_LOG``) as a
+    stream the server sends chunked, so a reader with iter_lines sees each event as it is written."""
+    b = ctx.backend
+    v = b.session_of(_require_user(ctx), owner or (ctx.user or ""), slug, label or None)
+    if not v.active:
+        data = b.log_text(v.id).encode("utf-8")
+        return Reply(200, {"Content-Type": "application/json", "Content-Length": str(len(data))}, [data])
+    return Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                 _log_events(ctx, v.id), stream=True)
+
+
+def _log_events(ctx: Ctx, vid: int) -> Iterator[bytes]:
+    b = ctx.backend
+    path = b.log_path(vid)
+    pos = 0
+    last_write = time.monotonic()
+
+    def drain() -> bytes:
+        nonlocal pos
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(pos)
+            data = f.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return b""
+        pos += end + 1
+        return b"".join(b"data: " + line + b"\n\n" for line in data[:end].split(b"\n") if line)
+
+    while not ctx.stopping.is_set():
+        events = drain()
+        if events:
+            yield events
+            last_write = time.monotonic()
+        cur = b.version(vid)
+        if cur is None or not cur.active:
+            rest = drain()
+            yield rest + b"data: END_OF_LOG\n\n"
+            return
+        with b.changed:
+            b.changed.wait(0.5)
+        if time.monotonic() - last_write > 10:
+            yield b": keep-alive\n\n"
+            last_write = time.monotonic()
+
+
+# --- output files -----------------------------------------------------------------------
+_XML = {"Content-Type": "application/xml; charset=UTF-8"}
+
+
+def _xml_error(status: int, code: str, message: str) -> Reply:
+    body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message>"
+            "</Error>").encode()
+    return Reply(status, {**_XML, "Content-Length": str(len(body))}, [body])
+
+
+def check_file_url(ctx: Ctx, vid: int, name: str, query: str) -> Reply | None:
+    """A GCS-style 403 for a forged or expired signed URL, or None when the URL is good."""
+    b = ctx.backend
+    params = urllib.parse.parse_qs(query)
+    expires_s = (params.get("expires") or ["0"])[0]
+    sig = (params.get("sig") or [""])[0]
+    if not expires_s.isdigit() or not b.check_signature(vid, name, int(expires_s), sig):
+        return _xml_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                                                        "signature you provided.")
+    if b.now() > int(expires_s):
+        return _xml_error(403, "ExpiredToken", "Invalid argument: the signed URL has expired.")
+    return None
+
+
+def file_reply(ctx: Ctx, vid: int, name: str, range_header: str | None, if_range: str | None) -> Reply:
+    """One output file: ``ETag``/``Last-Modified``, ``Range`` -> 206 (``If-Range`` honoured, 416 when
+    unsatisfiable)."""
+    f = ctx.backend.output_file(vid, name)
+    if f is None:
+        return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+    st = f.path.stat()
+    size = st.st_size
+    etag = '"' + hashlib.md5(f"{vid}:{name}:{size}:{st.st_mtime_ns}".encode()).hexdigest() + '"'
+    last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    headers = {"Content-Type": ctype, "ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
+    start, end = 0, size - 1
+    status = 200
+    if range_header and (not if_range or if_range in (etag, last_modified)):
+        m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", range_header)
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:
+                start = max(0, size - int(m.group(2)))
+            if start >= size or start > end:
+                return Reply(416, {"Content-Range": f"bytes */{size}", **headers, "Content-Length": "0"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    length = max(0, end - start + 1)
+    headers["Content-Length"] = str(length)
+
+    def chunks() -> Iterator[bytes]:
+        with f.path.open("rb") as fh:
+            fh.seek(start)
+            left = length
+            while left > 0:
+                data = fh.read(min(CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+
+    return Reply(status, headers, chunks() if length else [])
+

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -93,6 +96,17 @@ def _probe_namespaces() -> dict[str, Any]:
 def _unshare_argv(unshare: str, net: bool, spec_path: Path) -> list[str]:
     flags = ["-U", "-r", "-m", "-p"] + (["-n"] if net else [])
     return [unshare, *flags, "--kill-child", "--", sys.executable, "-I", "-S", str(SANDBOX_PY), str(spec_path)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Launch:
+    """What starts a kernel: command, environment, working folder and the sandbox it gets."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    cwd: Path
+    use_ns: bool
+    netns: bool
 
 
 class LogSink:
@@ -240,39 +254,66 @@ class Runner:
             self._finish(vid, C.STATUS_CANCEL_ACKNOWLEDGED, "")
 
     def _execute(self, vid: int) -> None:
+        """One run, by phase: wait for the session, lay out the sandbox, start, supervise, save, conclude."""
+        v = self._await_session(vid)
+        if v is None:
+            return
+        launch = self._prepare(v)
+        if launch is None:
+            return
+        started = self._start(v, launch)
+        if started is None:
+            return
+        proc, sink, pumps = started
+        timed_out = self._supervise(proc, float(v.limit_seconds))
+        for t in pumps:
+            t.join(5)
+        sink.close()
+        if self._cancelled(vid) in ("deleted", "stopping"):
+            self._end_cancelled(vid, str(self._cancelled(vid)))
+            return
+        if not self._save(vid, cancelled=timed_out or self._cancelled(vid) == "cancel"):
+            return
+        self._conclude(vid, proc.returncode, timed_out, sink, launch.use_ns)
+
+    def _await_session(self, vid: int) -> Version | None:
+        """Until Kaggle has created the session (status 404 meanwhile), then ``queue_seconds`` QUEUED."""
         b = self.backend
-        cfg = b.config
         ev = self._wake[vid]
-        ev.wait(float(cfg["queue_seconds"]))
+        v = b.version(vid)
+        if v is not None and v.session_at is not None:
+            ev.wait(max(0.0, v.session_at - b.now()))
+        if not self._cancelled(vid):
+            ev.wait(float(b.setting("queue_seconds")))
         reason = self._cancelled(vid)
         if reason:
             self._end_cancelled(vid, reason)
-            return
-        v = b.version(vid)
-        if v is None:
-            return
+            return None
+        return b.version(vid)
+
+    def _prepare(self, v: Version) -> _Launch | None:
+        """Check the language and sandbox mode, lay out /kaggle, and build the command and environment."""
+        b = self.backend
+        cfg = b.config
         language = str(v.meta.get("language", "python"))
         if language != "python":
-            b.update_version(vid, started=b.now())
-            self._finish(vid, C.STATUS_ERROR,
+            b.update_version(v.id, started=b.now())
+            self._finish(v.id, C.STATUS_ERROR,
                          f"The kagglekit emulator runs Python kernels only; this kernel's language is {language!r}.")
-            return
-
+            return None
         support = namespace_support() if cfg["sandbox"] != "relative" else {"mount": False, "net": False}
         use_ns = bool(support["mount"])
         if cfg["sandbox"] == "namespace" and not use_ns:
-            b.update_version(vid, started=b.now())
-            self._finish(vid, C.STATUS_ERROR, "The namespace sandbox is not available on this machine: "
+            b.update_version(v.id, started=b.now())
+            self._finish(v.id, C.STATUS_ERROR, "The namespace sandbox is not available on this machine: "
                          f"{support.get('reason') or 'unknown reason'}.")
-            return
-        internet_off = not bool(v.meta.get("enableInternet", True))
-        netns = use_ns and internet_off and bool(support["net"])
-
-        vdir = b.version_dir(vid)
+            return None
+        netns = use_ns and not bool(v.meta.get("enableInternet", True)) and bool(support["net"])
+        vdir = b.version_dir(v.id)
         sandbox = vdir / "sandbox"
         kaggle = sandbox / "kaggle"
-        working = kaggle / "working"
-        for d in (working, kaggle / "input", kaggle / "temp", sandbox / "home", sandbox / "tmp", sandbox / "src"):
+        for d in (kaggle / "working", kaggle / "input", kaggle / "temp", sandbox / "home", sandbox / "tmp",
+                  sandbox / "src"):
             d.mkdir(parents=True, exist_ok=True)
         inputs = self._inputs(v, bool(cfg["legacy_layout"]))
         if not use_ns:
@@ -281,74 +322,106 @@ class Runner:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if not link.exists() and not link.is_symlink():
                     link.symlink_to(src, target_is_directory=True)
+        argv = self._argv(v, sandbox, bool(cfg["require_kernelspec"]))
+        env = self._env(v, C.KAGGLE_ROOT if use_ns else str(kaggle), sandbox, use_ns, b.secret)
+        if not use_ns:
+            return _Launch(argv, env, kaggle / "working", use_ns, netns)
+        spec = {"newroot": str(vdir / "root"), "kaggle_dir": str(kaggle),
+                "inputs": [{"src": str(s), "dst": d} for s, d in inputs],
+                "netns": netns, "pidns": True, "argv": argv, "env": env, "cwd": f"{C.KAGGLE_ROOT}/working"}
+        spec_path = vdir / "sandbox.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        cmd = _unshare_argv(shutil.which("unshare") or "unshare", netns, spec_path)
+        proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        return _Launch(cmd, proc_env, kaggle / "working", use_ns, netns)
 
-        source = b.source_text(vid)
+    def _argv(self, v: Version, sandbox: Path, require_kernelspec: bool) -> list[str]:
+        source = self.backend.source_text(v.id)
         if v.meta.get("kernelType") == "notebook":
             code = sandbox / "src" / "__notebook__.ipynb"
             code.write_text(source, encoding="utf-8")
-            argv = [sys.executable, "-u", str(NBRUN_PY), str(code), str(vdir / "__notebook__.ipynb")]
-        else:
-            code = sandbox / "src" / "__script__.py"
-            code.write_text(source, encoding="utf-8")
-            argv = [sys.executable, "-u", str(code)]
+            flags = ["--require-kernelspec"] if require_kernelspec else []
+            return [sys.executable, "-u", str(NBRUN_PY), *flags, str(code),
+                    str(self.backend.version_dir(v.id) / "__notebook__.ipynb")]
+        code = sandbox / "src" / "__script__.py"
+        code.write_text(source, encoding="utf-8")
+        return [sys.executable, "-u", str(code)]
 
-        root = C.KAGGLE_ROOT if use_ns else str(kaggle)
-        env = self._env(v, root, sandbox, use_ns)
-        if use_ns:
-            spec = {"newroot": str(vdir / "root"), "kaggle_dir": str(kaggle),
-                    "inputs": [{"src": str(s), "dst": d} for s, d in inputs],
-                    "netns": netns, "pidns": True, "argv": argv, "env": env,
-                    "cwd": f"{C.KAGGLE_ROOT}/working"}
-            spec_path = vdir / "sandbox.json"
-            spec_path.write_text(json.dumps(spec), encoding="utf-8")
-            unshare = shutil.which("unshare") or "unshare"
-            cmd = _unshare_argv(unshare, netns, spec_path)
-            proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        else:
-            cmd, proc_env = argv, env
-
-        b.update_version(vid, status=C.STATUS_RUNNING, started=b.now(),
-                         sandbox_mode="namespace" if use_ns else "relative", internet_enforced=int(netns))
-        sink = LogSink(b.log_path(vid), b)
+    def _start(self, v: Version, launch: _Launch) -> tuple[subprocess.Popen[bytes], LogSink,
+                                                           list[threading.Thread]] | None:
+        """Start the kernel; RUNNING is recorded together with its pid (so RUNNING always has one)."""
+        b = self.backend
+        sink = LogSink(b.log_path(v.id), b)
         try:
-            proc = subprocess.Popen(cmd, cwd=str(working), env=proc_env, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(launch.cmd, cwd=str(launch.cwd), env=launch.env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             sink.close()
-            self._finish(vid, C.STATUS_ERROR, f"The kernel could not be started: {exc}")
-            return
+            b.update_version(v.id, started=b.now())
+            self._finish(v.id, C.STATUS_ERROR, f"The kernel could not be started: {exc}")
+            return None
         with self._lock:
-            self._procs[vid] = proc
-        b.update_version(vid, pid=proc.pid)
+            self._procs[v.id] = proc
+        status = C.STATUS_CANCEL_REQUESTED if self._cancelled(v.id) == "cancel" else C.STATUS_RUNNING
+        b.update_version(v.id, status=status, started=b.now(), pid=proc.pid,
+                         sandbox_mode="namespace" if launch.use_ns else "relative",
+                         internet_enforced=int(launch.netns))
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [threading.Thread(target=sink.pump, args=(proc.stdout, "stdout"), daemon=True),
                  threading.Thread(target=sink.pump, args=(proc.stderr, "stderr"), daemon=True)]
         for t in pumps:
             t.start()
-        # A cancel that raced with the start.
-        if self._cancelled(vid):
+        if self._cancelled(v.id):  # a cancel that raced with the start
             _kill(proc)
+        return proc, sink, pumps
 
-        limit = float(v.limit_seconds)
+    @staticmethod
+    def _supervise(proc: subprocess.Popen[bytes], limit: float) -> bool:
+        """Wait for the kernel to end; kill it at the session limit. Returns whether it timed out."""
         started = time.monotonic()
-        timed_out = False
         while True:
             remaining = limit - (time.monotonic() - started)
             if remaining <= 0:
-                timed_out = True
                 _kill(proc)
                 proc.wait()
-                break
+                return True
             try:
                 proc.wait(timeout=min(remaining, 0.1))
-                break
+                return False
             except subprocess.TimeoutExpired:
                 continue
-        rc = proc.returncode
-        for t in pumps:
-            t.join(5)
-        sink.close()
 
+    def _save(self, vid: int, cancelled: bool) -> bool:
+        """The save phase: /kaggle/working becomes the saved snapshot and is "uploaded" at
+        ``save_seconds_per_gb`` (at least ``save_min_seconds``). The version stays RUNNING (a cancelled
+        one CANCEL_REQUESTED, its files appearing meanwhile). False when deleted or stopped meanwhile."""
+        b = self.backend
+        b.strip_snapshot(vid)
+        if cancelled and b.version(vid) is not None:
+            b.update_version(vid, status=C.STATUS_CANCEL_REQUESTED)
+        total = sum(f.size for f in b.output_files(vid))
+        seconds = max(float(b.setting("save_min_seconds")), total / 1e9 * float(b.setting("save_seconds_per_gb")))
+        start = time.time()
+        with b.changed:
+            b.saving[vid] = (start, start + seconds)
+            b.changed.notify_all()
+        try:
+            ev = self._wake[vid]
+            while (left := start + seconds - time.time()) > 0:
+                ev.wait(left)
+                ev.clear()
+                reason = self._cancelled(vid)
+                if reason in ("deleted", "stopping"):
+                    self._end_cancelled(vid, reason)
+                    return False
+        finally:
+            with b.changed:
+                b.saving.pop(vid, None)
+        return True
+
+    def _conclude(self, vid: int, rc: int, timed_out: bool, sink: LogSink, use_ns: bool) -> None:
+        """The final status: cancelled, timed out, output too large, or the exit code's verdict."""
+        b = self.backend
         reason = self._cancelled(vid)
         if reason:
             self._end_cancelled(vid, reason)
@@ -356,7 +429,7 @@ class Runner:
         if timed_out:
             self._finish(vid, C.STATUS_CANCEL_ACKNOWLEDGED, C.MSG_TIMEOUT)
             return
-        out_limit = int(cfg["output_limit_bytes"])
+        out_limit = int(b.setting("output_limit_bytes"))
         total = sum(f.size for f in b.output_files(vid))
         if rc == 0 and total > out_limit:
             self._finish(vid, C.STATUS_ERROR, C.MSG_OUTPUT_TOO_LARGE.format(limit=human_bytes(out_limit)))
@@ -403,7 +476,8 @@ class Runner:
             if len(parts) < 2:
                 continue
             k = b.kernel_by_ref(parts[0], parts[1])
-            if k is None or not b.visible(v.owner, k):
+            own = b.kernel_by_id(v.kernel_id)
+            if k is None or not b.visible(v.owner, k) or (own is not None and b.is_self_mount(k.ref, own.ref)):
                 continue
             number = int(parts[2].lstrip("v")) if len(parts) > 2 and parts[2].lstrip("v").isdigit() else None
             src_version = b.latest_output_version(k, number)
@@ -413,8 +487,10 @@ class Runner:
         return out
 
     @staticmethod
-    def _env(v: Version, root: str, sandbox: Path, use_ns: bool) -> dict[str, str]:
-        """A batch session's environment: no credentials, no data-proxy variables (see kaggle-platform §4.2)."""
+    def _env(v: Version, root: str, sandbox: Path, use_ns: bool, secret: bytes) -> dict[str, str]:
+        """A batch session's environment: no credentials, no data-proxy variables (see kaggle-platform §4.2).
+        ``KAGGLE_CONTAINER_NAME`` carries the session id as on Kaggle: ``kaggle_<token>-<sessionId>-webtier``."""
+        token = hmac.new(secret, f"container:{v.id}".encode(), hashlib.sha256).hexdigest()[:12]
         bindir = str(Path(sys.executable).parent)
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
         return {
@@ -429,7 +505,7 @@ class Runner:
             "KAGGLE_URL_BASE": KAGGLE_URL_BASE,
             "KAGGLE_DOCKER_IMAGE": str(v.meta.get("dockerImage") or DOCKER_IMAGE),
             "KAGGLE_KERNEL_INTEGRATIONS": "",
-            "KAGGLE_CONTAINER_NAME": f"kaggle_emulator-{v.id}-webtier",
+            "KAGGLE_CONTAINER_NAME": f"kaggle_{token}-{v.session_id}-webtier",
             "KAGGLE_KERNEL_ROOT": root,
             "KAGGLE_EMULATOR_SANDBOX": "namespace" if use_ns else "relative",
             "DISABLE_KAGGLE_CACHE": "1",

@@ -1,4 +1,4 @@
-"""The HTTP server: a threaded stdlib server in front of the backend, runner and fault book.
+"""The HTTP server: a threaded stdlib server that parses requests and writes what the responses layer built.
 
 ``EmulatorServer(data_dir, host, port, config).start()`` serves in a background thread
 (``.url``, ``.stop()``); ``serve_forever()`` runs in the foreground. Requests can be
@@ -11,91 +11,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import contextlib
-import email.utils
-import hashlib
+import ipaddress
 import json
-import mimetypes
 import os
-import re
+import secrets
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator import routes
-from kagglekit.emulator.faults import Fault, FaultBook
-from kagglekit.emulator.models import ApiError, Backend
-from kagglekit.emulator.responses import NO_AUTH_RPCS, RPCS, Ctx, Redirect
-from kagglekit.emulator.runner import Runner, kill_orphan, namespace_support
-
-LOGS_RPC = "kernels.KernelsApiService/GetKernelSessionLogsStream"
-CHUNK = 1024 * 1024
-
-
-class App:
-    """Everything a request handler needs: backend, runner, faults, the request log."""
-
-    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
-        self.backend = Backend(data_dir, config)
-        interrupted = self.backend.fail_interrupted()
-        self.interrupted_at_start = [v.id for v in interrupted]
-        for v in interrupted:  # kernels orphaned by an emulator that was killed
-            if v.pid:
-                kill_orphan(v.pid, self.backend.version_dir(v.id))
-        self.runner = Runner(self.backend)
-        self.faults = FaultBook()
-        self._requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=20000)
-        self._req_lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.url = ""
-        self.pid = os.getpid()
-        self.started = time.time()
-
-    def record(self, entry: dict[str, Any]) -> None:
-        with self._req_lock:
-            self._requests.append(entry)
-
-    def request_log(self) -> list[dict[str, Any]]:
-        with self._req_lock:
-            return list(self._requests)
-
-    def clear_request_log(self) -> None:
-        with self._req_lock:
-            self._requests.clear()
-
-    def reset(self) -> None:
-        self.runner.kill_all()
-        self.backend.reset()
-        self.faults.clear()
-        self.clear_request_log()
-
-    def state(self) -> dict[str, Any]:
-        out = self.backend.summary()
-        support = namespace_support() if self.backend.config["sandbox"] != "relative" else {
-            "mount": False, "net": False, "reason": "sandbox=relative"}
-        out.update({
-            "url": self.url,
-            "pid": self.pid,
-            "data_dir": str(self.backend.data_dir),
-            "sandbox": {
-                "configured": self.backend.config["sandbox"],
-                "mode": "namespace" if support["mount"] else "relative",
-                "namespace_available": bool(support["mount"]),
-                "internet_off_enforced": bool(support["mount"] and support["net"]),
-                "reason": support.get("reason", ""),
-            },
-            "faults": self.faults.snapshot(),
-            "interrupted_at_start": self.interrupted_at_start,
-            "requests_recorded": len(self._requests),
-        })
-        return out
+from kagglekit.emulator import control, responses, routes
+from kagglekit.emulator.app import App
+from kagglekit.emulator.faults import Fault
+from kagglekit.emulator.models import Backend, WireError
+from kagglekit.emulator.responses import NO_AUTH_RPCS, RPCS, Ctx, Redirect, Reply
+from kagglekit.emulator.runner import Runner
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -139,6 +76,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.app
 
     def _handle(self, method: str) -> None:
+        self._control = False
         self._status = 0
         self._sent_headers = False
         self._bytes = 0
@@ -156,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         self._entry: dict[str, Any] | None = entry  # logged as soon as the status is sent (see _send_response)
         try:
             if route is None:
-                raise ApiError(404, f"No such endpoint: {method} {path}")
+                raise WireError(404, f"No such endpoint: {method} {path}")
             if route.kind == "rpc":
                 self._rpc(route.name, body)
             elif route.kind == "logs":
@@ -164,18 +102,21 @@ class Handler(BaseHTTPRequestHandler):
                 if self._apply_fault(fault):
                     return
                 params = urllib.parse.parse_qs(query)
-                user = self._auth(required=True) or ""
-                self._logs(user, route.args[0], route.args[1], (params.get("versionLabel") or [""])[0], fault)
+                ctx = self._ctx(self._auth(required=True))
+                self._send_reply(responses.logs_reply(ctx, route.args[0], route.args[1],
+                                                      (params.get("versionLabel") or [""])[0]), fault)
             elif route.kind == "file":
                 entry["file"] = route.args[1]
                 self._file(int(route.args[0]), route.args[1], query, head=method == "HEAD")
             elif route.kind == "control":
+                self._control = True
                 payload = json.loads(body) if body.strip() else None
-                self._send_json(200, routes.control(self.app, route.name, payload))
+                token = self.headers.get(control.TOKEN_HEADER)
+                self._send_json(200, control.control(self.app, route.name, payload, token))
             else:
                 self._send_json(200, {"emulator": "kagglekit", "url": self.app.url,
                                       "rpc_base": [f"{self.app.url}/v1", f"{self.app.url}/api/v1"]})
-        except ApiError as exc:
+        except WireError as exc:
             self._send_error(exc.status, exc.message)
         except json.JSONDecodeError as exc:
             self._send_error(400, f"The body is not valid JSON: {exc}")
@@ -207,13 +148,17 @@ class Handler(BaseHTTPRequestHandler):
             user = self.app.backend.auth_token(value.strip())
         if user is None and required:
             if header:
-                raise ApiError(401, "Unauthenticated: the credentials sent are not valid for this emulator.")
-            raise ApiError(401, "Unauthenticated: send Basic (username:key) or Bearer (token) credentials.")
+                raise WireError(401, "Unauthenticated: the credentials sent are not valid for this emulator.")
+            raise WireError(401, "Unauthenticated: send Basic (username:key) or Bearer (token) credentials.")
         return user
 
     def _base_url(self) -> str:
         host = self.headers.get("Host")
         return f"http://{host}" if host else self.app.url
+
+    def _ctx(self, user: str | None) -> Ctx:
+        return Ctx(self.app.backend, user, self._base_url(), cancel=self.app.runner.cancel,
+                   stopping=self.app.stopping)
 
     # --- RPCs ----------------------------------------------------------------------------
     def _rpc(self, name: str, raw: bytes) -> None:
@@ -222,17 +167,17 @@ class Handler(BaseHTTPRequestHandler):
         if self._apply_fault(fault):
             return
         if not routes.rpc_known(name):
-            raise ApiError(404, f"The kagglekit emulator does not implement {name}.")
+            raise WireError(404, f"The kagglekit emulator does not implement {name}.")
         user = self._auth(required=name not in NO_AUTH_RPCS)
         body = json.loads(raw) if raw.strip() else {}
         if not isinstance(body, dict):
-            raise ApiError(400, "The request body must be a JSON object")
-        if name == LOGS_RPC:
-            assert user is not None
+            raise WireError(400, "The request body must be a JSON object")
+        ctx = self._ctx(user)
+        if name == routes.LOGS_RPC:
             owner = str(body.get("userName") or user)
-            self._logs(user, owner, str(body.get("kernelSlug") or ""), str(body.get("versionLabel") or ""), fault)
+            self._send_reply(responses.logs_reply(ctx, owner, str(body.get("kernelSlug") or ""),
+                                                  str(body.get("versionLabel") or "")), fault)
             return
-        ctx = Ctx(self.app.backend, user, self._base_url(), cancel=self.app.runner.cancel)
         try:
             result = RPCS[name](ctx, body)
         except Redirect as r:
@@ -300,17 +245,38 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None,
                     fault: Fault | None = None) -> None:
+        """Kaggle's error envelope (``error_envelope``); the emulator's own control routes answer flat."""
         if self._sent_headers:
             self.close_connection = True
             return
-        self._send_json_with(status, {"code": status, "message": message}, headers or {}, fault)
+        nested = not self._control and self.app.backend.setting("error_envelope") == "nested"
+        self._send_json_with(status, responses.error_body(status, message, nested), headers or {}, fault)
+
+    def _send_reply(self, reply: Reply, fault: Fault | None, head: bool = False) -> None:
+        """Write what the responses layer built; a ``stream`` goes out chunked and closes the connection."""
+        if not reply.stream:
+            self._send_response(reply.status, reply.headers)
+            if not head:
+                self._write_body(reply.body, fault)
+            return
+        self._send_response(reply.status, {**reply.headers, "Transfer-Encoding": "chunked", "Connection": "close"})
+        self.close_connection = True
+        body: Iterable[bytes] = reply.body
+        for data in body:
+            if not data:
+                continue
+            if not self._write_body([b"%x\r\n" % len(data) + data + b"\r\n"], fault):
+                return
+            self.wfile.flush()
+        self._write_body([b"0\r\n\r\n"], fault)
+        self.wfile.flush()
 
     def _send_json_with(self, status: int, payload: Any, headers: dict[str, str], fault: Fault | None) -> None:
         data = json.dumps(payload).encode("utf-8")
         self._send_bytes(status, data, {"Content-Type": "application/json", **headers}, fault)
 
-    def _write_body(self, chunks: Any, fault: Fault | None) -> None:
-        """Write chunks, honouring a fault's bandwidth limit and cut-off."""
+    def _write_body(self, chunks: Iterable[bytes], fault: Fault | None) -> bool:
+        """Write chunks, honouring a fault's bandwidth limit and cut-off; False once cut off."""
         cut = fault.cut_after_bytes if fault else None
         rate = fault.bandwidth_bytes_per_s if fault else None
         t0 = time.monotonic()
@@ -325,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
                         self.close_connection = True
                         with contextlib.suppress(OSError):
                             self.connection.shutdown(2)
-                        return
+                        return False
                 if rate:  # a piece arrives once the link could have carried it
                     ahead = (self._bytes + piece_len) / rate - (time.monotonic() - t0)
                     if ahead > 0:
@@ -338,138 +304,34 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(2)
-
-    # --- logs stream ----------------------------------------------------------------
-    def _logs(self, user: str, owner: str, slug: str, label: str, fault: Fault | None) -> None:
-        b = self.app.backend
-        _, v = b.resolve(user, owner, slug, label or None)
-        if not v.active:
-            self._send_bytes(200, b.log_text(v.id).encode("utf-8"), {"Content-Type": "application/json"}, fault)
-            return
-        # Chunked, so a client reading with requests' iter_lines gets each event as it is written
-        # (a close-delimited body would make it wait for 512 bytes).
-        self._send_response(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                  "Transfer-Encoding": "chunked", "Connection": "close"})
-        self.close_connection = True
-
-        def send(data: bytes) -> None:
-            self._write_body([b"%x\r\n" % len(data) + data + b"\r\n"], fault)
-            self.wfile.flush()
-
-        path = b.log_path(v.id)
-        pos = 0
-        last_write = time.monotonic()
-
-        def drain() -> bool:
-            nonlocal pos, last_write
-            if not path.exists():
-                return True
-            with path.open("rb") as f:
-                f.seek(pos)
-                data = f.read()
-            end = data.rfind(b"\n")
-            if end < 0:
-                return True
-            pos += end + 1
-            events = b"".join(b"data: " + line + b"\n\n" for line in data[:end].split(b"\n") if line)
-            send(events)
-            last_write = time.monotonic()
-            return not self.close_connection or fault is None or fault.cut_after_bytes is None \
-                or self._bytes < fault.cut_after_bytes
-
-        while not self.app.stopping.is_set():
-            if not drain():
-                return
-            cur = b.version(v.id)
-            if cur is None or not cur.active:
-                if drain():
-                    send(b"data: END_OF_LOG\n\n")
-                    self._write_body([b"0\r\n\r\n"], fault)
-                    self.wfile.flush()
-                return
-            with b.changed:
-                b.changed.wait(0.5)
-            if time.monotonic() - last_write > 10:
-                send(b": keep-alive\n\n")
-                last_write = time.monotonic()
+            return False
+        return True
 
     # --- output files ------------------------------------------------------------------
     def _file(self, vid: int, name: str, query: str, head: bool) -> None:
-        b = self.app.backend
-        params = urllib.parse.parse_qs(query)
-        expires_s = (params.get("expires") or ["0"])[0]
-        sig = (params.get("sig") or [""])[0]
-        xml = {"Content-Type": "application/xml; charset=UTF-8"}
-        if not expires_s.isdigit() or not b.check_signature(vid, name, int(expires_s), sig):
-            self._send_bytes(403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SignatureDoesNotMatch"
-                                  b"</Code><Message>The request signature we calculated does not match the "
-                                  b"signature you provided.</Message></Error>", xml, head=head)
-            return
-        if b.now() > int(expires_s):
-            self._send_bytes(403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
-                                  b"<Message>Invalid argument: the signed URL has expired.</Message></Error>",
-                             xml, head=head)
+        ctx = self._ctx(None)
+        refusal = responses.check_file_url(ctx, vid, name, query)
+        if refusal is not None:
+            self._send_reply(refusal, None, head=head)
             return
         fault = self.app.faults.take(["files", f"file:{name}", f"file:{name.rsplit('/', 1)[-1]}"])
         if self._apply_fault(fault):
             return
-        f = b.output_file(vid, name)
-        if f is None:
-            self._send_bytes(404, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code>"
-                                  b"<Message>The specified key does not exist.</Message></Error>", xml, head=head)
-            return
-        st = f.path.stat()
-        size = st.st_size
-        etag = '"' + hashlib.md5(f"{vid}:{name}:{size}:{st.st_mtime_ns}".encode()).hexdigest() + '"'
-        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = {"Content-Type": ctype, "ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
-        start, end = 0, size - 1
-        status = 200
-        rng = self.headers.get("Range")
-        if_range = self.headers.get("If-Range")
-        if rng and (not if_range or if_range in (etag, last_modified)):
-            m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", rng)
-            if m and (m.group(1) or m.group(2)):
-                if m.group(1):
-                    start = int(m.group(1))
-                    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-                else:
-                    start = max(0, size - int(m.group(2)))
-                if start >= size or start > end:
-                    self._send_bytes(416, b"", {"Content-Range": f"bytes */{size}", **headers}, head=True)
-                    return
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = max(0, end - start + 1)
-        headers["Content-Length"] = str(length)
-        self._send_response(status, headers)
-        if head or length == 0:
-            return
-
-        def chunks() -> Any:
-            with f.path.open("rb") as fh:
-                fh.seek(start)
-                left = length
-                while left > 0:
-                    data = fh.read(min(CHUNK, left))
-                    if not data:
-                        return
-                    left -= len(data)
-                    yield data
-
-        self._write_body(chunks(), fault)
+        reply = responses.file_reply(ctx, vid, name, self.headers.get("Range"), self.headers.get("If-Range"))
+        self._send_reply(reply, fault, head=head or reply.status == 416)
 
 
 class EmulatorServer:
     """The emulator: ``EmulatorServer(data_dir).start()`` then ``.url``; ``.stop()`` kills running kernels."""
 
     def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, control_token: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
-        self.app = App(self.data_dir, config)
+        if not is_loopback(host) and not control_token:
+            control_token = secrets.token_urlsafe(24)  # reachable from elsewhere: the control routes need it
+        self.app = App(self.data_dir, config, control_token)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -488,6 +350,19 @@ class EmulatorServer:
         host, port = self._httpd.server_address[:2]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else str(host))
         return f"http://{shown}:{port}"
+
+    @property
+    def control_token(self) -> str | None:
+        return self.app.control_token
+
+    @property
+    def bound_address(self) -> str:
+        """``host:port`` the socket really listens on (``0.0.0.0:8080`` means every interface)."""
+        if self._httpd is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._httpd.server_address[:2]
+        shown = host.decode() if isinstance(host, bytes) else str(host)
+        return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
 
     def bind(self) -> None:
         if self._httpd is None:
@@ -535,6 +410,16 @@ class EmulatorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the emulator reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def demo_env(url: str) -> dict[str, str]:
