@@ -64,7 +64,8 @@ PLAIN_FETCH = textwrap.dedent(
     import os, sys, requests
     from concurrent.futures import ThreadPoolExecutor
     sys.path.insert(0, {repo!r})
-    from kagglekit.client import KaggleApiClient, KernelRef
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.kernel_ref import KernelRef
     from kagglekit.credentials import demo_credentials
     url, ref, out, jobs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     client = KaggleApiClient(demo_credentials(), endpoint=url)

@@ -16,7 +16,6 @@ import dataclasses
 import fnmatch
 import hashlib
 import io
-import json
 import lzma
 import os
 import re
@@ -25,13 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kagglekit import __version__, constants
+from kagglekit import __version__, constants, display
 from kagglekit.errors import BundleError, ConfigError
-from kagglekit.options import RunOptions
-from kagglekit.settings import SHAPE_LABELS, ProjectSettings, resolve_machine_shape
+from kagglekit.kernel_metadata import METADATA_FILE, write_metadata
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.run_options import RunOptions
+from kagglekit.settings import ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
 
-METADATA_FILE = "kernel-metadata.json"
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
 SCRIPT_TEMPLATE = "kernel/script.py.jinja"
 RUNTIME_PACKAGE = "kagglekit_runtime"
@@ -296,14 +296,6 @@ def _py_literal(value: Any) -> str:
     return ascii(value)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def resolve_entry(entry: str | None, names: set[str]) -> str:
     """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
     if entry is None:
@@ -372,7 +364,7 @@ def build_bundle(
                               hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
                                    "kaggle_secrets.UserSecretsClient.")
     if shape in constants.RETIRED_SHAPES and not any(shape in w for w in warnings):
-        warnings.append(f"machine shape {shape} was retired in September 2026; Kaggle runs it on a replacement.")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=shape))
     session_limit = settings.timeout_s or constants.SESSION_LIMIT_SECONDS[kind]
     if session_limit > constants.SESSION_LIMIT_SECONDS[kind]:
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
@@ -381,11 +373,12 @@ def build_bundle(
 
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
-        parts = resume_from.strip("/").split("/")
-        if not (2 <= len(parts) <= 3 and all(parts) and (len(parts) == 2 or parts[2].lstrip("v").isdigit())):
-            raise ConfigError(f"resume from {resume_from!r}: expected 'owner/slug' or 'owner/slug/VERSION'.")
-        resume_from = "/".join(parts)
-        if not any(k.split("/")[:2] == parts[:2] for k in kernel_sources):
+        try:
+            parent = KernelRef.parse(resume_from.strip("/"))
+        except ConfigError as exc:
+            raise ConfigError(f"resume from {resume_from!r}: {exc.message}", exc.hint) from None
+        resume_from = str(parent)
+        if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
 
     collector = _Collector(root, settings, skip=[out])
@@ -404,9 +397,9 @@ def build_bundle(
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
         raise BundleError(
-            f"The project's files add up to {_human(raw_total)}, far over Kaggle's source limit of 1 MiB "
+            f"The project's files add up to {display.size(raw_total)}, far over Kaggle's source limit of 1 MiB "
             f"({constants.SOURCE_LIMIT_BYTES:,} bytes) for the one kernel script. Largest contributors: "
-            + "; ".join(f"{rel} ({_human(size)})" for rel, _, size in biggest) + ".",
+            + "; ".join(f"{rel} ({display.size(size)})" for rel, _, size in biggest) + ".",
             hint=TOO_BIG_HINT)
     contents: dict[str, bytes] = {}
     for rel, path, _size in collector.files:
@@ -475,9 +468,9 @@ def build_bundle(
         kernel=kernel_id,
         entry=entry,
         mode_label=mode or "as in the sources",
-        accelerator=f"{shape} ({SHAPE_LABELS.get(shape, shape)})",
+        accelerator=f"{shape} ({display.shape_label(shape)})",
         n_files=len(files),
-        total_label=_human(total),
+        total_label=display.size(total),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
         archive_b64=base64.encodebytes(archive).decode("ascii"),
@@ -505,15 +498,13 @@ def build_bundle(
         "model_sources": list(settings.models),
         "machine_shape": shape,
     }
-    from kagglekit.paths import write_bytes_atomic, write_text_atomic
+    from kagglekit.paths import write_bytes_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     script_path = out / code_file
-    metadata_path = out / METADATA_FILE
     write_bytes_atomic(script_path, script_bytes)
-    write_text_atomic(metadata_path, json.dumps(metadata, indent=2) + "\n")
-    for path in (script_path, metadata_path):  # mkstemp makes 0600 files; these are not secret
-        path.chmod(0o644)
+    script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
+    metadata_path = write_metadata(out, metadata)
 
     return BundleResult(
         out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
@@ -529,9 +520,9 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
     by_raw = sorted(contents.items(), key=lambda kv: -len(kv[1]))[:12]
     estimates = sorted(((rel, len(data), len(lzma.compress(data, preset=1)) * 4 // 3) for rel, data in by_raw),
                        key=lambda t: -t[2])[:BIGGEST_SHOWN]
-    listed = "; ".join(f"{rel} ({_human(raw)}, about {_human(cost)} in the script)" for rel, raw, cost in estimates)
+    listed = "; ".join(f"{rel} ({display.size(raw)}, about {display.size(cost)} in the script)" for rel, raw, cost in estimates)
     return BundleError(
-        f"The kernel script would be {_human(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
+        f"The kernel script would be {display.size(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
         hint=TOO_BIG_HINT)
 
@@ -568,12 +559,12 @@ def check_syntax(contents: Mapping[str, bytes]) -> None:
 
 def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     lines: list[str] = []
-    lines.append(f"Bundled {len(result.files)} files ({_human(result.total_bytes)}) for {result.kernel}, "
+    lines.append(f"Bundled {len(result.files)} files ({display.size(result.total_bytes)}) for {result.kernel}, "
                  f"entry {result.entry}")
     if verbose:
-        lines += [f"  {f.path}  {_human(f.size)}" for f in result.files]
+        lines += [f"  {f.path}  {display.size(f.size)}" for f in result.files]
     elif result.biggest:
-        lines.append("  biggest: " + ", ".join(f"{f.path} ({_human(f.size)})" for f in result.biggest))
+        lines.append("  biggest: " + ", ".join(f"{f.path} ({display.size(f.size)})" for f in result.biggest))
     if result.left_out:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
@@ -583,9 +574,9 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     for change in result.flag_changes:
         lines.append(f"  {change}")
     pct = 100 * result.script_bytes / result.limit_bytes
-    lines.append(f"Script: {result.script_path.name} {_human(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
+    lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
-    label = SHAPE_LABELS.get(result.machine_shape, result.machine_shape)
+    label = display.shape_label(result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
                  f"{'private' if result.is_private else 'public'}  session limit {_limit_text(result.session_limit_s)}")

@@ -15,12 +15,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from kagglekit import __version__
 from kagglekit.errors import EXIT_INTERRUPTED, KagglekitError
+from kagglekit.kernel_ref import KernelRef
+
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -35,7 +39,7 @@ class Options:
     verbose: int = 0
     debug: bool = False
 
-    def client(self) -> Any:
+    def client(self) -> KaggleApiClient:
         """The Kaggle client for these options (emulator, custom endpoint or Kaggle)."""
         from kagglekit.connection import open_client
 
@@ -197,7 +201,8 @@ def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> No
 
 # === section: emulator (end) ===
 
-from kagglekit.options import parse_run_options, run_options  # noqa: E402  (click only: fast)
+from kagglekit.options import run_options  # noqa: E402  (click only: fast)
+from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")
@@ -233,10 +238,8 @@ def _project_kernel() -> str:
     return kernel_id
 
 
-def _kernel_ref(client: Any, kernel: str) -> Any:
+def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
     """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
-    from kagglekit.client import KernelRef
-
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
@@ -430,7 +433,8 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 @pass_options
 def runs_command(opts: Options, kernel: str | None) -> None:
     """List the runs kagglekit has recorded (the run ledger)."""
-    from kagglekit.ledger import Ledger, runs_table
+    from kagglekit.display import runs_table
+    from kagglekit.ledger import Ledger
 
     records = Ledger().runs(kernel=kernel)
     opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))

@@ -19,14 +19,15 @@ from kagglekit.credentials import demo_credentials, find_credentials
 from kagglekit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kagglekit.client import KaggleApiClient
+    from kagglekit.api.client import KaggleApiClient
 
 ENV_ENDPOINT = "KAGGLEKIT_ENDPOINT"
 
 
 def open_client(local: bool = False, endpoint: str | None = None, verbose: bool = False) -> KaggleApiClient:
     """The client for these options; ``verbose`` traces HTTP to stderr with secrets redacted."""
-    from kagglekit.client import KAGGLE_API_ENDPOINT, KaggleApiClient, env_timeout, normalize_endpoint
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.transport import KAGGLE_API_ENDPOINT, env_timeout, normalize_endpoint
 
     endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
     timeout = env_timeout()

@@ -30,6 +30,15 @@ GPU_SHAPES = frozenset(
 )
 TPU_SHAPES = frozenset({"TpuV38", "Tpu1VmV38", "TpuV5E8", "TpuV6E8", "TpuV232", "TpuV2256"})
 RETIRED_SHAPES = frozenset({"NvidiaTeslaP100", "TpuV38", "Tpu1VmV38", "TpuV232", "TpuV2256"})
+# What people call each shape, after "GPU"/"TPU" (kagglekit.display.shape_label): Kaggle's "GPU T4 x2", "TPU v5e-8".
+SHAPE_LABELS = {
+    "NvidiaTeslaT4": "T4 x2", "NvidiaTeslaT4Highmem": "T4 x2 highmem", "NvidiaTeslaP100": "P100",
+    "NvidiaTeslaA100": "A100", "NvidiaL4": "L4", "NvidiaL4X1": "L4 x1", "NvidiaH100": "H100",
+    "NvidiaRtxPro6000": "RTX Pro 6000", "TpuV5E8": "v5e-8", "TpuV6E8": "v6e-8", "TpuV38": "v3-8",
+    "Tpu1VmV38": "v3-8 VM", "TpuV232": "v2-32", "TpuV2256": "v2-256",
+}
+RETIRED_SHAPE_WARNING = ("machine shape {shape} was retired in September 2026; Kaggle runs it on a replacement. "
+                         "Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
 
 
 def accelerator_kind(machine_shape: str | None) -> str:

@@ -25,7 +25,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 import threading
@@ -34,11 +33,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from kagglekit import paths
+from kagglekit.api.transport import RetryPolicy, retry_after_seconds
 from kagglekit.constants import (
     ACTIVE_STATUSES,
     DEFAULT_CHECKPOINT_PATTERNS,
@@ -48,6 +48,11 @@ from kagglekit.constants import (
     STATUS_RUNNING,
 )
 from kagglekit.errors import DownloadError, KagglekitError, UnsafePathError
+from kagglekit.kernel_ref import KernelRef
+
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 MANIFEST_NAME = ".kagglekit-manifest.json"
 MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
@@ -250,42 +255,6 @@ def is_complete(target: Path, name: str, entry: Any) -> bool:
     return not dest.is_symlink() and dest.is_file() and st.st_size == entry["size"]
 
 
-# --------------------------------------------------------------------------- retry policy
-
-
-@dataclasses.dataclass
-class RetryPolicy:
-    """How hard to try one file. ``sleep`` is injectable so tests need no real waits."""
-
-    attempts: int = 8  # consecutive attempts without progress
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-    max_retry_after_s: float = 300.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def backoff(self, attempt: int) -> float:
-        delay = min(self.max_delay_s, self.base_delay_s * float(2 ** max(0, attempt - 1)))
-        return delay * (0.5 + random.random() / 2)  # jitter: parallel workers do not retry in lockstep
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 class _Retry(Exception):
     """One attempt failed in a way worth retrying."""
 
@@ -390,10 +359,10 @@ class Fetcher:
                 last_reason = exc.reason
                 transferred += exc.transferred
                 failures = 0 if exc.progressed else failures + 1
-                if failures >= self.policy.attempts:
+                if failures >= self.policy.file_attempts:
                     raise _Fail(f"{last_reason} (gave up after {failures} attempts)") from None
                 delay = exc.delay if exc.delay is not None else self.policy.backoff(failures or 1)
-                if delay > self.policy.max_retry_after_s:
+                if delay > self.policy.max_retry_after:
                     raise _Fail(f"{last_reason}; the server asks to wait {delay:.0f}s") from None
                 if delay > 0 and not exc.progressed:
                     self.policy.sleep(delay)
@@ -594,8 +563,8 @@ def default_target(slug: str, version: int | None, base: Path | None = None) -> 
 
 
 def pull_outputs(
-    client: Any,
-    ref: Any,
+    client: KaggleApiClient,
+    ref: KernelRef | str | None,
     *,
     target: Path | None = None,
     include: Sequence[str] = (),
@@ -605,7 +574,7 @@ def pull_outputs(
     jobs: int = 4,
     force: bool = False,
     progress: bool | None = None,
-    ledger: Any = None,
+    ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     raise_on_failure: bool = True,
     fsync: bool = False,
@@ -617,8 +586,6 @@ def pull_outputs(
     ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
     refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
     """
-    from kagglekit.client import KernelRef
-
     started = time.monotonic()
     jobs = max(1, int(jobs))
     if isinstance(ref, str) or ref is None:
@@ -726,7 +693,7 @@ def pull_outputs(
 
 
 def _download_all(
-    client: Any, listing_ref: Any, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
+    client: KaggleApiClient, listing_ref: KernelRef, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
     manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
     policy: RetryPolicy | None, fsync: bool, final: bool,
 ) -> None:
@@ -748,7 +715,7 @@ def _download_all(
             return new if new and new != old_url else None
 
     fetcher = Fetcher(
-        lambda: client.http_session(), policy=policy, on_bytes=bar.update if bar is not None else None,
+        lambda: client.http_session(), policy=policy or client.retry, on_bytes=bar.update if bar is not None else None,
         url_refresher=refresher, fsync=fsync,
     )
     last_save = time.monotonic()
@@ -855,11 +822,11 @@ def _save_log(
 
 
 def _update_ledger(
-    ledger: Any, client: Any, kernel: str, version: int, summary: PullSummary, log_raw: str,
+    ledger: Ledger, client: KaggleApiClient, kernel: str, version: int, summary: PullSummary, log_raw: str,
     note: Callable[[str], None],
 ) -> None:
     """What the pull learnt about the run: its status, output size, run.json, else times from the log."""
-    from kagglekit.ledger import ensure_times
+    from kagglekit.watch import ensure_times
 
     account = client.account
     if summary.status is not None:
@@ -875,4 +842,4 @@ def _update_ledger(
             ledger.record_manifest(account, kernel, version, data)
     if summary.status in FINAL_STATUSES and log_raw:
         # No run.json (or a killed run's, without an end): the log's time offsets, already in hand.
-        ensure_times(client, ledger, account, kernel, version, log_text=log_raw)
+        ensure_times(client, ledger, account, KernelRef.parse(kernel).with_version(version), log_text=log_raw)

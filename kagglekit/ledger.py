@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from kagglekit.constants import (
     STATUS_RUNNING,
     accelerator_kind,
 )
-from kagglekit.errors import KagglekitError
+from kagglekit.errors import ConfigError, KagglekitError
+from kagglekit.kernel_ref import KernelRef
 
 SOURCE_RUN_JSON = "run.json"
 SOURCE_LOG = "log"
@@ -102,7 +103,12 @@ class RunRecord:
 
     @property
     def ref(self) -> str:
-        return f"{self.kernel}/{self.version}"
+        return str(self.kernel_ref)
+
+    @property
+    def kernel_ref(self) -> KernelRef:
+        """This run as a ``KernelRef`` (the ledger keeps the kernel as ``OWNER/SLUG`` text)."""
+        return KernelRef.from_id(self.kernel, self.version)
 
     @property
     def active(self) -> bool:
@@ -876,57 +882,6 @@ def _training_of(manifest_json: str | None) -> dict[str, Any] | None:
     return training if isinstance(training, dict) else None
 
 
-def ensure_times(client: Any, ledger: Ledger, account: str, kernel: str, version: int, *,
-                 log_text: str | None = None) -> RunRecord | None:
-    """Give a finished run without a duration one, from its saved log (source ``log``).
-
-    A run seen QUEUED and then straight COMPLETE (or only looked at after it ended) has no
-    start time, so no duration. Its saved log has time offsets: ``last - first`` is the honest
-    duration. The start and end are placed with it inside what polling saw (it ended before the
-    first final status seen, started after the push). ``log_text`` (already fetched, e.g. by
-    pull-outputs) saves the request, and then also replaces a duration that came from polling.
-    Returns the record as it now stands (None when the ledger does not know the run).
-    """
-    from kagglekit.logs import parse_log, session_span
-
-    rec = ledger.get(account, kernel, version)
-    if rec is None or not rec.finished:
-        return rec
-    if rec.duration_s is not None and not (log_text is not None and rec.duration_source == SOURCE_POLLING):
-        return rec
-    if log_text is None:
-        from kagglekit.client import KernelRef
-
-        owner, _, slug = kernel.partition("/")
-        try:
-            log_text = str(client.get_log(KernelRef(owner, slug, version)))
-        except KagglekitError:
-            return rec
-    span = session_span(parse_log(log_text))
-    if span is None or span[1] <= span[0]:
-        return rec  # no log, or one instant of it: nothing honest to say
-    duration = span[1] - span[0]
-    start, end = _place_span(rec, duration)
-    ledger.record_times(account, kernel, version, SOURCE_LOG, started_at=start, ended_at=end, duration_s=duration)
-    return ledger.get(account, kernel, version)
-
-
-def _place_span(rec: RunRecord, duration: float) -> tuple[datetime | None, datetime | None]:
-    """Start and end of a run lasting ``duration``, inside the polled bounds (None: unknown)."""
-    length = timedelta(seconds=duration)
-    if rec.started_source not in (None, SOURCE_POLLING) or rec.ended_source not in (None, SOURCE_POLLING):
-        return None, None  # a better source already placed it
-    end = rec.ended_at  # the first final status seen: it ended before that
-    if rec.started_at is not None:  # RUNNING seen: it started before that, so ended before start + length
-        end = min(end, rec.started_at + length) if end is not None else rec.started_at + length
-    if end is None:
-        return None, None
-    start = end - length
-    if rec.pushed_at is not None and start < rec.pushed_at:  # it cannot have started before its push
-        start, end = rec.pushed_at, rec.pushed_at + length
-    return start, end
-
-
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -941,102 +896,16 @@ def _touches(record: RunRecord, since: datetime) -> bool:
 
 
 def _parent_link(record: RunRecord) -> tuple[str, int] | None:
+    """The (kernel, version) a run continued from: its parent version, or its ``resume_from`` text."""
     if record.parent_version is not None:
         return record.kernel, record.parent_version
     text = (record.resume_from or "").strip()
     if not text:
         return None
-    parts = text.split("/")
-    last = parts[-1].lstrip("vV")
-    if not last.isdigit():
+    if text.lstrip("vV").isdigit():  # a version of the same kernel
+        return record.kernel, int(text.lstrip("vV"))
+    try:
+        ref = KernelRef.parse(text)
+    except ConfigError:
         return None
-    if len(parts) == 1:
-        return record.kernel, int(last)
-    if len(parts) == 3:
-        return f"{parts[0]}/{parts[1]}", int(last)
-    return None
-
-
-def week_window(now: datetime, refresh_time: datetime | None = None) -> tuple[datetime, datetime]:
-    """The quota week containing ``now``: [Saturday 00:00 UTC, next Saturday 00:00 UTC).
-
-    When the server's ``quotaRefreshTime`` is known it wins: the week is the 7 days before
-    it (the server's clock, e.g. the emulator's offset clock, is the one that counts).
-    """
-    if refresh_time is not None:
-        end = refresh_time.astimezone(UTC)
-        return end - timedelta(days=7), end
-    from kagglekit.constants import QUOTA_WEEK_START_WEEKDAY
-
-    now = now.astimezone(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = midnight - timedelta(days=(midnight.weekday() - QUOTA_WEEK_START_WEEKDAY) % 7)
-    return start, start + timedelta(days=7)
-
-
-def _short_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _short_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover
-
-
-_SHAPE_LABELS = {
-    "NvidiaTeslaT4": "T4x2", "NvidiaTeslaT4Highmem": "T4x2 highmem", "NvidiaTeslaP100": "P100",
-    "NvidiaTeslaA100": "A100", "NvidiaL4": "L4", "NvidiaL4X1": "L4x1", "NvidiaH100": "H100",
-    "NvidiaRtxPro6000": "RTX Pro 6000", "TpuV5E8": "v5e-8", "TpuV6E8": "v6e-8", "TpuV38": "v3-8",
-    "Tpu1VmV38": "v3-8 VM", "TpuV232": "v2-32", "TpuV2256": "v2-256",
-}
-
-
-def accelerator_label(record: RunRecord) -> str:
-    """``cpu``, ``gpu T4x2``, ``tpu v5e-8``, ``gpu <shape>`` for a shape without a short name, or ``unknown``."""
-    kind = record.kind
-    shape = record.machine_shape
-    if kind in ("cpu", KIND_UNKNOWN) or not shape or shape == "None":
-        return kind
-    return f"{kind} {_SHAPE_LABELS.get(shape, shape)}"
-
-
-def runs_table(records: list[RunRecord], kernel: str | None = None) -> str:
-    """The ledger as a readable table (pandas), newest last; ``kernel`` is the filter the records came from."""
-    import pandas as pd
-
-    if not records:
-        if kernel:
-            return f"No runs of {kernel} in the ledger."
-        return "No runs in the ledger yet (kagglekit push records them)."
-    accounts = {r.account for r in records}
-    rows = []
-    for r in records:
-        source = {SOURCE_RUN_JSON: "exact", SOURCE_LOG: "log", SOURCE_POLLING: "polled"}.get(
-            r.duration_source or "", "")
-        commit = (r.git_commit or "")[:8] + ("+dirty" if r.git_dirty else "")
-        row = {
-            "kernel": r.kernel, "v": r.version, "mode": r.mode or "", "accel": accelerator_label(r),
-            "status": (r.status or "").lower(),
-            "pushed": r.pushed_at.astimezone().strftime("%Y-%m-%d %H:%M") if r.pushed_at else "",
-            "duration": _short_duration(r.elapsed_s()), "(source)": source,
-            "output": _short_size(r.output_bytes), "files": "" if r.output_files is None else str(r.output_files),
-            "peak work": _short_size(r.peak_working_bytes), "commit": commit,
-            "from": f"v{r.parent_version}" if r.parent_version else (r.resume_from or ""),
-            "message": (r.message or "")[:40],
-        }
-        if len(accounts) > 1:
-            row = {"account": r.account, **row}
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    frame = frame.loc[:, [c for c in frame.columns if (frame[c] != "").any()]]
-    return str(frame.to_string(index=False))
+    return (ref.kernel_id, ref.version) if ref.version is not None else None

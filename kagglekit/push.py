@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kagglekit.errors import KagglekitError, KaggleRefusedError
-from kagglekit.options import RunOptions
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.run_options import RunOptions
 
 if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.types import PushResult
     from kagglekit.bundle import BundleResult
-    from kagglekit.client import KaggleApiClient, KernelRef, PushResult
     from kagglekit.ledger import Ledger
     from kagglekit.settings import ProjectSettings
     from kagglekit.watch import StatusReport
@@ -58,6 +60,11 @@ class PushOutcome:
     resume_from: str | None = None
     final_status: str | None = None
 
+    @property
+    def ref(self) -> KernelRef:
+        """The pushed kernel and version (``kernel`` stays text: it is what ``--json`` prints)."""
+        return KernelRef.from_id(self.kernel, self.version)
+
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:
     """The project's commit and whether the work tree is dirty (None outside a git repo)."""
@@ -78,27 +85,24 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 
 def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest,
-                  ledger: Ledger | None) -> tuple[str, int | None]:
-    """The kernel and version whose output carries the checkpoint to continue from.
+                  ledger: Ledger | None) -> KernelRef:
+    """The kernel version whose output carries the checkpoint to continue from.
 
     ``--resume`` means this kernel's newest version (from the ledger, else from Kaggle);
     ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
     even when an older run of the kernel completed and the newest was stopped.
     """
-    from kagglekit.client import KernelRef
-
     if req.resume_from:
         ref = KernelRef.parse(req.resume_from, default_owner=client.username)
     else:
         ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
-    kernel = f"{ref.owner}/{ref.slug}"
     info = client.get_kernel(ref.without_version())  # fails clearly (exit 5) for a kernel that isn't there
     version = ref.version
     if version is None and ledger is not None:
-        version = max((r.version for r in ledger.runs(kernel=kernel, account=client.account)), default=None)
+        version = max((r.version for r in ledger.runs(kernel=ref.kernel_id, account=client.account)), default=None)
     if version is None:
         version = info.current_version
-    return kernel, version
+    return ref.with_version(version)
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
@@ -110,17 +114,15 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
 
-    parent_kernel: str | None = None
-    parent_version: int | None = None
+    parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        parent_kernel, parent_version = resume_source(client, settings, req, ledger)
-    resume_ref = None if parent_kernel is None else (
-        parent_kernel + (f"/{parent_version}" if parent_version else ""))
-    if resume_ref is not None and ledger is not None and client is not None and parent_version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent_kernel or "", parent_version),
-                                   resume_ref, warnings)
-    if resume_ref is not None and client is not None and parent_kernel is not None:
-        warnings.extend(_checkpoint_missing(client, parent_kernel, parent_version, settings.checkpoints))
+        parent = resume_source(client, settings, req, ledger)
+    resume_ref = None if parent is None else str(parent)
+    if parent is not None and ledger is not None and client is not None and parent.version is not None:
+        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
+                                   str(parent), warnings)
+    if parent is not None and client is not None:
+        warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
 
     kind = settings.accelerator_kind
     if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
@@ -143,7 +145,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
 
     outcome.version = result.version
     outcome.url = result.url or outcome.url
-    outcome.kernel = f"{result.ref.owner}/{result.ref.slug}"
+    outcome.kernel = result.ref.kernel_id
     outcome.invalid_sources = {k: v for k, v in {
         "datasets": result.invalid_dataset_sources, "competitions": result.invalid_competition_sources,
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
@@ -154,7 +156,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
              f"{', '.join(names)}. The run goes on without them.")
     if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
-        same_kernel_parent = parent_version if parent_kernel == outcome.kernel else None
+        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
         ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
@@ -162,16 +164,14 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     return outcome
 
 
-def _checkpoint_missing(client: KaggleApiClient, kernel: str, version: int | None,
-                        patterns: tuple[str, ...]) -> list[str]:
+def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:
     """A warning when the run to resume from left no file matching the checkpoint patterns."""
-    from kagglekit.client import KernelRef
     from kagglekit.download import select
 
-    names = [f.name for f in client.list_outputs(KernelRef.parse(kernel).with_version(version)).files]
+    names = [f.name for f in client.list_outputs(parent).files]
     if select(names, checkpoint_patterns=patterns):
         return []
-    where = f"{kernel} v{version}" if version else kernel
+    where = f"{parent.kernel_id} v{parent.version}" if parent.version else parent.kernel_id
     return [f"{where} left no file matching the checkpoint patterns ({', '.join(patterns)}): this run "
             "will start from scratch. Set `checkpoints` in [tool.kagglekit] if the project saves elsewhere."]
 
@@ -217,12 +217,10 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
     return outcome, bundle
 
 
-def wait_for(client: KaggleApiClient, kernel: str, version: int | None, ledger: Ledger | None,
+def wait_for(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None,
              interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
-    from kagglekit.client import KernelRef
     from kagglekit.watch import watch
 
-    ref: KernelRef = KernelRef.parse(kernel).with_version(version)
     return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
 
 
@@ -237,7 +235,7 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
-    report = wait_for(client, test_outcome.kernel, test_outcome.version, ledger, interval_s, on_change)
+    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change)
     raise_for_outcome(report)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
@@ -286,6 +284,6 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
     on_pushed(outcome)
     if not wait:
         return outcome, None
-    report = wait_for(api, outcome.kernel, outcome.version, ledger, interval_s, on_change)
+    report = wait_for(api, outcome.ref, ledger, interval_s, on_change)
     outcome.final_status = report.status
     return outcome, report

@@ -24,12 +24,13 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kagglekit import paths
 from kagglekit.constants import (
     MAX_BATCH_SESSIONS,
     OUTPUT_BUDGET_BYTES,
+    QUOTA_WEEK_START_WEEKDAY,
     STATUS_QUEUED,
 )
 from kagglekit.errors import CredentialsError, KagglekitError
@@ -37,11 +38,13 @@ from kagglekit.ledger import (
     KIND_UNKNOWN,
     Ledger,
     RunRecord,
-    ensure_times,
     is_real_account,
     utcnow,
-    week_window,
 )
+from kagglekit.watch import ensure_times
+
+if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
 
 ACCELERATORS = ("gpu", "tpu")
 BUDGET_WARN_FRACTION = 0.8
@@ -49,6 +52,21 @@ LAST_READING_FILE = "quota-last.json"
 
 
 # --------------------------------------------------------------------------- report types
+
+
+def week_window(now: datetime, refresh_time: datetime | None = None) -> tuple[datetime, datetime]:
+    """The quota week containing ``now``: [Saturday 00:00 UTC, next Saturday 00:00 UTC).
+
+    When the server's ``quotaRefreshTime`` is known it wins: the week is the 7 days before
+    it (the server's clock, e.g. the emulator's offset clock, is the one that counts).
+    """
+    if refresh_time is not None:
+        end = refresh_time.astimezone(UTC)
+        return end - timedelta(days=7), end
+    now = now.astimezone(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=(midnight.weekday() - QUOTA_WEEK_START_WEEKDAY) % 7)
+    return start, start + timedelta(days=7)
 
 
 @dataclasses.dataclass
@@ -325,17 +343,14 @@ def week_runs(runs: Iterable[RunRecord], week_start: datetime, week_end: datetim
     return out
 
 
-def refresh_active(client: Any, ledger: Ledger, account: str | None, limit: int = 20) -> list[str]:
+def refresh_active(client: KaggleApiClient | None, ledger: Ledger, account: str | None, limit: int = 20) -> list[str]:
     """Ask Kaggle about runs the ledger still thinks are queued/running; record what it says."""
     if client is None:
         return []
-    from kagglekit.client import KernelRef
-
     problems = []
     for run in ledger.active_runs(account)[-limit:]:
-        owner, _, slug = run.kernel.partition("/")
         try:
-            st = client.status(KernelRef(owner, slug, run.version))
+            st = client.status(run.kernel_ref)
         except KagglekitError as exc:
             problems.append(f"{run.ref}: {exc.message}")
             continue
@@ -381,7 +396,7 @@ def _pick_account(ledger: Ledger, reading: QuotaReading | None, messages: list[s
     return chosen
 
 
-def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None,
+def quota_report(client: KaggleApiClient | None, ledger: Ledger, now: datetime | None = None,
                  account: str | None = None, reason: str | None = None) -> QuotaReport:
     """Live quota (if ``client`` can reach the API) merged with the ledger; else a ledger estimate.
 
@@ -420,7 +435,7 @@ def quota_report(client: Any | None, ledger: Ledger, now: datetime | None = None
     if account is None:
         records: list[RunRecord] = []  # nothing but the emulator's (or other servers') runs: none are Kaggle's
     else:
-        if not estimate:
+        if not estimate and client is not None:
             _fill_durations(client, ledger, account, week_start)
         records = ledger.runs(account=account)
     runs = week_runs(records, week_start, week_end, now)
@@ -495,11 +510,11 @@ def _in_week(run: RunRecord, week_start: datetime, week_end: datetime) -> bool:
     return run.active or any(t is not None and week_start <= t < week_end for t in times)
 
 
-def _fill_durations(client: Any, ledger: Ledger, account: str, week_start: datetime) -> None:
+def _fill_durations(client: KaggleApiClient, ledger: Ledger, account: str, week_start: datetime) -> None:
     """This week's finished runs without a duration get one from their saved logs (bounded)."""
     missing = [r for r in ledger.runs(account=account, since=week_start) if r.finished and r.duration_s is None]
     for run in missing[-ENSURE_TIMES_LIMIT:]:
-        ensure_times(client, ledger, account, run.kernel, run.version)
+        ensure_times(client, ledger, account, run.kernel_ref)
 
 
 def _forecasts(ledger: Ledger, records: list[RunRecord], usages: dict[str, AcceleratorUsage],
@@ -568,7 +583,7 @@ def expected_duration(ledger: Ledger, account: str | None, kernel: str,
 # --------------------------------------------------------------------------- push preflight
 
 
-def preflight(client: Any | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
+def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
               kind: str) -> PreflightAdvice:
     """Before a push: will Kaggle admit it, and does the quota cover the run's expected length?
 

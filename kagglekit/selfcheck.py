@@ -26,7 +26,7 @@ TRAIN = (
 def check() -> list[str]:
     """Run the check; returns the problems found (empty when all is well)."""
     from kagglekit.bundle import bundle_project
-    from kagglekit.options import RunOptions
+    from kagglekit.run_options import RunOptions
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kagglekit-selfcheck-") as tmp:
@@ -66,7 +66,7 @@ def check() -> list[str]:
 def check_project_template(dest: Path) -> list[str]:
     """`kagglekit init` renders the project template, and the result bundles with its test flag found."""
     from kagglekit.bundle import bundle_project
-    from kagglekit.options import RunOptions
+    from kagglekit.run_options import RunOptions
     from kagglekit.scaffold import init_project
 
     problems: list[str] = []

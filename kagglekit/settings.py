@@ -25,9 +25,6 @@ ENV_PREFIX = "KAGGLEKIT_"
 
 ACCELERATOR_ALIASES = {"cpu": "None", "none": "None", "gpu": constants.SHAPE_GPU_DEFAULT,
                        "tpu": constants.SHAPE_TPU_DEFAULT}
-SHAPE_LABELS = {"NvidiaTeslaT4": "GPU T4 x2", "TpuV5E8": "TPU v5e-8", "None": "CPU", "NvidiaTeslaP100": "GPU P100",
-                "NvidiaL4": "GPU L4 x4", "NvidiaL4X1": "GPU L4", "NvidiaTeslaA100": "GPU A100",
-                "NvidiaH100": "GPU H100", "TpuV6E8": "TPU v6e-8"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,6 +470,5 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                 f"{limit // 3600}h session limit for {kind.upper()} runs.",
                 hint=f"Use at most {limit // 3600}h, or leave timeout unset to get the full limit.")
     if settings.machine_shape in constants.RETIRED_SHAPES:
-        warnings.append(f"machine shape {settings.machine_shape} was retired in September 2026; Kaggle runs it "
-                        "on a replacement. Use 'gpu' (T4 x2) or 'tpu' (v5e-8).")
+        warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=settings.machine_shape))
     return dataclasses.replace(settings, warnings=tuple(warnings))

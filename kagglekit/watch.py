@@ -12,7 +12,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from kagglekit.constants import (
@@ -22,12 +22,13 @@ from kagglekit.constants import (
     STATUS_ERROR,
     STATUS_QUEUED,
 )
-from kagglekit.errors import NotFoundError, RunCancelledError, RunFailedError
-from kagglekit.logs import render_lines, tail
+from kagglekit.errors import KagglekitError, NotFoundError, RunCancelledError, RunFailedError
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, Ledger, RunRecord
+from kagglekit.logs import parse_log, render_lines, session_span, tail
 
 if TYPE_CHECKING:
-    from kagglekit.client import KaggleApiClient, KernelRef
-    from kagglekit.ledger import Ledger
+    from kagglekit.api.client import KaggleApiClient
 
 DEFAULT_INTERVAL_S = 30.0
 LOG_TAIL_LINES = 25
@@ -77,7 +78,7 @@ def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
         return ref, None
     pushed = None
     if ledger is not None:
-        runs = ledger.runs(kernel=f"{ref.owner}/{ref.slug}", account=client.account)
+        runs = ledger.runs(kernel=ref.kernel_id, account=client.account)
         pushed = max((r.version for r in runs), default=None)
     try:
         current = client.get_kernel(ref).current_version
@@ -94,7 +95,7 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
                  with_log_tail: bool = True) -> StatusReport:
     """One status look at ``ref`` (newest version when none given), recorded in the ledger."""
     ref, note = resolve_version(client, ref, ledger)
-    kernel = f"{ref.owner}/{ref.slug}"
+    kernel = ref.kernel_id
     if note is not None:
         status, failure = STATUS_QUEUED, None
     else:
@@ -109,9 +110,7 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
     if ledger is not None and ref.version is not None:
         ledger.record_status(client.account, kernel, ref.version, status, failure_message=failure)
         if status in FINAL_STATUSES:
-            from kagglekit.ledger import ensure_times
-
-            ensure_times(client, ledger, client.account, kernel, ref.version)  # no request once it has a duration
+            ensure_times(client, ledger, client.account, ref)  # no request once it has a duration
         record = ledger.get(client.account, kernel, ref.version)
         if record is not None:
             report.elapsed_s = record.elapsed_s(datetime.now(UTC))
@@ -177,3 +176,54 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = 
     """Readable lines as the run prints them (the client reconnects and drops replayed records)."""
     ref, _ = resolve_version(client, ref, ledger)
     yield from render_lines(client.stream_log(ref))
+
+
+def ensure_times(client: KaggleApiClient | None, ledger: Ledger, account: str, ref: KernelRef, *,
+                 log_text: str | None = None) -> RunRecord | None:
+    """Give a finished run without a duration one, from its saved log (source ``log``).
+
+    A run seen QUEUED and then straight COMPLETE (or only looked at after it ended) has no
+    start time, so no duration. Its saved log has time offsets: ``last - first`` is the honest
+    duration. The start and end are placed with it inside what polling saw (it ended before the
+    first final status seen, started after the push). ``log_text`` (already fetched, e.g. by
+    pull-outputs) saves the request, and then also replaces a duration that came from polling.
+    Returns the record as it now stands (None when the ledger does not know the run, or ``ref`` has no version).
+    """
+    kernel, version = ref.kernel_id, ref.version
+    if version is None:
+        return None
+    rec = ledger.get(account, kernel, version)
+    if rec is None or not rec.finished:
+        return rec
+    if rec.duration_s is not None and not (log_text is not None and rec.duration_source == SOURCE_POLLING):
+        return rec
+    if log_text is None:
+        if client is None:
+            return rec
+        try:
+            log_text = client.get_log(ref)
+        except KagglekitError:
+            return rec
+    span = session_span(parse_log(log_text))
+    if span is None or span[1] <= span[0]:
+        return rec  # no log, or one instant of it: nothing honest to say
+    duration = span[1] - span[0]
+    start, end = _place_span(rec, duration)
+    ledger.record_times(account, kernel, version, SOURCE_LOG, started_at=start, ended_at=end, duration_s=duration)
+    return ledger.get(account, kernel, version)
+
+
+def _place_span(rec: RunRecord, duration: float) -> tuple[datetime | None, datetime | None]:
+    """Start and end of a run lasting ``duration``, inside the polled bounds (None: unknown)."""
+    length = timedelta(seconds=duration)
+    if rec.started_source not in (None, SOURCE_POLLING) or rec.ended_source not in (None, SOURCE_POLLING):
+        return None, None  # a better source already placed it
+    end = rec.ended_at  # the first final status seen: it ended before that
+    if rec.started_at is not None:  # RUNNING seen: it started before that, so ended before start + length
+        end = min(end, rec.started_at + length) if end is not None else rec.started_at + length
+    if end is None:
+        return None, None
+    start = end - length
+    if rec.pushed_at is not None and start < rec.pushed_at:  # it cannot have started before its push
+        start, end = rec.pushed_at, rec.pushed_at + length
+    return start, end

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from kagglekit.bundle import build_bundle, bundle_project
 from kagglekit.cli import cli
 from kagglekit.errors import BundleError
-from kagglekit.options import RunOptions
+from kagglekit.run_options import RunOptions
 from kagglekit.settings import load_project
 
 CONFIG_PY = '''\
@@ -384,7 +384,7 @@ def test_a_file_that_does_not_compile_is_refused_with_its_line(tmp_path: Path) -
     (root / "helper.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
     from kagglekit.bundle import bundle_project
     from kagglekit.errors import BundleError
-    from kagglekit.options import RunOptions
+    from kagglekit.run_options import RunOptions
 
     with pytest.raises(BundleError) as exc:
         bundle_project(root, tmp_path / "out", RunOptions())
@@ -395,7 +395,7 @@ def test_a_file_that_does_not_compile_is_refused_with_its_line(tmp_path: Path) -
 def test_syntax_newer_than_kaggles_python_and_shadowed_modules_are_flagged(tmp_path: Path) -> None:
     from kagglekit.bundle import bundle_project
     from kagglekit.errors import BundleError
-    from kagglekit.options import RunOptions
+    from kagglekit.run_options import RunOptions
 
     root = tmp_path / "py-version"
     root.mkdir()

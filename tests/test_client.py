@@ -24,13 +24,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from kagglekit.client import (
-    KaggleApiClient,
-    KernelRef,
-    RetryPolicy,
-    build_save_request,
-    normalize_endpoint,
-)
+from kagglekit.api.client import KaggleApiClient, build_save_request
+from kagglekit.api.transport import RetryPolicy, normalize_endpoint
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME, MSG_WEEKLY_QUOTA
 from kagglekit.credentials import Credentials, Secret, demo_credentials
 from kagglekit.errors import (
@@ -41,6 +36,7 @@ from kagglekit.errors import (
     KaggleRefusedError,
     NotFoundError,
 )
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.logs import parse_log
 
 FAST = RetryPolicy(backoff_factor=0.05, backoff_max=0.2, jitter=0.05)

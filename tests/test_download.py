@@ -25,18 +25,18 @@ from typing import Any
 
 import pytest
 
-from kagglekit.client import KaggleApiClient, RetryPolicy
+from kagglekit.api.client import KaggleApiClient
+from kagglekit.api.transport import RetryPolicy
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME
 from kagglekit.credentials import demo_credentials
 from kagglekit.download import CHUNK_SIZE, matches_any, pull_outputs, safe_destination
-from kagglekit.download import RetryPolicy as PullPolicy
 from kagglekit.errors import DownloadError, UnsafePathError
 from kagglekit.ledger import Ledger
 from tests.helpers import make_kernel
 
 FAST = RetryPolicy(status_retries=3, connect_retries=2, read_retries=2, backoff_factor=0.01, backoff_max=0.05,
                    jitter=0.0)
-QUICK_PULL = PullPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+QUICK_PULL = RetryPolicy(file_attempts=3, backoff_factor=0.01, backoff_max=0.05, jitter=0.0)
 
 OUTPUTS_SCRIPT = textwrap.dedent(
     """

@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 
 from kagglekit import ledger as ledger_mod
-from kagglekit.ledger import Ledger, week_window
+from kagglekit.display import accelerator_label, runs_table
+from kagglekit.kernel_ref import KernelRef
+from kagglekit.ledger import Ledger
+from kagglekit.quota import week_window
+from kagglekit.watch import ensure_times
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
@@ -231,7 +235,7 @@ def test_week_window_starts_saturday_midnight_utc(now: datetime, start: datetime
 
 def test_a_run_first_seen_by_status_has_an_unknown_accelerator_until_run_json_says(tmp_path: Path) -> None:
     """A GPU run pushed with the official CLI and first seen by `status` is not taken for a CPU run;
-    its run.json (accelerator.requested) fills the kind in. The table says cpu / gpu T4x2, never None."""
+    its run.json (accelerator.requested) fills the kind in. The table says cpu / gpu T4 x2, never None."""
     led = Ledger(tmp_path / "l.sqlite3")
     led.record_status("alice", "alice/gpu-elsewhere", 1, "RUNNING")
     rec = led.get("alice", "alice/gpu-elsewhere", 1)
@@ -247,16 +251,16 @@ def test_a_run_first_seen_by_status_has_an_unknown_accelerator_until_run_json_sa
     assert cpu is not None and cpu.kind == "cpu", "what kagglekit pushed is not overwritten"
     led.record_status("alice", "alice/never-pulled", 1, "COMPLETE")
 
-    labels = {r.kernel: ledger_mod.accelerator_label(r) for r in led.runs()}
-    assert labels == {"alice/gpu-elsewhere": "gpu T4x2", "alice/cpu-kernel": "cpu",
+    labels = {r.kernel: accelerator_label(r) for r in led.runs()}
+    assert labels == {"alice/gpu-elsewhere": "gpu T4 x2", "alice/cpu-kernel": "cpu",
                       "alice/tpu-kernel": "tpu v5e-8", "alice/never-pulled": "unknown"}
-    table = ledger_mod.runs_table(led.runs())
-    assert "None" not in table and "gpu T4x2" in table and "unknown" in table
+    table = runs_table(led.runs())
+    assert "None" not in table and "gpu T4 x2" in table and "unknown" in table
 
 
 def test_runs_table_says_which_kernel_has_no_runs() -> None:
-    assert ledger_mod.runs_table([], kernel="alice/missing") == "No runs of alice/missing in the ledger."
-    assert ledger_mod.runs_table([]).startswith("No runs in the ledger yet")
+    assert runs_table([], kernel="alice/missing") == "No runs of alice/missing in the ledger."
+    assert runs_table([]).startswith("No runs in the ledger yet")
 
 
 def _log(*offsets: float) -> str:
@@ -275,7 +279,7 @@ def test_ensure_times_places_the_logs_span_inside_what_polling_saw(tmp_path: Pat
     before = led.get("alice", k, 1)
     assert before is not None and before.duration_s is None and before.elapsed_s() is None
 
-    rec = ledger_mod.ensure_times(None, led, "alice", k, 1, log_text=_log(2.0, 50.0, 302.0))
+    rec = ensure_times(None, led, "alice", KernelRef.parse(k).with_version(1), log_text=_log(2.0, 50.0, 302.0))
     assert rec is not None and (rec.duration_s, rec.duration_source) == (300.0, "log")
     assert (rec.started_at, rec.ended_at) == (T0 + timedelta(seconds=300), T0 + timedelta(seconds=600))
     assert (rec.started_source, rec.ended_source) == ("log", "log")
@@ -283,19 +287,19 @@ def test_ensure_times_places_the_logs_span_inside_what_polling_saw(tmp_path: Pat
     led.record_push("alice", k, 2, machine_shape="NvidiaTeslaT4", pushed_at=T0)
     led.record_status("alice", k, 2, "RUNNING", seen_at=T0 + timedelta(seconds=100))
     led.record_status("alice", k, 2, "COMPLETE", seen_at=T0 + timedelta(seconds=900))
-    rec = ledger_mod.ensure_times(None, led, "alice", k, 2, log_text=_log(1.0, 301.0))
+    rec = ensure_times(None, led, "alice", KernelRef.parse(k).with_version(2), log_text=_log(1.0, 301.0))
     assert rec is not None and rec.duration_s == 300.0
     assert (rec.started_at, rec.ended_at) == (T0 + timedelta(seconds=100), T0 + timedelta(seconds=400))
 
     # Not for a run still going, nor over run.json's exact figures; a one-instant log says nothing.
     led.record_push("alice", k, 3, pushed_at=T0)
-    going = ledger_mod.ensure_times(None, led, "alice", k, 3, log_text=_log(1.0, 9.0))
+    going = ensure_times(None, led, "alice", KernelRef.parse(k).with_version(3), log_text=_log(1.0, 9.0))
     assert going is not None and going.duration_s is None
     led.record_manifest("alice", k, 2, {"duration_s": 123.0, "status": "complete"})
-    rec = ledger_mod.ensure_times(None, led, "alice", k, 2, log_text=_log(1.0, 500.0))
+    rec = ensure_times(None, led, "alice", KernelRef.parse(k).with_version(2), log_text=_log(1.0, 500.0))
     assert rec is not None and (rec.duration_s, rec.duration_source) == (123.0, "run.json")
     led.record_status("alice", k, 4, "ERROR", seen_at=T0)
-    rec = ledger_mod.ensure_times(None, led, "alice", k, 4, log_text=_log(7.0))
+    rec = ensure_times(None, led, "alice", KernelRef.parse(k).with_version(4), log_text=_log(7.0))
     assert rec is not None and rec.duration_s is None
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from kagglekit.client import KaggleApiClient, RetryPolicy
+from kagglekit.api.client import KaggleApiClient
+from kagglekit.api.transport import RetryPolicy
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME, OUTPUT_BUDGET_BYTES
 from kagglekit.credentials import demo_credentials
 from kagglekit.download import pull_outputs
@@ -272,7 +273,7 @@ def test_without_a_client_the_estimate_is_a_real_accounts_never_the_emulators(
     """No credentials: the emulator's demo runs and its kept reading must not pass for the real quota;
     the report says why it is an estimate; a real account's runs and reading are used."""
     from kagglekit import quota
-    from kagglekit.client import AcceleratorQuota, QuotaInfo
+    from kagglekit.api.types import AcceleratorQuota, QuotaInfo
 
     ledger = Ledger()
     gpu_run(emulator, client, ledger, tmp_path, "emulated-kernel", sleep=0.2)

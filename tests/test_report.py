@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from kagglekit.api.types import AcceleratorQuota, QuotaInfo
 from kagglekit.cli import main
-from kagglekit.client import AcceleratorQuota, QuotaInfo
 from kagglekit.errors import ConfigError, NotFoundError
 from kagglekit.report import ESTIMATE_HIGH, ESTIMATE_LOW, ROUGH_WARNING, build_report, resolve_target
 from kagglekit.scaffold import init_project

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from kagglekit.bundle import build_bundle, bundle_project
-from kagglekit.options import RunOptions
+from kagglekit.run_options import RunOptions
 from kagglekit.runtime import paths as rpaths
 from kagglekit.runtime import session as rsession
 from kagglekit.settings import load_project

@@ -1,0 +1,114 @@
+"""How kagglekit writes numbers for people: sizes, durations, countdowns, accelerator labels, the runs table.
+
+One module so that a size or a duration reads the same in every command. Sizes use decimal units
+(kB, MB, GB), as Kaggle counts its "20 GB" of /kaggle/working.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kagglekit.constants import SHAPE_LABELS, accelerator_kind
+
+if TYPE_CHECKING:
+    from kagglekit.ledger import RunRecord
+
+
+def size(n: float | None, *, digits: int = 1, unknown: str = "") -> str:
+    """``n`` bytes in decimal units: ``512 B``, ``1.5 kB``, ``20.0 GB`` (``digits`` after the point)."""
+    if n is None:
+        return unknown
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.{digits}f} {unit}"
+        n /= 1000
+    return f"{n:.{digits}f} TB"  # pragma: no cover
+
+
+def duration(seconds: float | None, *, unknown: str = "") -> str:
+    """A length of time: ``1h 05m 07s``, ``3m 07s``, ``42s`` (three significant digits under a minute)."""
+    if seconds is None:
+        return unknown
+    seconds = max(0.0, seconds)
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.3g}s"
+
+
+def clock(seconds: float | None) -> str:
+    """A length of time as ``H:MM:SS``, for table columns that line up (empty when unknown)."""
+    if seconds is None:
+        return ""
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def countdown(seconds: float) -> str:
+    """Time left until a moment, to the minute: ``2d 3h 4m`` or ``3h 4m``."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m"
+
+
+def hours(h: float) -> str:
+    """Hours with two decimals, or two significant digits for runs of minutes."""
+    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"
+
+
+def shape_label(machine_shape: str | None) -> str:
+    """A machine shape as people say it: ``GPU T4 x2``, ``TPU v5e-8``, ``CPU``; unknown shapes as they are."""
+    kind = accelerator_kind(machine_shape)
+    if kind == "cpu":
+        return "CPU"
+    assert machine_shape is not None
+    label = SHAPE_LABELS.get(machine_shape)
+    return f"{kind.upper()} {label}" if label else machine_shape
+
+
+def accelerator_label(record: RunRecord) -> str:
+    """A run's hardware for the runs table: ``cpu``, ``gpu T4 x2``, ``tpu v5e-8``, ``gpu <shape>``, or ``unknown``."""
+    from kagglekit.ledger import KIND_UNKNOWN
+
+    kind = record.kind
+    shape = record.machine_shape
+    if kind in ("cpu", KIND_UNKNOWN) or not shape or shape == "None":
+        return kind
+    return f"{kind} {SHAPE_LABELS.get(shape, shape)}"
+
+
+def runs_table(records: list[RunRecord], kernel: str | None = None) -> str:
+    """The ledger as a readable table (pandas), newest last; ``kernel`` is the filter the records came from."""
+    import pandas as pd
+
+    from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, SOURCE_RUN_JSON
+
+    if not records:
+        if kernel:
+            return f"No runs of {kernel} in the ledger."
+        return "No runs in the ledger yet (kagglekit push records them)."
+    accounts = {r.account for r in records}
+    sources = {SOURCE_RUN_JSON: "exact", SOURCE_LOG: "log", SOURCE_POLLING: "polled"}
+    rows = []
+    for r in records:
+        commit = (r.git_commit or "")[:8] + ("+dirty" if r.git_dirty else "")
+        row = {
+            "kernel": r.kernel, "v": r.version, "mode": r.mode or "", "accel": accelerator_label(r),
+            "status": (r.status or "").lower(),
+            "pushed": r.pushed_at.astimezone().strftime("%Y-%m-%d %H:%M") if r.pushed_at else "",
+            "duration": clock(r.elapsed_s()), "(source)": sources.get(r.duration_source or "", ""),
+            "output": size(r.output_bytes), "files": "" if r.output_files is None else str(r.output_files),
+            "peak work": size(r.peak_working_bytes), "commit": commit,
+            "from": f"v{r.parent_version}" if r.parent_version else (r.resume_from or ""),
+            "message": (r.message or "")[:40],
+        }
+        if len(accounts) > 1:
+            row = {"account": r.account, **row}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame = frame.loc[:, [c for c in frame.columns if (frame[c] != "").any()]]
+    return str(frame.to_string(index=False))
