@@ -9,6 +9,7 @@ Rules that keep start-up fast and the commands thin:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -243,6 +244,17 @@ def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
+def _session_ref(opts: Options, client: KaggleApiClient, kernel: str, ledger: Any) -> KernelRef:
+    """KERNEL as typed; without a version, its resume chain's newest session (docs/resume.md), which may
+    have run on the chain's relay kernel: the chain is one thing to the user."""
+    from kagglekit.chain import follow
+
+    ref, note = follow(client, ledger, _kernel_ref(client, kernel))
+    if note:
+        opts.info(f"Following the resume chain: {note}.")
+    return ref
+
+
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
     """One status line; the failure and log tail too unless an error will say them (``tail=False``)."""
     if opts.json:
@@ -272,12 +284,17 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
               help="Continue training from this kernel's previous output (its newest checkpoint).")
 @click.option("--resume-from", metavar="OWNER/SLUG[/V]", help="Continue from another kernel's output.")
 @click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
+@click.option("--until-done", is_flag=True,
+              help="Keep pushing the next session (through the relay kernel) each time one ends by its time "
+                   "guard, until the training reports it finished; rerun to continue after Ctrl-C.")
+@click.option("--max-sessions", type=click.IntRange(1), default=20, show_default=True,
+              help="With --until-done: at most this many sessions in the chain.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             interval: float, **run_values: Any) -> None:
+             until_done: bool, max_sessions: int, interval: float, **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
     \b
@@ -285,6 +302,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --set n_epoch=1      (full data, small epoch)
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
+               kagglekit push --gpu --full --resume --until-done (session after session until done)
     """
     from kagglekit.ledger import Ledger
     from kagglekit.push import PushRequest, describe, run_push
@@ -292,6 +310,14 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
 
     req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
+    if until_done and not dry_run:
+        if after_test:
+            from kagglekit.errors import ConfigError
+
+            raise ConfigError("--until-done and --after-test do not go together.",
+                              hint="Run the test first (push --test --wait), then push --full --until-done.")
+        _push_until_done(opts, req, interval, max_sessions)
+        return
     try:
         outcome, report = run_push(
             opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
@@ -312,6 +338,79 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
         click.echo(f"Follow it with: {opts.command_prefix()} status --watch {outcome.kernel}/{outcome.version}")
 
 
+def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int) -> None:
+    """``push --until-done``: the chain driver, its words, and its exit code."""
+    from kagglekit.ledger import Ledger
+    from kagglekit.push import describe
+    from kagglekit.until_done import UntilDone, run_until_done
+
+    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info,
+                       on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+                       on_change=lambda r: _print_status(opts, r, tail=False))
+    try:
+        outcome = run_until_done(opts.client(), req, Ledger(), driver)
+    except KeyboardInterrupt:
+        opts.info(f"Stopped following. The session goes on on Kaggle, and the chain is kept: run the same "
+                  f"command again to continue it, or `{opts.command_prefix()} stop` to end it.")
+        raise
+
+    def human() -> None:
+        from kagglekit.watch import format_duration
+
+        click.echo(f"Chain {outcome.chain_id}: {outcome.state}. {outcome.message}")
+        for row in outcome.sessions:
+            took = format_duration(row["duration_s"]) if row["duration_s"] is not None else "?"
+            click.echo(f"  session {row['session']}: {row['kernel']} v{row['version']} "
+                       f"{(row['status'] or '?').lower()}, {took}" + (f", {row['epochs']}" if row["epochs"] else ""))
+        click.echo(f"  {outcome.accelerator_hours:.3f} accelerator hours in all")
+
+    opts.emit(outcome, human)
+    outcome.raise_for_state(cli=opts.command_prefix())
+
+
+@cli.command("stop")
+@click.argument("kernel", required=False)
+@click.option("--delete", is_flag=True,
+              help="If Kaggle refuses the cancel: pull every saved output, then delete the kernel (asks first).")
+@click.option("-y", "--yes", is_flag=True, help="With --delete: do not ask (for scripts).")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; cancel and delete nothing.")
+@pass_options
+def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, dry_run: bool) -> None:
+    """Stop a running session (KERNEL: OWNER/SLUG[/VERSION], default this project's newest).
+
+    \b
+    Tries Kaggle's cancel with the session id the run logged. Kaggle refuses it (403) to many
+    accounts: then it says where to press "Stop Session", and with --delete pulls every saved
+    output and, after you confirm, deletes the kernel (which ends the session and its billing).
+    Stopping also ends the run's resume chain, so push --until-done pushes nothing more.
+    """
+    from kagglekit.errors import CancelDeniedError
+    from kagglekit.ledger import Ledger
+    from kagglekit.settings import load_project
+    from kagglekit.stop import stop
+
+    kernel = kernel or _project_kernel()
+    client = opts.client()
+    ledger = Ledger()
+    ref = _session_ref(opts, client, kernel, ledger)
+    root = None
+    with contextlib.suppress(KagglekitError):
+        root = load_project().root
+
+    def confirm(question: str) -> bool:
+        if not sys.stdin.isatty():
+            opts.info(f"{question}\nNot asked: no terminal to answer on. Pass --yes to delete without asking.")
+            return False
+        return click.confirm(question, default=False, err=True)
+
+    outcome = stop(client, ref, ledger, delete=delete, yes=yes, dry_run=dry_run, outputs_root=root,
+                   confirm=confirm, info=opts.info)
+    opts.emit(outcome, outcome.message)
+    if outcome.action in ("denied", "kept"):
+        raise CancelDeniedError(f"{outcome.kernel} v{outcome.version} is still running.",
+                                hint=None if delete else f"{opts.command_prefix()} stop {outcome.kernel} --delete")
+
+
 @cli.command("status")
 @click.argument("kernel", required=False)
 @click.option("-w", "--watch", "watch_flag", is_flag=True,
@@ -326,8 +425,8 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 
     kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
-    ref = _kernel_ref(client, kernel)
     ledger = Ledger()
+    ref = _session_ref(opts, client, kernel, ledger)
     if not watch_flag:
         report = check_status(client, ref, ledger)
         opts.emit(report, lambda: _print_status(opts, report))
@@ -353,8 +452,8 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> N
 
     kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
     client = opts.client()
-    ref = _kernel_ref(client, kernel)
     ledger = Ledger()
+    ref = _session_ref(opts, client, kernel, ledger)
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
@@ -409,10 +508,12 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
     kernel = kernel or _project_kernel()
     client = opts.client()
+    ledger = Ledger()
     summary = pull_outputs(
-        client, kernel, target=output_dir, include=list(include), exclude=list(exclude),
-        checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
-        ledger=Ledger(), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+        client, _session_ref(opts, client, kernel, ledger), target=output_dir, include=list(include),
+        exclude=list(exclude), checkpoints=checkpoints, jobs=jobs, force=force,
+        progress=False if opts.json else None, ledger=ledger, raise_on_failure=False,
+        warn=lambda m: opts.info(f"Warning: {m}"),
     )
 
     def human() -> None:
@@ -433,11 +534,24 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 @pass_options
 def runs_command(opts: Options, kernel: str | None) -> None:
     """List the runs kagglekit has recorded (the run ledger)."""
-    from kagglekit.display import runs_table
+    from kagglekit.chain import relay_kernel
+    from kagglekit.display import chain_lines, runs_table
     from kagglekit.ledger import Ledger
 
-    records = Ledger().runs(kernel=kernel)
-    opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))
+    ledger = Ledger()
+    records = ledger.runs(kernel=kernel)
+    if kernel:  # a kernel's runs include its resume chain's sessions on the relay sibling
+        records = sorted(records + ledger.runs(kernel=relay_kernel(kernel)),
+                         key=lambda r: (r.pushed_at or r.updated_at or r.started_at, r.kernel, r.version))
+    chain_ids = sorted({r.chain_id for r in records if r.chain_id is not None})
+    chains = [c for c in (ledger.get_chain(i) for i in chain_ids) if c is not None]
+
+    def human() -> None:
+        click.echo(runs_table(records, kernel=kernel))
+        for line in chain_lines(chains, {c.id: ledger.chain_runs(c.id) for c in chains}):
+            click.echo(line)
+
+    opts.emit(records, human)
 
 
 @cli.command("quota")

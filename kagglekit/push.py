@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kagglekit.chain import ResumePlan, plan_resume, record_session
 from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
@@ -84,27 +85,6 @@ def load_settings(req: PushRequest) -> ProjectSettings:
     return load_project(req.project_dir, overrides=req.run.settings_overrides())
 
 
-def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest,
-                  ledger: Ledger | None) -> KernelRef:
-    """The kernel version whose output carries the checkpoint to continue from.
-
-    ``--resume`` means this kernel's newest version (from the ledger, else from Kaggle);
-    ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
-    even when an older run of the kernel completed and the newest was stopped.
-    """
-    if req.resume_from:
-        ref = KernelRef.parse(req.resume_from, default_owner=client.username)
-    else:
-        ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
-    info = client.get_kernel(ref.without_version())  # fails clearly (exit 5) for a kernel that isn't there
-    version = ref.version
-    if version is None and ledger is not None:
-        version = max((r.version for r in ledger.runs(kernel=ref.kernel_id, account=client.account)), default=None)
-    if version is None:
-        version = info.current_version
-    return ref.with_version(version)
-
-
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
     """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
@@ -114,14 +94,21 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
 
+    plan: ResumePlan | None = None
     parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        parent = resume_source(client, settings, req, ledger)
+        # The next session of a chain goes to the kernel that did not run the previous one: a kernel
+        # cannot mount its own output (docs/resume.md).
+        plan = plan_resume(client, ledger, settings, req.resume_from)
+        parent = KernelRef.from_id(plan.source_kernel, plan.source_version)
+        warnings.extend(plan.warnings)
     resume_ref = None if parent is None else str(parent)
-    if parent is not None and ledger is not None and client is not None and parent.version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
-                                   str(parent), warnings)
-    if parent is not None and client is not None:
+    if plan is not None and parent is not None and client is not None:
+        parent_record = ledger.get(client.account, parent.kernel_id, parent.version) \
+            if ledger is not None and parent.version is not None else None
+        req = _same_mode_as_parent(req, parent_record, str(parent), warnings)
+        settings = _same_machine_as_parent(req, plan.settings, parent_record, str(parent), warnings)
+        kernel = settings.kernel_id or ""
         warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
 
     kind = settings.accelerator_kind
@@ -154,6 +141,10 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     for kind, names in outcome.invalid_sources.items():
         info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
+    if parent is not None and any(n.split("/")[:2] == [parent.owner, parent.slug]
+                                  for n in outcome.invalid_sources.get("kernels", [])):
+        info(f"Warning: Kaggle did not attach {parent}, the output to resume from: the session will stop (exit "
+             "code 3) before training rather than start from scratch.")
     if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
@@ -161,7 +152,23 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
                            git_commit=commit, git_dirty=dirty, message=req.message,
                            parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
+        if plan is not None:
+            record_session(ledger, client.account, plan, outcome.kernel, result.version, plan.project)
     return outcome
+
+
+def _same_machine_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
+                            warnings: list[str]) -> ProjectSettings:
+    """A resumed session runs on the parent's accelerator unless one is given now (same settings, same
+    machine: a chain must not drop from a GPU to the CPU because a flag was left off)."""
+    shape = getattr(parent, "machine_shape", None)
+    if req.run.accelerator is not None or not shape or shape == settings.machine_shape:
+        return settings
+    from kagglekit.constants import SHAPE_LABELS
+
+    warnings.append(f"Resuming on {SHAPE_LABELS.get(shape, shape)}, as {resume_ref} ran "
+                    "(give --gpu/--tpu/--cpu to choose).")
+    return dataclasses.replace(settings, accelerator=shape)
 
 
 def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from kagglekit.constants import ACTIVE_STATUSES
 from kagglekit.errors import CancelDeniedError, DownloadError, KagglekitError, NotFoundError
+from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
-    from kagglekit.client import KaggleApiClient, KernelRef
+    from kagglekit.api.client import KaggleApiClient
     from kagglekit.ledger import Ledger
 
 SESSION_LINE = re.compile(r"kagglekit: kernel session id (\d+)|kaggle_[^\s-]*-(\d+)-webtier")
@@ -76,7 +77,7 @@ def find_session_id(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
                 if sid is not None:
                     found.put(sid)
                     return
-        except Exception:  # noqa: BLE001 - any failure means "not found"; the caller explains
+        except Exception:
             pass
         found.put(None)
 
@@ -172,18 +173,17 @@ def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | 
                       *, yes: bool, confirm: Callable[[str], bool], info: Callable[[str], None],
                       outputs_root: Path | None) -> StopOutcome:
     """Every saved output of the kernel first; the delete only after that succeeded and a yes."""
-    from kagglekit.client import KernelRef as Ref
     from kagglekit.download import default_target, pull_outputs
 
     kernel = out.kernel
     owner, _, slug = kernel.partition("/")
     running = ref.version
-    newest = client.get_kernel(Ref(owner, slug)).current_version or running or 0
+    newest = client.get_kernel(KernelRef(owner, slug)).current_version or running or 0
     for version in range(1, newest + 1):
         if version == running:
             continue  # a running version lists nothing: its output does not exist yet
         try:
-            summary = pull_outputs(client, Ref(owner, slug, version), target=default_target(slug, version, outputs_root),
+            summary = pull_outputs(client, KernelRef(owner, slug, version), target=default_target(slug, version, outputs_root),
                                    ledger=ledger, progress=False, raise_on_failure=False,
                                    warn=lambda m: info(f"Warning: {m}"))
         except NotFoundError:
@@ -201,7 +201,7 @@ def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | 
         out.action = "kept"
         out.message = f"Not deleted: {kernel} is still running. {where_to_stop(kernel)}"
         return out
-    client.delete(Ref(owner, slug))
+    client.delete(KernelRef(owner, slug))
     out.action, out.deleted = "deleted", True
     out.message = f"Deleted {kernel}: {where} has ended. Outputs kept in: {kept}."
     _end_chain(client, ledger, kernel, running, f"kagglekit stop deleted {kernel}")

@@ -48,7 +48,6 @@ CLIENT_SIDE_KINDER_CONFIG: dict[str, Any] = {
     "list_outputs_while_running": True,  # TODO(issue 11 client side): remove
     "snapshot_strip": False,  # TODO(issue 11 client side): remove
     "file_url_escaped": True,  # TODO(issue 11 client side): remove
-    "allow_self_mount": True,  # TODO(issue 11 client side): remove (issue 12: the resume relay)
 }
 
 
