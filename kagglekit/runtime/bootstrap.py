@@ -121,7 +121,7 @@ def _fmt_duration(seconds: float) -> str:
 
 def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     """Run the project's entry point; returns the process exit code."""
-    started = time.time()
+    started = session.process_started_at() or time.time()
     project = Path(project_dir).resolve()
     env = os.environ
     env.setdefault(session.ENV_STARTED_AT, repr(started))

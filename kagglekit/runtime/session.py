@@ -78,3 +78,23 @@ def session_id() -> int | None:
     """
     match = re.fullmatch(r"kaggle_[^-]*-(\d+)-webtier", os.environ.get(ENV_CONTAINER_NAME, "").strip())
     return int(match.group(1)) if match else None
+
+
+def process_started_at() -> float | None:
+    """When this process started (epoch seconds, Linux), or None where that cannot be read.
+
+    The session's clock runs from before the bootstrap: the script first checks and unpacks the
+    bundle, and on a loaded machine that takes seconds. Counting from the process start keeps
+    ``time_left()`` honest, so the time guard stops the run before the limit, not after.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        ticks = int(fields[19])  # field 22 (starttime), counted after the command name
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return None
+    now = time.time()
+    return started if now - 3600 < started <= now else None  # a clock jump or odd /proc: not trusted
