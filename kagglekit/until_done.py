@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kagglekit.chain import (
     CONTINUE,
     FAILED,
+    FINISHED,
     HALTED,
     RUNNING,
     STOPPED,
@@ -28,7 +29,7 @@ from kagglekit.chain import (
     record_session,
     target_kernel,
 )
-from kagglekit.constants import RUN_MANIFEST_RELPATH
+from kagglekit.constants import RUN_MANIFEST_RELPATH, STATUS_COMPLETE
 from kagglekit.display import epochs_text
 from kagglekit.errors import (
     KagglekitError,
@@ -98,6 +99,9 @@ def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, op
     if settings.kernel_owner is None:
         settings = settings.with_owner(client.username)
     project = settings.kernel_id or ""
+    finished = _already_finished(client, req, ledger, project)
+    if finished is not None:
+        return finished
     chain = _start(client, req, ledger, opts, project)
     while True:
         sessions = ledger.chain_runs(chain.id)
@@ -126,6 +130,20 @@ def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, op
         except KaggleRefusedError as exc:  # quota (the preflight or Kaggle), the session cap: go on later
             _conclude(ledger, chain.id, HALTED, f"The next session was not pushed: {exc.message}")
             raise
+
+
+def _already_finished(client: KaggleApiClient, req: PushRequest, ledger: Ledger, project: str) -> ChainOutcome | None:
+    """--resume when the newest session already finished the training: nothing to push (a session would
+    only find the training done and spend its start-up on the quota)."""
+    if not req.resume or req.resume_from or continuable_chain(ledger, client.account, project) is not None:
+        return None
+    newest = newest_session(ledger, client.account, project)
+    if newest is None or newest.status != STATUS_COMPLETE or not (newest.training or {}).get("finished"):
+        return None
+    message = (f"{newest.kernel} v{newest.version} already finished the training (epochs "
+               f"{epochs_text(newest.training)}): nothing was pushed. Push without --resume to train afresh.")
+    chain_id = newest.chain_id or record_session(ledger, client.account, None, newest.kernel, newest.version, project)
+    return _conclude(ledger, chain_id, FINISHED, message)
 
 
 def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: UntilDone, project: str) -> ChainRecord:

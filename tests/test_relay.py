@@ -253,3 +253,71 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
         emulator.rpc("GetKernel", {"userName": "demo", "kernelSlug": "relay-train"})
     # the sibling and its saved session are untouched: the chain can go on from it
     assert emulator.status("demo", "relay-train-relay", 1)[0] == "COMPLETE"
+
+
+@pytest.mark.emulator_config({"legacy_layout": True})
+def test_the_relay_finds_the_checkpoint_in_the_flat_input_layout(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Kaggle still mounts some outputs at /kaggle/input/<slug>: the runtime finds the sibling's checkpoint there."""
+    root = relay_project(tmp_path, n_epoch=6)
+    assert kk("push", "--cpu", "--timeout", "3", "--wait", "--interval", "0.3", cwd=root)[0] == 0
+    code, out, err = kk("push", "--resume", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, (out, err)
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    relay = root / "outputs" / "relay-train-relay" / "v1"
+    run = json.loads((relay / "kagglekit" / "run.json").read_text())
+    assert run["restored_files"] == ["checkpoint.json"] and run["training"]["first_epoch"] > 1
+    assert metrics(relay) == list(range(1, 7))
+
+
+def test_a_push_the_ledger_missed_is_adopted_not_pushed_twice(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The driver killed between Kaggle accepting a push and the ledger recording it: the rerun follows that
+    version instead of pushing the same session again."""
+    from kagglekit.connection import open_client
+    from kagglekit.ledger import Ledger
+    from kagglekit.push import PushRequest, push
+    from kagglekit.run_options import RunOptions
+
+    root = relay_project(tmp_path, n_epoch=6)
+    args = ["push", "--cpu", "--timeout", "4", "--until-done", "--interval", "0.3", "--max-sessions", "1"]
+    code, out, err = kk(*args, cwd=root)
+    assert code == 0 and "halted" in out and "--max-sessions" in out, (out, err)  # one session, then halted
+    client = open_client(endpoint=emulator.url)
+    req = PushRequest(project_dir=root, run=RunOptions(timeout="4"), resume=True)
+    lost = push(client, req, None, info=lambda m: None)  # accepted by Kaggle, never recorded (no ledger)
+    assert (lost.kernel, lost.version) == ("demo/relay-train-relay", 1)
+    assert Ledger().get(client.account, lost.kernel, 1) is None
+
+    code, out, err = kk(*args[:-2], "--max-sessions", "10", cwd=root)
+    assert code == 0, (out, err)
+    assert "Found demo/relay-train-relay v1 on Kaggle, pushed before the last interruption" in err
+    code, out, _ = kk("--json", "runs", cwd=root)
+    runs = sorted((r for r in json.loads(out) if r["chain_id"] is not None), key=lambda r: r["chain_seq"])
+    assert [(r["kernel"], r["version"]) for r in runs][:2] == [("demo/relay-train", 1), ("demo/relay-train-relay", 1)]
+    on_server = {(v["ref"], v["version"]) for v in emulator.get("versions")["versions"]}
+    assert on_server == {(r["kernel"], r["version"]) for r in runs}  # nothing pushed twice
+    assert runs[-1]["training"]["finished"] is True and runs[-1]["training"]["epoch"] == 6
+
+    # Once finished, --resume --until-done pushes nothing.
+    code, out, err = kk(*args[:-2], "--resume", cwd=root)
+    assert code == 0 and "already finished the training" in out and "nothing was pushed" in out, (out, err)
+    assert {(v["ref"], v["version"]) for v in emulator.get("versions")["versions"]} == on_server
+
+
+def test_stop_while_until_done_runs_ends_the_chain(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    """`kagglekit stop` from another terminal: the session is cancelled and the driver pushes nothing more."""
+    root = relay_project(tmp_path, n_epoch=400)
+    driver = _kagglekit(["push", "--cpu", "--timeout", "100", "--until-done", "--interval", "0.3"], root)
+    try:
+        _wait_running(emulator, "relay-train")
+        code, out, err = kk("stop", cwd=root)
+        assert code == 0, (out, err)
+        assert "Cancel requested" in out
+        out, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 9, (out, err)  # the chain ended stopped, not finished
+    assert "was stopped (CANCEL_ACKNOWLEDGED)" in err
+    assert [v["ref"] for v in emulator.get("versions")["versions"]] == ["demo/relay-train"]
+    code, out, _ = kk("--json", "runs", cwd=root)
+    assert "stopped" in kk("runs", cwd=root)[1]
