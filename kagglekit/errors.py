@@ -47,7 +47,10 @@ class KaggleRefusedError(KagglekitError):
 
 
 class CancelDeniedError(KaggleRefusedError):
-    """Kaggle refused to cancel a session (403 ``kernelSessions.cancel``): the web UI or a delete can stop it."""
+    """Kaggle refused to cancel a session (403 ``kernelSessions.cancel``): the run goes on; the web UI's
+    Stop Session or deleting the kernel stops it (``kagglekit stop`` says how)."""
+
+    exit_code = 14
 
 
 class ApiError(KagglekitError):

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,9 @@ def test_until_done_crosses_four_sessions_through_the_relay(kk: Any, emulator: A
     # continuous epochs: each session starts right after the previous one's last epoch
     spans = [(r["training"]["first_epoch"], r["training"]["epoch"]) for r in runs]
     assert spans[0][0] == 1 and spans[-1][1] == 30
-    assert all(nxt[0] == prev[1] + 1 for prev, nxt in zip(spans, spans[1:], strict=False)), spans
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in pairwise(spans)), spans
     assert runs[-1]["training"]["finished"] is True
-    for prev, nxt in zip(runs, runs[1:], strict=False):
+    for prev, nxt in pairwise(runs):
         assert nxt["resume_from"] == f"{prev['kernel']}/{prev['version']}"
 
     # The project's commands follow the chain's newest session, whichever kernel ran it.
@@ -153,7 +154,7 @@ def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any
     """A session killed at the limit (its guard off) is CANCEL_ACKNOWLEDGED: push --resume says what that means."""
     root = relay_project(tmp_path, n_epoch=40)
     (root / "config.py").write_text((root / "config.py").read_text().replace("margin_s = 1.5", "margin_s = -100"))
-    code, out, err = kk("push", "--cpu", "--timeout", "3", "--wait", "--interval", "0.3", cwd=root)
+    code, _, err = kk("push", "--cpu", "--timeout", "3", "--wait", "--interval", "0.3", cwd=root)
     assert code == 9, err  # killed at the limit
     code, out, err = kk("push", "--resume", "--dry-run", cwd=root)
     assert code == 0, err
@@ -191,7 +192,7 @@ def test_until_done_survives_being_killed_and_continues(kk: Any, emulator: Any, 
     assert [r["chain_seq"] for r in runs] == list(range(1, len(runs) + 1))
     spans = [(r["training"]["first_epoch"], r["training"]["epoch"]) for r in runs]
     assert spans[0][0] == 1 and spans[-1][1] == 12 and runs[-1]["training"]["finished"] is True
-    assert all(nxt[0] == prev[1] + 1 for prev, nxt in zip(spans, spans[1:], strict=False)), spans
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in pairwise(spans)), spans
     # every version on the emulator is one of the chain's sessions: nothing was pushed twice
     on_server = {(v["ref"], v["version"]) for v in emulator.get("versions")["versions"]}
     assert on_server == {(r["kernel"], r["version"]) for r in runs}
@@ -229,7 +230,7 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
     _wait_running(emulator, "relay-train", 2)
 
     code, out, err = kk("stop", cwd=root)
-    assert code == 6, (out, err)
+    assert code == 14, (out, err)
     assert "Permission 'kernelSessions.cancel' was denied" in out
     assert "Stop Session" in out and "https://www.kaggle.com/code/demo/relay-train" in out
     assert "--delete" in out
@@ -237,7 +238,7 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
 
     # --delete without a yes (no terminal to ask on): outputs pulled, nothing deleted
     code, out, err = kk("stop", "--delete", cwd=root)
-    assert code == 6, (out, err)
+    assert code == 14, (out, err)
     assert "Not deleted" in out
     assert emulator.status("demo", "relay-train", 2)[0] == "RUNNING"
     pulled = root / "outputs" / "relay-train" / "v1"
