@@ -156,7 +156,7 @@ def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any
     (root / "config.py").write_text((root / "config.py").read_text().replace("margin_s = 1.5", "margin_s = -100"))
     code, _, err = kk("push", "--cpu", "--timeout", "3", "--wait", "--interval", "0.3", cwd=root)
     assert code == 9, err  # killed at the limit
-    code, out, err = kk("push", "--resume", "--dry-run", cwd=root)
+    code, _, err = kk("push", "--resume", "--dry-run", cwd=root)
     assert code == 0, err
     assert "was stopped (CANCEL_ACKNOWLEDGED), not ended by its own time guard" in err
     assert "Kaggle may not mount a cancelled version's output" in err
