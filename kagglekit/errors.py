@@ -50,7 +50,7 @@ class CancelDeniedError(KaggleRefusedError):
     """Kaggle refused to cancel a session (403 ``kernelSessions.cancel``): the run goes on; the web UI's
     Stop Session or deleting the kernel stops it (``kagglekit stop`` says how)."""
 
-    exit_code = 14
+    exit_code = 15
 
 
 class ApiError(KagglekitError):

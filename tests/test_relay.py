@@ -230,7 +230,7 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
     _wait_running(emulator, "relay-train", 2)
 
     code, out, err = kk("stop", cwd=root)
-    assert code == 14, (out, err)
+    assert code == 15, (out, err)
     assert "Permission 'kernelSessions.cancel' was denied" in out
     assert "Stop Session" in out and "https://www.kaggle.com/code/demo/relay-train" in out
     assert "--delete" in out
@@ -238,7 +238,7 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
 
     # --delete without a yes (no terminal to ask on): outputs pulled, nothing deleted
     code, out, err = kk("stop", "--delete", cwd=root)
-    assert code == 14, (out, err)
+    assert code == 15, (out, err)
     assert "Not deleted" in out
     assert emulator.status("demo", "relay-train", 2)[0] == "RUNNING"
     pulled = root / "outputs" / "relay-train" / "v1"
