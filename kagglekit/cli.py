@@ -404,7 +404,7 @@ def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, 
         return click.confirm(question, default=False, err=True)
 
     outcome = stop(client, ref, ledger, delete=delete, yes=yes, dry_run=dry_run, outputs_root=root,
-                   confirm=confirm, info=opts.info)
+                   confirm=confirm, info=opts.info, cli=opts.command_prefix())
     opts.emit(outcome, outcome.message)
     if outcome.action in ("denied", "kept"):
         raise CancelDeniedError(f"{outcome.kernel} v{outcome.version} is still running.",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.constants import ACTIVE_STATUSES
+from kagglekit.constants import ACTIVE_STATUSES, STATUS_QUEUED
 from kagglekit.errors import CancelDeniedError, DownloadError, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
 
@@ -100,7 +100,7 @@ def where_to_stop(kernel: str) -> str:
 def stop(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None, *, delete: bool = False,
          yes: bool = False, dry_run: bool = False, outputs_root: Path | None = None,
          confirm: Callable[[str], bool] = lambda question: False,
-         info: Callable[[str], None] = print) -> StopOutcome:
+         info: Callable[[str], None] = print, cli: str = "kagglekit") -> StopOutcome:
     """Stop the run ``ref`` (a version; the newest when none): cancel it, else explain, else delete.
 
     ``confirm`` asks the user (never called with ``yes``); without a yes nothing is deleted.
@@ -119,7 +119,8 @@ def stop(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None, *, dele
             _end_chain(client, ledger, kernel, report.version, f"kagglekit stop after {where} ended")
         return out
 
-    out.session_id = find_session_id(client, ref, ledger)
+    # A queued run has no session yet (nothing in its log to read the id from).
+    out.session_id = find_session_id(client, ref, ledger) if report.status != STATUS_QUEUED else None
     if dry_run:
         out.action = "dry-run"
         out.plan = _plan(kernel, where, out.session_id, delete)
@@ -128,10 +129,13 @@ def stop(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None, *, dele
         return out
 
     denied: str
-    if out.session_id is None:
+    if out.session_id is None and report.status == STATUS_QUEUED:
+        denied = (f"{where} is still queued: its session has not started, so there is no session id to cancel "
+                  "with yet (try again in a moment).")
+    elif out.session_id is None:
         denied = (f"Could not find {where}'s session id in its log (no `kagglekit: kernel session id` line within "
-                  f"{SESSION_LOOKUP_S:.0f} s: it has not started yet, or was not pushed by kagglekit), and Kaggle "
-                  "cancels only by session id.")
+                  f"{SESSION_LOOKUP_S:.0f} s: it was not pushed by kagglekit, or its log is not readable), and "
+                  "Kaggle cancels only by session id.")
     else:
         try:
             client.cancel_session(out.session_id)
@@ -149,13 +153,13 @@ def stop(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None, *, dele
     out.action = "denied"
     if not delete:
         out.message = (f"{denied}\n{where_to_stop(kernel)}\nOr delete the kernel, which ends the session and its "
-                       f"billing: `kagglekit stop {kernel} --delete` pulls every saved output first and asks "
+                       f"billing: `{cli} stop {kernel} --delete` pulls every saved output first and asks "
                        "before deleting.")
         _end_chain(client, ledger, kernel, report.version, f"kagglekit stop: {where} must be stopped by hand")
         return out
     info(denied)
     return _pull_then_delete(client, ref, ledger, out, where, yes=yes, confirm=confirm, info=info,
-                             outputs_root=outputs_root)
+                             outputs_root=outputs_root, cli=cli)
 
 
 def _plan(kernel: str, where: str, session_id: int | None, delete: bool) -> list[str]:
@@ -171,7 +175,7 @@ def _plan(kernel: str, where: str, session_id: int | None, delete: bool) -> list
 
 def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None, out: StopOutcome, where: str,
                       *, yes: bool, confirm: Callable[[str], bool], info: Callable[[str], None],
-                      outputs_root: Path | None) -> StopOutcome:
+                      outputs_root: Path | None, cli: str) -> StopOutcome:
     """Every saved output of the kernel first; the delete only after that succeeded and a yes."""
     from kagglekit.download import default_target, pull_outputs
 
@@ -191,7 +195,7 @@ def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | 
         if not summary.ok:
             raise DownloadError(
                 f"Pulling the outputs of {kernel} v{version} failed ({len(summary.failed)} file(s)), so {kernel} was "
-                "NOT deleted.", hint=f"Run `kagglekit stop {kernel} --delete` again: finished files are kept.")
+                "NOT deleted.", hint=f"Run `{cli} stop {kernel} --delete` again: finished files are kept.")
         if summary.listed:
             out.pulled.append(str(summary.target))
     kept = ", ".join(out.pulled) if out.pulled else "no saved outputs (none of its versions kept files)"
