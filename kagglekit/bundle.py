@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import io
 import lzma
 import os
 import re
+import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +115,20 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
+    code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
+    inline_script_bytes: int = 0  # what the one self-contained script would have weighed
 
+    @property
+    def delivery(self) -> str:
+        """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
+        if self.code_dataset is None:
+            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
+        return (f"through dataset {self.code_dataset}: the project would make a "
+                f"{display.size(self.inline_script_bytes)} script, over Kaggle's 1 MiB source limit, so its archive "
+                f"is uploaded as a private dataset and the kernel is a {display.size(self.script_bytes)} loader "
+                "that checks its sha256")
 
-# --- collecting files -------------------------------------------------------------------
 
 @dataclasses.dataclass
 class _Spec:
@@ -262,8 +275,6 @@ def is_secret_name(rel: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_PATTERNS)
 
 
-# --- the archive and the script ---------------------------------------------------------
-
 def runtime_sources() -> dict[str, bytes]:
     """kagglekit/runtime/*.py, shipped as the package ``kagglekit_runtime``."""
     folder = Path(__file__).resolve().parent / "runtime"
@@ -325,6 +336,23 @@ def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
     return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What a bundle will be, decided from the settings and options before any file is read."""
+
+    out: Path
+    sets: dict[str, str]
+    shape: str
+    kind: str
+    enable_internet: bool
+    session_limit: int
+    kernel_sources: list[str]
+    resume_from: str | None
+    code_file: str
+    dataset_sources: list[str]
+    warnings: list[str]
+
+
 def build_bundle(
     settings: ProjectSettings,
     *,
@@ -335,6 +363,9 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    requirements: Mapping[str, Any] | None = None,
+    extra_datasets: tuple[str, ...] = (),
+    code_dataset: str | None = None,
 ) -> BundleResult:
     """Write ``<out_dir>/<code_file>`` and ``kernel-metadata.json``; return what was bundled.
 
@@ -342,7 +373,42 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
+    the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
+    over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
+    becomes a loader (without it, such a project is refused).
+    Phases: resolve -> collect and guard -> transform -> render -> write.
     """
+    plan = _resolve(settings, overrides=overrides, machine_shape=machine_shape, internet=internet,
+                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
+    collector, contents = _collect(settings, plan)
+    entry = resolve_entry(settings.entry, set(contents))
+    flag_changes = _transform(settings, contents, mode, plan)
+    files = [BundledFile(rel, size) for rel, _, size in collector.files]
+    archive = build_archive(contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    render_script = _renderer(settings, plan, sha, entry=entry, mode=mode, files=files, extra_env=extra_env,
+                              requirements=requirements)
+    script_bytes, inline_bytes, code_dir = _deliver(render_script, archive, sha, plan, code_dataset, contents)
+    metadata = _metadata(settings, plan)
+    script_path, metadata_path = _write(plan, script_bytes, metadata)
+    total = sum(f.size for f in files)
+    return BundleResult(
+        out_dir=plan.out, script_path=script_path, metadata_path=metadata_path, kernel=settings.kernel_id or "",
+        title=settings.resolved_title or settings.kernel_slug or "", entry=entry, mode=mode, overrides=plan.sets,
+        machine_shape=plan.shape, enable_internet=plan.enable_internet, is_private=settings.private,
+        session_limit_s=plan.session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
+        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes)
+
+
+def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, machine_shape: str | None,
+             internet: bool | None, out_dir: Path | None, extra_env: Mapping[str, str] | None,
+             resume_from: str | None, extra_datasets: tuple[str, ...]) -> _Plan:
+    """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
     if out == root.resolve():
@@ -353,10 +419,8 @@ def build_bundle(
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
-    sets = {str(k): str(v) for k, v in sorted((overrides or {}).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
-    enable_internet = settings.enable_internet if internet is None else internet
     for name in sorted(extra_env or {}):
         if _SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
@@ -370,7 +434,6 @@ def build_bundle(
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
                           f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
                           hint="Use a shorter --timeout, or leave it unset.")
-
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
         try:
@@ -380,10 +443,21 @@ def build_bundle(
         resume_from = str(parent)
         if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
+    code_file = settings.resolved_code_file
+    if code_file == METADATA_FILE:
+        raise ConfigError("code-file cannot be kernel-metadata.json.")
+    return _Plan(out=out, sets={str(k): str(v) for k, v in sorted((overrides or {}).items())}, shape=shape,
+                 kind=kind, enable_internet=settings.enable_internet if internet is None else internet,
+                 session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
+                 code_file=code_file, warnings=warnings,
+                 dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)])
 
-    collector = _Collector(root, settings, skip=[out])
+
+def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[str, bytes]]:
+    """Walk the project and read its files, refusing secrets and hopeless sizes before going further."""
+    collector = _Collector(settings.root, settings, skip=[plan.out])
     collector.walk()
-    warnings += collector.warnings
+    plan.warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
     if secrets:
         raise BundleError(
@@ -392,7 +466,6 @@ def build_bundle(
             hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
                  "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
                  "(Add-ons > Secrets) instead.")
-
     raw_total = sum(size for _, _, size in collector.files)
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
@@ -413,106 +486,137 @@ def build_bundle(
                           + ", ".join(leaked) + ".",
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
+    return collector, contents
 
-    entry = resolve_entry(settings.entry, set(contents))
 
+def _transform(settings: ProjectSettings, contents: dict[str, bytes], mode: str | None,
+               plan: _Plan) -> list[FlagChange]:
+    """Apply the mode and ``--set`` overrides to the bundled copy (in place), then check it parses on Kaggle."""
     py_sources: dict[str, str] = {}
-    if mode is not None or sets:
+    if mode is not None or plan.sets:
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=sets, test_flag=settings.test_flag,
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=plan.sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled)
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
-
     check_syntax(contents)
-    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
-                      & PREIMPORTED_ON_KAGGLE)
-    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
-                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
-    archive = build_archive(contents, runtime_sources())
-    sha = hashlib.sha256(archive).hexdigest()
-    kernel_id = settings.kernel_id
-    assert kernel_id is not None
-    title = settings.resolved_title or settings.kernel_slug
-    code_file = settings.resolved_code_file
-    if code_file == METADATA_FILE:
-        raise ConfigError("code-file cannot be kernel-metadata.json.")
-    files = [BundledFile(rel, size) for rel, _, size in collector.files]
-    total = sum(f.size for f in files)
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
+    plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "
+                      f"at start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it."
+                      for name in shadowed]
+    return flag_changes
+
+
+def _renderer(settings: ProjectSettings, plan: _Plan, sha: str, *, entry: str, mode: str | None,
+              files: list[BundledFile], extra_env: Mapping[str, str] | None,
+              requirements: Mapping[str, Any] | None) -> Callable[..., str]:
+    """templates/kernel/script.py.jinja with the runtime's config; call it with where the archive is."""
+    from kagglekit.templating import render
+
+    kernel_id = settings.kernel_id or ""
     config: dict[str, Any] = {
         "kagglekit_version": __version__,
         "kernel": kernel_id,
         "entry": entry,
         "mode": mode,
-        "overrides": sets,
+        "overrides": plan.sets,
         "bundle_sha256": sha,
-        "accelerator": "cpu" if kind == "cpu" else shape,
-        "session_limit_s": session_limit,
+        "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
+        "session_limit_s": plan.session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted((extra_env or {}).items())),
-        "resume_from": resume_from,
+        "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
     }
-    from kagglekit.templating import render
-
-    script = render(
+    if requirements:
+        config["requirements"] = dict(requirements)
+    return functools.partial(
+        render,
         SCRIPT_TEMPLATE,
-        code_file=code_file,
+        code_file=plan.code_file,
         version=__version__,
         kernel=kernel_id,
         entry=entry,
         mode_label=mode or "as in the sources",
-        accelerator=f"{shape} ({display.shape_label(shape)})",
+        accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
         n_files=len(files),
-        total_label=display.size(total),
+        total_label=display.size(sum(f.size for f in files)),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
-        archive_b64=base64.encodebytes(archive).decode("ascii"),
     )
-    script_bytes = script.encode("utf-8")
-    if len(script_bytes) >= constants.SOURCE_LIMIT_BYTES:
-        raise _too_big(len(script_bytes), contents)
 
+
+def _deliver(render_script: Callable[..., str], archive: bytes, sha: str, plan: _Plan, code_dataset: str | None,
+             contents: Mapping[str, bytes]) -> tuple[bytes, int, Path | None]:
+    """The script with the archive inside, or, over 1 MiB, a loader plus the code dataset folder.
+
+    Returns (script, the inline script's size, the code dataset folder or None).
+    """
+    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="").encode("utf-8")
+    inline_bytes = len(script_bytes)
+    if inline_bytes < constants.SOURCE_LIMIT_BYTES:
+        if (plan.out / "code-dataset").exists():
+            shutil.rmtree(plan.out / "code-dataset")
+        return script_bytes, inline_bytes, None
+    if code_dataset is None:
+        raise _too_big(inline_bytes, contents)
+    archive_file = f"bundle-{sha[:16]}.tar.xz"
+    script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
+                                 archive_file=archive_file).encode("utf-8")
+    plan.dataset_sources.append(code_dataset)
+    return script_bytes, inline_bytes, _write_code_dataset(plan.out, archive_file, archive)
+
+
+def _write_code_dataset(out: Path, archive_file: str, archive: bytes) -> Path:
+    """``<out>/code-dataset/<archive_file>``: the folder uploaded as the code dataset (a fresh one each time)."""
+    code_dir = out / "code-dataset"
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    code_dir.mkdir(parents=True)
+    (code_dir / archive_file).write_bytes(archive)
+    return code_dir
+
+
+def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
+    """kernel-metadata.json's content (the format ``kaggle kernels push`` reads)."""
+    kernel_id = settings.kernel_id or ""
     if settings.kernel_owner is None:
-        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
-                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
-    metadata: dict[str, Any] = {
+        plan.warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your "
+                             "account; for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    return {
         "id": kernel_id,
-        "title": title,
-        "code_file": code_file,
+        "title": settings.resolved_title or settings.kernel_slug,
+        "code_file": plan.code_file,
         "language": "python",
         "kernel_type": "script",
         "is_private": settings.private,
-        "enable_gpu": kind == "gpu",
-        "enable_tpu": kind == "tpu",
-        "enable_internet": enable_internet,
-        "dataset_sources": list(settings.datasets),
+        "enable_gpu": plan.kind == "gpu",
+        "enable_tpu": plan.kind == "tpu",
+        "enable_internet": plan.enable_internet,
+        "dataset_sources": plan.dataset_sources,
         "competition_sources": list(settings.competitions),
-        "kernel_sources": kernel_sources,
+        "kernel_sources": plan.kernel_sources,
         "model_sources": list(settings.models),
-        "machine_shape": shape,
+        "machine_shape": plan.shape,
     }
+
+
+def _write(plan: _Plan, script_bytes: bytes, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write the script and kernel-metadata.json atomically into the output folder."""
     from kagglekit.paths import write_bytes_atomic
 
-    out.mkdir(parents=True, exist_ok=True)
-    script_path = out / code_file
+    plan.out.mkdir(parents=True, exist_ok=True)
+    script_path = plan.out / plan.code_file
     write_bytes_atomic(script_path, script_bytes)
     script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
-    metadata_path = write_metadata(out, metadata)
-
-    return BundleResult(
-        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
-        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
-        is_private=settings.private, session_limit_s=session_limit, files=files,
-        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
-        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings)
+    return script_path, write_metadata(plan.out, metadata)
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -526,8 +630,6 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
         hint=TOO_BIG_HINT)
 
-
-# --- the human summary (shared by `bundle` and `push --dry-run`) --------------------------
 
 def _limit_text(seconds: int) -> str:
     h, rem = divmod(seconds, 3600)
@@ -576,6 +678,9 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
+    lines.append(f"Code: {result.delivery}")
+    if result.code_dataset_dir is not None:
+        lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
     label = display.shape_label(result.machine_shape)
     lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
@@ -589,7 +694,19 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
 def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
                    *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
+    from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir, overrides=run.settings_overrides())
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env)
+    plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
+    wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+                        code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
+                        extra_datasets=wheels)
+
+
+def code_dataset_ref(settings: ProjectSettings) -> str | None:
+    """The private dataset that carries a project over 1 MiB: ``<owner>/<kernel-slug>-code``."""
+    if not settings.kernel_owner or not settings.kernel_slug:
+        return None
+    return f"{settings.kernel_owner}/{settings.kernel_slug[:45].rstrip('-')}-code"

@@ -129,13 +129,18 @@ class ResumePlan:
         return self.source_kernel + (f"/{self.source_version}" if self.source_version else "")
 
     @property
+    def parent(self) -> KernelRef:
+        """The session continued from, version pinned."""
+        return KernelRef.from_id(self.source_kernel, self.source_version)
+
+    @property
     def in_pair(self) -> bool:
         """Whether the source is one of the chain's two kernels (not another kernel's output)."""
         return self.source_kernel.lower() in (self.project.lower(), relay_kernel(self.project).lower())
 
 
 def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: ProjectSettings,
-                resume_from: str | None) -> ResumePlan:
+                resume_from: str | None, flag: str = "--resume") -> ResumePlan:
     """Which session to continue from (``resume_from``, else the chain's newest), and where to push.
 
     Refuses (``ChainError``) a source that is still queued or running: its output exists only
@@ -149,7 +154,15 @@ def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: Projec
         newest = newest_session(ledger, account, project) if ledger is not None else None
         ref = newest.kernel_ref if newest is not None else _newest_on_kaggle(client, project)
     source = ref.kernel_id
-    info = client.get_kernel(ref.without_version())  # a kernel that isn't there fails clearly (exit 5)
+    try:
+        info = client.get_kernel(ref.without_version())
+    except NotFoundError as exc:  # Kaggle answers 403 for a kernel that does not exist: say what it means here
+        raise NotFoundError(
+            f"{flag}: {source} has no version on Kaggle that this account can see (never pushed, a typo, or "
+            "another account's private kernel), so there is nothing to resume from.",
+            f"Push it once without {flag} (kagglekit push), then resume from that run; "
+            "`kagglekit runs` lists what the ledger knows.",
+        ) from exc
     version = ref.version
     if version is None and ledger is not None:
         version = max((r.version for r in ledger.runs(kernel=source, account=account)), default=None)

@@ -26,6 +26,7 @@ from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
+    from kagglekit.ledger import Ledger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -108,10 +109,8 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
     ctx.obj = Options(local=local, endpoint=endpoint, json=json_output, verbose=verbose, debug=debug)
 
 
-# ---------------------------------------------------------------------------
 # Commands are added below, grouped by concern. Each one parses its options,
 # calls one core function and prints.
-# ---------------------------------------------------------------------------
 
 @cli.group("emulator")
 def emulator_group() -> None:
@@ -183,10 +182,7 @@ def emulator_status_command(opts: Options) -> None:
 @click.pass_obj
 def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
     """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
-    from kagglekit.local import add_source
-
-    add_source("datasets", ref, path, endpoint=opts.endpoint)
-    opts.emit({"dataset": ref, "path": path.resolve()}, f"Dataset {ref} -> {path.resolve()}")
+    _add_source(opts, "dataset", ref, path)
 
 
 @emulator_group.command("add-competition")
@@ -195,10 +191,15 @@ def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
 @click.pass_obj
 def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
     """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    _add_source(opts, "competition", slug, path)
+
+
+def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
+    """Tell the emulator that ``path`` holds the data of the dataset or competition ``name``."""
     from kagglekit.local import add_source
 
-    add_source("competitions", slug, path, endpoint=opts.endpoint)
-    opts.emit({"competition": slug, "path": path.resolve()}, f"Competition {slug} -> {path.resolve()}")
+    add_source(f"{kind}s", name, path, endpoint=opts.endpoint)
+    opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
 
 # === section: emulator (end) ===
 
@@ -237,6 +238,17 @@ def _project_kernel() -> str:
         raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
                           "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
     return kernel_id
+
+
+def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
+    """The client, the run's reference (KERNEL, else this project's; without a version, its resume chain's
+    newest session) and the ledger."""
+    from kagglekit.ledger import Ledger
+
+    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
+    client = opts.client()
+    ledger = Ledger()
+    return client, _session_ref(opts, client, kernel, ledger), ledger
 
 
 def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
@@ -355,13 +367,13 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
         raise
 
     def human() -> None:
-        from kagglekit.watch import format_duration
+        from kagglekit.display import duration
 
         click.echo(f"Chain {outcome.chain_id}: {outcome.state}. {outcome.message}")
         for row in outcome.sessions:
-            took = format_duration(row["duration_s"]) if row["duration_s"] is not None else "?"
             click.echo(f"  session {row['session']}: {row['kernel']} v{row['version']} "
-                       f"{(row['status'] or '?').lower()}, {took}" + (f", {row['epochs']}" if row["epochs"] else ""))
+                       f"{(row['status'] or '?').lower()}, {duration(row['duration_s'], unknown='?')}"
+                       + (f", epochs {row['epochs']}" if row["epochs"] else ""))
         click.echo(f"  {outcome.accelerator_hours:.3f} accelerator hours in all")
 
     opts.emit(outcome, human)
@@ -420,13 +432,9 @@ def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, 
 @pass_options
 def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval: float) -> None:
     """Show a run's state (KERNEL: OWNER/SLUG[/VERSION], default this project's newest run)."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import check_status, raise_for_outcome, watch
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ledger = Ledger()
-    ref = _session_ref(opts, client, kernel, ledger)
+    client, ref, ledger = _open_run(opts, kernel)
     if not watch_flag:
         report = check_status(client, ref, ledger)
         opts.emit(report, lambda: _print_status(opts, report))
@@ -447,13 +455,9 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool) -> None:
     """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
-    from kagglekit.ledger import Ledger
     from kagglekit.watch import follow_log, log_text, resolve_version
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
-    client = opts.client()
-    ledger = Ledger()
-    ref = _session_ref(opts, client, kernel, ledger)
+    client, ref, ledger = _open_run(opts, kernel)
     if raw or opts.json:
         ref, _ = resolve_version(client, ref, ledger)
         if opts.json and follow:  # one JSON record a line, as they come
@@ -652,6 +656,80 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
 
 # === section: init-report (end) ===
+
+
+@cli.group("deps")
+def deps_group() -> None:
+    """The project's requirements against Kaggle's image, and wheels for runs without internet.
+
+    \b
+    kagglekit deps check     what the image has, has at another version, lacks; what push will do
+    kagglekit deps vendor    wheels for Kaggle's Python 3.12 as private dataset <owner>/<slug>-wheels
+    """
+
+
+@deps_group.command("check")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--internet/--no-internet", "internet", default=None,
+              help="Plan for a run with internet on/off (default: the project's setting).")
+@pass_options
+def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | None) -> None:
+    """Compare the project's requirements with the packages of Kaggle's image (offline)."""
+    from kagglekit.channel import plan_deps
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": internet})
+    plan = plan_deps(settings, settings.enable_internet)
+    report = plan.report
+    data = {"source": report.source, "image": report.image.source,
+            "requirements": [{"requirement": v.req.text, "state": v.state, "image_version": v.image_version,
+                              "origin": v.req.origin} for v in report.verdicts],
+            "skipped": report.skipped, "push_will": plan.action, "install": plan.lines,
+            "wheels_dataset": plan.wheels_dataset, "summary": plan.describe()}
+
+    def human() -> None:
+        click.echo(f"Requirements from {report.source}, against Kaggle's image ({report.image.source}):")
+        label = {"ok": "ok", "mismatch": "other version", "missing": "missing"}
+        for v in report.verdicts:
+            have = f"image has {v.image_version}" if v.image_version else "not in the image"
+            click.echo(f"  {label[v.state]:<14} {v.req.text:<32} {have}")
+        for line in report.skipped:
+            click.echo(f"  skipped        {line}")
+        internet_word = "on" if settings.enable_internet else "off"
+        click.echo(f"push (internet {internet_word}, deps = \"{settings.deps}\"): {plan.describe()}")
+
+    opts.emit(data, human)
+
+
+@deps_group.command("vendor")
+@click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The project folder (default: found from the current folder).")
+@click.option("--no-upload", is_flag=True, help="Only resolve and download the wheels (no Kaggle account needed).")
+@pass_options
+def deps_vendor_cmd(opts: Options, /, project_dir: Path | None, no_upload: bool) -> None:
+    """Wheels for Kaggle's platform for what the image lacks, uploaded as <owner>/<slug>-wheels.
+
+    Content-addressed: unchanged requirements upload nothing. `push --no-internet` (or deps =
+    "vendor") attaches the dataset and installs from it with pip --no-index.
+    """
+    from kagglekit.channel import VENDOR, plan_deps, vendor_wheels
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir, overrides={"internet": False})
+    client = None if no_upload else opts.client()
+    if client is not None and settings.kernel_owner is None:
+        settings = settings.with_owner(client.username)
+    plan = plan_deps(dataclasses.replace(settings, deps="vendor"), False)
+    if plan.action != VENDOR:
+        opts.emit({"wheels": [], "summary": plan.describe()}, f"Nothing to vendor: {plan.describe()}")
+        return
+    synced = vendor_wheels(client, settings, plan, opts.info, upload=not no_upload)
+    opts.emit({"dataset": plan.wheels_dataset, "install": plan.lines,
+               "uploaded_bytes": synced.stats.bytes_sent if synced else 0,
+               "changed": synced.changed if synced else None},
+              f"Wheels for {', '.join(plan.lines)}" + (f" are in dataset {plan.wheels_dataset}" if synced else
+                                                       " are downloaded (not uploaded)"))
 
 
 def _accept_global_options_after_the_command(group: click.Group) -> None:

@@ -1,19 +1,17 @@
 """Facts shared by kagglekit and its emulator (the only module the emulator may import).
 
-Limits are Kaggle's published or observed values (see docs/kaggle-platform.md in the
-shared notes). Accounts differ, so quota figures are *defaults for the emulator*,
+Limits are Kaggle's published or observed values (see docs/kaggle-platform.md).
+Accounts differ, so quota figures are *defaults for the emulator*,
 never assumptions the client makes: the client always reads the live numbers.
 """
 
 from __future__ import annotations
 
-# --- Kernel source and output -------------------------------------------------
 SOURCE_LIMIT_BYTES = 1024 * 1024  # "The kernel source must be less than 1 megabytes in size."
 OUTPUT_BUDGET_BYTES = 20 * 1000**3  # /kaggle/working kept as a version's output: 20 GB
 MIN_SLUG_LENGTH = 5
 MIN_TITLE_LENGTH = 5
 
-# --- Sessions -------------------------------------------------------------------
 SESSION_LIMIT_SECONDS = {"cpu": 12 * 3600, "gpu": 12 * 3600, "tpu": 9 * 3600}
 MAX_BATCH_SESSIONS = {"gpu": 2, "cpu": 5, "tpu": 2}
 
@@ -21,7 +19,6 @@ MAX_BATCH_SESSIONS = {"gpu": 2, "cpu": 5, "tpu": 2}
 DEFAULT_WEEKLY_QUOTA_SECONDS = {"gpu": 30 * 3600, "tpu": 20 * 3600}
 QUOTA_WEEK_START_WEEKDAY = 5  # Saturday (Monday == 0), 00:00 UTC
 
-# --- Accelerators ---------------------------------------------------------------
 SHAPE_GPU_DEFAULT = "NvidiaTeslaT4"  # "GPU T4 x2"
 SHAPE_TPU_DEFAULT = "TpuV5E8"
 GPU_SHAPES = frozenset(
@@ -50,7 +47,7 @@ def accelerator_kind(machine_shape: str | None) -> str:
     return "gpu"
 
 
-# --- Statuses (KernelWorkerStatus names) ------------------------------------------
+# Run statuses: KernelWorkerStatus names.
 STATUS_QUEUED = "QUEUED"
 STATUS_RUNNING = "RUNNING"
 STATUS_COMPLETE = "COMPLETE"
@@ -61,7 +58,7 @@ STATUS_NEW_SCRIPT = "NEW_SCRIPT"
 ACTIVE_STATUSES = frozenset({STATUS_QUEUED, STATUS_RUNNING, STATUS_CANCEL_REQUESTED, STATUS_NEW_SCRIPT})
 FINAL_STATUSES = frozenset({STATUS_COMPLETE, STATUS_ERROR, STATUS_CANCEL_ACKNOWLEDGED})
 
-# --- Kaggle's own messages (reproduced by the emulator, recognised by the client) -----
+# Kaggle's own messages: the emulator reproduces them, the client recognises them.
 MSG_SOURCE_TOO_LARGE = "The kernel source must be less than 1 megabytes in size."
 MSG_SESSION_CAP = "Maximum batch {kind} session count of {n} reached."
 MSG_WEEKLY_QUOTA = "Maximum weekly {kind} quota of {hours:.2f} hours reached."
@@ -70,14 +67,14 @@ MSG_OUTPUT_TOO_LARGE = (
     "Your notebook tried to write more than the maximum allowed output size of {limit} to /kaggle/working."
 )
 
-# --- Inside a kernel -------------------------------------------------------------
+# Inside a kernel.
 KAGGLE_ROOT = "/kaggle"
 RUN_MANIFEST_RELPATH = "kagglekit/run.json"  # under /kaggle/working
 ENV_MODE = "KAGGLEKIT_MODE"  # "test" | "full"
 ENV_RUNNING_TEST = "KAGGLEKIT_RUNNING_TEST"  # "1" | "0"
 ENV_SESSION_LIMIT = "KAGGLEKIT_SESSION_LIMIT_SECONDS"
 
-# --- The emulator's seeded demo account ---------------------------------------------
+# The emulator's seeded demo account.
 DEMO_USERNAME = "demo"
 DEMO_KEY = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
 DEMO_TOKEN = "KGAT_demo_0123456789abcdef"

@@ -2,7 +2,7 @@
 
 Importing any ``kaggle.*`` module authenticates at import time (and prints help text
 when nothing is found), so this module re-implements the lookup of kaggle 2.2.5 /
-kagglesdk 0.1.38 (kaggle-wire.md §4.1) in plain Python:
+kagglesdk 0.1.38 (docs/kaggle-wire.md §4.1) in plain Python:
 
 1. an access token: inside a Kaggle notebook the file named by ``KAGGLE_API_V1_TOKEN``;
    then ``KAGGLE_API_TOKEN`` (the token itself, or the path of a file holding it);
@@ -162,9 +162,6 @@ def find_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
         "No Kaggle credentials found. kagglekit looked, in the official client's order, at:\n" + lines,
         NO_CREDENTIALS_HINT,
     )
-
-
-# --- internals ---------------------------------------------------------------
 
 
 def _home(env: Mapping[str, str]) -> Path:

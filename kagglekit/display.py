@@ -56,6 +56,15 @@ def countdown(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m"
 
 
+def quota_time(seconds: float | None, *, unknown: str = "?") -> str:
+    """Accelerator time as the quota counts it: ``12.5 min`` under an hour, else ``1.50 h``."""
+    if seconds is None:
+        return unknown
+    if abs(seconds) < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def hours(h: float) -> str:
     """Hours with two decimals, or two significant digits for runs of minutes."""
     return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"

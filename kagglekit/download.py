@@ -9,10 +9,10 @@ What the official client (2.2.5) does badly and this module does instead:
 - retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
   connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
   interrupted pull is finished by running it again;
-- a manifest (``.kagglekit-manifest.json``: name -> size, ETag, Last-Modified, sha256, and whether
-  the run had finished) so a second pull of a finished run sends no file request at all, not even a
-  HEAD; files pulled while the run was still going are always fetched again (they may have changed),
-  and those the finished run no longer lists are removed;
+- a pull state file (``.kagglekit-manifest.json``, a name kept from earlier releases: name -> size,
+  ETag, Last-Modified, sha256, and whether the run had finished) so a second pull of a finished run
+  sends no file request at all, not even a HEAD; files pulled while the run was still going are
+  always fetched again (they may have changed), and those the finished run no longer lists are removed;
 - names that would land outside the target (absolute, ``..``, through a symlink) are refused.
 """
 
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from kagglekit import paths
+from kagglekit import display, paths
 from kagglekit.api.transport import RetryPolicy, retry_after_seconds
 from kagglekit.constants import (
     ACTIVE_STATUSES,
@@ -54,17 +54,14 @@ if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
     from kagglekit.ledger import Ledger
 
-MANIFEST_NAME = ".kagglekit-manifest.json"
-MANIFEST_FORMAT = 2  # 2: entries say whether the run was final when pulled
+PULL_STATE_FILE = ".kagglekit-manifest.json"
+PULL_STATE_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
 META_SUFFIX = ".part.meta"
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 120.0
-MANIFEST_SAVE_INTERVAL_S = 2.0
-
-
-# --------------------------------------------------------------------------- results
+PULL_STATE_SAVE_INTERVAL_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +81,7 @@ class PullSummary:
     files: int = 0  # downloaded this time
     bytes: int = 0  # transferred this time (resumed parts count only the new bytes)
     seconds: float = 0.0
-    skipped: int = 0  # already complete on disk (manifest)
+    skipped: int = 0  # already complete on disk (pull state)
     listed: int = 0
     selected: int = 0
     total_bytes: int | None = None  # size of the whole listing, when every size is known
@@ -104,7 +101,7 @@ class PullSummary:
         """One human line: the end-of-pull summary."""
         rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
         parts = [
-            f"{self.files} downloaded ({human_bytes(self.bytes)} in {self.seconds:.1f}s, {human_bytes(rate)}/s)",
+            f"{self.files} downloaded ({display.size(self.bytes)} in {self.seconds:.1f}s, {display.size(rate)}/s)",
             f"{self.skipped} already complete",
         ]
         if self.removed:
@@ -134,18 +131,6 @@ class PullSummary:
             )
 
 
-def human_bytes(n: float) -> str:
-    """Decimal units (kB, MB, GB), as the progress bar and the rest of kagglekit (Kaggle's "20 GB")."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- names and paths
-
-
 def safe_destination(target: Path, name: str) -> Path | None:
     """Where ``name`` lands under ``target``; None when it would land outside (or through a link)."""
     if not name or "\x00" in name:
@@ -155,7 +140,7 @@ def safe_destination(target: Path, name: str) -> Path | None:
     parts = [p for p in re.split(r"[\\/]", name) if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         return None
-    if parts == [MANIFEST_NAME]:
+    if parts == [PULL_STATE_FILE]:
         return None
     dest = target.joinpath(*parts)
     # A symlink anywhere under the target (existing folder or file) could point outside it.
@@ -222,26 +207,23 @@ def project_checkpoint_patterns(start: Path | None = None) -> tuple[str, ...]:
     return tuple(str(p) for p in patterns) if patterns else tuple(DEFAULT_CHECKPOINT_PATTERNS)
 
 
-# --------------------------------------------------------------------------- manifest
+def pull_state_path(target: Path) -> Path:
+    return target / PULL_STATE_FILE
 
 
-def manifest_path(target: Path) -> Path:
-    return target / MANIFEST_NAME
-
-
-def load_manifest(target: Path) -> dict[str, Any]:
-    path = manifest_path(target)
+def load_pull_state(target: Path) -> dict[str, Any]:
+    path = pull_state_path(target)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return {"format": MANIFEST_FORMAT, "files": {}}
+        return {"format": PULL_STATE_FORMAT, "files": {}}
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        return {"format": MANIFEST_FORMAT, "files": {}}
+        return {"format": PULL_STATE_FORMAT, "files": {}}
     return data
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
-    """Already here: in the manifest, pulled once the run had finished, and the file on disk has the
+    """Already here: in the pull state, pulled once the run had finished, and the file on disk has the
     recorded size (no request needed). A file pulled while the run was going may have changed since."""
     if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or entry.get("final") is not True:
         return False
@@ -274,9 +256,6 @@ class _Fail(Exception):
 
 class _Expired(Exception):
     """403 on a signed URL: it may have expired; a fresh listing gives a new one."""
-
-
-# --------------------------------------------------------------------------- one file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,24 +382,8 @@ class Fetcher:
     def _handle(
         self, job: FileJob, resp: requests.Response, part: Path, meta_path: Path, offset: int
     ) -> FileResult:
+        _check_answer(job, resp, part, meta_path)
         status = resp.status_code
-        if status == 429:
-            raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
-        if status == 416:
-            _unlink(part, meta_path)
-            raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
-        if status == 403:
-            raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
-        if status in (401, 404, 410) or 400 <= status < 500:
-            raise _Fail(f"HTTP {status}")
-        if status not in (200, 206):
-            raise _Retry(f"unexpected HTTP {status}")
-        ctype = resp.headers.get("Content-Type", "").lower()
-        if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
-            raise _Retry("an HTML error page instead of the file")
-
         etag = resp.headers.get("ETag")
         last_modified = resp.headers.get("Last-Modified")
         total: int | None
@@ -473,6 +436,27 @@ class Fetcher:
         return FileResult(job.name, size, written, etag, last_modified, hasher.hexdigest(), 0.0)
 
 
+def _check_answer(job: FileJob, resp: requests.Response, part: Path, meta_path: Path) -> None:
+    """Raise what an answer other than the file's bytes means: retry, refresh the URL, or give up."""
+    status = resp.status_code
+    if status == 429:
+        raise _Retry("HTTP 429 (rate limited)", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status >= 500:
+        raise _Retry(f"HTTP {status}", retry_after_seconds(resp.headers.get("Retry-After")))
+    if status == 416:
+        _unlink(part, meta_path)
+        raise _Retry("HTTP 416 (partial file no longer matches)", delay=0)
+    if status == 403:
+        raise _Expired("HTTP 403 (forbidden: the signed URL may have expired)")
+    if status in (401, 404, 410) or 400 <= status < 500:
+        raise _Fail(f"HTTP {status}")
+    if status not in (200, 206):
+        raise _Retry(f"unexpected HTTP {status}")
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if "text/html" in ctype and not job.name.lower().endswith((".html", ".htm")):
+        raise _Retry("an HTML error page instead of the file")
+
+
 def _read_meta(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -511,9 +495,6 @@ def _set_mtime(path: Path, last_modified: str | None) -> None:
         os.utime(path, (when, when))
 
 
-# --------------------------------------------------------------------------- the log
-
-
 def readable_log(raw: str) -> str:
     """Kaggle's raw JSON log as readable text (progress bars collapsed, stderr marked)."""
     try:
@@ -538,9 +519,6 @@ def _fallback_readable_log(raw: str) -> str:
             if line:
                 lines.append(mark + line)
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-# --------------------------------------------------------------------------- orchestration
 
 
 def _version_of(info: Any) -> int | None:
@@ -585,13 +563,12 @@ def pull_outputs(
     The target defaults to ``outputs/<slug>/v<N>/`` with N the version the listing belongs to.
     ``progress=None`` shows a bar only on a terminal. With ``raise_on_failure`` a failed or
     refused file raises (after everything else was downloaded); otherwise read ``summary.ok``.
+    Phases: which run -> list -> choose -> compare with the pull state -> download -> record
+    (a third of its length is its keyword parameters; each phase is a function below).
     """
     started = time.monotonic()
-    jobs = max(1, int(jobs))
     if isinstance(ref, str) or ref is None:
         ref = KernelRef.parse(ref or "", client.username)
-    owner, slug, version = ref.owner, ref.slug, ref.version
-    kernel = f"{owner}/{slug}"
     warnings: list[str] = []
 
     def note(message: str) -> None:
@@ -599,102 +576,125 @@ def pull_outputs(
         if warn is not None:
             warn(message)
 
-    # Which version, and has it finished? Asked before the listing: files listed while the run
-    # is going may still change, so the manifest marks them and the next pull fetches them again.
-    base_ref = KernelRef(owner, slug, None)
-    if version is None:
-        version = _version_of(client.get_kernel(base_ref))
-    listing_ref = KernelRef(owner, slug, version) if version is not None else base_ref
-    status: str | None = None
-    with contextlib.suppress(KagglekitError):
-        status = _status_name(client.status(listing_ref))
+    listing_ref, status = _which_run(client, ref, note)
+    kernel, version = listing_ref.kernel_id, listing_ref.version
     final = status in FINAL_STATUSES
-    label = f"{kernel} v{version}" if version is not None else kernel
-    if status in ACTIVE_STATUSES:
-        state = "queued" if status == STATUS_QUEUED else (
-            "running" if status == STATUS_RUNNING else status.lower())
-        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
-             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
-             "now is fetched again then).")
-
     listing = client.list_outputs(listing_ref)
     if status is None:
+        label = f"{kernel} v{version}" if version is not None else kernel
         note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
-    target = Path(target) if target is not None else default_target(slug, version)
+    target = Path(target) if target is not None else default_target(listing_ref.slug, version)
     target.mkdir(parents=True, exist_ok=True)
     summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
-
-    files = list(getattr(listing, "files", []) or [])
-    urls: dict[str, str] = {}
-    for f in files:
-        urls[str(f.name)] = str(f.url)
+    urls = {str(f.name): str(f.url) for f in listing.files}
     names = list(urls)
     summary.listed = len(names)
-
-    patterns: Sequence[str] | None = None
-    if checkpoints:
-        patterns = checkpoint_patterns if checkpoint_patterns is not None else project_checkpoint_patterns()
-    chosen = select(names, include, exclude, patterns)
-    if names and not chosen and (include or exclude or patterns):
-        given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
-                 *([f"--checkpoints ({', '.join(patterns)})"] if patterns else [])]
-        note(f"No output file of {kernel} v{version} matches {' '.join(given)} ({len(names)} file(s) listed, "
-             f"e.g. {', '.join(names[:3])}).")
-    if RUN_MANIFEST_RELPATH in urls and RUN_MANIFEST_RELPATH not in chosen:
-        chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
+    chosen = _choose(listing_ref, names, include, exclude,
+                     checkpoint_patterns=(checkpoint_patterns if checkpoint_patterns is not None
+                                          else project_checkpoint_patterns()) if checkpoints else None, note=note)
     summary.selected = len(chosen)
-
-    manifest = load_manifest(target)
-    if manifest.get("files") and (manifest.get("kernel"), manifest.get("version")) != (kernel, version):
-        # Another version's files (an -o folder used twice): same names and sizes prove nothing.
-        old = f"{manifest.get('kernel')} v{manifest.get('version')}"
-        note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
-        manifest = {"files": {}}
-    entries: dict[str, Any] = manifest.setdefault("files", {})
-    manifest.update(format=MANIFEST_FORMAT, kernel=kernel, version=version, status=status)
-    if final and names:
-        summary.removed = _remove_stale(target, entries, set(names))
-        if summary.removed:
-            note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
-                 "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
-
-    todo: list[FileJob] = []
-    for name in chosen:
-        dest = safe_destination(target, name)
-        if dest is None:
-            summary.refused.append(name)
-            continue
-        if not force and is_complete(target, name, entries.get(name)):
-            summary.skipped += 1
-            continue
-        todo.append(FileJob(name, urls[name], dest))
-
-    log_raw = getattr(listing, "log", None) or ""
-    if log_raw:
-        summary.log_path, summary.log_text_path = _save_log(target, slug, log_raw, set(names), note)
-
+    state = _open_pull_state(target, listing_ref, status, names if final else [], summary, note)
+    entries: dict[str, Any] = state["files"]
+    todo = _jobs(target, chosen, urls, entries, summary, force=force)
+    if listing.log:
+        summary.log_path, summary.log_text_path = _save_log(target, listing_ref.slug, listing.log, set(names), note)
     if todo:
-        _download_all(client, listing_ref, todo, summary, entries, manifest, target, jobs=jobs,
+        _download_all(client, listing_ref, todo, summary, entries, state, target, jobs=max(1, int(jobs)),
                       progress=progress, policy=policy, fsync=fsync, final=final)
-    _save_manifest(target, manifest)
-
-    sizes = [entries.get(n, {}).get("size") for n in names]
-    if names and all(isinstance(s, int) for s in sizes):
-        summary.total_bytes = sum(int(s) for s in sizes if s is not None)
-    run_json = target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
-    if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
-        summary.run_json = run_json
+    _save_pull_state(target, state)
+    _summarize(summary, names, entries)
     if ledger is not None and version is not None:
-        _update_ledger(ledger, client, kernel, version, summary, log_raw, note)
+        _update_ledger(ledger, client, listing_ref, summary, listing.log, note)
     summary.seconds = time.monotonic() - started
     if raise_on_failure:
         summary.raise_for_failures()
     return summary
 
 
+def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[str, Any], summary: PullSummary,
+          *, force: bool) -> list[FileJob]:
+    """The files to fetch: not refused (unsafe name), not already complete on disk (unless ``force``)."""
+    todo: list[FileJob] = []
+    for name in chosen:
+        dest = safe_destination(target, name)
+        if dest is None:
+            summary.refused.append(name)
+        elif not force and is_complete(target, name, entries.get(name)):
+            summary.skipped += 1
+        else:
+            todo.append(FileJob(name, urls[name], dest))
+    return todo
+
+
+def _which_run(client: KaggleApiClient, ref: KernelRef, note: Callable[[str], None]) -> tuple[KernelRef, str | None]:
+    """The version to list (the newest when none is given) and its status (None: could not tell).
+
+    Asked before the listing: files listed while the run is going may still change, so the pull
+    state marks them and the next pull fetches them again.
+    """
+    base_ref = ref.without_version()
+    version = ref.version if ref.version is not None else _version_of(client.get_kernel(base_ref))
+    listing_ref = base_ref.with_version(version)
+    status: str | None = None
+    with contextlib.suppress(KagglekitError):
+        status = _status_name(client.status(listing_ref))
+    if status in ACTIVE_STATUSES:
+        label = f"{listing_ref.kernel_id} v{version}" if version is not None else listing_ref.kernel_id
+        state = "queued" if status == STATUS_QUEUED else (
+            "running" if status == STATUS_RUNNING else status.lower())
+        note(f"{label} is still {state}: Kaggle serves the latest run's outputs, so this listing may be empty "
+             "or incomplete, and files may still change. Pull again once it has finished (what was pulled "
+             "now is fetched again then).")
+    return listing_ref, status
+
+
+def _choose(listing_ref: KernelRef, names: list[str], include: Sequence[str], exclude: Sequence[str], *,
+            checkpoint_patterns: Sequence[str] | None, note: Callable[[str], None]) -> list[str]:
+    """The listed files to pull (plus run.json, always); says so when the filters match nothing."""
+    chosen = select(names, include, exclude, checkpoint_patterns)
+    if names and not chosen and (include or exclude or checkpoint_patterns):
+        given = [*(f"--include {p}" for p in include), *(f"--exclude {p}" for p in exclude),
+                 *([f"--checkpoints ({', '.join(checkpoint_patterns)})"] if checkpoint_patterns else [])]
+        note(f"No output file of {listing_ref.kernel_id} v{listing_ref.version} matches {' '.join(given)} "
+             f"({len(names)} file(s) listed, e.g. {', '.join(names[:3])}).")
+    if RUN_MANIFEST_RELPATH in names and RUN_MANIFEST_RELPATH not in chosen:
+        chosen.append(RUN_MANIFEST_RELPATH)  # tiny, and it is what the ledger learns the run's times from
+    return chosen
+
+
+def _open_pull_state(target: Path, listing_ref: KernelRef, status: str | None, final_names: list[str],
+                     summary: PullSummary, note: Callable[[str], None]) -> dict[str, Any]:
+    """The target's pull state for this version; with the final listing (``final_names``), stale files go."""
+    kernel, version = listing_ref.kernel_id, listing_ref.version
+    state = load_pull_state(target)
+    if state.get("files") and (state.get("kernel"), state.get("version")) != (kernel, version):
+        # Another version's files (an -o folder used twice): same names and sizes prove nothing.
+        old = f"{state.get('kernel')} v{state.get('version')}"
+        note(f"{target} holds the outputs of {old}; files there are replaced by those of {kernel} v{version}.")
+        state = {"files": {}}
+    entries: dict[str, Any] = state.setdefault("files", {})
+    state.update(format=PULL_STATE_FORMAT, kernel=kernel, version=version, status=status)
+    if final_names:
+        summary.removed = _remove_stale(target, entries, set(final_names))
+        if summary.removed:
+            note(f"Removed {len(summary.removed)} file(s) pulled while the run was going that its final output "
+                 "no longer has: " + ", ".join(summary.removed[:5]) + ("" if len(summary.removed) <= 5 else ", ..."))
+    return state
+
+
+def _summarize(summary: PullSummary, names: list[str], entries: dict[str, Any]) -> None:
+    """The output's total size (when every listed file is known) and the pulled run.json, if any."""
+    sizes = [entries.get(n, {}).get("size") for n in names]
+    if names and all(isinstance(s, int) for s in sizes):
+        summary.total_bytes = sum(int(s) for s in sizes if s is not None)
+    run_json = summary.target.joinpath(*RUN_MANIFEST_RELPATH.split("/"))
+    if RUN_MANIFEST_RELPATH in entries and run_json.is_file():
+        summary.run_json = run_json
+
+
 def _download_all(
     client: KaggleApiClient, listing_ref: KernelRef, todo: list[FileJob], summary: PullSummary, entries: dict[str, Any],
-    manifest: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
+    state: dict[str, Any], target: Path, *, jobs: int, progress: bool | None,
     policy: RetryPolicy | None, fsync: bool, final: bool,
 ) -> None:
     bar = _progress_bar(progress, f"{listing_ref.slug}", len(todo))
@@ -727,26 +727,11 @@ def _download_all(
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = futures[fut]
-                try:
-                    res = fut.result()
-                except _Fail as exc:
-                    summary.failed.append(FailedFile(job.name, str(exc)))
-                    continue
-                except OSError as exc:
-                    summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
-                    continue
-                summary.files += 1
-                summary.bytes += res.transferred
-                entries[job.name] = {
-                    "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
-                    "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "final": final,  # False: taken from a run still going; never trusted by a later pull
-                }
+                _record(fut, futures[fut], summary, entries, final=final)
                 if bar is not None:
                     bar.set_postfix_str(f"{summary.files + len(summary.failed)}/{len(todo)} files", refresh=False)
-            if time.monotonic() - last_save > MANIFEST_SAVE_INTERVAL_S:
-                _save_manifest(target, manifest, durable=False)  # an interrupted pull keeps what it finished
+            if time.monotonic() - last_save > PULL_STATE_SAVE_INTERVAL_S:
+                _save_pull_state(target, state, durable=False)  # an interrupted pull keeps what it finished
                 last_save = time.monotonic()
     except BaseException:
         fetcher.cancelled.set()
@@ -758,12 +743,32 @@ def _download_all(
         fetcher.close()
         if bar is not None:
             bar.close()
-        _save_manifest(target, manifest)
+        _save_pull_state(target, state)
+
+
+def _record(fut: Future[FileResult], job: FileJob, summary: PullSummary, entries: dict[str, Any], *,
+            final: bool) -> None:
+    """One finished download: counted in the summary, and in the pull state when it succeeded."""
+    try:
+        res = fut.result()
+    except _Fail as exc:
+        summary.failed.append(FailedFile(job.name, str(exc)))
+        return
+    except OSError as exc:
+        summary.failed.append(FailedFile(job.name, f"{type(exc).__name__}: {exc}"))
+        return
+    summary.files += 1
+    summary.bytes += res.transferred
+    entries[job.name] = {
+        "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
+        "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "final": final,  # False: taken from a run still going; never trusted by a later pull
+    }
 
 
 def _remove_stale(target: Path, entries: dict[str, Any], listed: set[str]) -> list[str]:
     """Files a pull took while the run was going that its final output no longer lists: remove them
-    (they are kagglekit's own copies, named in the manifest) so the folder is the run's output."""
+    (they are kagglekit's own copies, named in the pull state) so the folder is the run's output."""
     removed = []
     for name, entry in sorted(entries.items()):
         if name in listed or not isinstance(entry, dict) or entry.get("final") is True:
@@ -789,12 +794,12 @@ def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
                 dynamic_ncols=True, postfix=f"0/{count} files")
 
 
-def _save_manifest(target: Path, manifest: dict[str, Any], durable: bool = True) -> None:
+def _save_pull_state(target: Path, state: dict[str, Any], durable: bool = True) -> None:
     """Atomically (temp file + rename). ``durable`` adds the fsync: at the end of a pull, not on
-    the periodic saves in between (a crash then costs re-fetching a few files, never a torn manifest)."""
-    manifest["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    text = json.dumps(manifest, indent=1, sort_keys=True)
-    path = manifest_path(target)
+    the periodic saves in between (a crash then costs re-fetching a few files, never a torn state file)."""
+    state["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    text = json.dumps(state, indent=1, sort_keys=True)
+    path = pull_state_path(target)
     if durable:
         paths.write_text_atomic(path, text)
         return
@@ -822,13 +827,15 @@ def _save_log(
 
 
 def _update_ledger(
-    ledger: Ledger, client: KaggleApiClient, kernel: str, version: int, summary: PullSummary, log_raw: str,
+    ledger: Ledger, client: KaggleApiClient, ref: KernelRef, summary: PullSummary, log_raw: str,
     note: Callable[[str], None],
 ) -> None:
     """What the pull learnt about the run: its status, output size, run.json, else times from the log."""
     from kagglekit.watch import ensure_times
 
     account = client.account
+    kernel, version = ref.kernel_id, ref.version
+    assert version is not None
     if summary.status is not None:
         ledger.record_status(account, kernel, version, summary.status)
     ledger.record_outputs(account, kernel, version, summary.total_bytes, summary.listed)
@@ -842,4 +849,4 @@ def _update_ledger(
             ledger.record_manifest(account, kernel, version, data)
     if summary.status in FINAL_STATUSES and log_raw:
         # No run.json (or a killed run's, without an end): the log's time offsets, already in hand.
-        ensure_times(client, ledger, account, KernelRef.parse(kernel).with_version(version), log_text=log_raw)
+        ensure_times(client, ledger, account, ref, log_text=log_raw)

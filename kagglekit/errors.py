@@ -95,4 +95,10 @@ class EmulatorError(KagglekitError):
     exit_code = 13
 
 
+class DependencyError(KagglekitError):
+    """The project's requirements cannot be met on Kaggle as asked (no wheel for its platform, internet off)."""
+
+    exit_code = 14
+
+
 EXIT_INTERRUPTED = 130

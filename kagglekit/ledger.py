@@ -51,9 +51,6 @@ class LedgerError(KagglekitError):
     """The ledger file cannot be opened or is newer than this kagglekit."""
 
 
-# --------------------------------------------------------------------------- records
-
-
 @dataclasses.dataclass(frozen=True)
 class StatusEvent:
     """One status transition kagglekit saw, and when."""
@@ -145,9 +142,6 @@ class RunRecord:
         return None
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -235,8 +229,6 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
-# --------------------------------------------------------------------------- schema
-
 _MIGRATIONS: list[str] = [
     # 1: the runs table and the status transitions seen.
     """
@@ -322,9 +314,6 @@ _RUN_COLUMNS = (
     "overrides", "chain_id", "chain_seq", "session_id",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
-
-
-# --------------------------------------------------------------------------- the ledger
 
 
 class Ledger:

@@ -1,7 +1,7 @@
 """Kaggle's kernel log as readable text.
 
 Kaggle stores a run's output as a JSON array of ``{stream_name, time, data}``
-records, one per line (kaggle-wire.md §7.2). Raw, it is unreadable: progress
+records, one per line (docs/kaggle-wire.md §7.2). Raw, it is unreadable: progress
 bars redraw with carriage returns and stdout/stderr are interleaved chunks. This
 module parses the array (also a truncated one, as seen while a run is live) and
 renders lines, with each progress bar collapsed to its final state and stderr

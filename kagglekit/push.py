@@ -60,6 +60,8 @@ class PushOutcome:
     metadata: dict[str, Any] | None = None
     resume_from: str | None = None
     final_status: str | None = None
+    code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
+    requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
 
     @property
     def ref(self) -> KernelRef:
@@ -87,49 +89,92 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline)."""
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+
+    Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
+    """
     settings = load_settings(req)
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
-    kernel = settings.kernel_id or ""
     warnings = list(settings.warnings)
-
     plan: ResumePlan | None = None
-    parent: KernelRef | None = None
     if (req.resume or req.resume_from) and client is not None:
-        # The next session of a chain goes to the kernel that did not run the previous one: a kernel
-        # cannot mount its own output (docs/resume.md).
-        plan = plan_resume(client, ledger, settings, req.resume_from)
-        parent = KernelRef.from_id(plan.source_kernel, plan.source_version)
-        warnings.extend(plan.warnings)
+        req, settings, plan = _resume_parent(client, settings, req, ledger, warnings)
+    parent = plan.parent if plan is not None else None
     resume_ref = None if parent is None else str(parent)
-    if plan is not None and parent is not None and client is not None:
-        parent_record = ledger.get(client.account, parent.kernel_id, parent.version) \
-            if ledger is not None and parent.version is not None else None
-        req = _same_mode_as_parent(req, parent_record, str(parent), warnings)
-        settings = _same_machine_as_parent(req, plan.settings, parent_record, str(parent), warnings)
-        kernel = settings.kernel_id or ""
-        warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    if client is not None and ledger is not None and settings.accelerator_kind != "cpu" and not req.dry_run:
+        _preflight(client, ledger, settings, req, warnings)
 
-    kind = settings.accelerator_kind
-    if client is not None and ledger is not None and kind != "cpu" and not req.dry_run:
-        from kagglekit.quota import preflight
+    from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
-        advice = preflight(client, ledger, client.account, kernel, req.run.mode, kind)
-        warnings.extend(advice.messages)
-        if not advice.ok and req.strict:
-            raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
-                                     hint="Wait for the quota reset or a running session to end, or push without --strict.")
+    deps_plan = plan_deps(settings, settings.enable_internet)
+    if deps_plan.report.verdicts:
+        info(f"Requirements: {deps_plan.describe()}")
+    if deps_plan.action == VENDOR and not req.dry_run:
+        vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
 
     with tempfile.TemporaryDirectory(prefix="kagglekit-bundle-") as tmp:
         out_dir = req.bundle_dir or Path(tmp)
-        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings)
+        outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings, deps_plan.requirements_config(),
+                                  (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
+                                  deps_plan.wheels_dataset else ())
+        outcome.requirements = deps_plan.describe()
+        info(f"Code: {bundle.delivery}")
         for w in warnings:
             info(f"Warning: {w}")
         if req.dry_run or client is None:
             return outcome
+        if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
+            upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
+    _take_answer(outcome, result, info, parent)
+    if ledger is not None and result.version is not None:
+        commit, dirty = git_state(settings.root)
+        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
+        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode,
+                           accelerator=settings.accelerator_kind, machine_shape=settings.machine_shape,
+                           bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
+                           message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
+                           overrides=req.run.sets)
+        if plan is not None:
+            record_session(ledger, client.account, plan, outcome.kernel, result.version, plan.project)
+    return outcome
+
+
+def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest, ledger: Ledger | None,
+                   warnings: list[str]) -> tuple[PushRequest, ProjectSettings, ResumePlan]:
+    """The session to continue from, and the kernel the next one goes to: the other kernel of the chain's
+    pair, since a kernel cannot mount its own output (docs/resume.md). The request takes the parent's mode,
+    overrides and machine unless told otherwise."""
+    flag = "--resume-from" if req.resume_from else "--resume"
+    plan = plan_resume(client, ledger, settings, req.resume_from, flag=flag)
+    warnings.extend(plan.warnings)
+    parent = plan.parent
+    record = ledger.get(client.account, parent.kernel_id, parent.version) \
+        if ledger is not None and parent.version is not None else None
+    req = _same_mode_as_parent(req, record, str(parent), warnings)
+    settings = _same_machine_as_parent(req, plan.settings, record, str(parent), warnings)
+    warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
+    return req, settings, plan
+
+
+def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSettings, req: PushRequest,
+               warnings: list[str]) -> None:
+    """Quota and session-cap advice before an accelerator push; ``--strict`` turns a "no" into a refusal."""
+    from kagglekit.quota import preflight
+
+    advice = preflight(client, ledger, client.account, settings.kernel_id or "", req.run.mode,
+                       settings.accelerator_kind)
+    warnings.extend(advice.messages)
+    if not advice.ok and req.strict:
+        raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
+                                 hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+
+def _take_answer(outcome: PushOutcome, result: PushResult, info: Callable[[str], None],
+                 parent: KernelRef | None = None) -> None:
+    """What Kaggle answered to the push: the version, the URL, and the sources it did not attach."""
     outcome.version = result.version
     outcome.url = result.url or outcome.url
     outcome.kernel = result.ref.kernel_id
@@ -138,23 +183,13 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         "kernels": result.invalid_kernel_sources, "models": result.invalid_model_sources,
         "tags": result.invalid_tags}.items() if v}
     outcome.warnings.extend(result.warnings)
-    for kind, names in outcome.invalid_sources.items():
-        info(f"Warning: Kaggle did not attach these {kind} (not found, or not visible to you): "
+    for what, names in outcome.invalid_sources.items():
+        info(f"Warning: Kaggle did not attach these {what} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
     if parent is not None and any(n.split("/")[:2] == [parent.owner, parent.slug]
                                   for n in outcome.invalid_sources.get("kernels", [])):
         info(f"Warning: Kaggle did not attach {parent}, the output to resume from: the session will stop (exit "
              "code 3) before training rather than start from scratch.")
-    if ledger is not None and result.version is not None:
-        commit, dirty = git_state(settings.root)
-        same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
-        ledger.record_push(client.account, outcome.kernel, result.version, mode=req.run.mode, accelerator=kind,
-                           machine_shape=settings.machine_shape, bundle_hash=bundle.archive_sha256,
-                           git_commit=commit, git_dirty=dirty, message=req.message,
-                           parent_version=same_kernel_parent, resume_from=resume_ref, overrides=req.run.sets)
-        if plan is not None:
-            record_session(ledger, client.account, plan, outcome.kernel, result.version, plan.project)
-    return outcome
 
 
 def _same_machine_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
@@ -208,18 +243,21 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
-            warnings: list[str]) -> tuple[PushOutcome, BundleResult]:
-    from kagglekit.bundle import build_bundle
+            warnings: list[str], requirements: dict[str, Any] | None = None,
+            extra_datasets: tuple[str, ...] = ()) -> tuple[PushOutcome, BundleResult]:
+    from kagglekit.bundle import build_bundle, code_dataset_ref
 
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
-                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref)
+                          internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
+                          requirements=requirements, extra_datasets=extra_datasets,
+                          code_dataset=code_dataset_ref(settings))
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
         machine_shape=settings.machine_shape, accelerator=settings.accelerator_kind,
         bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
-        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run,
+        metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run, code_delivery=bundle.delivery,
     )
     return outcome, bundle
 
@@ -262,6 +300,10 @@ def describe(outcome: PushOutcome) -> str:
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
+    if outcome.code_delivery:
+        lines.append(f"  code {outcome.code_delivery}")
+    if outcome.requirements and not outcome.requirements.startswith("requirements: none"):
+        lines.append(f"  {outcome.requirements}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
         lines.append("  kernel-metadata.json:")

@@ -33,6 +33,7 @@ from kagglekit.constants import (
     QUOTA_WEEK_START_WEEKDAY,
     STATUS_QUEUED,
 )
+from kagglekit.display import countdown, quota_time, size
 from kagglekit.errors import CredentialsError, KagglekitError
 from kagglekit.ledger import (
     KIND_UNKNOWN,
@@ -49,9 +50,6 @@ if TYPE_CHECKING:
 ACCELERATORS = ("gpu", "tpu")
 BUDGET_WARN_FRACTION = 0.8
 LAST_READING_FILE = "quota-last.json"
-
-
-# --------------------------------------------------------------------------- report types
 
 
 def week_window(now: datetime, refresh_time: datetime | None = None) -> tuple[datetime, datetime]:
@@ -159,9 +157,6 @@ class PreflightAdvice:
     messages: list[str]
     expected_seconds: float | None
     how_obtained: str
-
-
-# --------------------------------------------------------------------------- reading the API
 
 
 def _seconds(value: Any) -> float | None:
@@ -301,9 +296,6 @@ def last_reading(account: str | None = None, now: datetime | None = None) -> Quo
     return max(found, key=lambda r: r.read_at, default=None)
 
 
-# --------------------------------------------------------------------------- the ledger's week
-
-
 def _span(run: RunRecord, now: datetime) -> tuple[datetime | None, datetime | None]:
     """Best guess of when a run held its machine."""
     start, end, dur = run.started_at, run.ended_at, run.duration_s
@@ -368,9 +360,6 @@ def sessions_running(ledger: Ledger, account: str | None) -> dict[str, int]:
     return counts
 
 
-# --------------------------------------------------------------------------- the report
-
-
 ENSURE_TIMES_LIMIT = 20  # log requests one quota report may make for runs without a duration
 
 
@@ -403,6 +392,7 @@ def quota_report(client: KaggleApiClient | None, ledger: Ledger, now: datetime |
     The ledger and the kept readings are keyed by ``client.account`` (``name@local`` for the
     emulator). Without a client only real Kaggle accounts are estimated, and ``reason`` (e.g.
     "no Kaggle credentials", "API unreachable") says why it is an estimate.
+    Phases: read live -> choose the week -> count the week's runs -> usage per accelerator -> advice.
     """
     now = (now or utcnow()).astimezone(UTC)
     messages: list[str] = []
@@ -432,68 +422,16 @@ def quota_report(client: KaggleApiClient | None, ledger: Ledger, now: datetime |
     if refresh is None and reading is not None and reading.current:
         refresh = reading.refresh_time
     week_start, week_end = week_window(now, refresh)
-    if account is None:
-        records: list[RunRecord] = []  # nothing but the emulator's (or other servers') runs: none are Kaggle's
-    else:
-        if not estimate and client is not None:
-            _fill_durations(client, ledger, account, week_start)
-        records = ledger.runs(account=account)
+    records = _week_records(client if not estimate else None, ledger, account, week_start, week_end, messages)
     runs = week_runs(records, week_start, week_end, now)
-    unknown = [r for r in records if r.kind == KIND_UNKNOWN and _in_week(r, week_start, week_end)]
-    if unknown:
-        names = ", ".join(r.ref for r in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        messages.append(f"{len(unknown)} run(s) this week have an unknown accelerator and are not counted as "
-                        f"seen ({names}): pull their outputs (kagglekit/run.json says what they asked for).")
-
-    usages: dict[str, AcceleratorUsage] = {}
-    for kind in ACCELERATORS:
-        seen = sum(r.cost_s for r in runs if r.kind == kind)
-        if info is not None:
-            used, reserved, total = _acc_numbers(getattr(info, kind, None))
-        elif reading is not None:
-            kept_used, _, total = reading.numbers.get(kind, (None, None, None))
-            used = max(seen, kept_used or 0.0) if reading.current else seen
-            reserved = None
-        else:
-            used, reserved, total = seen, None, None
-        remaining = max(0.0, total - used) if (total is not None and used is not None) else None
-        available = (max(0.0, total - used - (reserved or 0.0))
-                     if (total is not None and used is not None) else None)
-        admits = (used + (reserved or 0.0) < total) if (total is not None and used is not None) else None
-        not_seen = (used - seen) if (info is not None and used is not None) else None
-        usages[kind] = AcceleratorUsage(kind, used, reserved, total, seen, not_seen, remaining, available, admits)
-
+    usages = {kind: _usage(kind, runs, info, reading) for kind in ACCELERATORS}
     cap = dict(MAX_BATCH_SESSIONS)
     running = sessions_running(ledger, account) if account is not None else {"gpu": 0, "tpu": 0, "cpu": 0}
     forecasts = _forecasts(ledger, records, usages, account)
     budgets = _budgets(records)
     if estimate:
-        if reading is not None:
-            when = f"{reading.read_at:%Y-%m-%d %H:%M} UTC"
-            if reading.current:
-                messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger and the last reading of the quota "
-                                f"for {reading.account} ({when}); sessions not started by kagglekit are missing.")
-            else:
-                messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger; the last reading of the quota for "
-                                f"{reading.account} ({when}) is from an earlier week, so only its allowance is used.")
-        elif account is None:
-            messages.append(f"ESTIMATE ({reason}): kagglekit's ledger holds no run of a Kaggle account "
-                            "(emulator runs are kept apart), and no quota was ever read.")
-        else:
-            messages.append(f"ESTIMATE ({reason}) from kagglekit's ledger only: the allowance is unknown until "
-                            "the API answers once; sessions not started by kagglekit are missing.")
-    gpu = usages["gpu"]
-    if gpu.not_seen_s is not None and gpu.not_seen_s < -60:
-        messages.append(f"kagglekit's ledger counts {hours(-gpu.not_seen_s)} more GPU time than Kaggle "
-                        "(times from polling are upper bounds).")
-    if gpu.admits_new_session is False:
-        messages.append("A new GPU session would be refused now: used + reserved has reached the allowance.")
-    if running.get("gpu", 0) >= cap["gpu"]:
-        messages.append(f"{running['gpu']} GPU sessions are running: the cap is {cap['gpu']}, "
-                        "a new GPU push would be refused.")
-    for budget in budgets:
-        if budget.warning:
-            messages.append(budget.warning)
+        messages.append(_estimate_note(reason, reading, account))
+    messages += _advice(usages["gpu"], running, cap, budgets)
     local = week_end.astimezone()
     return QuotaReport(
         estimate=estimate, source=f"estimate (ledger; {reason})" if estimate else "live (GetAcceleratorQuotaStatistics)",
@@ -503,6 +441,75 @@ def quota_report(client: KaggleApiClient | None, ledger: Ledger, now: datetime |
         runs=runs, forecasts=forecasts, sessions_running=running, session_cap=cap, budgets=budgets,
         messages=messages, reason=reason if estimate else None,
     )
+
+
+def _week_records(client: KaggleApiClient | None, ledger: Ledger, account: str | None, week_start: datetime,
+                  week_end: datetime, messages: list[str]) -> list[RunRecord]:
+    """The account's runs (durations filled from logs when ``client`` is live); warns of unknown accelerators."""
+    if account is None:
+        return []  # nothing but the emulator's (or other servers') runs: none are Kaggle's
+    if client is not None:
+        _fill_durations(client, ledger, account, week_start)
+    records = ledger.runs(account=account)
+    unknown = [r for r in records if r.kind == KIND_UNKNOWN and _in_week(r, week_start, week_end)]
+    if unknown:
+        names = ", ".join(r.ref for r in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        messages.append(f"{len(unknown)} run(s) this week have an unknown accelerator and are not counted as "
+                        f"seen ({names}): pull their outputs (kagglekit/run.json says what they asked for).")
+    return records
+
+
+def _usage(kind: str, runs: list[WeekRun], info: Any, reading: QuotaReading | None) -> AcceleratorUsage:
+    """One accelerator's week: Kaggle's figures when live, else the kept reading and the ledger's runs."""
+    seen = sum(r.cost_s for r in runs if r.kind == kind)
+    if info is not None:
+        used, reserved, total = _acc_numbers(getattr(info, kind, None))
+    elif reading is not None:
+        kept_used, _, total = reading.numbers.get(kind, (None, None, None))
+        used = max(seen, kept_used or 0.0) if reading.current else seen
+        reserved = None
+    else:
+        used, reserved, total = seen, None, None
+    remaining = available = None
+    admits = None
+    if total is not None and used is not None:
+        remaining = max(0.0, total - used)
+        available = max(0.0, total - used - (reserved or 0.0))
+        admits = used + (reserved or 0.0) < total
+    not_seen = (used - seen) if (info is not None and used is not None) else None
+    return AcceleratorUsage(kind, used, reserved, total, seen, not_seen, remaining, available, admits)
+
+
+def _estimate_note(reason: str | None, reading: QuotaReading | None, account: str | None) -> str:
+    """Why the figures are an estimate, and what they are made of."""
+    if reading is not None:
+        when = f"{reading.read_at:%Y-%m-%d %H:%M} UTC"
+        if reading.current:
+            return (f"ESTIMATE ({reason}) from kagglekit's ledger and the last reading of the quota "
+                    f"for {reading.account} ({when}); sessions not started by kagglekit are missing.")
+        return (f"ESTIMATE ({reason}) from kagglekit's ledger; the last reading of the quota for "
+                f"{reading.account} ({when}) is from an earlier week, so only its allowance is used.")
+    if account is None:
+        return (f"ESTIMATE ({reason}): kagglekit's ledger holds no run of a Kaggle account "
+                "(emulator runs are kept apart), and no quota was ever read.")
+    return (f"ESTIMATE ({reason}) from kagglekit's ledger only: the allowance is unknown until "
+            "the API answers once; sessions not started by kagglekit are missing.")
+
+
+def _advice(gpu: AcceleratorUsage, running: dict[str, int], cap: dict[str, int],
+            budgets: list[KernelBudget]) -> list[str]:
+    """What a user should know before the next push: mismatches, a refused session, output budgets."""
+    messages = []
+    if gpu.not_seen_s is not None and gpu.not_seen_s < -60:
+        messages.append(f"kagglekit's ledger counts {quota_time(-gpu.not_seen_s)} more GPU time than Kaggle "
+                        "(times from polling are upper bounds).")
+    if gpu.admits_new_session is False:
+        messages.append("A new GPU session would be refused now: used + reserved has reached the allowance.")
+    if running.get("gpu", 0) >= cap["gpu"]:
+        messages.append(f"{running['gpu']} GPU sessions are running: the cap is {cap['gpu']}, "
+                        "a new GPU push would be refused.")
+    messages += [budget.warning for budget in budgets if budget.warning]
+    return messages
 
 
 def _in_week(run: RunRecord, week_start: datetime, week_end: datetime) -> bool:
@@ -549,7 +556,7 @@ def _budgets(records: list[RunRecord]) -> list[KernelBudget]:
         fraction = biggest / OUTPUT_BUDGET_BYTES
         warning = None
         if fraction >= BUDGET_WARN_FRACTION:
-            warning = (f"{kernel} v{rec.version} used {gigabytes(biggest)} of the {gigabytes(OUTPUT_BUDGET_BYTES)} "
+            warning = (f"{kernel} v{rec.version} used {_gb(biggest)} of the {_gb(OUTPUT_BUDGET_BYTES)} "
                        "/kaggle/working budget: keep fewer checkpoints (or write scratch files to /kaggle/tmp).")
         out.append(KernelBudget(kernel, rec.version, rec.output_bytes, rec.peak_working_bytes,
                                 OUTPUT_BUDGET_BYTES, fraction, warning))
@@ -576,11 +583,8 @@ def expected_duration(ledger: Ledger, account: str | None, kernel: str,
     secs = last.elapsed_s()
     assert secs is not None
     src = last.duration_source or "start/end times"
-    return secs, f"the last complete {label}run of {kernel} (v{last.version}: {hours(secs)}, from {src})", \
+    return secs, f"the last complete {label}run of {kernel} (v{last.version}: {quota_time(secs)}, from {src})", \
         last.version
-
-
-# --------------------------------------------------------------------------- push preflight
 
 
 def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
@@ -625,40 +629,22 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
             reset = f" (resets {refresh.strftime('%a %H:%M UTC')})" if refresh else ""
             if used + reserved >= total:
                 ok = False
-                messages.append(f"Kaggle would refuse a new {kind.upper()} session now: {hours(used)} used + "
-                                f"{hours(reserved)} reserved by running sessions >= the {hours(total)} "
+                messages.append(f"Kaggle would refuse a new {kind.upper()} session now: {quota_time(used)} used + "
+                                f"{quota_time(reserved)} reserved by running sessions >= the {quota_time(total)} "
                                 f"allowance{reset}.")
             else:
                 available = total - used - reserved
                 if expected is not None and available < expected:
                     ok = False
-                    messages.append(f"Only {hours(available)} of {kind.upper()} quota is left after running "
-                                    f"sessions' reservations{reset}, less than the {hours(expected)} this run is "
+                    messages.append(f"Only {quota_time(available)} of {kind.upper()} quota is left after running "
+                                    f"sessions' reservations{reset}, less than the {quota_time(expected)} this run is "
                                     f"expected to take ({how}). It would start, but use up the week's quota.")
     return PreflightAdvice(ok, messages, expected, how)
 
 
-# --------------------------------------------------------------------------- text
-
-
-def hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if abs(seconds) < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def gigabytes(n: float | None) -> str:
-    return "?" if n is None else f"{n / 1000**3:.2f} GB"
-
-
-def countdown(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hrs, rest = divmod(rest, 3600)
-    mins = rest // 60
-    return f"{days}d {hrs}h {mins}m" if days else f"{hrs}h {mins}m"
+def _gb(n: float | None) -> str:
+    """Output sizes in the quota report: two decimals, ``?`` when unknown."""
+    return size(n, digits=2, unknown="?")
 
 
 def format_report(report: QuotaReport) -> str:
@@ -674,9 +660,9 @@ def format_report(report: QuotaReport) -> str:
                  "  new session")
     for usage in (report.gpu, report.tpu):
         admit = {True: "admitted", False: "REFUSED", None: "?"}[usage.admits_new_session]
-        lines.append(f"  {usage.kind.upper():4} {hours(usage.used_s):>10} {hours(usage.reserved_s):>10} "
-                     f"{hours(usage.total_s):>10} {hours(usage.remaining_s):>10} {hours(usage.seen_s):>10} "
-                     f"{hours(usage.not_seen_s):>10}  {admit}")
+        lines.append(f"  {usage.kind.upper():4} {quota_time(usage.used_s):>10} {quota_time(usage.reserved_s):>10} "
+                     f"{quota_time(usage.total_s):>10} {quota_time(usage.remaining_s):>10} {quota_time(usage.seen_s):>10} "
+                     f"{quota_time(usage.not_seen_s):>10}  {admit}")
     lines.append("  (seen = runs in kagglekit's ledger; not seen = the rest of Kaggle's count: interactive "
                  "sessions, other tools)")
     lines.append("")
@@ -690,7 +676,7 @@ def format_report(report: QuotaReport) -> str:
             when = f"{run.start:%a %H:%M}" if run.start else "?"
             state = (run.status or "?").lower()
             lines.append(f"    {when:>9}  {run.kernel} v{run.version} [{run.kind}, {run.mode or '?'}] "
-                         f"{hours(run.cost_s)} ({run.source or 'no times yet'}), {state}")
+                         f"{quota_time(run.cost_s)} ({run.source or 'no times yet'}), {state}")
     else:
         lines.append("  no accelerator runs in kagglekit's ledger this week")
     if report.forecasts:
@@ -698,20 +684,17 @@ def format_report(report: QuotaReport) -> str:
         lines.append("  forecast (runs like each kernel's last full run):")
         for f in report.forecasts:
             fit = "?" if f.runs_fit is None else str(f.runs_fit)
-            lines.append(f"    {f.kernel}: {fit} more fit ({hours(f.run_s)} each; {f.how})")
+            lines.append(f"    {f.kernel}: {fit} more fit ({quota_time(f.run_s)} each; {f.how})")
     if report.budgets:
         lines.append("")
-        lines.append(f"  /kaggle/working budget ({gigabytes(OUTPUT_BUDGET_BYTES)} per version):")
+        lines.append(f"  /kaggle/working budget ({_gb(OUTPUT_BUDGET_BYTES)} per version):")
         for b in report.budgets:
-            lines.append(f"    {b.kernel} v{b.version}: output {gigabytes(b.output_bytes)}, "
-                         f"peak {gigabytes(b.peak_working_bytes)} ({b.used_fraction:.0%})")
+            lines.append(f"    {b.kernel} v{b.version}: output {_gb(b.output_bytes)}, "
+                         f"peak {_gb(b.peak_working_bytes)} ({b.used_fraction:.0%})")
     if report.messages:
         lines.append("")
         lines.extend(f"  ! {m}" for m in report.messages)
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the plot
 
 
 def _cumulative(runs: list[WeekRun], kind: str, week_start: datetime, upto: datetime) -> tuple[
@@ -738,72 +721,85 @@ def plot_week(report: QuotaReport, path: Path | str, kind: str = "gpu") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mdates: Any = __import__("matplotlib.dates", fromlist=["DayLocator"])  # untyped helpers
-
     path = Path(path)
-    usage = report.usage(kind)
-    end_of_data = min(report.now, report.refresh_time)
-    xs, ys = _cumulative(report.runs, kind, report.week_start, end_of_data)
     fig, axes = plt.subplots(figsize=(11, 5.5), dpi=110)
     ax: Any = axes  # matplotlib's stubs do not admit datetimes on the x axis; it does
     try:
-        ax.plot(xs, ys, color="#1f77b4", linewidth=2,
-                label=f"{kind.upper()} hours seen by kagglekit ({hours(usage.seen_s)})")
-        ax.fill_between(xs, ys, color="#1f77b4", alpha=0.12)
-        top = max([*ys, 0.0])
-        if usage.total_s:
-            total_h = usage.total_s / 3600
-            ax.axhline(total_h, color="#d62728", linestyle="--", linewidth=1.5,
-                       label=f"weekly allowance ({total_h:.1f} h)")
-            top = max(top, total_h)
-        if usage.used_s is not None and not report.estimate:
-            used_h = usage.used_s / 3600
-            ax.plot([end_of_data], [used_h], marker="o", color="#ff7f0e", markersize=8, linestyle="none",
-                    label=f"Kaggle's count now ({used_h:.2f} h; not seen {hours(usage.not_seen_s)})")
-            seen_h = ys[-1] if ys else 0.0
-            if used_h > seen_h:  # the part kagglekit did not see (interactive sessions, other tools)
-                ax.plot([end_of_data, end_of_data], [seen_h, used_h], color="#ff7f0e", linestyle=":",
-                        linewidth=2)
-            if usage.reserved_s:
-                ax.plot([end_of_data, end_of_data], [used_h, used_h + usage.reserved_s / 3600], color="#ff7f0e",
-                        linewidth=4, alpha=0.5, label=f"reserved by running sessions ({hours(usage.reserved_s)})")
-            top = max(top, used_h + (usage.reserved_s or 0) / 3600)
+        top = _draw_usage(ax, report, kind)
         top = top * 1.15 if top > 0 else 1.0
-        palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-        for i, run in enumerate(r for r in report.runs if r.kind == kind and r.start is not None):
-            assert run.start is not None
-            lo = max(run.start, report.week_start)
-            hi = lo + timedelta(seconds=max(run.cost_s, 60.0))
-            color = palette[i % len(palette)]
-            ax.axvspan(lo, hi, color=color, alpha=0.25)
-            slug = run.kernel.split("/")[-1]
-            ax.annotate(f"{slug} v{run.version}  {hours(run.cost_s)}", xy=(lo, top * 0.97), fontsize=8,
-                        rotation=90, va="top", ha="right", color=color)
-        ax.axvline(report.refresh_time, color="black", linewidth=1.5)
-        ax.annotate(f"reset {report.refresh_time:%a %H:%M} UTC", xy=(report.refresh_time, top * 0.5),
-                    rotation=90, va="center", ha="right", fontsize=8)
-        ax.axvline(report.week_start, color="grey", linewidth=1, linestyle=":")
-        if report.week_start < report.now < report.refresh_time:
-            ax.axvline(report.now, color="grey", linewidth=0.8, linestyle="--")
-            ax.annotate("now", xy=(report.now, top * 0.02), fontsize=8, color="grey", ha="left")
-        ax.set_xlim(report.week_start, report.refresh_time + timedelta(hours=3))
-        ax.set_ylim(0, top)
-        ax.xaxis.set_major_locator(mdates.DayLocator(tz=UTC))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=UTC))
-        ax.set_ylabel(f"cumulative {kind.upper()} hours")
-        ax.set_xlabel("day (UTC)")
-        title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
-        if report.estimate:
-            title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # runs are drawn late in the week, on the right
+        _draw_runs(ax, report, kind, top)
+        _draw_frame(ax, report, kind, top)
         fig.tight_layout()
         with paths.atomic_writer(path, "wb", encoding=None) as fh:
             fig.savefig(fh, format="png")  # type: ignore[arg-type]
     finally:
         plt.close(fig)
     return path
+
+
+def _draw_usage(ax: Any, report: QuotaReport, kind: str) -> float:
+    """The cumulative hours seen, the allowance and Kaggle's own count; returns the highest value drawn."""
+    usage = report.usage(kind)
+    end_of_data = min(report.now, report.refresh_time)
+    xs, ys = _cumulative(report.runs, kind, report.week_start, end_of_data)
+    ax.plot(xs, ys, color="#1f77b4", linewidth=2,
+            label=f"{kind.upper()} hours seen by kagglekit ({quota_time(usage.seen_s)})")
+    ax.fill_between(xs, ys, color="#1f77b4", alpha=0.12)
+    top = max([*ys, 0.0])
+    if usage.total_s:
+        total_h = usage.total_s / 3600
+        ax.axhline(total_h, color="#d62728", linestyle="--", linewidth=1.5, label=f"weekly allowance ({total_h:.1f} h)")
+        top = max(top, total_h)
+    if usage.used_s is not None and not report.estimate:
+        used_h = usage.used_s / 3600
+        ax.plot([end_of_data], [used_h], marker="o", color="#ff7f0e", markersize=8, linestyle="none",
+                label=f"Kaggle's count now ({used_h:.2f} h; not seen {quota_time(usage.not_seen_s)})")
+        seen_h = ys[-1] if ys else 0.0
+        if used_h > seen_h:  # the part kagglekit did not see (interactive sessions, other tools)
+            ax.plot([end_of_data, end_of_data], [seen_h, used_h], color="#ff7f0e", linestyle=":", linewidth=2)
+        if usage.reserved_s:
+            ax.plot([end_of_data, end_of_data], [used_h, used_h + usage.reserved_s / 3600], color="#ff7f0e",
+                    linewidth=4, alpha=0.5, label=f"reserved by running sessions ({quota_time(usage.reserved_s)})")
+        top = max(top, used_h + (usage.reserved_s or 0) / 3600)
+    return top
+
+
+def _draw_runs(ax: Any, report: QuotaReport, kind: str, top: float) -> None:
+    """Each run of ``kind`` as a band from its start, labelled with its kernel, version and cost."""
+    palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    for i, run in enumerate(r for r in report.runs if r.kind == kind and r.start is not None):
+        assert run.start is not None
+        lo = max(run.start, report.week_start)
+        hi = lo + timedelta(seconds=max(run.cost_s, 60.0))
+        color = palette[i % len(palette)]
+        ax.axvspan(lo, hi, color=color, alpha=0.25)
+        slug = run.kernel.split("/")[-1]
+        ax.annotate(f"{slug} v{run.version}  {quota_time(run.cost_s)}", xy=(lo, top * 0.97), fontsize=8,
+                    rotation=90, va="top", ha="right", color=color)
+
+
+def _draw_frame(ax: Any, report: QuotaReport, kind: str, top: float) -> None:
+    """The reset, now, the axes, the title and the legend."""
+    mdates: Any = __import__("matplotlib.dates", fromlist=["DayLocator"])  # untyped helpers
+    ax.axvline(report.refresh_time, color="black", linewidth=1.5)
+    ax.annotate(f"reset {report.refresh_time:%a %H:%M} UTC", xy=(report.refresh_time, top * 0.5),
+                rotation=90, va="center", ha="right", fontsize=8)
+    ax.axvline(report.week_start, color="grey", linewidth=1, linestyle=":")
+    if report.week_start < report.now < report.refresh_time:
+        ax.axvline(report.now, color="grey", linewidth=0.8, linestyle="--")
+        ax.annotate("now", xy=(report.now, top * 0.02), fontsize=8, color="grey", ha="left")
+    ax.set_xlim(report.week_start, report.refresh_time + timedelta(hours=3))
+    ax.set_ylim(0, top)
+    ax.xaxis.set_major_locator(mdates.DayLocator(tz=UTC))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=UTC))
+    ax.set_ylabel(f"cumulative {kind.upper()} hours")
+    ax.set_xlabel("day (UTC)")
+    title = f"{kind.upper()} quota, week of {report.week_start:%Y-%m-%d}"
+    if report.estimate:
+        title += f" — ESTIMATE ({report.reason or 'API unreachable'})"
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # runs are drawn late in the week, on the right
 
 
 __all__ = [

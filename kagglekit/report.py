@@ -21,13 +21,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from kagglekit import display
 from kagglekit.constants import (
     OUTPUT_BUDGET_BYTES,
     RUN_MANIFEST_RELPATH,
     SESSION_LIMIT_SECONDS,
     accelerator_kind,
 )
-from kagglekit.errors import ConfigError, NotFoundError
+from kagglekit.errors import ConfigError, KagglekitError, NotFoundError
+from kagglekit.kernel_ref import KernelRef
 from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
 ESTIMATE_LOW = 0.7
@@ -154,7 +156,6 @@ class Report:
         return f"{name} v{self.version}" if self.version is not None and self.kernel else name
 
 
-# --- reading -------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -288,7 +289,6 @@ def _estimate(summary: dict[str, Any], epochs: list[dict[str, Any]], duration_s:
     )
 
 
-# --- the plot ------------------------------------------------------------------------------
 def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path,
           boundaries: list[int] | None = None) -> None:
     import matplotlib
@@ -323,28 +323,9 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
     write_bytes_atomic(path, buffer.getvalue())
 
 
-# --- building --------------------------------------------------------------------------------
-def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
-                 quota_source: str | None = None, chain: ChainReport | None = None) -> Report:
-    """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
-
-    :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
-    :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
-    :param out: the report file; default ``source/report.html``. The PNG is written beside it.
-    :param quota_source: where ``quota`` came from, shown in the report.
-    :param chain: the resume chain ``source`` is the newest session of: the loss curve then covers the
-        chain (metrics of every pulled session, a later session's row winning) with its session boundaries.
-    :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
-    :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
-    """
-    if not source.is_dir():
-        raise NotFoundError(f"No output folder at {source}.",
-                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
-    out = out if out is not None else source / "report.html"
-    if out.suffix.lower() not in (".html", ".htm", ".md"):
-        raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
-                          hint="Use -o report.html or -o report.md.")
-    notes: list[str] = []
+def _read_outputs(source: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
+                                                          list[dict[str, Any]]]:
+    """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent)."""
     run_path = source / RUN_MANIFEST_RELPATH
     run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
     metrics_path = _find(source, "metrics.jsonl")
@@ -360,40 +341,67 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     if not run:
         notes.append(f"No {RUN_MANIFEST_RELPATH}: the run was not made through kagglekit, so its duration, "
                      "accelerator and output size are unknown.")
-    epochs = _read_metrics(metrics_path, notes)
-    if chain is not None:
-        epochs = _chain_epochs(chain, epochs, notes)
+    return run, summary, versions, _read_metrics(metrics_path, notes)
 
-    accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
-    assert isinstance(accel, dict)
+
+def _hardware(accel: dict[str, Any], summary: dict[str, Any], notes: list[str]) -> tuple[Any, Any, str]:
+    """The accelerator asked for, the device seen, and the quota kind the run was billed as."""
     requested, seen = accel.get("requested"), accel.get("seen")
     if seen is None and summary.get("device") in ("cpu", "cuda"):
         seen = summary["device"]  # the project's own record of the device it trained on
     kind = _quota_kind(requested, seen)
-    duration = _duration(run, summary)
-    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
     if kind in ("gpu", "tpu") and seen == "cpu":
         notes.append(f"A {kind.upper()} was requested (and billed) but the run used only the CPU: "
                      "check that the code moves the model and data to the device.")
+    return requested, seen, kind
 
+
+def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
+                 quota_source: str | None = None, chain: ChainReport | None = None) -> Report:
+    """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
+
+    :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
+    :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
+    :param out: the report file; default ``source/report.html``. The PNG is written beside it.
+    :param quota_source: where ``quota`` came from, shown in the report.
+    :param chain: the resume chain ``source`` is the newest session of: the loss curve then covers the
+        chain (metrics of every pulled session, a later session's row winning) with its session boundaries.
+    :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
+    :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
+
+    Longer than most: the last third is the one ``Report(...)`` that names every field from its source.
+    """
+    if not source.is_dir():
+        raise NotFoundError(f"No output folder at {source}.",
+                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
+    out = out if out is not None else source / "report.html"
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
+                          hint="Use -o report.html or -o report.md.")
+    notes: list[str] = []
+    run, summary, versions, epochs = _read_outputs(source, notes)
+    if chain is not None:
+        epochs = _chain_epochs(chain, epochs, notes)
+    accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
+    assert isinstance(accel, dict)
+    requested, seen, kind = _hardware(accel, summary, notes)
+    duration = _duration(run, summary)
+    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
     mode = run.get("mode") if run.get("mode") in ("test", "full") else None
     if mode is None and isinstance(summary.get("running_test"), bool):
         mode = "test" if summary["running_test"] else "full"
     if run.get("status") == "running":
         notes.append("run.json says the run was still running when these outputs were taken.")
-
     budget = _int(run.get("output_budget_bytes")) or OUTPUT_BUDGET_BYTES
     peak_output = _int(run.get("peak_working_bytes"))
     fraction = peak_output / budget if peak_output is not None else None
     if fraction is not None and fraction >= OUTPUT_WARN_FRACTION:
-        notes.append(f"The output used {fraction:.0%} of the {_bytes(budget)} budget: keep fewer checkpoints.")
+        notes.append(f"The output used {fraction:.0%} of the {_size(budget)} budget: keep fewer checkpoints.")
     pulled = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-
     session_limit = _num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
     estimate = _estimate(summary, epochs, duration, session_limit, kind, quota, quota_source, notes) if mode == "test" else None
     if estimate is not None:
         notes.append(ROUGH_WARNING)
-
     packages = run.get("packages") if isinstance(run.get("packages"), dict) else versions.get("packages")
     python_run = run.get("python") or versions.get("python")
     devices = accel.get("devices") if isinstance(accel.get("devices"), list) else []
@@ -436,34 +444,18 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     return report
 
 
-# --- rendering -------------------------------------------------------------------------------
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"  # pragma: no cover
+def _size(n: float | None) -> str:
+    """Sizes in the report: two decimals, ``unknown`` when missing."""
+    return display.size(n, digits=2, unknown="unknown")
+
+
+def _duration_label(seconds: float | None) -> str:
+    return display.duration(seconds, unknown="unknown")
 
 
 def _mib(value: float | None) -> str:
     """The project's ``*_mb`` figures are MiB (``/ 1024**2``): shown in the report's one unit system (kB, MB, GB)."""
-    return "unknown" if value is None else _bytes(value * 1024**2)
-
-
-def _duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    total = round(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{seconds:.3g}s")
-
-
-def _hours(h: float) -> str:
-    """Hours with two decimals, or three significant digits for runs of minutes."""
-    return f"{h:.2f}" if h >= 0.1 or h == 0 else f"{h:.2g}"
+    return "unknown" if value is None else _size(value * 1024**2)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -482,22 +474,22 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     run_rows = [
         ("Kernel", r.kernel or "unknown"), ("Mode", r.mode or "unknown"), ("Status", status),
         ("Started", r.started_at or "unknown"), ("Ended", r.ended_at or "unknown"),
-        ("Duration", _duration_text(r.duration_s)),
+        ("Duration", _duration_label(r.duration_s)),
     ]
     devices = f" ({', '.join(r.devices)})" if r.devices else ""
-    cost = (f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
+    cost = (f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
             else "0 GPU hours (CPU session)")
     cost_rows = [
         ("Accelerator requested", r.accelerator_requested or "unknown"),
         ("Accelerator used", (r.accelerator_seen or "unknown") + devices),
         ("Quota cost", cost),
     ]
-    fraction = f" ({r.output_fraction:.2%} of {_bytes(r.output_budget_bytes)})" if r.output_fraction is not None else ""
+    fraction = f" ({r.output_fraction:.2%} of {_size(r.output_budget_bytes)})" if r.output_fraction is not None else ""
     space_rows = [
-        ("Peak output size", _bytes(r.peak_output_bytes) + fraction),
-        ("Output budget", _bytes(r.output_budget_bytes)),
-        ("Pulled files", _bytes(r.pulled_bytes)),
-        ("Peak RAM (run.json)", _bytes(r.peak_rss_bytes)),
+        ("Peak output size", _size(r.peak_output_bytes) + fraction),
+        ("Output budget", _size(r.output_budget_bytes)),
+        ("Pulled files", _size(r.pulled_bytes)),
+        ("Peak RAM (run.json)", _size(r.peak_rss_bytes)),
         ("Peak RAM (project)", _mib(r.peak_ram_mb)),
         ("Peak GPU memory", _mib(r.peak_gpu_mb)),
         ("Parameters", f"{r.parameters:,}" if r.parameters is not None else "unknown"),
@@ -509,39 +501,42 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Best epoch", _fmt(r.best_epoch)), ("Best score", _fmt(r.best_score)),
         ("Last train loss", _fmt(_num(last.get("train_loss")))),
         ("Last validation loss", _fmt(_num(last.get("val_loss")))),
-        ("Median epoch time", _duration_text(r.epoch_time_median_s)),
+        ("Median epoch time", _duration_label(r.epoch_time_median_s)),
     ]
     if r.resumed_from_epoch is not None:
         train_rows.append(("Resumed from epoch", str(r.resumed_from_epoch)))
     sections = [("Run", run_rows), ("Cost", cost_rows), ("Space", space_rows), ("Training", train_rows)]
-    c = r.chain
-    if c is not None:
-        billed = (f"{_hours(c.accelerator_hours)} {c.kind.upper()} hours" if c.kind != "cpu" else "0 GPU hours (CPU)")
-        rows = [("Kernels", " <-> ".join(c.kernels)), ("State", c.state),
-                ("Sessions", str(len(c.sessions))), ("Total time", _duration_text(c.duration_s)),
-                ("Total quota cost", billed)]
-        rows += [(f"Session {x.session}", f"{x.kernel} v{x.version}, {(x.status or 'unknown').lower()}, "
-                                          f"{_duration_text(x.duration_s)}"
-                  + (f", epochs {x.epochs}" if x.epochs else "") + ("" if x.pulled else " (not pulled)"))
-                 for x in c.sessions]
-        sections.insert(1, (f"Resume chain {c.id}", rows))
+    if r.chain is not None:
+        sections.insert(1, (f"Resume chain {r.chain.id}", _chain_rows(r.chain)))
     e = r.estimate
     if e is not None:
         quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
                  e.fits_quota if e.quota_left_h is None else
                  f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
         sections.append(("Full-run estimate", [
-            ("Duration (range)", f"{_duration_text(e.low_s)} .. {_duration_text(e.high_s)} "
-                                 f"(mid {_duration_text(e.mid_s)})"),
+            ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
+                                 f"(mid {_duration_label(e.mid_s)})"),
             ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
                      f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
-                     f"{_duration_text(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
-            ("Fits the session limit", f"{e.fits_session} (limit {_duration_text(e.session_limit_s)}"
+                     f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+            ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
                                        + (f"; about {e.sessions_needed} sessions with push --resume)"
                                           if e.sessions_needed > 1 else ")")),
             (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
         ]))
     return sections
+
+
+def _chain_rows(c: ChainReport) -> list[tuple[str, str]]:
+    billed = (f"{display.hours(c.accelerator_hours)} {c.kind.upper()} hours" if c.kind != "cpu"
+              else "0 GPU hours (CPU)")
+    rows = [("Kernels", " <-> ".join(c.kernels)), ("State", c.state), ("Sessions", str(len(c.sessions))),
+            ("Total time", _duration_label(c.duration_s)), ("Total quota cost", billed)]
+    rows += [(f"Session {x.session}", f"{x.kernel} v{x.version}, {(x.status or 'unknown').lower()}, "
+                                      f"{_duration_label(x.duration_s)}"
+              + (f", epochs {x.epochs}" if x.epochs else "") + ("" if x.pulled else " (not pulled)"))
+             for x in c.sessions]
+    return rows
 
 
 def render_markdown(r: Report) -> str:
@@ -612,12 +607,13 @@ def render_html(r: Report) -> str:
     return "\n".join(parts)
 
 
-# --- finding the outputs of KERNEL[/VERSION] --------------------------------------------------------
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
-def resolve_target(target: str | None, root: Path, default_slug: str | None = None,
-                   account: str | None = None) -> Path:
+_ANY_OWNER = "<any owner>"  # a bare SLUG[/VERSION]: outputs/ holds one folder per slug, whoever owns it
+
+
+def resolve_target(target: str | None, root: Path, default_slug: str | None = None) -> Path:
     """OUTPUT_DIR as given, or ``[owner/]slug[/N|/vN]`` -> ``root/outputs/<slug>/v<N>`` (latest N by default).
 
     With no target: ``default_slug`` (the project's kernel) when it was pulled, else the only
@@ -629,7 +625,7 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
         return Path(target).expanduser()
     outputs = root / "outputs"
     if target is None and default_slug:
-        newest = _chain_newest_pulled(outputs, default_slug, account)
+        newest = _chain_newest_pulled(outputs, default_slug)
         if newest is not None:
             return newest
     if target is None and default_slug and _versions(outputs / default_slug):
@@ -643,42 +639,39 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
                 hint="Pass an output folder or KERNEL[/VERSION], e.g. kagglekit report alice/my-model/3.",
             )
         target = slugs[0]
-    parts = target.strip("/").split("/")
-    version = None
-    if len(parts) >= 2 and re.fullmatch(r"v?\d+", parts[-1]):
-        version = int(parts[-1].lstrip("v"))
-        parts = parts[:-1]
-    if len(parts) > 2 or not parts[-1]:
+    try:
+        ref = KernelRef.parse(target.strip("/"), default_owner=_ANY_OWNER)
+    except ConfigError:
         raise NotFoundError(f"{target!r} is neither an output folder nor KERNEL[/VERSION].",
-                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3.")
-    slug_dir = outputs / parts[-1]
+                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3."
+                            ) from None
+    name = ref.slug if ref.owner == _ANY_OWNER else ref.kernel_id  # pulled outputs are kept by slug
+    slug_dir = outputs / ref.slug
     found = _versions(slug_dir)
     if not found:
-        raise NotFoundError(f"No pulled outputs for {'/'.join(parts)} under {slug_dir}.",
-                            hint=f"Pull them first: kagglekit pull-outputs {'/'.join(parts)}.")
-    if version is None:
-        version = max(found)
+        raise NotFoundError(f"No pulled outputs for {name} under {slug_dir}.",
+                            hint=f"Pull them first: kagglekit pull-outputs {name}.")
+    version = ref.version if ref.version is not None else max(found)
     if version not in found:
-        raise NotFoundError(f"Version {version} of {'/'.join(parts)} was not pulled (have: "
+        raise NotFoundError(f"Version {version} of {name} was not pulled (have: "
                             f"{', '.join(str(v) for v in sorted(found))}).",
-                            hint=f"kagglekit pull-outputs {'/'.join(parts)}/{version}")
+                            hint=f"kagglekit pull-outputs {name}/{version}")
     return found[version]
 
 
-def _chain_newest_pulled(outputs: Path, slug: str, account: str | None) -> Path | None:
-    """The project's newest pulled session when its resume chain's newest ran on the relay kernel."""
+def _chain_newest_pulled(outputs: Path, slug: str) -> Path | None:
+    """The project's newest pulled session when its resume chain also ran on the relay kernel."""
     from kagglekit.chain import RELAY_SUFFIX
 
     relay = _versions(outputs / (slug + RELAY_SUFFIX))
     if not relay:
         return None
-    candidates = [*_versions(outputs / slug).values(), *relay.values()]
     dated = []
-    for folder in candidates:
+    for folder in [*_versions(outputs / slug).values(), *relay.values()]:
         run = _read_json(folder / RUN_MANIFEST_RELPATH) or {}
         started = run.get("started_at")
         dated.append((str(started) if isinstance(started, str) else "", folder.stat().st_mtime, folder))
-    return max(dated, key=lambda t: (t[0], t[1]))[2] if dated else None
+    return max(dated, key=lambda t: (t[0], t[1]))[2]
 
 
 def _versions(slug_dir: Path) -> dict[int, Path]:
@@ -692,7 +685,6 @@ def _versions(slug_dir: Path) -> dict[int, Path]:
     return found
 
 
-# --- quota and the command's summary ------------------------------------------------------------
 def report_for(target: str | None, *, output: Path | None, quota_left: float | None,
                account: str | None) -> Report:
     """``kagglekit report``: find the pulled outputs (TARGET, else the project's newest) and report them."""
@@ -705,7 +697,7 @@ def report_for(target: str | None, *, output: Path | None, quota_left: float | N
         root, default_slug = project.root, project.kernel_slug
     except ConfigError:
         pass
-    source = resolve_target(target, root, default_slug, account)
+    source = resolve_target(target, root, default_slug)
     quota, quota_source = last_quota_reading(account)
     if quota_left is not None:
         quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
@@ -725,7 +717,7 @@ def _ledger_key(source: Path) -> tuple[str, int] | None:
 
 def chain_report(source: Path, root: Path, account: str | None) -> ChainReport | None:
     """The resume chain (from the ledger) whose session ``source`` holds; None outside a chain of 2+."""
-    from kagglekit.errors import KagglekitError
+    from kagglekit.display import epochs_text
     from kagglekit.ledger import Ledger
 
     key = _ledger_key(source)
@@ -744,8 +736,6 @@ def chain_report(source: Path, root: Path, account: str | None) -> ChainReport |
         return None  # the ledger is unreadable: report the run alone
     if chain is None or len(runs) < 2:
         return None
-    from kagglekit.display import epochs_text
-
     sessions: list[ChainSession] = []
     folders: list[Path] = []
     for r in runs:
@@ -757,7 +747,7 @@ def chain_report(source: Path, root: Path, account: str | None) -> ChainReport |
         sessions.append(ChainSession(session=r.chain_seq or len(sessions) + 1, kernel=r.kernel, version=r.version,
                                      status=r.status, epochs=epochs_text(t), first_epoch=_int(t.get("first_epoch")),
                                      last_epoch=_int(t.get("epoch")), duration_s=r.elapsed_s(), pulled=pulled))
-    kinds = {r.kind for r in runs} - {"unknown"}
+    kinds = {r.kind for r in runs}
     kind = "gpu" if "gpu" in kinds else "tpu" if "tpu" in kinds else "cpu"
     billed = sum(r.elapsed_s() or 0.0 for r in runs if r.kind in ("gpu", "tpu"))
     return ChainReport(id=chain.id, kernels=[chain.kernel, chain.sibling], state=chain.state, sessions=sessions,
@@ -797,25 +787,25 @@ def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | N
 
 def summary_lines(r: Report) -> list[str]:
     """The few lines ``kagglekit report`` prints."""
-    cost = f"{_hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
+    cost = f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} h" if r.quota_kind != "cpu" else "0 GPU h (CPU)"
     lines = [
         f"Run:      {r.label} ({r.mode or 'mode unknown'}), {r.status or 'status unknown'}, "
-        f"{_duration_text(r.duration_s)}, cost {cost}",
+        f"{_duration_label(r.duration_s)}, cost {cost}",
         f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
-        f"Output:   peak {_bytes(r.peak_output_bytes)} of {_bytes(r.output_budget_bytes)}",
+        f"Output:   peak {_size(r.peak_output_bytes)} of {_size(r.output_budget_bytes)}",
     ]
     if r.chain is not None:
         c = r.chain
-        billed = f"{_hours(c.accelerator_hours)} {c.kind.upper()} h" if c.kind != "cpu" else "0 GPU h (CPU)"
+        billed = f"{display.hours(c.accelerator_hours)} {c.kind.upper()} h" if c.kind != "cpu" else "0 GPU h (CPU)"
         lines.append(f"Chain:    {len(c.sessions)} sessions over {' and '.join(c.kernels)} ({c.state}), "
-                     f"{_duration_text(c.duration_s)}, cost {billed} in all")
+                     f"{_duration_label(c.duration_s)}, cost {billed} in all")
     if r.epochs:
         lines.append(f"Training: {len(r.epochs)} epochs, best epoch {_fmt(r.best_epoch)} "
                      f"(score {_fmt(r.best_score)})")
     e = r.estimate
     if e is not None:
         quota = "unknown" if e.fits_quota is None else e.fits_quota
-        lines.append(f"Full run: {_duration_text(e.low_s)} .. {_duration_text(e.high_s)} (rough); "
+        lines.append(f"Full run: {_duration_label(e.low_s)} .. {_duration_label(e.high_s)} (rough); "
                      f"fits the session limit: {e.fits_session}; fits the {e.quota_kind.upper()} quota: {quota}")
     lines += [f"Note:     {note}" for note in r.notes]
     lines.append(f"Report:   {r.path}")

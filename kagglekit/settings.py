@@ -52,6 +52,8 @@ class ProjectSettings:
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
+    requirements: tuple[str, ...] = ()  # () = requirements.txt, else [project].dependencies; "none" = ignore
+    deps: str = "auto"  # auto | install | vendor | none: how a kernel gets what Kaggle's image lacks
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -108,8 +110,6 @@ def slugify(text: str) -> str:
     result: str = _slugify(text)
     return result
 
-
-# --- value parsers ----------------------------------------------------------------------
 
 class _Bad(Exception):
     """A value that does not fit; the text says what is allowed."""
@@ -294,6 +294,13 @@ def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
     return parse
 
 
+def parse_deps(value: object) -> str:
+    text = _str(value).strip().lower()
+    if text not in ("auto", "install", "vendor", "none"):
+        raise _Bad("auto, install, vendor or none")
+    return text
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -320,17 +327,18 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
+    "requirements": _str_list,
+    "deps": parse_deps,
 }
 
-LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints"})
+LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
+                         "requirements"})
 
 
 def env_var(field: str) -> str:
     """``output-budget`` -> ``KAGGLEKIT_OUTPUT_BUDGET``."""
     return ENV_PREFIX + field.upper().replace("-", "_")
 
-
-# --- finding and reading the project file ------------------------------------------
 
 def find_project_root(start: Path) -> tuple[Path, Path | None]:
     """Walk up from ``start`` to the first folder with kagglekit.toml or a [tool.kagglekit] pyproject.
@@ -376,8 +384,6 @@ def _read_table(path: Path) -> dict[str, Any]:
 def _where(path: Path) -> str:
     return f"{path} [tool.kagglekit]" if path.name == PYPROJECT_FILE else str(path)
 
-
-# --- loading -------------------------------------------------------------------------
 
 def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> ProjectSettings:
@@ -446,7 +452,8 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
-                        ("output-budget", "output_budget_bytes")):
+                        ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
+                        ("deps", "deps")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

@@ -209,8 +209,28 @@ def apply_flags(
         return {}, []
     if mode not in (None, "test", "full"):
         raise BundleError(f"Unknown mode {mode!r}.", hint="Use --test or --full.")
-
+    tree_of = _tree_cache(sources)
+    target_class: tuple[str, str] | None = None  # (file, dotted class)
     flag_assigns: list[_Assign] = []
+    if test_flag:
+        target_class, flag_assigns = _declared_flag(sources, tree_of, test_flag, mode)
+    elif test_flag_enabled:
+        target_class, flag_assigns = _found_flag(sources, tree_of, mode)
+    edits: list[_Edit] = []
+    if mode is not None and flag_assigns:
+        value = "True" if mode == "test" else "False"
+        edits += [_Edit(a.file, a.node, a.name, value) for a in _alone(flag_assigns, flag_assigns[0].name)]
+    for name, raw in sets.items():
+        if name in FLAG_NAMES:
+            raise BundleError(f"--set {name}=... : the test flag is set with --test / --full.",
+                              hint="Use --test or --full instead.")
+        assigns = _alone(_find_attribute(sources, tree_of, name, target_class), name)
+        edits += [_Edit(a.file, a.node, name, _fit(name, raw, a)) for a in assigns]
+    return _apply(sources, edits)
+
+
+def _tree_cache(sources: Mapping[str, str]) -> Callable[[str], ast.Module | None]:
+    """``tree_of(file)``: each source parsed once, None when it does not parse."""
     trees: dict[str, ast.Module] = {}
 
     def tree_of(file: str) -> ast.Module | None:
@@ -221,81 +241,77 @@ def apply_flags(
             trees[file] = parsed
         return trees[file]
 
-    target_class: tuple[str, str] | None = None  # (file, dotted class)
-    if test_flag:
-        file, _, rest = test_flag.partition(":")
-        cls_path, _, attr = rest.rpartition(".")
-        where_looked = f"{file}, class {cls_path}, attribute {attr} (test-flag = \"{test_flag}\")"
-        if file not in sources:
-            raise BundleError(f"test-flag names {file}, which is not among the bundled files.",
-                              hint="Check the path (relative to the project root) and that no ignore rule "
-                                   "leaves it out; " + DECLARE_HINT)
+    return tree_of
+
+
+def _alone(assigns: list[_Assign], name: str) -> list[_Assign]:
+    """The assignments, refusing one that assigns ``name`` together with another name."""
+    for a in assigns:
+        if a.shared:
+            raise BundleError(f"{a.file}:{a.node.lineno} assigns {a.name} together with another name; "
+                              "kagglekit will not change both.", hint=f"Give {name} its own line.")
+    return assigns
+
+
+def _declared_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], test_flag: str,
+                   mode: str | None) -> tuple[tuple[str, str], list[_Assign]]:
+    """The flag named by ``test-flag = "path.py:Class.attr"``: its class and assignments."""
+    file, _, rest = test_flag.partition(":")
+    cls_path, _, attr = rest.rpartition(".")
+    if file not in sources:
+        raise BundleError(f"test-flag names {file}, which is not among the bundled files.",
+                          hint="Check the path (relative to the project root) and that no ignore rule "
+                               "leaves it out; " + DECLARE_HINT)
+    tree = tree_of(file)
+    if tree is None:
+        raise BundleError(f"{file} (named by test-flag) does not parse as Python.")
+    classes = dict(_iter_classes(tree))
+    if cls_path not in classes:
+        close = difflib.get_close_matches(cls_path, list(classes), n=1)
+        raise BundleError(f"test-flag names class {cls_path} in {file}, which has no such class"
+                          + (f" (did you mean {close[0]}?)" if close else "") + ".", hint=DECLARE_HINT)
+    flag_assigns = [a for a in _class_assignments(file, cls_path, classes[cls_path]) if a.name == attr]
+    if mode is not None and not flag_assigns:
+        raise BundleError(f"{file}: class {cls_path} has no assignment to {attr} (named by test-flag).",
+                          hint=DECLARE_HINT)
+    return (file, cls_path), flag_assigns
+
+
+def _found_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None],
+                mode: str | None) -> tuple[tuple[str, str] | None, list[_Assign]]:
+    """The one running_test / runing_test assigned in a Config-like class, searched in every file."""
+    candidates: dict[tuple[str, str], list[_Assign]] = {}
+    for file in sorted(sources):
+        text = sources[file]
+        if "unning_test" not in text and "uning_test" not in text:
+            continue
         tree = tree_of(file)
         if tree is None:
-            raise BundleError(f"{file} (named by test-flag) does not parse as Python.")
-        classes = dict(_iter_classes(tree))
-        if cls_path not in classes:
-            close = difflib.get_close_matches(cls_path, list(classes), n=1)
-            raise BundleError(f"test-flag names class {cls_path} in {file}, which has no such class"
-                              + (f" (did you mean {close[0]}?)" if close else "") + ".", hint=DECLARE_HINT)
-        target_class = (file, cls_path)
-        flag_assigns = [a for a in _class_assignments(file, cls_path, classes[cls_path]) if a.name == attr]
-        if mode is not None and not flag_assigns:
-            raise BundleError(f"{file}: class {cls_path} has no assignment to {attr} (named by test-flag).",
-                              hint=DECLARE_HINT)
-    elif test_flag_enabled:
-        where_looked = ("every bundled .py file, for running_test / runing_test assigned in a class whose "
-                        "name contains Config or CFG")
-        candidates: dict[tuple[str, str], list[_Assign]] = {}
-        for file in sorted(sources):
-            text = sources[file]
-            if "unning_test" not in text and "uning_test" not in text:
+            continue
+        for cls_name, cls in _iter_classes(tree):
+            if not is_config_class(cls.name):
                 continue
-            tree = tree_of(file)
-            if tree is None:
-                continue
-            for cls_name, cls in _iter_classes(tree):
-                if not is_config_class(cls.name):
-                    continue
-                found = [a for a in _class_assignments(file, cls_name, cls) if a.name in FLAG_NAMES]
-                if found:
-                    candidates[(file, cls_name)] = found
-        if len(candidates) > 1:
-            listed = "; ".join(f"{f}:{a[0].node.lineno} {c}.{a[0].name}" for (f, c), a in candidates.items())
-            if mode is not None:
-                raise BundleError(f"The test flag is ambiguous: found {len(candidates)} candidates ({listed}).",
-                                  hint=DECLARE_HINT)
-        elif candidates:
-            (target_class, flag_assigns), = candidates.items()
-            if len({a.name for a in flag_assigns}) > 1:
-                raise BundleError(f"{target_class[0]}: class {target_class[1]} assigns both running_test and "
-                                  "runing_test; kagglekit cannot tell which one the project reads.",
-                                  hint=DECLARE_HINT)
-        if mode is not None and not flag_assigns:
-            raise BundleError(f"--{mode} asks for the test flag, but none was found. Looked in {where_looked}.",
+            found = [a for a in _class_assignments(file, cls_name, cls) if a.name in FLAG_NAMES]
+            if found:
+                candidates[(file, cls_name)] = found
+    target_class: tuple[str, str] | None = None
+    flag_assigns: list[_Assign] = []
+    if len(candidates) > 1:
+        listed = "; ".join(f"{f}:{a[0].node.lineno} {c}.{a[0].name}" for (f, c), a in candidates.items())
+        if mode is not None:
+            raise BundleError(f"The test flag is ambiguous: found {len(candidates)} candidates ({listed}).",
                               hint=DECLARE_HINT)
-
-    edits: list[_Edit] = []
-    if mode is not None and flag_assigns:
-        value = "True" if mode == "test" else "False"
-        for a in flag_assigns:
-            if a.shared:
-                raise BundleError(f"{a.file}:{a.node.lineno} assigns {a.name} together with another name; "
-                                  "kagglekit will not change both.", hint=f"Give {a.name} its own line.")
-            edits.append(_Edit(a.file, a.node, a.name, value))
-
-    for name, raw in sets.items():
-        if name in FLAG_NAMES:
-            raise BundleError(f"--set {name}=... : the test flag is set with --test / --full.",
-                              hint="Use --test or --full instead.")
-        assigns = _find_attribute(sources, tree_of, name, target_class)
-        for a in assigns:
-            if a.shared:
-                raise BundleError(f"{a.file}:{a.node.lineno} assigns {name} together with another name; "
-                                  "kagglekit will not change both.", hint=f"Give {name} its own line.")
-            edits.append(_Edit(a.file, a.node, name, _fit(name, raw, a)))
-
-    return _apply(sources, edits)
+    elif candidates:
+        (target_class, flag_assigns), = candidates.items()
+        if len({a.name for a in flag_assigns}) > 1:
+            raise BundleError(f"{target_class[0]}: class {target_class[1]} assigns both running_test and "
+                              "runing_test; kagglekit cannot tell which one the project reads.",
+                              hint=DECLARE_HINT)
+    if mode is not None and not flag_assigns:
+        raise BundleError(f"--{mode} asks for the test flag, but none was found. Looked in every bundled .py "
+                          "file, for running_test / runing_test assigned in a class whose name contains Config "
+                          "or CFG.", hint=DECLARE_HINT)
+    return target_class, flag_assigns
 
 
 def _find_attribute(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], name: str,

@@ -22,6 +22,7 @@ from kagglekit.constants import (
     STATUS_ERROR,
     STATUS_QUEUED,
 )
+from kagglekit.display import duration
 from kagglekit.errors import KagglekitError, NotFoundError, RunCancelledError, RunFailedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, Ledger, RunRecord
@@ -55,21 +56,10 @@ class StatusReport:
         ver = f" v{self.version}" if self.version else ""
         parts = [f"{self.kernel}{ver}: {self.status}"]
         if self.elapsed_s is not None:
-            parts.append(f"({format_duration(self.elapsed_s)})")
+            parts.append(f"({duration(self.elapsed_s)})")
         if self.note:
             parts.append(f"— {self.note}")
         return " ".join(parts)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m"
-    if m:
-        return f"{m}m{s:02d}s"
-    return f"{s}s"
 
 
 def resolve_version(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None) -> tuple[KernelRef, str | None]:

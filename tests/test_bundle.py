@@ -7,9 +7,11 @@ assertions are about what the project itself saw and wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kagglekit.bundle import build_bundle, bundle_project
+from kagglekit.bundle import build_bundle, bundle_project, format_summary
 from kagglekit.cli import cli
 from kagglekit.errors import BundleError
 from kagglekit.run_options import RunOptions
@@ -242,12 +244,42 @@ def test_a_key_inside_a_code_file_is_refused(project: Path, tmp_path: Path) -> N
     assert "mnist/upload.py" in err.value.message and "KGAT_" not in err.value.message
 
 
+def test_oversized_project_travels_in_a_code_dataset_and_the_loader_runs_it(project: Path, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    (project / "mnist" / "weights.bin").write_bytes(rng.randbytes(2_000_000))
+    result = bundle_project(project, tmp_path / "out", RunOptions(mode="test"))
+    assert result.code_dataset == "demo/mnist-multi-code"
+    assert result.inline_script_bytes > 1024 * 1024 > 20 * result.script_bytes  # a small loader
+    assert result.metadata["dataset_sources"] == ["demo/mnist-multi-code"]
+    assert result.code_dataset_dir is not None
+    (archive,) = result.code_dataset_dir.iterdir()
+    assert archive.name == f"bundle-{result.archive_sha256[:16]}.tar.xz"
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == result.archive_sha256
+    assert "through dataset demo/mnist-multi-code" in format_summary(result)
+    # Mounted the way Kaggle mounts a dataset today, it runs exactly as the inline bundle does.
+    mount = tmp_path / "run" / "kaggle" / "input" / "datasets" / "demo" / "mnist-multi-code"
+    mount.mkdir(parents=True)
+    shutil.copy(archive, mount / archive.name)
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "run" / "kaggle" / "working" / "result.json").read_text())
+    assert res["config_running_test"] is True
+    # Not mounted: a clear message, exit 2, nothing run.
+    proc = run_kernel(result.script_path, tmp_path / "bare")
+    assert proc.returncode == 2 and "code dataset demo/mnist-multi-code is not mounted" in proc.stderr
+    # A tampered archive is refused by its hash.
+    (mount / archive.name).write_bytes(archive.read_bytes()[:-1] + b"x")
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 2 and "damaged" in proc.stderr
+
+
 def test_oversized_project_names_the_largest_contributors(project: Path, tmp_path: Path) -> None:
     rng = random.Random(7)
     (project / "mnist" / "weights.bin").write_bytes(rng.randbytes(900_000))
     (project / "mnist" / "vocab.txt").write_bytes(rng.randbytes(300_000))
-    with pytest.raises(BundleError) as err:
-        bundle_project(project, tmp_path / "out", RunOptions())
+    settings = load_project(project)
+    with pytest.raises(BundleError) as err:  # no code dataset to carry it (no owner known, e.g.)
+        build_bundle(settings, out_dir=tmp_path / "out", code_dataset=None)
     msg = err.value.message
     assert "1 MiB" in msg and "1,048,576" in msg
     assert msg.index("mnist/weights.bin") < msg.index("mnist/vocab.txt")

@@ -323,3 +323,19 @@ def test_status_never_reports_the_previous_run_as_the_new_one(kk: Any, tmp_path:
     assert "ERROR" not in out  # v1's status is not passed off as v2's
     code, out, _ = kk("status", "demo/stale-view/1", cwd=root)
     assert code == 0 and out.startswith("demo/stale-view v1: ERROR")
+
+
+def test_a_source_kaggle_drops_is_said_and_the_ledger_keeps_the_accelerator(kk: Any, tmp_path: Path) -> None:
+    """Kaggle answers a push with the sources it did not attach; the run goes on, and its ledger row
+    still says gpu in its accelerator column (before, the name of the dropped kind of source took its place)."""
+    from kagglekit.ledger import Ledger
+
+    root = write(tmp_path / "dropped", {
+        "kagglekit.toml": 'kernel = "dropped-source"\nentry = "train.py"\ndatasets = ["nobody/missing-data"]\n',
+        "train.py": "print('hello')\n",
+    })
+    code, out, err = kk("push", "--gpu", cwd=root)
+    assert code == 0, err
+    assert "did not attach these datasets" in out + err and "nobody/missing-data" in out + err
+    runs = Ledger().runs(kernel=f"{C.DEMO_USERNAME}/dropped-source")
+    assert [(r.version, r.accelerator, r.kind) for r in runs] == [(1, "gpu", "gpu")]

@@ -115,8 +115,6 @@ class KaggleApiClient:
         self._oauth = OAuthClient(self._transport)
         self._username: str | None = credentials.username if credentials.auth_kind == "key" else None
 
-    # --- lifecycle ---------------------------------------------------------
-
     def rpc_session(self) -> requests.Session:
         """The authenticated session the RPCs use (the log stream shares it)."""
         session: requests.Session = self._transport._init_session()
@@ -135,8 +133,6 @@ class KaggleApiClient:
 
     def __repr__(self) -> str:
         return f"KaggleApiClient(endpoint={self.endpoint!r}, credentials={self.credentials!r})"
-
-    # --- identity ----------------------------------------------------------
 
     @property
     def username(self) -> str:
@@ -186,13 +182,11 @@ class KaggleApiClient:
             return KernelRef.parse(text, default_owner=self.username)
         return KernelRef.parse(text)
 
-    # --- push --------------------------------------------------------------
-
     def push(self, folder: Path, *, session_timeout: int | None = None, accelerator: str | None = None,
              no_run: bool = False) -> PushResult:
         """Push ``folder`` (kernel-metadata.json + code file) as ``kaggle kernels push -p folder`` does.
 
-        Validation mirrors kaggle 2.2.5 (kaggle-wire.md §6) and happens before any network call.
+        Validation mirrors kaggle 2.2.5 (docs/kaggle-wire.md §6) and happens before any network call.
         A 200 answer carrying ``error`` raises ``KaggleRefusedError`` with Kaggle's message.
         """
         request, warnings, slug_ref = build_save_request(
@@ -225,24 +219,15 @@ class KaggleApiClient:
             if match:
                 return KernelRef(match.group(1), match.group(2))
         if ref_text.count("/") == 1 and not ref_text.startswith("/"):
-            owner, slug = ref_text.split("/")
-            return KernelRef(owner, slug)
-        if slug_ref and "/" in slug_ref:
-            owner, slug = slug_ref.split("/")[:2]
-            return KernelRef(owner, slug)
-        if slug_ref:
-            return KernelRef(self.username, slug_ref)
+            return KernelRef.from_id(ref_text)
+        if slug_ref:  # kernel-metadata.json's id, checked when the request was built
+            return KernelRef.from_id(slug_ref) if "/" in slug_ref else KernelRef(self.username, slug_ref)
         raise ApiError("Kaggle accepted the push but did not say which kernel it went to.",
                        "Check your kernels with `kagglekit --json runs` or on kaggle.com/code.")
 
-    # --- runs --------------------------------------------------------------
-
     def status(self, ref: KernelRef) -> KernelStatus:
         request = ApiGetKernelSessionStatusRequest()
-        request.user_name = ref.owner
-        request.kernel_slug = ref.slug
-        if ref.version_label:
-            request.version_label = ref.version_label
+        _aim(request, ref)
         response = self._call("GetKernelSessionStatus",
                               lambda: self._kernels.get_kernel_session_status(request), ref=ref)
         status = response.status
@@ -258,12 +243,9 @@ class KaggleApiClient:
         first = True
         while True:
             request = ApiListKernelSessionOutputRequest()
-            request.user_name = ref.owner
-            request.kernel_slug = ref.slug
+            _aim(request, ref)
             request.page_size = page_size
             request.page_token = token
-            if ref.version_label:
-                request.version_label = ref.version_label
             response = self._call("ListKernelSessionOutput",
                                   functools.partial(self._kernels.list_kernel_session_output, request), ref=ref)
             for item in response.files or []:
@@ -284,10 +266,7 @@ class KaggleApiClient:
     def get_log(self, ref: KernelRef) -> str:
         """The persisted log text of a version (``kaggle kernels logs``): a JSON array of records."""
         request = ApiListKernelSessionOutputRequest()
-        request.user_name = ref.owner
-        request.kernel_slug = ref.slug
-        if ref.version_label:
-            request.version_label = ref.version_label
+        _aim(request, ref)
         response = self._call("ListKernelSessionOutput",
                               lambda: self._kernels.list_kernel_session_output(request), ref=ref)
         return str(response.log or "")
@@ -298,14 +277,9 @@ class KaggleApiClient:
         return follow_log(self, ref, max_failures=max_failures, reconnect_delay=reconnect_delay,
                           read_timeout=read_timeout)
 
-    # --- kernels -----------------------------------------------------------
-
     def get_kernel(self, ref: KernelRef) -> KernelInfo:
         request = ApiGetKernelRequest()
-        request.user_name = ref.owner
-        request.kernel_slug = ref.slug
-        if ref.version_label:
-            request.version_label = ref.version_label
+        _aim(request, ref)
         response = self._call("GetKernel", lambda: self._kernels.get_kernel(request), ref=ref)
         if response.metadata is None:
             raise NotFoundError(f"Kaggle returned no metadata for kernel {ref}.", _not_found_hint(ref, self))
@@ -362,8 +336,7 @@ class KaggleApiClient:
             raise ConfigError(f"Cannot delete one version ({ref}): Kaggle deletes whole kernels.",
                               f"Pass {ref.without_version()} to delete the kernel with all its versions.")
         request = ApiDeleteKernelRequest()
-        request.user_name = ref.owner
-        request.kernel_slug = ref.slug
+        _aim(request, ref)  # never a version: checked above
         response = self._call("DeleteKernel", lambda: self._kernels.delete_kernel(request), ref=ref)
         if response is not None and response.error_message:
             raise KaggleRefusedError(f"Kaggle did not delete {ref}: {response.error_message}",
@@ -392,8 +365,6 @@ class KaggleApiClient:
         refresh = response.quota_refresh_time
         return QuotaInfo(_quota(response.gpu_quota), _quota(response.tpu_quota),
                          refresh if isinstance(refresh, datetime) else None)
-
-    # --- files ---------------------------------------------------------------
 
     def http_session(self, pool_maxsize: int = 16) -> requests.Session:
         """A session for signed-URL file GETs (this client's timeouts and retry policy, no Kaggle auth)."""
@@ -429,8 +400,6 @@ class KaggleApiClient:
             raise ApiError(f"Downloading {file.name} failed: HTTP {response.status_code}.",
                            "Run the command again later; finished files are kept.")
         return response
-
-    # --- the one place that calls kagglesdk and maps its failures -----------------
 
     def _call(self, method: str, fn: Callable[[], T], *, ref: KernelRef | None = None,
               what: str | None = None) -> T:
@@ -669,3 +638,11 @@ def build_save_request(folder: Path, *, session_timeout: int | None = None, acce
     if no_run:
         request.kernel_execution_type = KernelExecutionType.QUICK_SAVE
     return request, list(meta.warnings), meta.slug
+
+
+def _aim(request: Any, ref: KernelRef) -> None:
+    """Point a kernels request at ``ref``: owner, slug and, when given, the version (as ``v<N>``)."""
+    request.user_name = ref.owner
+    request.kernel_slug = ref.slug
+    if ref.version_label:
+        request.version_label = ref.version_label

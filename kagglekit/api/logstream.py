@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -40,40 +40,19 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, *, max_failures: int = 5
     url = f"{client.endpoint}/v1/kernels/logs/stream/{quote(ref.owner, safe='')}/{quote(ref.slug, safe='')}"
     params = {"versionLabel": ref.version_label} if ref.version_label else None
     headers = {"Accept": "text/event-stream, */*", "Content-Type": None}
-    seen: list[int] = []  # hashes of the records yielded so far, in order
+    replay = _Replay()
     failures = 0
     last_problem = ""
     while True:
-        index = 0  # position in this connection's replay
-        diverged = False
+        replay.reconnected()
         quiet = False
-        progressed = False
         response: requests.Response | None = None
         try:
             response = session.get(url, params=params, headers=headers, stream=True,
                                     timeout=(client.timeout[0], read_timeout))
             if response.status_code >= 400:
                 _raise_stream_status(client, response, ref)
-            content_type = (response.headers.get("Content-Type") or "").lower()
-            live = content_type.startswith("text/event-stream")
-            payloads = _sse_payloads(response) if live else iter([response.content.decode("utf-8", "replace")])
-            ended = not live
-            for payload in payloads:
-                if live and payload == LOG_STREAM_END:
-                    ended = True
-                    break
-                for record in parse_log(payload):
-                    key = hash((record.stream, record.time, record.data))
-                    if not diverged and index < len(seen):
-                        index += 1
-                        if seen[index - 1] == key:
-                            continue  # replayed: already yielded
-                        diverged = True  # the server resumed instead of replaying
-                    seen.append(key)
-                    progressed = True
-                    failures = 0
-                    yield record
-            if ended:
+            if (yield from replay.read(response)):
                 return
             last_problem = "the stream closed before END_OF_LOG"
         except _RetryableStatus as exc:
@@ -89,7 +68,9 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, *, max_failures: int = 5
         finally:
             if response is not None:
                 response.close()
-        if not progressed and not quiet:
+        if replay.progressed:
+            failures = 0
+        elif not quiet:
             failures += 1
         if failures >= max_failures:
             raise ApiError(
@@ -99,6 +80,38 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, *, max_failures: int = 5
         if client.notify is not None:
             client.notify(f"log stream of {ref}: {last_problem}; reconnecting")
         time.sleep(reconnect_delay * (1 + random.random() * 0.5))
+
+
+class _Replay:
+    """The records yielded so far, so that a reopened stream (which replays from the start) yields only new ones."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []  # hashes of the records yielded so far, in order
+        self.index = 0  # position in this connection's replay
+        self.diverged = False  # the server resumed instead of replaying
+        self.progressed = False  # this connection yielded a new record
+
+    def reconnected(self) -> None:
+        self.index, self.diverged, self.progressed = 0, False, False
+
+    def read(self, response: requests.Response) -> Generator[LogRecord, None, bool]:
+        """Yield the new records of one connection; its return value says whether the log ended."""
+        live = (response.headers.get("Content-Type") or "").lower().startswith("text/event-stream")
+        payloads = _sse_payloads(response) if live else iter([response.content.decode("utf-8", "replace")])
+        for payload in payloads:
+            if live and payload == LOG_STREAM_END:
+                return True
+            for record in parse_log(payload):
+                key = hash((record.stream, record.time, record.data))
+                if not self.diverged and self.index < len(self.seen):
+                    self.index += 1
+                    if self.seen[self.index - 1] == key:
+                        continue  # replayed: already yielded
+                    self.diverged = True
+                self.seen.append(key)
+                self.progressed = True
+                yield record
+        return not live
 
 
 def _raise_stream_status(client: KaggleApiClient, response: requests.Response, ref: KernelRef) -> None:

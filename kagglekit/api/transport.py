@@ -36,7 +36,7 @@ KAGGLE_API_ENDPOINT = "https://api.kaggle.com"
 KERNELS_SERVICE = "kernels.KernelsApiService"
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 STREAM_READ_TIMEOUT = 300.0  # a quiet training run may print nothing for minutes
-RPC_USER_AGENT = ""  # what kaggle 2.2.5 sends (kaggle-wire.md §2.2)
+RPC_USER_AGENT = ""  # what kaggle 2.2.5 sends (docs/kaggle-wire.md §2.2)
 
 
 @dataclasses.dataclass(frozen=True)

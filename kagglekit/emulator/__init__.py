@@ -1,8 +1,10 @@
 """A local Kaggle-compatible kernels API that really runs kernels (the ``--local`` backend).
 
 Structure, as moto does it: ``models`` (state + rules, no HTTP), ``responses`` (parse +
-serialize), ``routes`` (URL -> handler), ``server`` (HTTP), ``runner`` (subprocesses),
-``faults`` (fault injection). Imports nothing from kagglekit except ``kagglekit.constants``.
+serialize, logs and files included), ``routes`` (URL -> route), ``control`` (the
+``/__emulator/`` routes), ``app`` (backend + runner + faults), ``server`` (HTTP),
+``runner`` (subprocesses), ``faults`` (fault injection). Prod-shaped by default
+(docs/emulator.md). Imports nothing from kagglekit except ``kagglekit.constants``.
 """
 
 from __future__ import annotations

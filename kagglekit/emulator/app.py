@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kagglekit.emulator import datasets
 from kagglekit.emulator.faults import FaultBook
 from kagglekit.emulator.models import Backend
 from kagglekit.emulator.runner import Runner, kill_orphan, namespace_support
@@ -31,6 +32,8 @@ class App:
             if v.pid:
                 kill_orphan(v.pid, self.backend.version_dir(v.id))
         self.runner = Runner(self.backend)
+        self.datasets = datasets.DatasetStore(self.backend)
+        self.backend.datasets = self.datasets
         self.faults = FaultBook()
         self._requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=20000)
         self._req_lock = threading.Lock()
@@ -54,6 +57,7 @@ class App:
     def reset(self) -> None:
         self.runner.kill_all()
         self.backend.reset()
+        self.datasets.reset()
         self.faults.clear()
         self.clear_request_log()
 
@@ -73,6 +77,7 @@ class App:
                 "reason": support.get("reason", ""),
             },
             "faults": self.faults.snapshot(),
+            "datasets": self.datasets.summary(),
             "interrupted_at_start": self.interrupted_at_start,
             "requests_recorded": len(self._requests),
             "control_token_required": bool(self.control_token),

@@ -2,7 +2,9 @@
 
 A fault names a ``target``: an RPC method name (``GetKernelSessionStatus``), ``files``
 (every output-file GET), ``file:<name>`` (GETs of one output file, by its name under
-/kaggle/working), ``logs`` (the logs stream GET) or ``*`` (any API call). Effects, combinable:
+/kaggle/working), ``logs`` (the logs stream GET), ``upload`` / ``upload:<name>`` (blob upload PUTs;
+``cut_after_bytes`` keeps K bytes then drops the connection), ``datasetfiles`` (dataset download
+GETs) or ``*`` (any API call). Effects, combinable:
 
 * ``latency_ms``: sleep before answering;
 * ``status`` (+ ``retry_after``, + ``html``): answer with that HTTP status, a JSON
@@ -106,7 +108,7 @@ class FaultBook:
         """The fault for a call known by ``keys`` (e.g. ``["files", "file:a.txt"]``), consuming one use."""
         with self._lock:
             for fault in self._faults:
-                if fault.target in keys or (fault.target == "*" and keys and keys[0] not in ("files", "logs")):
+                if fault.target in keys or (fault.target == "*" and keys and keys[0] not in ("files", "logs", "upload", "datasetfiles")):
                     fault.hits += 1
                     if fault.times > 0:
                         fault.times -= 1

@@ -63,6 +63,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "require_kernelspec": True,  # a notebook without metadata.kernelspec fails, as on Kaggle
     "cancel_always_denied": False,  # CancelKernelSession always 403 (the pessimistic case)
     "allow_self_mount": False,  # a kernel listed in its own kernel_sources is refused
+    # Datasets (kaggle-prod-behaviour.md §8): a new version processes before it can be read or mounted
+    # (kagglehub's tests poll about a minute; a new dataset invisible for ~15 min was reported).
+    "dataset_processing_seconds": 60.0,
+    "dataset_max_files": 1000,
+    "upload_url_expiry_seconds": 6 * 24 * 3600,  # the official client's resumable-upload expiry
 }
 _CHOICES = {"sandbox": ("auto", "namespace", "relative"), "error_envelope": ("nested", "flat")}
 KINDS = ("cpu", "gpu", "tpu")
@@ -276,6 +281,9 @@ class Backend:
         self._offset_cache: float | None = None
         self.on_new_version: Callable[[int], None] = lambda vid: None
         self.on_cancel: Callable[[int], object] = lambda vid: None
+        # Set by emulator/datasets.py: uploaded datasets (owner/slug[/N]) -> the READY folder to mount.
+        self.dataset_source: Callable[[str], Path | None] = lambda ref: None
+        self.datasets: Any = None
         with self.lock:
             if self._meta("schema") is None:
                 self._set_meta("schema", SCHEMA_VERSION)
@@ -422,8 +430,12 @@ class Backend:
             self.db.execute("INSERT OR REPLACE INTO sources(kind, ref, path) VALUES (?,?,?)", (kind, ref, str(p)))
 
     def source_path(self, kind: str, ref: str) -> Path | None:
+        """The folder behind a source; a dataset ref may pin a version (``owner/slug/N``)."""
+        key = "/".join(ref.split("/")[:2]) if kind == "dataset" else ref
         with self.lock:
-            row = self.db.execute("SELECT path FROM sources WHERE kind=? AND ref=?", (kind, ref)).fetchone()
+            row = self.db.execute("SELECT path FROM sources WHERE kind=? AND ref=?", (kind, key)).fetchone()
+        if row is None and kind == "dataset":
+            return self.dataset_source(ref)
         return Path(row[0]) if row else None
 
     def sources(self) -> dict[str, dict[str, str]]:
@@ -728,7 +740,7 @@ class Backend:
         bad: dict[str, list[str]] = {"invalidDatasetSources": [], "invalidCompetitionSources": [],
                                      "invalidKernelSources": [], "invalidModelSources": []}
         for ref in meta["datasetDataSources"]:
-            if self.source_path("dataset", "/".join(ref.split("/")[:2])) is None:
+            if self.source_path("dataset", ref) is None:
                 bad["invalidDatasetSources"].append(ref)
         for ref in meta["competitionDataSources"]:
             if self.source_path("competition", ref) is None:

@@ -19,11 +19,13 @@ _RPC = re.compile(r"^(?:/api)?/v1/([A-Za-z0-9_.]+)/([A-Za-z0-9_]+)$")
 _LOGS = re.compile(r"^(?:/api)?/v1/kernels/logs/stream/([^/]+)/([^/]+)/?$")
 _FILE = re.compile(r"^/__files/(\d+)/(.+)$")
 _CONTROL = re.compile(r"^/__emulator/([a-z_-]+)/?$")
+_UPLOAD = re.compile(r"^/__upload/([A-Za-z0-9_-]+)$")  # a blob upload session (createUrl)
+_DATASET_FILE = re.compile(r"^/__datasets/(\d+)/(.+)$")  # a signed dataset download URL
 
 
 @dataclasses.dataclass(frozen=True)
 class Route:
-    kind: str  # rpc | logs | file | control | root
+    kind: str  # rpc | logs | file | upload | datasetfile | control | root
     name: str = ""
     args: tuple[str, ...] = ()
 
@@ -34,7 +36,14 @@ def match(method: str, path: str) -> Route | None:
         m = _RPC.match(path)
         if m:
             return Route("rpc", f"{m.group(1)}/{m.group(2)}")
+    if method == "PUT":
+        m = _UPLOAD.match(path)
+        if m:
+            return Route("upload", "upload", (m.group(1),))
     if method in ("GET", "HEAD"):
+        m = _DATASET_FILE.match(path)
+        if m:
+            return Route("datasetfile", "datasetfiles", (m.group(1), urllib.parse.unquote(m.group(2))))
         m = _LOGS.match(path)
         if m:
             return Route("logs", "logs", (urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))))

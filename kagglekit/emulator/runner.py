@@ -281,8 +281,9 @@ class Runner:
         b = self.backend
         ev = self._wake[vid]
         v = b.version(vid)
-        if v is not None and v.session_at is not None:
-            ev.wait(max(0.0, v.session_at - b.now()))
+        while v is not None and v.session_at is not None and not self._cancelled(vid) \
+                and (left := v.session_at - b.now()) > 0:
+            ev.wait(min(left, 0.25))  # in slices: a test may move the emulator's clock meanwhile
         if not self._cancelled(vid):
             ev.wait(float(b.setting("queue_seconds")))
         reason = self._cancelled(vid)
@@ -313,7 +314,7 @@ class Runner:
         sandbox = vdir / "sandbox"
         kaggle = sandbox / "kaggle"
         for d in (kaggle / "working", kaggle / "input", kaggle / "temp", sandbox / "home", sandbox / "tmp",
-                  sandbox / "src"):
+                  sandbox / "src", sandbox / "site-packages"):
             d.mkdir(parents=True, exist_ok=True)
         inputs = self._inputs(v, bool(cfg["legacy_layout"]))
         if not use_ns:
@@ -465,7 +466,7 @@ class Runner:
 
         for ref in v.meta.get("datasetDataSources", []):
             owner_slug = "/".join(ref.split("/")[:2])
-            add(b.source_path("dataset", owner_slug), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
+            add(b.source_path("dataset", ref), f"datasets/{owner_slug}", owner_slug.split("/")[-1])
         for slug in v.meta.get("competitionDataSources", []):
             add(b.source_path("competition", slug), f"competitions/{slug}", slug)
         for ref in v.meta.get("modelDataSources", []):
@@ -509,6 +510,9 @@ class Runner:
             "KAGGLE_KERNEL_ROOT": root,
             "KAGGLE_EMULATOR_SANDBOX": "namespace" if use_ns else "relative",
             "DISABLE_KAGGLE_CACHE": "1",
+            # A kernel's `pip install` lands in its sandbox, never in the environment the emulator runs from.
+            "PIP_TARGET": str(sandbox / "site-packages"),
+            "PYTHONPATH": str(sandbox / "site-packages"),
         }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator import control, responses, routes
+from kagglekit.emulator import control, datasets, responses, routes
 from kagglekit.emulator.app import App
 from kagglekit.emulator.faults import Fault
 from kagglekit.emulator.models import Backend, WireError
@@ -86,9 +86,10 @@ class Handler(BaseHTTPRequestHandler):
             path, query = parts.path or "/", parts.query
         else:
             path, _, query = target.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
         route = routes.match(method, path)
+        length = int(self.headers.get("Content-Length") or 0)
+        streamed = route is not None and route.kind == "upload"  # read in chunks by its handler
+        body = self.rfile.read(length) if length > 0 and not streamed else b""
         entry: dict[str, Any] = {"method": method, "path": path, "status": 0, "ts": time.time(),
                                  "kind": route.kind if route else "unknown", "name": route.name if route else ""}
         self._entry: dict[str, Any] | None = entry  # logged as soon as the status is sent (see _send_response)
@@ -105,6 +106,11 @@ class Handler(BaseHTTPRequestHandler):
                 ctx = self._ctx(self._auth(required=True))
                 self._send_reply(responses.logs_reply(ctx, route.args[0], route.args[1],
                                                       (params.get("versionLabel") or [""])[0]), fault)
+            elif route.kind == "upload":
+                datasets.handle_upload(self, route.args[0])
+            elif route.kind == "datasetfile":
+                entry["file"] = route.args[1]
+                datasets.handle_file(self, int(route.args[0]), route.args[1], query, head=method == "HEAD")
             elif route.kind == "file":
                 entry["file"] = route.args[1]
                 self._file(int(route.args[0]), route.args[1], query, head=method == "HEAD")

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from . import paths, session
+from . import deps, paths, session
 from .manifest import RunManifest, interval_from_env
 
 ENV_OUTPUT_BUDGET = "KAGGLEKIT_OUTPUT_BUDGET_BYTES"
@@ -120,33 +120,12 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
-    """Run the project's entry point; returns the process exit code."""
-    started = session.process_started_at() or time.time()
+    """Run the project's entry point; returns the process exit code.
+
+    Phases: environment -> working folder -> run.json watchdog -> restore a checkpoint -> run and record.
+    """
     project = Path(project_dir).resolve()
-    env = os.environ
-    env.setdefault(session.ENV_STARTED_AT, repr(started))
-    started = float(env[session.ENV_STARTED_AT])
-    if not env.get(session.ENV_SESSION_LIMIT):
-        env[session.ENV_SESSION_LIMIT] = str(int(config.get("session_limit_s") or session.DEFAULT_SESSION_LIMIT_S))
-    mode = config.get("mode")
-    if mode in ("test", "full"):
-        env[session.ENV_MODE] = mode
-        env[session.ENV_RUNNING_TEST] = "1" if mode == "test" else "0"
-    budget = int(config.get("output_budget_bytes") or 0)
-    env[ENV_OUTPUT_BUDGET] = str(budget)
-    env[ENV_BUNDLE_SHA] = str(config.get("bundle_sha256") or "")
-    env[paths.ENV_PROJECT_DIR] = str(project)
-    env["PYTHONUNBUFFERED"] = "1"  # workers and subprocesses write through to the log, even if killed
-    for name, value in sorted((config.get("env") or {}).items()):
-        env[str(name)] = str(value)
-
-    runtime_parent = str(Path(__file__).resolve().parent.parent)
-    for entry_path in (runtime_parent, str(project)):
-        if entry_path not in sys.path:
-            sys.path.insert(0, entry_path)
-    # child processes (DataLoader workers with spawn, torchrun, subprocess) find the project too
-    env["PYTHONPATH"] = os.pathsep.join([str(project), runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
-
+    started, runtime_parent = _prepare_environment(config, project)
     working = paths.working_dir()
     working.mkdir(parents=True, exist_ok=True)
     os.chdir(working)
@@ -155,12 +134,11 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         if reconfigure is not None:
             with contextlib.suppress(Exception):
                 reconfigure(line_buffering=True)
-
     entry = str(config["entry"])
-    limit = float(env[session.ENV_SESSION_LIMIT])
+    limit = float(os.environ[session.ENV_SESSION_LIMIT])
     sets = config.get("overrides") or {}
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
-    print(f"kagglekit: running {entry} (mode {mode or 'as bundled'}, overrides {sets_text}), bundle "
+    print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}), bundle "
           f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
 
     sid = session.session_id()
@@ -172,25 +150,92 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
     manifest = RunManifest(working, base, interval_s=interval_from_env(float(config.get("watchdog_interval_s")
                                                                                or DEFAULT_INTERVAL_S)),
-                           output_budget_bytes=budget, skip_under=[str(project), runtime_parent],
-                           started_at=started)
-    resume_from = config.get("resume_from")
-    if resume_from:
-        env["KAGGLEKIT_RESUME_FROM"] = str(resume_from)
-        manifest.data["resume_from"] = resume_from
-        try:
-            restored = restore_checkpoints(str(resume_from), list(config.get("checkpoints") or ()), working)
-        except ResumeError as exc:
-            message = (f"kagglekit: ERROR: {exc}\nThe entry was not run: it would train from scratch. Check that "
-                       f"the previous version saved its checkpoint under /kaggle/working and finished saving, "
-                       f"or push without --resume.")
-            print(message, file=sys.stderr, flush=True)
-            manifest.finish("error", RESUME_FAILED_EXIT, message)
-            return RESUME_FAILED_EXIT
-        manifest.data["restored_files"] = restored
+                           output_budget_bytes=int(config.get("output_budget_bytes") or 0),
+                           skip_under=[str(project), runtime_parent], started_at=started)
+    if config.get("resume_from") and not _resume(config, manifest, working):
+        return RESUME_FAILED_EXIT
+    if config.get("requirements") and not _install_requirements(config, manifest):
+        return deps.DEPS_FAILED_EXIT
     manifest.start()
     atexit.register(manifest.finish, "interrupted", None)
+    interrupted = _stop_on_sigterm(manifest)
+    tb_text: str | None = None
+    try:
+        _run_entry(entry, project)
+        code, status = 0, "complete"
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+        status = "interrupted" if interrupted else ("complete" if code == 0 else "error")
+    except KeyboardInterrupt as exc:
+        tb_text = _user_traceback(exc)
+        print(tb_text, file=sys.stderr, end="", flush=True)
+        code, status = 130, "interrupted"
+    except BaseException as exc:
+        tb_text = _user_traceback(exc)
+        print(tb_text, file=sys.stderr, end="", flush=True)
+        code, status = 1, "error"
+    manifest.finish(status, code, tb_text)
+    return code
 
+
+def _prepare_environment(config: dict[str, Any], project: Path) -> tuple[float, str]:
+    """Set the environment the project (and its child processes) read; returns (start time, runtime folder)."""
+    env = os.environ
+    env.setdefault(session.ENV_STARTED_AT, repr(session.process_started_at() or time.time()))
+    started = float(env[session.ENV_STARTED_AT])
+    if not env.get(session.ENV_SESSION_LIMIT):
+        env[session.ENV_SESSION_LIMIT] = str(int(config.get("session_limit_s") or session.DEFAULT_SESSION_LIMIT_S))
+    mode = config.get("mode")
+    if mode in ("test", "full"):
+        env[session.ENV_MODE] = mode
+        env[session.ENV_RUNNING_TEST] = "1" if mode == "test" else "0"
+    env[ENV_OUTPUT_BUDGET] = str(int(config.get("output_budget_bytes") or 0))
+    env[ENV_BUNDLE_SHA] = str(config.get("bundle_sha256") or "")
+    env[paths.ENV_PROJECT_DIR] = str(project)
+    env["PYTHONUNBUFFERED"] = "1"  # workers and subprocesses write through to the log, even if killed
+    for name, value in sorted((config.get("env") or {}).items()):
+        env[str(name)] = str(value)
+    runtime_parent = str(Path(__file__).resolve().parent.parent)
+    for entry_path in (runtime_parent, str(project)):
+        if entry_path not in sys.path:
+            sys.path.insert(0, entry_path)
+    # child processes (DataLoader workers with spawn, torchrun, subprocess) find the project too
+    env["PYTHONPATH"] = os.pathsep.join([str(project), runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
+    return started, runtime_parent
+
+
+def _resume(config: dict[str, Any], manifest: RunManifest, working: Path) -> bool:
+    """Copy the parent run's checkpoints into the working folder; False (and run.json says why) if that failed."""
+    resume_from = config["resume_from"]
+    os.environ["KAGGLEKIT_RESUME_FROM"] = str(resume_from)
+    manifest.data["resume_from"] = resume_from
+    try:
+        restored = restore_checkpoints(str(resume_from), list(config.get("checkpoints") or ()), working)
+    except ResumeError as exc:
+        message = (f"kagglekit: ERROR: {exc}\nThe entry was not run: it would train from scratch. Check that "
+                   f"the previous version saved its checkpoint under /kaggle/working and finished saving, "
+                   f"or push without --resume.")
+        print(message, file=sys.stderr, flush=True)
+        manifest.finish("error", RESUME_FAILED_EXIT, message)
+        return False
+    manifest.data["restored_files"] = restored
+    return True
+
+
+def _install_requirements(config: dict[str, Any], manifest: RunManifest) -> bool:
+    """Install the project's requirements before the entry runs; False (and run.json says why) if that failed."""
+    try:
+        manifest.data["requirements_install_s"] = round(deps.install(config), 1)
+    except deps.DepsError as exc:
+        message = f"kagglekit: ERROR: {exc}\nThe entry was not run: its imports would fail."
+        print(message, file=sys.stderr, flush=True)
+        manifest.finish("error", deps.DEPS_FAILED_EXIT, message)
+        return False
+    return True
+
+
+def _stop_on_sigterm(manifest: RunManifest) -> list[int]:
+    """On SIGTERM (the session limit) record an interrupted run and exit; returns the signals received."""
     interrupted: list[int] = []
     boot_pid = os.getpid()
 
@@ -217,21 +262,4 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     os.register_at_fork(after_in_child=after_fork_in_child)
-
-    tb_text: str | None = None
-    try:
-        _run_entry(entry, project)
-        code, status = 0, "complete"
-    except SystemExit as exc:
-        code = _exit_code(exc.code)
-        status = "interrupted" if interrupted else ("complete" if code == 0 else "error")
-    except KeyboardInterrupt as exc:
-        tb_text = _user_traceback(exc)
-        print(tb_text, file=sys.stderr, end="", flush=True)
-        code, status = 130, "interrupted"
-    except BaseException as exc:
-        tb_text = _user_traceback(exc)
-        print(tb_text, file=sys.stderr, end="", flush=True)
-        code, status = 1, "error"
-    manifest.finish(status, code, tb_text)
-    return code
+    return interrupted

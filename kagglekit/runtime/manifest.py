@@ -180,7 +180,6 @@ class RunManifest:
         }
         self._nvidia: list[str] | None = None
 
-    # --- measurements ---------------------------------------------------------------
     def _walk(self, force: bool) -> int | None:
         """Bytes under working, or None when the last walk is too recent for its cost."""
         t0 = time.monotonic()
@@ -233,7 +232,6 @@ class RunManifest:
                       f"{_human(budget)} output budget; the save fails above Kaggle's 20 GB.",
                       file=sys.stderr, flush=True)
 
-    # --- writing --------------------------------------------------------------------
     def write(self) -> None:
         """Atomic: a temporary file beside run.json, then rename. Never from a forked child."""
         if os.getpid() != self._pid:

@@ -1,0 +1,236 @@
+"""The second channel, as a new user meets it: requirements the image lacks, runs without internet, big code.
+
+Real ``kagglekit`` commands over HTTP against the emulator, which really runs the kernels: online
+installs (from PyPI, skipped when it cannot be reached), offline installs from a vendored wheels dataset
+(wheels resolved from a local index, no network), a 3 MiB project through a code dataset, and the
+refusals that keep a run from failing at its first import.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kagglekit import constants as C
+from kagglekit.cli import main
+
+
+@pytest.fixture
+def emulator_config() -> dict[str, Any]:
+    return {"dataset_processing_seconds": 0.5}
+
+
+@pytest.fixture
+def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
+    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def make_wheel(folder: Path, name: str, version: str, body: str) -> Path:
+    """A minimal pure-Python wheel (py3-none-any), as a local package index holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": body,
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def project(root: Path, requirements: str, train: str, extra: str = "") -> Path:
+    return write(root, {
+        "kagglekit.toml": f'kernel = "demo/{root.name}"\nentry = "train.py"\ntest-flag = false\n{extra}',
+        "requirements.txt": requirements,
+        "train.py": train,
+    })
+
+
+def pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def log_of(emulator: Any, kernel: str) -> str:
+    owner, slug = kernel.split("/")
+    _, v = emulator.server.backend.resolve(owner, owner, slug, None)
+    return str(emulator.server.backend.log_text(v.id))
+
+
+def test_deps_check_sorts_requirements_against_the_image(kk: Any, tmp_path: Path) -> None:
+    root = project(tmp_path / "deps-check", """\
+        numpy>=1.26          # in the image (2.x)
+        torch==2.10.0        # the image's 2.10.0+cpu is that version
+        pandas<2             # the image has 2.3
+        cowsay==6.1
+        pywin32; sys_platform == "win32"
+        --extra-index-url https://example.org/simple
+    """, "print('x')\n")
+    code, out, err = kk("deps", "check", cwd=root)
+    assert code == 0, err
+    assert "ok             numpy>=1.26" in out and "ok             torch==2.10.0" in out
+    assert "other version  pandas<2" in out and "missing        cowsay==6.1" in out
+    assert "pywin32" in out and "marker excludes" in out and "pip option" in out
+    assert "the kernel pip-installs them before the entry (internet on)" in out
+    code, out, _ = kk("--json", "deps", "check", "--no-internet", cwd=root)
+    data = json.loads(out)
+    assert data["push_will"] == "vendor" and data["install"] == ["pandas<2", "cowsay==6.1"]
+    assert data["wheels_dataset"] == "demo/deps-check-wheels"
+    assert "2026-06-17" in data["image"]  # the dated package list shipped with kagglekit
+    # `bundle` writes what push sends: the kernel installs what the image lacks (internet on)...
+    code, _, err = kk("bundle", "-o", str(tmp_path / "out"), cwd=root)
+    assert code == 0, err
+    script = (tmp_path / "out" / "deps-check.py").read_text()
+    assert "'requirements': {'install': ['pandas<2', 'cowsay==6.1']}" in script
+    # ... and with internet off it mounts the wheels dataset `deps vendor` uploads.
+    code, _, err = kk("bundle", "--no-internet", "-o", str(tmp_path / "off"), cwd=root)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "off" / "kernel-metadata.json").read_text())
+    assert meta["dataset_sources"] == ["demo/deps-check-wheels"] and meta["enable_internet"] is False
+    assert "'wheels': 'demo/deps-check-wheels'" in (tmp_path / "off" / "deps-check.py").read_text()
+
+
+TRAIN_COWSAY = """\
+    import cowsay
+    print(cowsay.get_output_string("cow", "installed in the kernel"))
+    open("ok.txt", "w").write("ok")
+"""
+
+
+@pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from here")
+def test_online_install_of_a_package_the_image_lacks(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    root = project(tmp_path / "online-deps", "cowsay==6.1\n", TRAIN_COWSAY)
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, out + err + log_of(emulator, "demo/online-deps")
+    assert "missing cowsay==6.1; the kernel pip-installs them before the entry (internet on)" in err
+    log = log_of(emulator, "demo/online-deps")
+    assert "installing 1 requirement(s) Kaggle's image lacks from PyPI" in log
+    assert "installed cowsay==6.1 in" in log and "installed in the kernel" in log
+
+
+def test_a_failing_install_stops_before_the_entry_and_names_the_requirement(kk: Any, emulator: Any,
+                                                                            tmp_path: Path) -> None:
+    emulator.control("config", {})
+    root = project(tmp_path / "bad-deps", "kagglekit-no-such-package-zz==9.9\n", "open('ran.txt', 'w')\n")
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root, )
+    assert code == 8, out + err  # the run ended in ERROR
+    log = log_of(emulator, "demo/bad-deps")
+    assert "pip could not install kagglekit-no-such-package-zz" in log
+    assert "last lines of pip's log" in log and "The entry was not run" in log
+    assert not (emulator.output_dir("demo", "bad-deps") / "ran.txt").exists()
+
+
+def test_offline_run_installs_vendored_wheels_and_unchanged_wheels_upload_nothing(
+        kk: Any, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    make_wheel(index, "kkdemo_hello", "1.0", "def hello():\n    return 'hello from a vendored wheel'\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    root = project(tmp_path / "offline-deps", "kkdemo-hello==1.0\n", """\
+        import kkdemo_hello, socket
+        print(kkdemo_hello.hello())
+        try:
+            socket.create_connection(("pypi.org", 443), timeout=3)
+            print("NET: reachable")
+        except OSError:
+            print("NET: unreachable")
+    """)
+    code, out, err = kk("push", "--no-internet", "--wait", "--interval", "0.3", cwd=root)
+    log = log_of(emulator, "demo/offline-deps")
+    assert code == 0, out + err + log
+    assert "go to dataset demo/offline-deps-wheels" in err
+    assert "wheels dataset demo/offline-deps-wheels: uploaded" in err
+    assert "offline from the wheels in" in log and "hello from a vendored wheel" in log
+    meta = emulator.server.backend.kernel_by_ref("demo", "offline-deps").meta
+    assert meta["enableInternet"] is False and "demo/offline-deps-wheels" in meta["datasetDataSources"]
+    if emulator.get("state")["sandbox"]["internet_off_enforced"]:
+        assert "NET: unreachable" in log
+    # Unchanged requirements: the cached wheels, the same content, 0 bytes uploaded.
+    code, out, err = kk("push", "--no-internet", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, out + err
+    assert "[cached]" in err and "wheels dataset demo/offline-deps-wheels: unchanged" in err
+    assert "uploaded 0 bytes" in err
+
+
+def test_offline_push_refuses_what_cannot_work(kk: Any, emulator: Any, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty-index"))
+    (tmp_path / "empty-index").mkdir()
+    root = project(tmp_path / "refused-deps", "kkdemo-absent==2.0\n", "print('never')\n", 'deps = "install"\n')
+    code, _, err = kk("push", "--no-internet", cwd=root)
+    assert code == 14 and "cannot pip install what Kaggle's image lacks: kkdemo-absent==2.0" in err
+    (root / "kagglekit.toml").write_text('kernel = "demo/refused-deps"\nentry = "train.py"\ntest-flag = false\n')
+    code, _, err = kk("push", "--no-internet", cwd=root)
+    assert code == 14 and "kkdemo-absent==2.0 has no wheel for Kaggle's platform" in err
+    assert "Options:" in err
+    assert emulator.server.backend.kernel_by_ref("demo", "refused-deps") is None  # nothing was pushed
+
+
+def test_a_3_mib_project_runs_through_a_code_dataset(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    root = write(tmp_path / "big-code", {
+        "kagglekit.toml": 'kernel = "demo/big-code"\nentry = "pkg.main"\ntest-flag = false\n',
+        "pkg/__init__.py": "",
+        "pkg/main.py": """\
+            import hashlib
+            from pkg import table
+            print("big project ran:", hashlib.sha256(table.DATA.encode()).hexdigest()[:12])
+        """,
+    })
+    blob = os.urandom(2_300_000)  # incompressible: ~3 MiB once base64-encoded into a module
+    (root / "pkg" / "table.py").write_text(f"DATA = {base64.b64encode(blob).decode()!r}\n")
+    expected = hashlib.sha256(base64.b64encode(blob)).hexdigest()[:12]
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    log = log_of(emulator, "demo/big-code")
+    assert code == 0, out + err + log
+    assert "Code: through dataset demo/big-code-code" in err and "over Kaggle's 1 MiB source limit" in err
+    assert "code dataset demo/big-code-code: uploaded" in err
+    assert f"big project ran: {expected}" in log
+    script = emulator.server.backend.source_text(1)
+    assert len(script.encode()) < 64 * 1024
+    # The same code again: nothing uploaded, a new version runs from the same dataset.
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, out + err
+    assert "code dataset demo/big-code-code: unchanged" in err and "uploaded 0 bytes" in err
