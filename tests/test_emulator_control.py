@@ -11,6 +11,8 @@ import requests
 from kagglekit import constants as C
 from tests.fixtures_emulator import EmulatorError, EmulatorHandle
 
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
+
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 
 

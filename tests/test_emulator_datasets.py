@@ -21,6 +21,8 @@ import pytest
 
 from tests.fixtures_emulator import EmulatorError, EmulatorHandle
 
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 PROCESSING = 30.0  # long enough that a test never sees it end by itself; tests advance the clock
 
@@ -58,9 +60,10 @@ def test_official_cli_create_status_files_version_download(emulator: EmulatorHan
     # The processing window: status walks the stages, reads and a new version are refused with 403.
     assert _ok(kaggle_cli("datasets", "status", "demo/cats-data-set")).strip() == "blobs_received"
     files = kaggle_cli("datasets", "files", "demo/cats-data-set")
-    assert files.returncode == 1 and "still being processed" in files.stdout + files.stderr
+    # Kaggle's nested error envelope: the official CLI shows only the status line, not the message
+    assert files.returncode == 1 and "403 Client Error: Forbidden" in files.stdout + files.stderr
     early = kaggle_cli("datasets", "version", "-p", str(folder), "-m", "too early")
-    assert early.returncode == 1 and "datasets.update" in early.stdout + early.stderr
+    assert early.returncode == 1 and "403 Client Error: Forbidden" in early.stdout + early.stderr
     _finish_processing(emulator)
     assert _ok(kaggle_cli("datasets", "status", "demo/cats-data-set")).strip() == "ready"
     listing = _ok(kaggle_cli("datasets", "files", "demo/cats-data-set", "--csv"))

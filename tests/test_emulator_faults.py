@@ -12,6 +12,8 @@ import requests
 from kagglekit import constants as C
 from tests.fixtures_emulator import EmulatorError, EmulatorHandle
 
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
+
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 STATUS_BODY = {"userName": "demo", "kernelSlug": "fault-kernel"}
@@ -35,7 +37,7 @@ def test_status_with_retry_after_for_the_next_n_calls(emulator: EmulatorHandle, 
     emulator.control("faults", {"target": "GetKernelSessionStatus", "times": 2, "status": 429, "retry_after": 2})
     for _ in range(2):
         r = status_call(emulator)
-        assert r.status_code == 429 and r.headers["Retry-After"] == "2" and r.json()["code"] == 429
+        assert r.status_code == 429 and r.headers["Retry-After"] == "2" and r.json()["error"]["code"] == 429
     r = status_call(emulator)
     assert r.status_code == 200 and r.json() == {"status": "COMPLETE"}
     assert emulator.get("faults")["faults"] == []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
 
 from kagglekit import constants as C
 from tests.fixtures_emulator import EmulatorHandle
+
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
 
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 PAYLOAD = bytes(range(256)) * 100  # 25600 bytes
@@ -63,11 +64,12 @@ def test_both_prefixes_and_error_bodies(emulator: EmulatorHandle) -> None:
     for prefix in ("/v1", "/api/v1"):
         r = requests.post(f"{emulator.url}{prefix}/kernels.KernelsApiService/GetKernelSessionStatus", json=body,
                           auth=AUTH, timeout=10)
-        assert r.status_code == 403 and r.json() == {"code": 403, "message": "Permission 'kernels.get' was denied"}
+        assert r.status_code == 403 and r.json() == {"error": {"code": 403, "status": "PERMISSION_DENIED",
+                                                               "message": "Permission 'kernels.get' was denied"}}
     r = requests.post(f"{emulator.url}/v1/kernels.KernelsApiService/ListKernels", json={}, timeout=10)
-    assert r.status_code == 401 and r.json()["code"] == 401
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
     r = requests.post(f"{emulator.url}/v1/kernels.KernelsApiService/NoSuchMethod", json={}, auth=AUTH, timeout=10)
-    assert r.status_code == 404 and "does not implement" in r.json()["message"]
+    assert r.status_code == 404 and "does not implement" in r.json()["error"]["message"]
     r = requests.post(f"{emulator.url}/v1/kernels.KernelsApiService/ListKernels", data=b"{oops", auth=AUTH,
                       timeout=10)
     assert r.status_code == 400
@@ -106,15 +108,22 @@ def test_list_kernels_paging_and_cancel_by_session_id(emulator: EmulatorHandle) 
     emulator.push("import os, time\nprint(os.environ['KAGGLE_CONTAINER_NAME'], flush=True)\ntime.sleep(30)",
                   slug="cancel-me")
     emulator.wait_for_status("demo", "cancel-me", statuses={"RUNNING"})
-    deadline = time.monotonic() + 10
-    while not json.loads(emulator.rpc("ListKernelSessionOutput", {"userName": "demo", "kernelSlug": "cancel-me"})
-                         .get("log") or "[]"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    log = emulator.rpc("ListKernelSessionOutput", {"userName": "demo", "kernelSlug": "cancel-me"})["log"]
-    session_id = int(json.loads(log)[0]["data"].split("-")[1])
+    session_id = session_id_from_live_log(emulator, "cancel-me")
     assert emulator.rpc("CancelKernelSession", {"kernelSessionId": session_id}) == {}
-    assert emulator.wait_for_status("demo", "cancel-me", timeout=10) == "CANCEL_ACKNOWLEDGED"
+    assert emulator.wait_for_status("demo", "cancel-me", timeout=20) == "CANCEL_ACKNOWLEDGED"
+
+
+def session_id_from_live_log(emulator: EmulatorHandle, slug: str) -> int:
+    """What a tool does on Kaggle (kaggle-prod-behaviour §9): the kernel prints KAGGLE_CONTAINER_NAME
+    (``kaggle_<token>-<sessionId>-webtier``), read back from the live log stream."""
+    with requests.get(f"{emulator.url}/api/v1/kernels/logs/stream/demo/{slug}", auth=AUTH, stream=True,
+                      timeout=30) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data: {") and "-webtier" in line:
+                name = json.loads(line[len("data: "):])["data"].strip()
+                assert name.startswith("kaggle_") and name.endswith("-webtier")
+                return int(name.split("-")[-2])
+    raise AssertionError("the kernel never printed its container name")
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])

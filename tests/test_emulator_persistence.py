@@ -65,20 +65,26 @@ def _serve(data: Path, ready: Path) -> subprocess.Popen[bytes]:
 
 
 def test_killed_emulator_restarts_with_in_flight_run_as_error(tmp_path: Path) -> None:
-    """SIGKILL the server mid-run: at restart the run is ERROR with a clear message and its kernel is killed."""
+    """SIGKILL the server mid-run: at restart the run is ERROR with a clear message and its kernel is killed.
+
+    Deterministic under load: the server is killed only once the kernel itself has written a marker (so it
+    runs) *and* the status reads RUNNING (recorded together with the kernel's pid)."""
     data, ready = tmp_path / "data", tmp_path / "ready.json"
     proc = _serve(data, ready)
+    marker = tmp_path / "kernel-started"
     try:
         url = json.loads(ready.read_text())["url"]
+        source = f"open({str(marker)!r}, 'w').write('up')\n" + waiting(tmp_path / "never")
         r = requests.post(f"{url}/api/v1/kernels.KernelsApiService/SaveKernel", auth=AUTH, timeout=10, json={
-            "slug": "demo/crash-victim", "newTitle": "Crash Victim", "text": waiting(tmp_path / "never"),
+            "slug": "demo/crash-victim", "newTitle": "Crash Victim", "text": source,
             "language": "python", "kernelType": "script"})
         assert r.json()["versionNumber"] == 1
         body = {"userName": "demo", "kernelSlug": "crash-victim"}
-        deadline = time.monotonic() + 10
-        while requests.post(f"{url}/v1/kernels.KernelsApiService/GetKernelSessionStatus", json=body, auth=AUTH,
-                            timeout=10).json()["status"] != "RUNNING":
-            assert time.monotonic() < deadline
+        deadline = time.monotonic() + 60
+        while not marker.exists() or requests.post(
+                f"{url}/v1/kernels.KernelsApiService/GetKernelSessionStatus", json=body, auth=AUTH,
+                timeout=10).json().get("status") != "RUNNING":  # 404 "No runs found" until the session exists
+            assert time.monotonic() < deadline, "the kernel never started"
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from kagglekit import constants as C
+from kagglekit.emulator.models import MSG_QUOTA_PROJECTED
 from tests.fixtures_emulator import EmulatorError, EmulatorHandle
+
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -33,7 +36,8 @@ def test_source_over_limit_is_http_400_with_kaggles_message(emulator: EmulatorHa
     with pytest.raises(EmulatorError) as err:
         emulator.push(big, slug="too-big-kernel")
     assert err.value.status == 400
-    assert json.loads(err.value.body) == {"code": 400, "message": C.MSG_SOURCE_TOO_LARGE}
+    assert json.loads(err.value.body) == {"error": {"code": 400, "message": C.MSG_SOURCE_TOO_LARGE,
+                                                    "status": "INVALID_ARGUMENT"}}
     folder = tmp_path / "k"
     folder.mkdir()
     (folder / "main.py").write_text(big)
@@ -41,7 +45,8 @@ def test_source_over_limit_is_http_400_with_kaggles_message(emulator: EmulatorHa
         {"id": "demo/too-big-kernel", "title": "Too Big Kernel", "code_file": "main.py", "language": "python",
          "kernel_type": "script"}))
     r = kaggle_cli("kernels", "push", "-p", str(folder))
-    assert r.returncode == 1 and C.MSG_SOURCE_TOO_LARGE in r.stdout + r.stderr
+    # The official CLI does not read Kaggle's nested envelope: all it shows is the status line.
+    assert r.returncode == 1 and "400 Client Error: Bad Request" in r.stdout + r.stderr
     emulator.push("x = 1\n" + "#" * (C.SOURCE_LIMIT_BYTES - 10), slug="just-fits-kernel")  # under: accepted
 
 
@@ -105,8 +110,9 @@ def test_admission_counts_reserved_time_of_running_sessions(emulator: EmulatorHa
     reserved = float(gq["timeReserved"].rstrip("s"))
     assert 50 < reserved <= 60 and set(gq) >= {"timeUsed", "timeReserved", "totalTimeAllowed", "minimumTimeAllowed"}
     emulator.control("usage", {"username": "demo", "kind": "gpu", "seconds": 45})
+    # used (45 s + the run's seconds) < 100 s, but used + reserved is over: Kaggle's "projected" refusal
     assert emulator.push("print(1)", slug="second-gpu-kernel", **gpu()) == {
-        "error": C.MSG_WEEKLY_QUOTA.format(kind="GPU", hours=100 / 3600)}
+        "error": MSG_QUOTA_PROJECTED.format(kind="GPU", hours=100 / 3600)}
     flag.write_text("go")
     emulator.wait_for_status("demo", "reserving-kernel")
     assert emulator.push("print(1)", slug="second-gpu-kernel", **gpu())["versionNumber"] == 1

@@ -10,6 +10,8 @@ import pytest
 
 from tests.fixtures_emulator import EmulatorHandle
 
+pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
+
 PROBE = """\
 import json, os, socket
 root = os.environ.get("KAGGLE_KERNEL_ROOT", "/kaggle")
