@@ -525,23 +525,27 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     sections = [("Run", run_rows), ("Cost", cost_rows), ("Space", space_rows), ("Training", train_rows)]
     if r.chain is not None:
         sections.insert(1, (f"Resume chain {r.chain.id}", _chain_rows(r.chain)))
-    e = r.estimate
-    if e is not None:
-        quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
-                 e.fits_quota if e.quota_left_h is None else
-                 f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
-        sections.append(("Full-run estimate", [
-            ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
-                                 f"(mid {_duration_label(e.mid_s)})"),
-            ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
-                     f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
-                     f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
-            ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
-                                       + (f"; about {e.sessions_needed} sessions with push --resume)"
-                                          if e.sessions_needed > 1 else ")")),
-            (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
-        ]))
+    if r.estimate is not None:
+        sections.append(("Full-run estimate", _estimate_rows(r.estimate)))
     return sections
+
+
+def _estimate_rows(e: Estimate) -> list[tuple[str, str]]:
+    """The full-run estimate's table: duration range, how it was made, whether it fits."""
+    quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
+             e.fits_quota if e.quota_left_h is None else
+             f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
+    return [
+        ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
+                             f"(mid {_duration_label(e.mid_s)})"),
+        ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
+                 f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
+                 f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+        ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
+                                   + (f"; about {e.sessions_needed} sessions with push --resume)"
+                                      if e.sessions_needed > 1 else ")")),
+        (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
+    ]
 
 
 def _chain_rows(c: ChainReport) -> list[tuple[str, str]]:
