@@ -309,19 +309,22 @@ def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Cal
     from kagglekit.identity import backend_key, remember
     from kagglekit.settings import find_project_root
 
-    remember(find_project_root(project_dir or Path.cwd())[0], outcome.kernel, backend_key(opts.local, opts.endpoint))
+    kernel = getattr(outcome, "project_kernel", None) or outcome.kernel  # the project's, never its relay sibling
+    remember(find_project_root(project_dir or Path.cwd())[0], kernel, backend_key(opts.local, opts.endpoint))
     if not opts.json:
         click.echo(describe(outcome))
 
 
 def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger | None]:
-    """The client, the run's reference (KERNEL, else this project's) and the ledger (None, after a
-    warning, when the ledger file is unusable: looking at a run needs no history)."""
+    """The client, the run's reference (KERNEL, else this project's; without a version, its resume chain's
+    newest session) and the ledger (None, after a warning, when the ledger file is unusable: looking at a
+    run needs no history)."""
     from kagglekit.ledger import optional_ledger
 
     kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
     client = opts.client()
-    return client, _kernel_ref(client, kernel), optional_ledger(_warn(opts))
+    ledger = optional_ledger(_warn(opts))
+    return client, _session_ref(opts, client, kernel, ledger), ledger
 
 
 def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
@@ -352,12 +355,25 @@ def start_grace_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--start-grace", type=Duration(), default="15m", show_default=True,
         help="After a push, how long Kaggle's \"No runs found\" (and a new private kernel's 403) counts as "
-             "\"waiting for Kaggle to start the run\"; then exit 15 (the push started no run).")(f)
+             "\"waiting for Kaggle to start the run\"; then exit 16 (the push started no run).")(f)
 
 
 def max_wait_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--max-wait", type=Duration(), default=None,
-                        help=f"Give up {what} after this long (e.g. 2h): exit 16, the run goes on.")
+                        help=f"Give up {what} after this long (e.g. 2h): exit 17, the run goes on.")
+
+
+def _session_ref(opts: Options, client: KaggleApiClient, kernel: str, ledger: Any) -> KernelRef:
+    """KERNEL as typed; without a version, its resume chain's newest session (docs/resume.md), which may
+    have run on the chain's relay kernel: the chain is one thing to the user."""
+    from kagglekit.chain import follow
+
+    ref, note = follow(client, ledger, _kernel_ref(client, kernel))
+    if note:
+        opts.info(f"Following the resume chain: {note}.")
+    return ref
+
+
 def _warn(opts: Options) -> Callable[[str], None]:
     return lambda message: opts.info(f"Warning: {message}")
 
@@ -391,6 +407,11 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
               help="Continue training from this kernel's previous output (its newest checkpoint).")
 @click.option("--resume-from", metavar="OWNER/SLUG[/V]", help="Continue from another kernel's output.")
 @click.option("--strict", is_flag=True, help="Refuse (exit 6) instead of warning when the quota looks short.")
+@click.option("--until-done", is_flag=True,
+              help="Keep pushing the next session (through the relay kernel) each time one ends by its time "
+                   "guard, until the training reports it finished; rerun to continue after Ctrl-C.")
+@click.option("--max-sessions", type=click.IntRange(1), default=20, show_default=True,
+              help="With --until-done: at most this many sessions in the chain.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
 @start_grace_option
@@ -399,7 +420,8 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             interval: float, start_grace: float, max_wait: float | None, script_args: tuple[str, ...],
+             until_done: bool, max_sessions: int, interval: float, start_grace: float, max_wait: float | None,
+             script_args: tuple[str, ...],
              **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
@@ -408,6 +430,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --set n_epoch=1      (full data, small epoch)
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
+               kagglekit push --gpu --full --resume --until-done (session after session until done)
                kagglekit push --full -- --epochs 1 --fold 0     (arguments for the entry point)
     """
     from kagglekit.ledger import Ledger, optional_ledger
@@ -420,6 +443,14 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
     req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
+    if until_done and not dry_run:
+        if after_test:
+            from kagglekit.errors import ConfigError
+
+            raise ConfigError("--until-done and --after-test do not go together.",
+                              hint="Run the test first (push --test --wait), then push --full --until-done.")
+        _push_until_done(opts, req, interval, max_sessions)
+        return
     ledger = optional_ledger(_warn(opts)) if dry_run else Ledger()  # a real push must be recorded
     try:
         outcome, report = run_push(
@@ -440,6 +471,79 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
         raise_for_outcome(report, cli=opts.command_prefix())
     elif not opts.json:
         click.echo(f"Follow it with: {opts.command_prefix()} status --watch {outcome.kernel}/{outcome.version}")
+
+
+def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int) -> None:
+    """``push --until-done``: the chain driver, its words, and its exit code."""
+    from kagglekit.ledger import Ledger
+    from kagglekit.push import describe
+    from kagglekit.until_done import UntilDone, run_until_done
+
+    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info,
+                       on_pushed=lambda o: _pushed(opts, req.project_dir, o, describe),
+                       on_change=lambda r: _print_status(opts, r, tail=False))
+    try:
+        outcome = run_until_done(opts.client(), req, Ledger(), driver)
+    except KeyboardInterrupt:
+        opts.info(f"Stopped following. The session goes on on Kaggle, and the chain is kept: run the same "
+                  f"command again to continue it, or `{opts.command_prefix()} stop` to end it.")
+        raise
+
+    def human() -> None:
+        from kagglekit.display import duration
+
+        click.echo(f"Chain {outcome.chain_id}: {outcome.state}. {outcome.message}")
+        for row in outcome.sessions:
+            click.echo(f"  session {row['session']}: {row['kernel']} v{row['version']} "
+                       f"{(row['status'] or '?').lower()}, {duration(row['duration_s'], unknown='?')}"
+                       + (f", epochs {row['epochs']}" if row["epochs"] else ""))
+        click.echo(f"  {outcome.accelerator_hours:.3f} accelerator hours in all")
+
+    opts.emit(outcome, human)
+    outcome.raise_for_state(cli=opts.command_prefix())
+
+
+@cli.command("stop")
+@click.argument("kernel", required=False)
+@click.option("--delete", is_flag=True,
+              help="If Kaggle refuses the cancel: pull every saved output, then delete the kernel (asks first).")
+@click.option("-y", "--yes", is_flag=True, help="With --delete: do not ask (for scripts).")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; cancel and delete nothing.")
+@pass_options
+def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, dry_run: bool) -> None:
+    """Stop a running session (KERNEL: OWNER/SLUG[/VERSION], default this project's newest).
+
+    \b
+    Tries Kaggle's cancel with the session id the run logged. Kaggle refuses it (403) to many
+    accounts: then it says where to press "Stop Session", and with --delete pulls every saved
+    output and, after you confirm, deletes the kernel (which ends the session and its billing).
+    Stopping also ends the run's resume chain, so push --until-done pushes nothing more.
+    """
+    from kagglekit.errors import CancelDeniedError
+    from kagglekit.ledger import Ledger
+    from kagglekit.settings import load_project
+    from kagglekit.stop import stop
+
+    kernel = kernel or _project_kernel(opts)
+    client = opts.client()
+    ledger = Ledger()
+    ref = _session_ref(opts, client, kernel, ledger)
+    root = None
+    with contextlib.suppress(KagglekitError):
+        root = load_project().root
+
+    def confirm(question: str) -> bool:
+        if not sys.stdin.isatty():
+            opts.info(f"{question}\nNot asked: no terminal to answer on. Pass --yes to delete without asking.")
+            return False
+        return click.confirm(question, default=False, err=True)
+
+    outcome = stop(client, ref, ledger, delete=delete, yes=yes, dry_run=dry_run, outputs_root=root,
+                   confirm=confirm, info=opts.info, cli=opts.command_prefix())
+    opts.emit(outcome, outcome.message)
+    if outcome.action in ("denied", "kept"):
+        raise CancelDeniedError(f"{outcome.kernel} v{outcome.version} is still running.",
+                                hint=None if delete else f"{opts.command_prefix()} stop {outcome.kernel} --delete")
 
 
 @cli.command("status")
@@ -533,7 +637,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, star
               help="This version of the kernel (same as KERNEL/N), e.g. the newest finished one during a run.")
 @click.option("--max-wait", type=Duration(), default=None,
               help="After a cancel, how long to wait for Kaggle to finish saving the files (CANCEL_ACKNOWLEDGED) "
-                   "before giving up with exit 16 [default: 10m].")
+                   "before giving up with exit 17 [default: 10m].")
 @pass_options
 def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | None, include: tuple[str, ...],
                          exclude: tuple[str, ...], checkpoints: bool, jobs: int, force: bool, version: int | None,
@@ -551,7 +655,8 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
         check_output_dir(output_dir, "-o/--output")
     kernel = kernel or _project_kernel(opts)
     client = opts.client()
-    ref = _kernel_ref(client, kernel)
+    ledger = optional_ledger(_warn(opts))
+    ref = _session_ref(opts, client, kernel, ledger) if version is None else _kernel_ref(client, kernel)
     if version is not None:
         if ref.version is not None and ref.version != version:
             from kagglekit.errors import ConfigError
@@ -562,7 +667,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     summary = pull_outputs(
         client, ref, target=output_dir, include=list(include), exclude=list(exclude),
         checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
-        ledger=optional_ledger(_warn(opts)), raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+        ledger=ledger, raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
         info=opts.info, max_wait_s=max_wait, cli=opts.command_prefix(),
     )
 
@@ -585,16 +690,30 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
               help="Every kernel's runs (default inside a project: the project's kernel).")
 @pass_options
 def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
-    """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's."""
-    from kagglekit.display import runs_table
+    """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's (and its
+    resume chain's sessions on the relay sibling)."""
+    from kagglekit.chain import relay_kernel
+    from kagglekit.display import chain_lines, runs_table
     from kagglekit.errors import ConfigError
     from kagglekit.ledger import Ledger
 
     if kernel is None and not all_kernels:
         with contextlib.suppress(ConfigError):
             kernel = _project_kernel(opts)
-    records = Ledger().runs(kernel=kernel)
-    opts.emit(records, lambda: click.echo(runs_table(records, kernel=kernel)))
+    ledger = Ledger()
+    records = ledger.runs(kernel=kernel)
+    if kernel:  # a kernel's runs include its resume chain's sessions on the relay sibling
+        records = sorted(records + ledger.runs(kernel=relay_kernel(kernel)),
+                         key=lambda r: (r.pushed_at or r.updated_at or r.started_at, r.kernel, r.version))
+    chain_ids = sorted({r.chain_id for r in records if r.chain_id is not None})
+    chains = [c for c in (ledger.get_chain(i) for i in chain_ids) if c is not None]
+
+    def human() -> None:
+        click.echo(runs_table(records, kernel=kernel))
+        for line in chain_lines(chains, {c.id: ledger.chain_runs(c.id) for c in chains}):
+            click.echo(line)
+
+    opts.emit(records, human)
 
 
 @cli.command("quota")

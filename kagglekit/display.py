@@ -6,12 +6,13 @@ One module so that a size or a duration reads the same in every command. Sizes u
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from kagglekit.constants import SHAPE_LABELS, accelerator_kind
 
 if TYPE_CHECKING:
-    from kagglekit.ledger import RunRecord
+    from kagglekit.ledger import ChainRecord, RunRecord
 
 
 def size(n: float | None, *, digits: int = 1, unknown: str = "") -> str:
@@ -113,6 +114,8 @@ def runs_table(records: list[RunRecord], kernel: str | None = None) -> str:
             "output": size(r.output_bytes), "files": "" if r.output_files is None else str(r.output_files),
             "peak work": size(r.peak_working_bytes), "commit": commit,
             "from": f"v{r.parent_version}" if r.parent_version else (r.resume_from or ""),
+            "chain:session": f"{r.chain_id}:{r.chain_seq}" if r.chain_id is not None else "",
+            "epochs": epochs_text(r.training),
             "message": (r.message or "")[:40],
         }
         if len(accounts) > 1:
@@ -121,3 +124,31 @@ def runs_table(records: list[RunRecord], kernel: str | None = None) -> str:
     frame = pd.DataFrame(rows)
     frame = frame.loc[:, [c for c in frame.columns if (frame[c] != "").any()]]
     return str(frame.to_string(index=False))
+
+
+def epochs_text(training: Mapping[str, Any] | None) -> str:
+    """``1-7 of 22`` from a session's reported progress (run.json ``training``); '' when it reported none."""
+    if not training or training.get("epoch") is None:
+        return ""
+    last, first, total = training.get("epoch"), training.get("first_epoch"), training.get("total")
+    if first is None:  # no epoch trained in this session (e.g. resumed a finished training)
+        return f"none (at {last})"
+    span = f"{first}-{last}" if first != last else f"{last}"
+    return span + (f" of {total}" if total else "")
+
+
+def chain_lines(chains: list[ChainRecord], sessions: Mapping[int, list[RunRecord]]) -> list[str]:
+    """One line per resume chain: its kernels, state, sessions, epochs and accelerator time."""
+    lines = []
+    for chain in chains:
+        runs = sessions.get(chain.id) or []
+        if not runs:
+            continue
+        trained = [r.training for r in runs if r.training and r.training.get("first_epoch") is not None]
+        epochs = (f", epochs {trained[0]['first_epoch']}-{trained[-1]['epoch']}" if trained else "")
+        acc = [r for r in runs if r.kind in ("gpu", "tpu")]
+        time_used = clock(sum(r.elapsed_s() or 0.0 for r in runs))
+        billed = f" ({hours(sum(r.elapsed_s() or 0.0 for r in acc) / 3600)} h {acc[0].kind.upper()})" if acc else ""
+        lines.append(f"chain {chain.id} ({chain.kernel} <-> {chain.sibling}): {chain.state}, {len(runs)} session(s)"
+                     f"{epochs}, {time_used}{billed}" + (f"; {chain.note}" if chain.note else ""))
+    return lines

@@ -55,6 +55,13 @@ class KaggleRefusedError(KagglekitError):
     exit_code = 6
 
 
+class CancelDeniedError(KaggleRefusedError):
+    """Kaggle refused to cancel a session (403 ``kernelSessions.cancel``): the run goes on; the web UI's
+    Stop Session or deleting the kernel stops it (``kagglekit stop`` says how)."""
+
+    exit_code = 15
+
+
 class ApiError(KagglekitError):
     """The API could not be reached or kept failing (network, timeouts, 5xx, 429 after retries)."""
 
@@ -101,16 +108,18 @@ class DependencyError(KagglekitError):
     """The project's requirements cannot be met on Kaggle as asked (no wheel for its platform, internet off)."""
 
     exit_code = 14
+
+
 class RunNotStartedError(KagglekitError):
     """A push created a version but no run: Kaggle still answers "No runs found" after the start grace."""
 
-    exit_code = 15
+    exit_code = 16
 
 
 class RunNotFinishedError(KagglekitError):
     """The run has not ended yet: ``--max-wait`` passed, or its outputs are not listed until it and its save end."""
 
-    exit_code = 16
+    exit_code = 17
 
 
 EXIT_INTERRUPTED = 130

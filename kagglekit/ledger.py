@@ -114,6 +114,9 @@ class RunRecord:
     resume_from: str | None = None
     overrides: dict[str, str] | None = None  # the --set NAME=VALUE pairs of the push
     args: list[str] | None = None  # the entry point's command-line arguments
+    chain_id: int | None = None  # the resume chain this version is a session of (chains table)
+    chain_seq: int | None = None  # its place in the chain: 1, 2, ...
+    session_id: int | None = None  # Kaggle's kernel session id (run.json / the log), for CancelKernelSession
     status: str | None = None
     status_seen_at: datetime | None = None
     failure_message: str | None = None
@@ -129,6 +132,7 @@ class RunRecord:
     peak_rss_bytes: int | None = None
     updated_at: datetime | None = None
     statuses: list[StatusEvent] = dataclasses.field(default_factory=list)
+    training: dict[str, Any] | None = None  # run.json's `training` (what the project reported), if pulled
 
     @property
     def ref(self) -> str:
@@ -319,6 +323,26 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN args TEXT;
     """,
+    # 5: resume chains (docs/resume.md): the sessions of one training across two kernels, and the
+    # state of `push --until-done`, which must survive the process; the session id `stop` cancels with.
+    """
+    CREATE TABLE chains (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        kernel TEXT NOT NULL,
+        sibling TEXT NOT NULL,
+        state TEXT NOT NULL,
+        until_done INTEGER NOT NULL DEFAULT 0,
+        options TEXT,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX chains_kernel ON chains (account, kernel);
+    ALTER TABLE runs ADD COLUMN chain_id INTEGER REFERENCES chains(id);
+    ALTER TABLE runs ADD COLUMN chain_seq INTEGER;
+    ALTER TABLE runs ADD COLUMN session_id INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -327,7 +351,7 @@ _RUN_COLUMNS = (
     "git_commit", "git_dirty", "message", "parent_version", "resume_from", "status", "status_seen_at",
     "failure_message", "started_at", "started_source", "ended_at", "ended_source", "duration_s",
     "duration_source", "output_bytes", "output_files", "peak_working_bytes", "peak_rss_bytes", "updated_at",
-    "overrides", "args",
+    "overrides", "args", "chain_id", "chain_seq", "session_id",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
 
@@ -650,6 +674,9 @@ class Ledger:
             values["mode"] = mode
         if resume_from is not None and resume_from != "":
             values["resume_from"] = str(resume_from)
+        session_id = _int_or_none(_first(run_json, "session_id"))
+        if session_id is not None:
+            values["session_id"] = session_id
         values["manifest_json"] = json.dumps(dict(run_json), default=str, sort_keys=True)
         requested = _requested_accelerator(_first(run_json, "accelerator.requested"))
         with self._transaction() as conn:
@@ -704,7 +731,8 @@ class Ledger:
                 elif col in ("overrides", "args") and value is not None:
                     value = json.loads(value)
                 kwargs[col] = value
-            records.append(RunRecord(**kwargs, statuses=events[int(row["id"])]))
+            records.append(RunRecord(**kwargs, statuses=events[int(row["id"])],
+                                     training=_training_of(row["manifest_json"])))
         return records
 
     def _select(self, where: str = "", params: tuple[Any, ...] = (), order: str = "ORDER BY id") -> list[RunRecord]:
@@ -787,6 +815,117 @@ class Ledger:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    # -- resume chains (storage only; the logic is kagglekit/chain.py) -------------------------
+
+    def create_chain(self, account: str, kernel: str, sibling: str, *, state: str = "open",
+                     until_done: bool = False, options: Mapping[str, Any] | None = None) -> ChainRecord:
+        now = _to_text(self._clock())
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO chains (account, kernel, sibling, state, until_done, options, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, kernel, sibling, state, int(until_done),
+                 json.dumps(dict(options), sort_keys=True) if options else None, now, now))
+            chain_id = int(cur.lastrowid or 0)
+        found = self.get_chain(chain_id)
+        assert found is not None
+        return found
+
+    def get_chain(self, chain_id: int) -> ChainRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM chains WHERE id = ?", (int(chain_id),)).fetchone()
+        return _chain_record(row) if row is not None else None
+
+    def chains(self, account: str | None = None, kernel: str | None = None) -> list[ChainRecord]:
+        """Chains, oldest first; ``kernel`` matches either of a chain's two kernels."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if account is not None:
+            clauses.append("account = ?")
+            params.append(account)
+        if kernel is not None:
+            clauses.append("(kernel = ? OR sibling = ?)")
+            params += [kernel, kernel]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT * FROM chains {where} ORDER BY id", tuple(params)).fetchall()
+        return [_chain_record(r) for r in rows]
+
+    def update_chain(self, chain_id: int, *, state: str | None = None, note: str | None = None,
+                     until_done: bool | None = None, options: Mapping[str, Any] | None = None) -> ChainRecord:
+        values: dict[str, Any] = {"updated_at": _to_text(self._clock())}
+        if state is not None:
+            values["state"] = state
+        if note is not None:
+            values["note"] = note
+        if until_done is not None:
+            values["until_done"] = int(until_done)
+        if options is not None:
+            values["options"] = json.dumps(dict(options), sort_keys=True)
+        with self._transaction() as conn:
+            conn.execute(f"UPDATE chains SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                         (*values.values(), int(chain_id)))
+        found = self.get_chain(chain_id)
+        if found is None:
+            raise LedgerError(f"No chain {chain_id} in the run ledger {self.path}.")
+        return found
+
+    def add_to_chain(self, account: str, kernel: str, version: int, chain_id: int, seq: int) -> RunRecord:
+        """Make ``kernel`` v``version`` session ``seq`` of chain ``chain_id``."""
+        with self._transaction() as conn:
+            run_id = self._ensure_run(conn, account, kernel, version)
+            self._update(conn, run_id, {"chain_id": int(chain_id), "chain_seq": int(seq)})
+        return self._get(account, kernel, version)
+
+    def chain_runs(self, chain_id: int) -> list[RunRecord]:
+        """A chain's sessions in order."""
+        return self._select("WHERE chain_id = ?", (int(chain_id),), "ORDER BY chain_seq, id")
+
+    def record_session_id(self, account: str, kernel: str, version: int, session_id: int) -> None:
+        with self._transaction() as conn:
+            run_id = self._ensure_run(conn, account, kernel, version)
+            self._update(conn, run_id, {"session_id": int(session_id)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainRecord:
+    """One resume chain: its two kernels and what ``push --until-done`` is doing with it."""
+
+    id: int
+    account: str
+    kernel: str  # the project's kernel
+    sibling: str  # the relay kernel the sessions alternate with
+    state: str  # open | running | finished | failed | stopped | halted
+    until_done: bool
+    options: dict[str, Any]
+    note: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def kernels(self) -> tuple[str, str]:
+        return self.kernel, self.sibling
+
+
+def _chain_record(row: sqlite3.Row) -> ChainRecord:
+    options = json.loads(row["options"]) if row["options"] else {}
+    return ChainRecord(id=int(row["id"]), account=row["account"], kernel=row["kernel"], sibling=row["sibling"],
+                       state=row["state"], until_done=bool(row["until_done"]),
+                       options=options if isinstance(options, dict) else {}, note=row["note"],
+                       created_at=_from_text(row["created_at"]), updated_at=_from_text(row["updated_at"]))
+
+
+def _training_of(manifest_json: str | None) -> dict[str, Any] | None:
+    """run.json's ``training`` block (what the project reported with report_progress), if any."""
+    if not manifest_json:
+        return None
+    try:
+        data = json.loads(manifest_json)
+    except ValueError:
+        return None
+    training = data.get("training") if isinstance(data, dict) else None
+    return training if isinstance(training, dict) else None
 
 
 def optional_ledger(warn: Callable[[str], None]) -> Ledger | None:

@@ -101,9 +101,7 @@ def start(port: int = 0) -> EmulatorInfo:
         ) from None
 
 
-# The background emulator is prod-shaped (docs/kaggle-facts.md). One kinder switch is left until the resume
-# relay (issue 12) stops relying on a kernel mounting its own output.
-_RESUME_RELAY_KINDER_CONFIG = {"allow_self_mount": True}  # TODO(issue 12): remove
+# The background emulator is prod-shaped (docs/kaggle-facts.md): no kinder switches.
 
 
 def _spawn(port: int) -> EmulatorInfo:
@@ -113,8 +111,7 @@ def _spawn(port: int) -> EmulatorInfo:
     with contextlib.suppress(FileNotFoundError):
         ready.unlink()
     cmd = [sys.executable, "-m", "kagglekit.emulator", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--ready-file", str(ready), "--quiet",
-           "--config", json.dumps(_RESUME_RELAY_KINDER_CONFIG)]  # TODO(issue 12): remove --config
+           "--data-dir", str(data_dir), "--ready-file", str(ready), "--quiet"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     log = _log_path().open("ab")
     try:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.errors import KagglekitError, KaggleRefusedError, NotFoundError
+from kagglekit.chain import ResumePlan, plan_resume, record_session
+from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
 from kagglekit.waiting import DEFAULT_START_GRACE_S, not_started_reason
@@ -79,6 +80,7 @@ class PushOutcome:
     left_out: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {path, reason}
     code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
     requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
+    project_kernel: str | None = None  # the project's kernel (``kernel`` is its relay sibling for some sessions)
 
     @property
     def ref(self) -> KernelRef:
@@ -104,36 +106,6 @@ def load_settings(req: PushRequest) -> ProjectSettings:
     return load_project(req.project_dir, overrides=req.run.settings_overrides())
 
 
-def resume_source(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest,
-                  ledger: Ledger | None) -> KernelRef:
-    """The kernel version whose output carries the checkpoint to continue from.
-
-    ``--resume`` means this kernel's newest version (from the ledger, else from Kaggle);
-    ``--resume-from`` names one. The version is pinned, so Kaggle mounts that run's output
-    even when an older run of the kernel completed and the newest was stopped.
-    """
-    if req.resume_from:
-        ref = KernelRef.parse(req.resume_from, default_owner=client.username)
-    else:
-        ref = KernelRef(settings.kernel_owner or client.username, settings.kernel_slug or "")
-    try:
-        info = client.get_kernel(ref.without_version())
-    except NotFoundError as exc:  # Kaggle answers 403 for a kernel that does not exist: say what it means here
-        flag = "--resume-from" if req.resume_from else "--resume"
-        raise NotFoundError(
-            f"{flag}: {ref.kernel_id} has no version on Kaggle that this account can see (never pushed, a typo, "
-            "or another account's private kernel), so there is nothing to resume from.",
-            f"Push it once without {flag} (kagglekit push), then resume from that run; "
-            "`kagglekit runs` lists what the ledger knows.",
-        ) from exc
-    version = ref.version
-    if version is None and ledger is not None:
-        version = max((r.version for r in ledger.runs(kernel=ref.kernel_id, account=client.account)), default=None)
-    if version is None:
-        version = info.current_version
-    return ref.with_version(version)
-
-
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
          info: Callable[[str], None] = print) -> PushOutcome:
     """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
@@ -144,17 +116,20 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
     warnings = list(settings.warnings)
-    parent: KernelRef | None = None
+    project = settings  # the project's own kernel: its code and wheels datasets serve the relay sibling too
+    plan: ResumePlan | None = None
     if (req.resume or req.resume_from) and client is not None:
-        req, parent = _resume_parent(client, settings, req, ledger, warnings)
+        req, settings, plan = _resume_parent(client, settings, req, ledger, warnings)
+    parent = plan.parent if plan is not None else None
     resume_ref = None if parent is None else str(parent)
     if client is not None and ledger is not None and settings.accelerator_kind != "cpu" and not req.dry_run:
         _preflight(client, ledger, settings, req, warnings)
 
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
-    deps_plan = plan_deps(settings, settings.enable_internet)
-    if deps_plan.report.verdicts or deps_plan.report.skipped:
+    deps_plan = plan_deps(dataclasses.replace(project, accelerator=settings.accelerator), settings.enable_internet)
+    # The summary printed after the push says both of these; announce them early only before slow work (uploads).
+    if deps_plan.action == VENDOR and (deps_plan.report.verdicts or deps_plan.report.skipped):
         info(f"Requirements: {deps_plan.describe()}")
     if deps_plan.action == VENDOR and not req.dry_run:
         vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
@@ -163,9 +138,10 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         out_dir = req.bundle_dir or Path(tmp)
         outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings, deps_plan.requirements_config(),
                                   (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
-                                  deps_plan.wheels_dataset else ())
+                                  deps_plan.wheels_dataset else (), code_dataset_settings=project)
         outcome.requirements = deps_plan.describe()
-        info(f"Code: {bundle.delivery}")
+        if bundle.code_dataset is not None:
+            info(f"Code: {bundle.delivery}")
         for w in warnings:
             info(f"Warning: {w}")
         if req.dry_run or client is None:
@@ -181,7 +157,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
 
             raise explain_refusal(client, ledger, client.account, settings.accelerator_kind, exc) from None
 
-    _take_answer(client, outcome, result, info)
+    _take_answer(client, outcome, result, info, parent)
+    outcome.project_kernel = project.kernel_id
     if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
@@ -190,18 +167,26 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
                            message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
                            overrides=bundle.overrides, args=bundle.argv)
+        if plan is not None:
+            record_session(ledger, client.account, plan, outcome.kernel, result.version, plan.project)
     return outcome
 
 
 def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: PushRequest, ledger: Ledger | None,
-                   warnings: list[str]) -> tuple[PushRequest, KernelRef]:
-    """The run to continue from; the request takes its mode and overrides unless told otherwise."""
-    parent = resume_source(client, settings, req, ledger)
-    if ledger is not None and parent.version is not None:
-        req = _same_mode_as_parent(req, ledger.get(client.account, parent.kernel_id, parent.version),
-                                   str(parent), warnings)
+                   warnings: list[str]) -> tuple[PushRequest, ProjectSettings, ResumePlan]:
+    """The session to continue from, and the kernel the next one goes to: the other kernel of the chain's
+    pair, since a kernel cannot mount its own output (docs/resume.md). The request takes the parent's mode,
+    overrides and machine unless told otherwise."""
+    flag = "--resume-from" if req.resume_from else "--resume"
+    plan = plan_resume(client, ledger, settings, req.resume_from, flag=flag)
+    warnings.extend(plan.warnings)
+    parent = plan.parent
+    record = ledger.get(client.account, parent.kernel_id, parent.version) \
+        if ledger is not None and parent.version is not None else None
+    req = _same_mode_as_parent(req, record, str(parent), warnings)
+    settings = _same_machine_as_parent(req, plan.settings, record, str(parent), warnings)
     warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
-    return req, parent
+    return req, settings, plan
 
 
 def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSettings, req: PushRequest,
@@ -241,7 +226,7 @@ def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResu
 
 
 def _take_answer(client: KaggleApiClient, outcome: PushOutcome, result: PushResult,
-                 info: Callable[[str], None]) -> None:
+                 info: Callable[[str], None], parent: KernelRef | None = None) -> None:
     """What Kaggle answered to the push: the version, the URL, and the sources it did not attach."""
     outcome.version = result.version
     # Under --local, the emulator's own page for the kernel, not a kaggle.com link that leads nowhere.
@@ -258,6 +243,24 @@ def _take_answer(client: KaggleApiClient, outcome: PushOutcome, result: PushResu
     for what, names in outcome.invalid_sources.items():
         info(f"Warning: Kaggle did not attach these {what} (not found, or not visible to you): "
              f"{', '.join(names)}. The run goes on without them.")
+    if parent is not None and any(n.split("/")[:2] == [parent.owner, parent.slug]
+                                  for n in outcome.invalid_sources.get("kernels", [])):
+        info(f"Warning: Kaggle did not attach {parent}, the output to resume from: the session will stop (exit "
+             "code 3) before training rather than start from scratch.")
+
+
+def _same_machine_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
+                            warnings: list[str]) -> ProjectSettings:
+    """A resumed session runs on the parent's accelerator unless one is given now (same settings, same
+    machine: a chain must not drop from a GPU to the CPU because a flag was left off)."""
+    shape = getattr(parent, "machine_shape", None)
+    if req.run.accelerator is not None or not shape or shape == settings.machine_shape:
+        return settings
+    from kagglekit.constants import SHAPE_LABELS
+
+    warnings.append(f"Resuming on {SHAPE_LABELS.get(shape, shape)}, as {resume_ref} ran "
+                    "(give --gpu/--tpu/--cpu to choose).")
+    return dataclasses.replace(settings, accelerator=shape)
 
 
 def find_accepted_push(client: KaggleApiClient, settings: ProjectSettings, script: str) -> PushResult | None:
@@ -324,13 +327,14 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
             warnings: list[str], requirements: dict[str, Any] | None = None,
-            extra_datasets: tuple[str, ...] = ()) -> tuple[PushOutcome, BundleResult]:
+            extra_datasets: tuple[str, ...] = (), code_dataset_settings: ProjectSettings | None = None,
+            ) -> tuple[PushOutcome, BundleResult]:
     from kagglekit.bundle import build_bundle, code_dataset_ref
 
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
                           internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
                           requirements=requirements, extra_datasets=extra_datasets,
-                          code_dataset=code_dataset_ref(settings), args=req.run.args)
+                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args)
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,

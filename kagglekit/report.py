@@ -28,7 +28,7 @@ from kagglekit.constants import (
     SESSION_LIMIT_SECONDS,
     accelerator_kind,
 )
-from kagglekit.errors import ConfigError, NotFoundError
+from kagglekit.errors import ConfigError, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
@@ -78,6 +78,35 @@ class Estimate:
     quota_source: str | None  # where quota_left_h came from
 
 
+@dataclasses.dataclass(frozen=True)
+class ChainSession:
+    """One session of a resume chain, as the ledger (and its pulled run.json) knows it."""
+
+    session: int
+    kernel: str
+    version: int
+    status: str | None
+    epochs: str  # "8-14 of 40", '' when the session reported no progress
+    first_epoch: int | None
+    last_epoch: int | None
+    duration_s: float | None
+    pulled: bool  # its outputs are under outputs/<slug>/v<N>/
+
+
+@dataclasses.dataclass
+class ChainReport:
+    """The whole resume chain a reported run belongs to (docs/resume.md)."""
+
+    id: int
+    kernels: list[str]
+    state: str
+    sessions: list[ChainSession]
+    kind: str  # what the sessions were billed as: gpu | tpu | cpu
+    accelerator_hours: float  # the sessions' time on the accelerator, together
+    duration_s: float
+    folders: list[Path] = dataclasses.field(default_factory=list)  # the pulled sessions' output folders
+
+
 @dataclasses.dataclass
 class Report:
     """Every figure of the report (``--json`` prints this)."""
@@ -124,6 +153,7 @@ class Report:
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     peak_gpu_reserved_mb: float | None = None  # the caching allocator's peak; >= peak_gpu_mb
     gpu: str | None = None  # "Tesla T4 x2, CUDA 12.4, cuDNN 90100" from summary.json
+    chain: ChainReport | None = None  # the resume chain the run is the newest session of
 
     @property
     def label(self) -> str:
@@ -295,7 +325,8 @@ def _estimate(summary: dict[str, Any], epochs: list[dict[str, Any]], duration_s:
     )
 
 
-def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path) -> None:
+def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, path: Path,
+          boundaries: list[int] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +339,11 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
             ax_loss.plot(x, [_num(row.get(key)) for row in epochs], marker="o", markersize=3, label=label)
     if best_epoch:
         ax_loss.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
-    if resumed_from:
+    if boundaries:  # a resume chain: where each session took over
+        for i, first in enumerate(boundaries):
+            ax_loss.axvline(first - 0.5, color="tab:red", linestyle=":", alpha=0.7,
+                            label="new session" if i == 0 else None)
+    elif resumed_from:
         ax_loss.axvline(resumed_from + 0.5, color="tab:red", linestyle=":",
                         label=f"resumed after epoch {resumed_from}")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss curve")
@@ -365,13 +400,15 @@ def _hardware(accel: dict[str, Any], summary: dict[str, Any], notes: list[str],
 
 
 def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
-                 quota_source: str | None = None) -> Report:
+                 quota_source: str | None = None, chain: ChainReport | None = None) -> Report:
     """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
 
     :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
     :param quota: remaining accelerator hours by kind (``{"gpu": 21.5}``), for the full-run estimate.
     :param out: the report file; default ``source/report.html``. The PNG is written beside it.
     :param quota_source: where ``quota`` came from, shown in the report.
+    :param chain: the resume chain ``source`` is the newest session of: the loss curve then covers the
+        chain (metrics of every pulled session, a later session's row winning) with its session boundaries.
     :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
     :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
 
@@ -386,6 +423,8 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
                           hint="Use -o report.html or -o report.md.")
     notes: list[str] = []
     run, summary, versions, epochs = _read_outputs(source, notes)
+    if chain is not None:
+        epochs = _chain_epochs(chain, epochs, notes)
     accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
     assert isinstance(accel, dict)
     requested, seen, kind = _hardware(accel, summary, notes, emulated=run.get("emulated") is True)
@@ -416,7 +455,8 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     plot = None
     if epochs:
         plot = out.with_name(f"{out.stem}_loss_curve.png")
-        _plot(epochs, best_epoch, resumed_from, plot)
+        boundaries = [x.first_epoch for x in chain.sessions[1:] if x.first_epoch] if chain is not None else None
+        _plot(epochs, best_epoch, resumed_from, plot, boundaries)
     traceback_tail = run.get("traceback_tail") if isinstance(run.get("traceback_tail"), str) else None
 
     report = Report(
@@ -446,6 +486,7 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         args=[str(a) for a in run["args"]] if isinstance(run.get("args"), list) else [],
         hyperparameters=_hyperparameters(summary), peak_gpu_reserved_mb=_num(summary.get("peak_gpu_reserved_mb")),
         gpu=_gpu_text(summary),
+        chain=chain,
     )
     text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
     write_text_atomic(out, text)
@@ -523,6 +564,8 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     if r.resumed_from_epoch is not None:
         train_rows.append(("Resumed from epoch", str(r.resumed_from_epoch)))
     sections = [("Run", run_rows), ("Cost", cost_rows), ("Space", space_rows), ("Training", train_rows)]
+    if r.chain is not None:
+        sections.insert(1, (f"Resume chain {r.chain.id}", _chain_rows(r.chain)))
     if r.hyperparameters:
         sections.append(("Hyper-parameters", _hyperparameter_rows(r.hyperparameters)))
     if r.estimate is not None:
@@ -546,6 +589,18 @@ def _estimate_rows(e: Estimate) -> list[tuple[str, str]]:
                                       if e.sessions_needed > 1 else ")")),
         (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
     ]
+
+
+def _chain_rows(c: ChainReport) -> list[tuple[str, str]]:
+    billed = (f"{display.hours(c.accelerator_hours)} {c.kind.upper()} hours" if c.kind != "cpu"
+              else "0 GPU hours (CPU)")
+    rows = [("Kernels", " <-> ".join(c.kernels)), ("State", c.state), ("Sessions", str(len(c.sessions))),
+            ("Total time", _duration_label(c.duration_s)), ("Total quota cost", billed)]
+    rows += [(f"Session {x.session}", f"{x.kernel} v{x.version}, {(x.status or 'unknown').lower()}, "
+                                      f"{_duration_label(x.duration_s)}"
+              + (f", epochs {x.epochs}" if x.epochs else "") + ("" if x.pulled else " (not pulled)"))
+             for x in c.sessions]
+    return rows
 
 
 def _hyper_value(value: Any) -> str:
@@ -658,6 +713,10 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
     if target is not None and Path(target).expanduser().is_dir():
         return Path(target).expanduser()
     outputs = root / "outputs"
+    if target is None and default_slug:
+        newest = _chain_newest_pulled(outputs, default_slug)
+        if newest is not None:
+            return newest
     if target is None and default_slug and _versions(outputs / default_slug):
         target = default_slug
     if target is None:
@@ -687,6 +746,21 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
                             f"{', '.join(str(v) for v in sorted(found))}).",
                             hint=f"kagglekit pull-outputs {name}/{version}")
     return found[version]
+
+
+def _chain_newest_pulled(outputs: Path, slug: str) -> Path | None:
+    """The project's newest pulled session when its resume chain also ran on the relay kernel."""
+    from kagglekit.chain import RELAY_SUFFIX
+
+    relay = _versions(outputs / (slug + RELAY_SUFFIX))
+    if not relay:
+        return None
+    dated = []
+    for folder in [*_versions(outputs / slug).values(), *relay.values()]:
+        run = _read_json(folder / RUN_MANIFEST_RELPATH) or {}
+        started = run.get("started_at")
+        dated.append((str(started) if isinstance(started, str) else "", folder.stat().st_mtime, folder))
+    return max(dated, key=lambda t: (t[0], t[1]))[2]
 
 
 def _versions(slug_dir: Path) -> dict[int, Path]:
@@ -721,7 +795,73 @@ def report_for(target: str | None, *, output: Path | None, quota_left: float | N
     quota, quota_source = last_quota_reading(account)
     if quota_left is not None:
         quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
-    return build_report(source, quota=quota, out=output, quota_source=quota_source)
+    return build_report(source, quota=quota, out=output, quota_source=quota_source,
+                        chain=chain_report(source, root, account))
+
+
+def _ledger_key(source: Path) -> tuple[str, int] | None:
+    """(kernel, version) of a pulled folder: run.json's kernel and the folder's ``v<N>``."""
+    match = _VERSION_DIR.match(source.name)
+    run = _read_json(source / RUN_MANIFEST_RELPATH) or {}
+    kernel = run.get("kernel")
+    if not match or not isinstance(kernel, str) or "/" not in kernel:
+        return None
+    return kernel, int(match.group(1))
+
+
+def chain_report(source: Path, root: Path, account: str | None) -> ChainReport | None:
+    """The resume chain (from the ledger) whose session ``source`` holds; None outside a chain of 2+."""
+    from kagglekit.display import epochs_text
+    from kagglekit.ledger import Ledger
+
+    key = _ledger_key(source)
+    if key is None:
+        return None
+    try:
+        ledger = Ledger()
+        records = [r for r in ledger.runs(kernel=key[0]) if r.version == key[1]
+                   and (account is None or r.account == account)]
+        record = records[-1] if records else None
+        if record is None or record.chain_id is None:
+            return None
+        chain = ledger.get_chain(record.chain_id)
+        runs = [r for r in ledger.chain_runs(record.chain_id) if (r.chain_seq or 0) <= (record.chain_seq or 0)]
+    except KagglekitError:
+        return None  # the ledger is unreadable: report the run alone
+    if chain is None or len(runs) < 2:
+        return None
+    sessions: list[ChainSession] = []
+    folders: list[Path] = []
+    for r in runs:
+        folder = root / "outputs" / r.kernel.partition("/")[2] / f"v{r.version}"
+        pulled = (folder / RUN_MANIFEST_RELPATH).is_file() or (folder / "metrics.jsonl").is_file()
+        if pulled:
+            folders.append(folder)
+        t = r.training or {}
+        sessions.append(ChainSession(session=r.chain_seq or len(sessions) + 1, kernel=r.kernel, version=r.version,
+                                     status=r.status, epochs=epochs_text(t), first_epoch=_int(t.get("first_epoch")),
+                                     last_epoch=_int(t.get("epoch")), duration_s=r.elapsed_s(), pulled=pulled))
+    kinds = {r.kind for r in runs}
+    kind = "gpu" if "gpu" in kinds else "tpu" if "tpu" in kinds else "cpu"
+    billed = sum(r.elapsed_s() or 0.0 for r in runs if r.kind in ("gpu", "tpu"))
+    return ChainReport(id=chain.id, kernels=[chain.kernel, chain.sibling], state=chain.state, sessions=sessions,
+                       kind=kind, accelerator_hours=billed / 3600,
+                       duration_s=sum(r.elapsed_s() or 0.0 for r in runs), folders=folders)
+
+
+def _chain_epochs(chain: ChainReport, newest: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+    """Every session's epochs by number (a later session's row wins): the curve across the whole chain."""
+    merged: dict[int, dict[str, Any]] = {}
+    for folder in chain.folders:
+        for row in _read_metrics(_find(folder, "metrics.jsonl"), notes):
+            merged[int(row["epoch"])] = row
+    for row in newest:
+        merged[int(row["epoch"])] = row
+    missing = [x for x in chain.sessions if not x.pulled]
+    if missing:
+        notes.append("Sessions not pulled (their epochs come only from later sessions' metrics): "
+                     + ", ".join(f"{x.kernel} v{x.version}" for x in missing) + ".")
+    return [merged[k] for k in sorted(merged)]
 
 
 def last_quota_reading(account: str | None = None) -> tuple[dict[str, float] | None, str | None]:
@@ -753,6 +893,11 @@ def summary_lines(r: Report) -> list[str]:
 
         sets = " ".join(f"{k}={v}" for k, v in r.overrides.items()) or "none"
         lines.append(f"Given:    --set {sets}; arguments {shlex.join(r.args) if r.args else 'none'}")
+    if r.chain is not None:
+        c = r.chain
+        billed = f"{display.hours(c.accelerator_hours)} {c.kind.upper()} h" if c.kind != "cpu" else "0 GPU h (CPU)"
+        lines.append(f"Chain:    {len(c.sessions)} sessions over {' and '.join(c.kernels)} ({c.state}), "
+                     f"{_duration_label(c.duration_s)}, cost {billed} in all")
     if r.epochs:
         lines.append(f"Training: {len(r.epochs)} epochs, best epoch {_fmt(r.best_epoch)} "
                      f"(score {_fmt(r.best_score)})")

@@ -3,7 +3,7 @@
 Kaggle is slow to admit that a push made a run (docs/kaggle-facts.md): between the push and the
 moment the session exists, status answers 404 "No runs found for this kernel." (a brand-new private
 kernel even 403 ``kernels.get``). ``StartWindow`` turns those answers into "waiting for Kaggle to
-start the run" for ``--start-grace`` (15 min by default), then into ``RunNotStartedError`` (exit 15).
+start the run" for ``--start-grace`` (15 min by default), then into ``RunNotStartedError`` (exit 16).
 After the kernel process ends, the version stays RUNNING while Kaggle saves ``/kaggle/working``;
 ``SaveWatcher`` reads the run's last line from the live log so a wait can say "saving outputs, N GB".
 """
@@ -145,7 +145,7 @@ class Deadline:
         return self.max_wait_s - (self.clock() - self.started)
 
     def check(self, where: str, status: str, cli: str = "kagglekit") -> None:
-        """Raise ``RunNotFinishedError`` (exit 16) once the deadline has passed."""
+        """Raise ``RunNotFinishedError`` (exit 17) once the deadline has passed."""
         left = self.remaining()
         if left is not None and left <= 0:
             assert self.max_wait_s is not None

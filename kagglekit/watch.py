@@ -7,7 +7,7 @@ says "queued (Kaggle has not registered vN yet)" instead of a stale status.
 
 Kaggle as it is (docs/kaggle-facts.md): until a pushed run's session exists, status answers 404
 "No runs found for this kernel." (a new private kernel 403 ``kernels.get``); that is waited through
-for ``--start-grace`` (waiting.py), then "the push started no run" (exit 15). After the process
+for ``--start-grace`` (waiting.py), then "the push started no run" (exit 16). After the process
 ends the version stays RUNNING while Kaggle saves the output, and its log is listed only then.
 """
 
@@ -120,7 +120,7 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
 
     Right after a push Kaggle answers "No runs found for this kernel." (or, for a new private kernel,
     403 ``kernels.get``) until the run's session exists: within ``start_grace_s`` of the push that is
-    QUEUED with a "waiting for Kaggle to start the run" note; after it, ``RunNotStartedError`` (exit 15).
+    QUEUED with a "waiting for Kaggle to start the run" note; after it, ``RunNotStartedError`` (exit 16).
     """
     ref, note = resolve_version(client, ref, ledger)
     kernel = ref.kernel_id
@@ -164,7 +164,7 @@ def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
     ``ApiError`` (after the client's own retries) does not end the watch: it tries again, at most
     a minute apart, until the API has failed for ``OUTAGE_BUDGET_S`` (15 minutes) in a row.
     Until the run exists the start grace applies (``check_status``); ``max_wait_s`` ends the wait
-    with ``RunNotFinishedError`` (exit 16), the run going on. While RUNNING, the live log is read
+    with ``RunNotFinishedError`` (exit 17), the run going on. While RUNNING, the live log is read
     in the background (``follow_save``) so the save phase shows as "saving outputs, N GB".
     """
     cap = max_interval_s if max_interval_s is not None else interval_s * 4

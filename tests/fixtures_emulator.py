@@ -5,9 +5,8 @@ the demo account seeded and small limits (``EMULATOR_TEST_CONFIG``) so runs take
 kernels run as real subprocesses, killed at teardown. Override ``emulator_config`` in a
 test module (or per test with ``@pytest.mark.emulator_config({...})``) to change rules.
 The emulator is prod-shaped (docs/kaggle-facts.md): a run starts a few seconds after its push,
-outputs are listed only after the save phase, errors come nested. One kinder switch is left until
-the resume relay exists (issue 12): a kernel may mount its own output (``allow_self_mount``), except
-in a module marked ``pytest.mark.emulator_prod``, which gets Kaggle exactly as it is.
+outputs are listed only after the save phase, errors come nested, a kernel cannot mount its own
+output. No kinder switch is on by default; a test that needs one names it with ``emulator_config``.
 ``kaggle_cli`` runs the unmodified ``kaggle`` executable of this venv against it.
 """
 
@@ -37,9 +36,6 @@ EMULATOR_TEST_CONFIG: dict[str, Any] = {
     "queue_seconds": 0.05,
     "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},
 }
-
-# Kinder than Kaggle until the resume relay (issue 12) stops relying on a kernel mounting its own output.
-RESUME_RELAY_KINDER_CONFIG: dict[str, Any] = {"allow_self_mount": True}  # TODO(issue 12): remove
 
 
 class EmulatorError(AssertionError):
@@ -169,8 +165,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     from kagglekit.emulator.server import EmulatorServer
 
     config = {**EMULATOR_TEST_CONFIG, **emulator_config}
-    if request.node.get_closest_marker("emulator_prod") is None:
-        config = {**EMULATOR_TEST_CONFIG, **RESUME_RELAY_KINDER_CONFIG, **emulator_config}  # TODO(issue 12): remove
     marker = request.node.get_closest_marker("emulator_config")
     if marker is not None:
         config.update(marker.args[0] if marker.args else marker.kwargs)
@@ -219,4 +213,4 @@ def kaggle_cli(emulator: EmulatorHandle, tmp_path: Path) -> Callable[..., subpro
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator_config(dict): rule settings for the emulator fixture")
-    config.addinivalue_line("markers", "emulator_prod: the emulator fixture keeps every prod-shaped default (no self-mount either)")
+    config.addinivalue_line("markers", "emulator_prod: Kaggle as it really is (every module now gets the prod-shaped defaults)")

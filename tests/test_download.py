@@ -312,7 +312,7 @@ def test_a_1000_file_output_is_listed_through_every_page(emulator: Any, client: 
 
 def test_a_running_newest_version_is_refused_naming_the_newest_finished_one(
         emulator: Any, client: KaggleApiClient, outputs_kernel: str, tmp_path: Path) -> None:
-    """Kaggle lists nothing for a running version: the pull says so (exit 16) and names v1, nothing written."""
+    """Kaggle lists nothing for a running version: the pull says so (exit 17) and names v1, nothing written."""
     pushed = client.push(make_kernel(tmp_path / "slow", "outputs-kernel", "import time\ntime.sleep(60)\n"))
     emulator.wait_for_status(DEMO_USERNAME, "outputs-kernel", pushed.version, statuses={"RUNNING"})
     try:
@@ -320,7 +320,7 @@ def test_a_running_newest_version_is_refused_naming_the_newest_finished_one(
             pull_outputs(client, outputs_kernel, target=tmp_path / "t", progress=False)
     finally:
         emulator.control("cancel", {"owner": DEMO_USERNAME, "slug": "outputs-kernel"})
-    assert info.value.exit_code == 16
+    assert info.value.exit_code == 17
     assert "v2 is still running" in info.value.message and "pull-outputs demo/outputs-kernel/1" in info.value.message
     assert not (tmp_path / "t").exists()
 

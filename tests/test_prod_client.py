@@ -110,13 +110,13 @@ def test_a_push_that_starts_no_run_ends_with_its_own_exit_code(kk: Any, emulator
     emulator.control("config", {"run_start_delay_seconds": 3600})
     root = project(tmp_path / "p", "never-starts", "print('hi')\n")
     code, out, err = kk("push", "--cpu", "--wait", "--interval", "0.3", "--start-grace", "2s", cwd=root)
-    assert code == 15, (out, err)
+    assert code == 16, (out, err)
     assert "waiting for Kaggle to start the run" in out
     assert "The push of demo/never-starts v1 started no run" in err
     assert "No runs found for this kernel." in err and "--start-grace" in err
 
     code, out, err = kk("status", "--start-grace", "1s", cwd=root)
-    assert code == 15, (out, err)
+    assert code == 16, (out, err)
     assert "started no run" in err
 
 
@@ -138,7 +138,7 @@ def test_max_wait_gives_up_watching_and_leaves_the_run_going(kk: Any, emulator: 
     assert kk("push", "--cpu", cwd=root)[0] == 0
     t0 = time.monotonic()
     code, out, err = kk("status", "--watch", "--interval", "0.3", "--max-wait", "4s", cwd=root)
-    assert code == 16, (out, err)
+    assert code == 17, (out, err)
     assert time.monotonic() - t0 < 15
     assert "after --max-wait 4s; the run goes on" in err
     assert emulator.status("demo", "long-runner")[0] == C.STATUS_RUNNING
@@ -202,7 +202,7 @@ def test_pull_outputs_of_a_running_version_offers_the_newest_finished_one(kk: An
     assert listing.get("files", []) == [] and not listing.get("log")
 
     code, out, err = kk("pull-outputs", cwd=root)
-    assert code == 16, (out, err)
+    assert code == 17, (out, err)
     assert "lists a version's outputs only after the run and its save end" in err
     assert "pull-outputs demo/pull-early/1" in err and "--version 1" in err
 
@@ -240,7 +240,7 @@ def test_pull_after_a_cancel_says_why_it_did_not_pull(kk: Any, emulator: Any, tm
     emulator.wait_for_status("demo", "slow-cancel", statuses={C.STATUS_RUNNING})
     emulator.control("cancel", {"owner": "demo", "slug": "slow-cancel"})
     code, out, err = kk("pull-outputs", "--max-wait", "2s", cwd=root)
-    assert code == 16, (out, err)
+    assert code == 17, (out, err)
     assert "still CANCEL_REQUESTED" in err and "files appear" in err
 
 

@@ -124,6 +124,15 @@ def test_test_then_full_mode_runs_prove_mode_and_overrides(kk: Any, project: Pat
     assert [(r["version"], r["mode"], r["status"]) for r in runs] == [(1, "test", "COMPLETE"), (2, "full", "COMPLETE")]
 
 
+def test_a_push_says_how_the_code_and_requirements_travel_once(kk: Any, project: Path) -> None:
+    (project / "requirements.txt").write_text("numpy\n")
+    code, out, err = kk("push", "--cpu", cwd=project)
+    assert code == 0, out + err
+    both = out + err
+    assert both.count("the script is") == 1 and "code inline: the script is" in out  # not repeated on stderr
+    assert both.count("already in Kaggle's image") == 1 and "Requirements:" not in err
+
+
 def test_seed_style_runing_test_is_toggled_and_local_file_unchanged(kk: Any, tmp_path: Path) -> None:
     root = write(tmp_path / "seed", {
         "kagglekit.toml": 'kernel = "seed-style"\nentry = "main.py"\n',
@@ -246,8 +255,8 @@ def test_resume_keeps_the_parent_runs_mode_and_overrides(kk: Any, project: Path)
     assert code == 0, err
     assert "Resuming in full mode, as demo/multi-module/1 ran" in err
     assert "Resuming with demo/multi-module/1's overrides: n_epoch=3 (--set NAME=VALUE to change)" in err
-    assert kk("pull-outputs", cwd=project)[0] == 0
-    result = pulled_result(project, 2)
+    assert kk("pull-outputs", cwd=project)[0] == 0  # the resumed session ran on the relay sibling
+    result = json.loads((project / "outputs" / "multi-module-relay" / "v1" / "result.json").read_text())
     assert (result["running_test"], result["n_epoch"], result["lr"]) == (False, 3, 0.25)
     code, _, err = kk("push", "--cpu", "--test", "--resume", "--dry-run", cwd=project)
     assert code == 0 and "ran in full mode and this run is test mode" in err

@@ -31,6 +31,7 @@ import requests
 import urllib3
 from kagglesdk.kernels.services.kernels_api_service import KernelsApiClient
 from kagglesdk.kernels.types.kernels_api_service import (
+    ApiCancelKernelSessionRequest,
     ApiDeleteKernelRequest,
     ApiGetAcceleratorQuotaStatisticsRequest,
     ApiGetKernelRequest,
@@ -73,6 +74,7 @@ from kagglekit.constants import STATUS_QUEUED
 from kagglekit.credentials import Credentials
 from kagglekit.errors import (
     ApiError,
+    CancelDeniedError,
     ConfigError,
     CredentialsError,
     KagglekitError,
@@ -358,6 +360,21 @@ class KaggleApiClient:
             raise KaggleRefusedError(f"Kaggle did not delete {ref}: {response.error_message}",
                                      "Check that the kernel belongs to you.")
 
+    def cancel_session(self, session_id: int) -> None:
+        """Ask Kaggle to stop a running session (CancelKernelSession), by its *session* id.
+
+        No read returns that id; the kernel runtime prints it (kaggle-prod-behaviour §9). Kaggle
+        answers 403 ``kernelSessions.cancel`` to any other account than the one that started the
+        session, and to many accounts even then (§6): that is ``CancelDeniedError``.
+        """
+        request = ApiCancelKernelSessionRequest()
+        request.kernel_session_id = int(session_id)
+        response = self._call("CancelKernelSession", lambda: self._kernels.cancel_kernel_session(request),
+                              what=f"the cancel of session {session_id}")
+        if response is not None and response.error_message:
+            raise CancelDeniedError(f"Kaggle did not cancel session {session_id}: {response.error_message}",
+                                    "Stop it in the web UI (Stop Session), or delete the kernel.")
+
     def quota(self) -> QuotaInfo:
         """The live weekly GPU/TPU allowance (GetAcceleratorQuotaStatistics)."""
         request = ApiGetAcceleratorQuotaStatisticsRequest()
@@ -515,6 +532,9 @@ class KaggleApiClient:
                 + ("" if self.endpoint == KAGGLE_API_ENDPOINT else ", or check that --endpoint is right")
                 + ". Use --local to try kagglekit without an account.",
             )
+        if method == "CancelKernelSession" and status == 403:
+            return CancelDeniedError(f"{self._host()} refused {subject} ({detail})",
+                                     "Stop it in the web UI (Stop Session), or delete the kernel.")
         if status in (403, 404):
             word = "was refused access to" if status == 403 else "could not find"
             hint = _not_found_hint(ref, self)

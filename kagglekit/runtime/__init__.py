@@ -9,7 +9,8 @@ Standard library only. A project uses it with a fallback so it also runs locally
 """
 
 from .paths import input_dir, input_path, kaggle_root, project_dir, temp_dir, working_dir
-from .session import elapsed, mode, running_test, session_limit_s, should_stop, time_left
+from .progress import report_progress
+from .session import elapsed, mode, running_test, session_id, session_limit_s, should_stop, time_left
 
 __all__ = [
     "elapsed",
@@ -18,7 +19,9 @@ __all__ = [
     "kaggle_root",
     "mode",
     "project_dir",
+    "report_progress",
     "running_test",
+    "session_id",
     "session_limit_s",
     "should_stop",
     "temp_dir",

@@ -224,9 +224,14 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     if "KAGGLE_EMULATOR_SANDBOX" in os.environ and str(config.get("accelerator") or "cpu") not in ("cpu", "None"):
         print("kagglekit: this is the kagglekit emulator: the GPU/TPU session runs on the local CPU "
               "(no accelerator; timings and memory are not Kaggle's)", flush=True)
+
+    sid = session.session_id()
+    if sid is not None:  # no API returns it; `kagglekit stop` reads it back from this line to cancel the run
+        print(f"kagglekit: kernel session id {sid}", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
     base["args"] = argv
     base["session_limit_s"] = int(limit)
+    base["session_id"] = sid
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
     manifest = RunManifest(working, base, interval_s=interval_from_env(float(config.get("watchdog_interval_s")
                                                                                or DEFAULT_INTERVAL_S)),
@@ -276,7 +281,7 @@ def _line_buffered() -> None:
 def _prepare_environment(config: dict[str, Any], project: Path) -> tuple[float, str]:
     """Set the environment the project (and its child processes) read; returns (start time, runtime folder)."""
     env = os.environ
-    env.setdefault(session.ENV_STARTED_AT, repr(time.time()))
+    env.setdefault(session.ENV_STARTED_AT, repr(session.process_started_at() or time.time()))
     started = float(env[session.ENV_STARTED_AT])
     if not env.get(session.ENV_SESSION_LIMIT):
         env[session.ENV_SESSION_LIMIT] = str(int(config.get("session_limit_s") or session.DEFAULT_SESSION_LIMIT_S))

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .progress import read_progress
+
 SCHEMA = 1
 MANIFEST_RELPATH = "kagglekit/run.json"
 ENV_INTERVAL = "KAGGLEKIT_WATCHDOG_INTERVAL"
@@ -177,6 +179,8 @@ class RunManifest:
             "restored_files": [],
             # The kagglekit emulator sets KAGGLE_EMULATOR_SANDBOX: there, GPU/TPU sessions run on the CPU.
             "emulated": "KAGGLE_EMULATOR_SANDBOX" in os.environ,
+            "session_id": base.get("session_id"),
+            "training": None,
         }
         self._nvidia: list[str] | None = None
 
@@ -200,6 +204,9 @@ class RunManifest:
             if used is not None:
                 self.working_bytes = used
                 d["peak_working_bytes"] = max(int(d["peak_working_bytes"]), used)
+            training = read_progress(self.working)
+            if training is not None:
+                d["training"] = training
             rss = peak_rss_bytes()
             if rss is not None:
                 d["peak_rss_bytes"] = max(int(d["peak_rss_bytes"] or 0), rss)
@@ -296,6 +303,9 @@ class RunManifest:
             now = time.time()
             self.data.update(status=status, exit_code=exit_code, ended_at=utc_iso(now),
                              last_seen_at=utc_iso(now), duration_s=round(now - self.started_at, 3))
+            training = read_progress(self.working)
+            if training is not None:
+                self.data["training"] = training
             if traceback_tail:
                 self.data["traceback_tail"] = tail_lines(traceback_tail, TRACEBACK_TAIL_LINES)
             self.write()

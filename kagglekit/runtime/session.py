@@ -8,12 +8,14 @@ The bundle bakes the session limit into the script (the push timeout, or Kaggle'
 from __future__ import annotations
 
 import os
+import re
 import time
 
 ENV_MODE = "KAGGLEKIT_MODE"
 ENV_RUNNING_TEST = "KAGGLEKIT_RUNNING_TEST"
 ENV_SESSION_LIMIT = "KAGGLEKIT_SESSION_LIMIT_SECONDS"
 ENV_STARTED_AT = "KAGGLEKIT_STARTED_AT"
+ENV_CONTAINER_NAME = "KAGGLE_CONTAINER_NAME"  # kaggle_<token>-<sessionId>-webtier (kaggle-prod-behaviour §9)
 DEFAULT_SESSION_LIMIT_S = 12 * 3600
 DEFAULT_MARGIN_CAP_S = 15 * 60
 
@@ -65,3 +67,34 @@ def should_stop(margin_s: float | None = None) -> bool:
     Use it in the training loop: ``if should_stop(): save_checkpoint(); break``.
     """
     return time_left() < (default_margin() if margin_s is None else margin_s)
+
+
+def session_id() -> int | None:
+    """This kernel session's id, the one ``CancelKernelSession`` takes (None outside Kaggle).
+
+    No API call returns it; inside the kernel it is the number in ``KAGGLE_CONTAINER_NAME``
+    (``kaggle_<token>-<sessionId>-webtier``). The bootstrap prints it, so ``kagglekit stop``
+    can read it back from the log.
+    """
+    match = re.fullmatch(r"kaggle_[^-]*-(\d+)-webtier", os.environ.get(ENV_CONTAINER_NAME, "").strip())
+    return int(match.group(1)) if match else None
+
+
+def process_started_at() -> float | None:
+    """When this process started (epoch seconds, Linux), or None where that cannot be read.
+
+    The session's clock runs from before the bootstrap: the script first checks and unpacks the
+    bundle, and on a loaded machine that takes seconds. Counting from the process start keeps
+    ``time_left()`` honest, so the time guard stops the run before the limit, not after.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        ticks = int(fields[19])  # field 22 (starttime), counted after the command name
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return None
+    now = time.time()
+    return started if now - 3600 < started <= now else None  # a clock jump or odd /proc: not trusted

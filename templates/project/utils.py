@@ -20,9 +20,13 @@ from config import Config
 # knows the session limit and where Kaggle mounted the inputs. Locally it is absent, so
 # fall back to simple stand-ins that behave the same way off Kaggle.
 try:
-    from kagglekit_runtime import input_path, should_stop, time_left
+    from kagglekit_runtime import input_path, report_progress, should_stop, time_left
 except ImportError:
     _STARTED = time.monotonic()
+
+    def report_progress(epoch=None, total=None, finished=False, reason=None):
+        """On Kaggle this tells `kagglekit push --resume --until-done` whether to start another session."""
+        return None
 
     def time_left():
         """Seconds left in the session (KAGGLEKIT_SESSION_LIMIT_SECONDS, else unlimited)."""
