@@ -176,6 +176,32 @@ def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: Unti
     return ledger.update_chain(chain_id, state=RUNNING, until_done=True, options=options)
 
 
+def _current_version(client: KaggleApiClient, kernel: str) -> int | None:
+    """The kernel's newest version on Kaggle, None when it does not exist. A brand-new private kernel
+    answers 403 kernels.get for a moment, as a missing one does (docs/kaggle-facts.md): the account's own
+    listing tells them apart, and a listed kernel's 403 is waited through (a push made just before a kill)."""
+    import time
+
+    from kagglekit.push import NEW_KERNEL_403_WAIT_S
+    from kagglekit.waiting import not_started_reason
+
+    ref = KernelRef.from_id(kernel)
+    deadline: float | None = None
+    while True:
+        try:
+            return client.get_kernel(ref).current_version
+        except NotFoundError as exc:
+            if not_started_reason(exc) is None or exc.http_status != 403:
+                return None
+            if deadline is None:
+                if not any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()):
+                    return None
+                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
+            elif time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+
+
 def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecord, last: RunRecord,
                       opts: UntilDone) -> None:
     """A push Kaggle accepted but the ledger missed (the driver was killed in between) joins the chain,
@@ -184,10 +210,7 @@ def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecor
         return
     target = target_kernel(chain.kernel, last.kernel)
     known = max((r.version for r in ledger.runs(kernel=target, account=chain.account)), default=0)
-    try:
-        current = client.get_kernel(KernelRef.from_id(target)).current_version
-    except NotFoundError:
-        return
+    current = _current_version(client, target)
     if current is None or current <= known:
         return
     ledger.record_push(chain.account, target, current, resume_from=last.ref, message="adopted by --until-done",
