@@ -54,6 +54,7 @@ class ProjectSettings:
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
     requirements: tuple[str, ...] = ()  # () = requirements.txt, else [project].dependencies; "none" = ignore
     deps: str = "auto"  # auto | install | vendor | none: how a kernel gets what Kaggle's image lacks
+    experiments: tuple[Mapping[str, Any], ...] = ()  # the `experiments` table as written (experiments.py)
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -301,6 +302,16 @@ def parse_deps(value: object) -> str:
     return text
 
 
+def _experiments(value: object) -> tuple[Any, ...]:
+    """The ``experiments`` table, kept as written: kagglekit/experiments.py reads it (for `queue run`)."""
+    if isinstance(value, Mapping):
+        return tuple({"name": str(k), **v} if isinstance(v, Mapping) else {"name": str(k), "bad": v}
+                     for k, v in value.items())
+    if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+        return tuple(dict(v) for v in value)
+    raise _Bad("a table of experiments, e.g. [tool.kagglekit.experiments.small-lr] with set = { lr = \"1e-4\" }")
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -329,6 +340,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "test-flag": parse_test_flag,
     "requirements": _str_list,
     "deps": parse_deps,
+    "experiments": _experiments,
 }
 
 LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
@@ -453,7 +465,7 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
-                        ("deps", "deps")):
+                        ("deps", "deps"), ("experiments", "experiments")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:
