@@ -659,6 +659,10 @@ class QueueRunner:
         try:
             outcome = push(self.client, req, self.ledger, info=notes.append)
         except KaggleRefusedError as exc:
+            if refusal_kind(exc.message) is None:  # not a "later": e.g. a source Kaggle will never take
+                self.store.transition(item.id, [PUSHING], state=FAILED, pushing_since=None, note=exc.message)
+                self.opts.event(f"{item.name}: {exc.message}")
+                return False
             self.refusals += 1
             self._back_off(kind)
             self.store.transition(item.id, [PUSHING], state=previous, pushing_since=None,
@@ -698,6 +702,19 @@ class QueueRunner:
         self.ledger.update_chain(chain_id, state=CHAIN_RUNNING)
         self.store.transition(item.id, [PUSHING, item.state], state=RUNNING, chain_id=chain_id, cur_kernel=kernel,
                               cur_version=version, pushing_since=None, note=None)
+
+
+def refusal_kind(message: str) -> str | None:
+    """What a refused push means for the queue: "session count" (the cap), "projected" (reservations),
+    "used up" (the week's hours); each means "later". None: a refusal that waiting does not fix."""
+    text = message.lower()
+    if "session count" in text or "concurrent" in text:
+        return "session count"
+    if "projected" in text:
+        return "projected"
+    if "quota" in text:
+        return "used up"
+    return None
 
 
 def _training_from(target: Path) -> dict[str, Any] | None:

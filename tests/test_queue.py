@@ -1,0 +1,218 @@
+"""The experiment queue: experiments and grids, the ledger-backed queue and its lease, the admission rule,
+compare, and ``queue run`` against the prod-shaped emulator (real kernels, real relay sessions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kagglekit import constants as C
+from kagglekit.errors import ConfigError, QueueBusyError
+from kagglekit.experiments import Experiment, experiment_kernel, experiment_slug, parse_grid, parse_table
+from kagglekit.ledger import Ledger
+from kagglekit.queue import QUEUED, RUNNING, QueueStore, refusal_kind
+from kagglekit.quota import admits
+from tests.queue_project import write_project
+from tests.test_push_cli import kk  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- experiments ----------------------------------------------------------------------------------
+
+def test_grid_is_the_cartesian_product_in_order() -> None:
+    grid = parse_grid(["lr=1e-3,3e-4", "fold=0,1,2"])
+    assert [e.name for e in grid] == ["lr-1e-3-fold-0", "lr-1e-3-fold-1", "lr-1e-3-fold-2",
+                                      "lr-3e-4-fold-0", "lr-3e-4-fold-1", "lr-3e-4-fold-2"]
+    assert grid[4].sets == {"lr": "3e-4", "fold": "1"}
+
+
+@pytest.mark.parametrize("bad", ["lr", "lr=", "1x=1,2", "lr=1,2 lr=3"])
+def test_bad_grid_is_a_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_grid(bad.split(" "))
+
+
+def test_experiment_table_and_slugs() -> None:
+    exps = parse_table([{"name": "small lr", "set": {"lr": 1e-4, "amp": True}, "accelerator": "gpu"},
+                        {"name": "big", "set": {"lr": "0.1"}, "mode": "full", "timeout": "2h"}])
+    assert exps[0].sets == {"lr": "0.0001", "amp": "True"} and exps[0].accelerator == "gpu"
+    assert experiment_kernel("alice/mnist", "small lr") == "alice/mnist-small-lr"
+    long = experiment_slug("a-rather-long-project-name", "with an even longer experiment name, fold 3")
+    assert len(long) <= 44 and long != experiment_slug("a-rather-long-project-name", "with an even longer experiment "
+                                                                                      "name, fold 4")
+    with pytest.raises(ConfigError, match="share the kernel slug"):
+        parse_table([{"name": "a b"}, {"name": "a-b"}])
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_table([{"name": "x", "sets": {}}])
+    with pytest.raises(ConfigError, match="mode"):
+        parse_table([{"name": "x", "mode": "fast"}])
+
+
+def test_settings_read_the_experiments_table(tmp_path: Path) -> None:
+    from kagglekit.experiments import from_settings
+    from kagglekit.settings import load_project
+
+    root = write_project(tmp_path / "p", experiments='[tool.kagglekit.experiments.base]\nset = { lr = "0.1" }\n'
+                                                      '[tool.kagglekit.experiments.slow]\nset = { lr = "0.01" }\n'
+                                                      'timeout = "30"\n')
+    exps = from_settings(load_project(root))
+    assert [(e.name, dict(e.sets), e.timeout) for e in exps] == [("base", {"lr": "0.1"}, None),
+                                                                 ("slow", {"lr": "0.01"}, "30")]
+
+
+# --- the store and its lease -----------------------------------------------------------------------
+
+def test_store_adds_once_and_keeps_order(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    store = QueueStore(ledger, "demo/p", "demo")
+    store.add(parse_grid(["lr=1,2"]), "demo/p")
+    store.add(parse_grid(["lr=1,2,3"]), "demo/p")  # only lr-3 is new
+    items = store.items()
+    assert [(i.name, i.kernel, i.state) for i in items] == [("lr-1", "demo/p-lr-1", QUEUED),
+                                                            ("lr-2", "demo/p-lr-2", QUEUED),
+                                                            ("lr-3", "demo/p-lr-3", QUEUED)]
+    with pytest.raises(Exception, match="other settings"):
+        store.add([Experiment("lr-1", {"lr": "9"})], "demo/p")
+    # a transition only from the states given: a cancel meanwhile wins over a push that finishes later
+    assert store.transition(items[0].id, [QUEUED], state="cancelled")
+    assert not store.transition(items[0].id, [QUEUED], state=RUNNING)
+    assert ledger.schema_version >= 5
+
+
+def test_lease_one_runner_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    first = QueueStore(Ledger(path), "demo/p", "demo")
+    second = QueueStore(Ledger(path), "demo/p", "demo")
+    first.acquire()
+    with pytest.raises(QueueBusyError, match=f"pid {os.getpid()}"):
+        second.acquire()
+    first.release()
+    second.acquire()  # free again
+    with pytest.raises(QueueBusyError):
+        first.renew()  # the lease is the second's now: the first must push nothing more
+    second.release()
+
+
+def test_a_dead_process_lease_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    ledger = Ledger(path)
+    with ledger.transaction() as conn:
+        conn.execute("INSERT INTO queue_leases VALUES (?,?,?,?,?)",
+                     ("demo/p", "gone", QueueStore(ledger, "x", "y").host, pid, time.time() + 600))
+    QueueStore(ledger, "demo/p", "demo").acquire()  # no wait for the expiry: the holder is gone
+
+
+# --- the admission rule and refusals ----------------------------------------------------------------
+
+def test_admission_rule_counts_reservations() -> None:
+    hour = 3600.0
+    assert admits(17 * hour, 10 * hour, 30 * hour)
+    assert not admits(18 * hour, 12 * hour, 30 * hour)  # §4: 18 h used + a running session = refused
+    assert not admits(30 * hour, 0, 30 * hour)
+
+
+def test_refusals_that_mean_later() -> None:
+    assert refusal_kind("Maximum batch GPU session count of 2 reached.") == "session count"
+    assert refusal_kind(C.MSG_WEEKLY_QUOTA.format(kind="GPU", hours=30)) == "used up"
+    assert refusal_kind("Session cannot start because currently running sessions are projected to exceed maximum "
+                        "weekly GPU quota of 30.") == "projected"
+    assert refusal_kind("Kernel source is larger than 1 megabyte") is None
+
+
+# --- compare ---------------------------------------------------------------------------------------
+
+def test_compare_reads_a_resumed_history_once(tmp_path: Path) -> None:
+    from kagglekit.compare import lower_is_better, plot_losses, read_metrics
+
+    one, two = tmp_path / "v1", tmp_path / "v2"
+    one.mkdir()
+    two.mkdir()
+    (one / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.9}\n{"epoch": 2, "loss": 0.7}\n')
+    (two / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.9}\n{"epoch": 2, "loss": 0.7}\n'
+                                       '{"epoch": 3, "loss": 0.8, "acc": 0.5}\n')
+    history = read_metrics([one, two])
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[-1]["loss"] == 0.8
+    assert lower_is_better("val_loss") and not lower_is_better("acc")
+    png = plot_losses({"a": history}, tmp_path / "c.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- queue run on the emulator -------------------------------------------------------------------------
+
+QUEUE_CONFIG = {
+    "queue_seconds": 0.05,
+    "run_start_delay_seconds": 1.0,
+    "new_private_403_seconds": 0.5,
+    "save_min_seconds": 1.0,
+    "session_limit_seconds": {"cpu": 60, "gpu": 60, "tpu": 60},
+}
+
+
+def _env(emulator: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(KAGGLE_USERNAME=C.DEMO_USERNAME, KAGGLE_KEY=C.DEMO_KEY, KAGGLEKIT_ENDPOINT=emulator.url,
+               PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _queue_run(emulator: Any, root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "kagglekit", "queue", "run", "--interval", "0.3", *args],
+                            cwd=root, env=_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _store(root: Path) -> QueueStore:
+    from kagglekit.queue import open_store
+    from kagglekit.settings import load_project
+
+    return open_store(Ledger(), load_project(root), C.DEMO_USERNAME)
+
+
+@pytest.mark.emulator_prod
+@pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
+def test_queue_runs_a_grid_two_at_a_time_and_compares(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    root = write_project(tmp_path / "qtrain")
+    code, out, err = kk("--json", "queue", "run", "--interval", "0.3", "--timeout", "20",
+                        "--grid", "lr=0.1,0.5,1.0", cwd=root)
+    assert code == 0, err[-3000:]
+    result = json.loads(out)
+    rows = {r["name"]: r for r in result["queue"]["rows"]}
+    assert {n: r["state"] for n, r in rows.items()} == {"lr-0.1": "done", "lr-0.5": "done", "lr-1.0": "done"}
+    assert rows["lr-0.5"]["session"] == "demo/qtrain-lr-0-5 v1"
+    pulled = sorted(p.name for p in (root / "outputs").iterdir())
+    assert pulled == ["qtrain-lr-0-1", "qtrain-lr-0-5", "qtrain-lr-1-0"]
+    summary = json.loads((root / "outputs" / "qtrain-lr-0-5" / "v1" / "summary.json").read_text())
+    assert summary["epochs"] == 3
+    # never more than two at once: the emulator's own record of when each session ran
+    versions = [v for v in emulator.get("versions")["versions"] if "/qtrain-" in v["ref"]]
+    assert len(versions) == 3 and _max_overlap(versions) <= 2
+
+    code, out, err = kk("--json", "compare", cwd=root)
+    assert code == 0, err
+    table = {r["experiment"]: r for r in json.loads(out)["experiments"]}
+    assert table["lr-1.0"]["final.loss"] == pytest.approx(1 / (1 + 1.0 * 3))
+    assert table["lr-0.1"]["best.loss"] == pytest.approx(1 / (1 + 0.1 * 3))
+    assert table["lr-0.1"]["overrides"] == "lr=0.1" and table["lr-0.1"]["gpu_hours"] > 0
+    assert (root / "outputs" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _max_overlap(versions: list[dict[str, Any]]) -> int:
+    events = []
+    for v in versions:
+        if v.get("started") is None:
+            continue
+        events += [(v["started"], 1), (v.get("ended") or float("inf"), -1)]
+    best = current = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        current += delta
+        best = max(best, current)
+    return best
