@@ -136,7 +136,9 @@ def parse_grid(values: Sequence[str]) -> tuple[Experiment, ...]:
         if any(name.strip() == n for n, _ in axes):
             raise ConfigError(f"--grid names {name.strip()} twice.", hint="Give each NAME once, with all its values.")
         axes.append((name.strip(), choices))
-    out = []
+    out: list[Experiment] = []
+    if not axes:
+        return ()
     for combo in itertools.product(*(choices for _, choices in axes)):
         sets = {name: value for (name, _), value in zip(axes, combo, strict=True)}
         label = "-".join(f"{k}-{v}" for k, v in sets.items())

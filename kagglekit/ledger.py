@@ -319,6 +319,7 @@ _MIGRATIONS: list[str] = [
         cur_kernel TEXT,
         cur_version INTEGER,
         pushing_since TEXT,
+        push_sent_at TEXT,
         note TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
@@ -329,7 +330,8 @@ _MIGRATIONS: list[str] = [
         holder TEXT NOT NULL,
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
-        expires_at REAL NOT NULL
+        expires_at REAL NOT NULL,
+        note TEXT
     );
     CREATE TABLE queue_pulls (
         account TEXT NOT NULL,

@@ -65,7 +65,7 @@ ACTIVE = (PUSHING, RUNNING, CANCELLING)
 ENDED = (DONE, FAILED, STOPPED, CANCELLED, HALTED)
 
 LEASE_TTL_S = 120.0
-ADOPT_GRACE_S = 300.0  # a brand-new kernel may answer 404/403 for a while after its push (§3)
+ADOPT_GRACE_S = 120.0  # a brand-new kernel may answer 404/403 for a while after its push (§3)
 DEFAULT_INTERVAL_S = 30.0
 MAX_BACKOFF_S = 600.0
 
@@ -172,8 +172,9 @@ class QueueStore:
     def transition(self, item_id: int, states: Sequence[str], **fields: Any) -> bool:
         """Change an item only while it is in one of ``states`` (a cancel meanwhile wins)."""
         fields["updated_at"] = self._now()
-        if isinstance(fields.get("pushing_since"), datetime):
-            fields["pushing_since"] = fields["pushing_since"].isoformat()
+        for key in ("pushing_since", "push_sent_at"):
+            if isinstance(fields.get(key), datetime):
+                fields[key] = fields[key].isoformat()
         cols = ", ".join(f"{k}=?" for k in fields)
         marks = ",".join("?" * len(states))
         with self.ledger.transaction() as conn:
@@ -195,14 +196,15 @@ class QueueStore:
                         "two would push the same experiments.",
                         hint="Watch it with `kagglekit queue status`. If that process is gone, its lease expires "
                              f"within {int(ttl_s)} s.")
-            conn.execute("INSERT OR REPLACE INTO queue_leases (queue, holder, host, pid, expires_at) VALUES "
-                         "(?,?,?,?,?)", (self.queue, self.holder, self.host, os.getpid(), now + ttl_s))
+            conn.execute("INSERT OR REPLACE INTO queue_leases (queue, holder, host, pid, expires_at, note) VALUES "
+                         "(?,?,?,?,?,NULL)", (self.queue, self.holder, self.host, os.getpid(), now + ttl_s))
 
-    def renew(self, ttl_s: float = LEASE_TTL_S) -> None:
-        """Extend the lease; lost it (expired and taken over): QueueBusyError, push nothing more."""
+    def renew(self, ttl_s: float = LEASE_TTL_S, note: str | None = None) -> None:
+        """Extend the lease (and say why nothing is pushed, for `queue status`); lost it (expired and taken
+        over): QueueBusyError, push nothing more."""
         with self.ledger.transaction() as conn:
-            cur = conn.execute("UPDATE queue_leases SET expires_at=? WHERE queue=? AND holder=?",
-                               (time.time() + ttl_s, self.queue, self.holder))
+            cur = conn.execute("UPDATE queue_leases SET expires_at=?, note=? WHERE queue=? AND holder=?",
+                               (time.time() + ttl_s, note, self.queue, self.holder))
             if not cur.rowcount:
                 raise QueueBusyError("This `queue run` lost its lease to another process (it was paused longer than "
                                      f"{int(ttl_s)} s); it stops so that the other one alone pushes.",
@@ -216,7 +218,9 @@ class QueueStore:
         rows = self.ledger.query("SELECT * FROM queue_leases WHERE queue=?", (self.queue,))
         if not rows or rows[0]["expires_at"] < time.time():
             return None
-        return {"pid": rows[0]["pid"], "host": rows[0]["host"]}
+        if rows[0]["host"] == self.host and not _pid_alive(int(rows[0]["pid"])):
+            return None  # killed without releasing it: the next `queue run` takes it over at once
+        return {"pid": rows[0]["pid"], "host": rows[0]["host"], "waiting": rows[0]["note"]}
 
     # --- outputs pulled once ----------------------------------------------------------------------
 
@@ -307,9 +311,12 @@ def build_view(store: QueueStore, *, slots: dict[str, int] | None = None, max_gp
                         session=f"{newest.kernel} v{newest.version}" if newest else None,
                         status=newest.status if newest else None, sessions=len(records), gpu_hours=round(hours, 4),
                         overrides=item.experiment.overrides_text(), note=item.note))
+    holder = store.lease_holder()
+    if waiting is None and holder is not None:
+        waiting = holder["waiting"]
     return View(queue=store.queue, rows=rows, running=running, slots=slots or dict(MAX_BATCH_SESSIONS),
                 queue_gpu_hours=round(total, 4), max_gpu_hours=max_gpu_hours, quota=quota, waiting=waiting,
-                holder=store.lease_holder())
+                holder=holder)
 
 
 def render(view: View) -> str:
@@ -373,6 +380,7 @@ class QueueRunner:
         self.waiting: str | None = None
         self.quota_seen: dict[str, Any] | None = None
         self.pushes = self.refusals = self.polls = 0
+        self._wait_key: str | None = None
 
     # -- the loop --
 
@@ -385,6 +393,7 @@ class QueueRunner:
                 self._recover()
                 self._follow()
                 self._launch()
+                self.store.renew(note=self.waiting)
                 view = self.view()
                 self.opts.tick(view)
                 if not any(i.state in ACTIVE for i in self.store.items()) and not self._can_wait():
@@ -452,12 +461,13 @@ class QueueRunner:
             self.opts.event(f"{item.name}: found {target} v{current} on Kaggle, pushed before the interruption: "
                             "following it.")
             return
+        sent = self.ledger.query("SELECT push_sent_at FROM queue_items WHERE id=?", (item.id,))
         age = (self.ledger.now() - since).total_seconds()
-        if age < ADOPT_GRACE_S:  # a brand-new kernel can be invisible for a while: do not push it twice
+        if sent and sent[0]["push_sent_at"] is not None and age < ADOPT_GRACE_S:  # a brand-new kernel can be invisible for a while: do not push it twice
             self.store.transition(item.id, [PUSHING], note="checking whether the interrupted push reached Kaggle")
             return
         self.store.transition(item.id, [PUSHING], state=RESUME if item.cur_kernel else QUEUED, pushing_since=None,
-                              note="the interrupted push never reached Kaggle: queued again")
+                              push_sent_at=None, note="the interrupted push never reached Kaggle: queued again")
 
     # -- following running sessions --
 
@@ -585,6 +595,9 @@ class QueueRunner:
         if self._over_budget():
             self.waiting = (f"the queue used its --max-gpu-hours {self.opts.max_gpu_hours:g}: "
                             f"{len(waiting)} experiment(s) stay queued")
+            if self._wait_key != "budget":
+                self.opts.event(f"Budget reached: {self.waiting}.")
+            self._wait_key = "budget"
             return
         running = self._running()
         slots = self.slots()
@@ -616,6 +629,14 @@ class QueueRunner:
             elif item.state in WAITING and kind not in blocked:
                 blocked.add(kind)
         self.waiting = "; ".join(reasons) or None
+        self._say_wait(reasons)
+
+    def _say_wait(self, reasons: list[str]) -> None:
+        """Off a terminal the waits that last (quota, budget) are said once each time they begin."""
+        key = next((k for k in ("used up", "projected") if any(k in r for r in reasons)), None)
+        if key is not None and key != self._wait_key:
+            self.opts.event("Waiting: " + next(r for r in reasons if key in r) + ".")
+        self._wait_key = key
 
     def _predict(self, kind: str, pending_reserve: float) -> str | None:
         """Would Kaggle admit a session now? The push preflight's rule (quota.admits); None: yes."""
@@ -647,7 +668,8 @@ class QueueRunner:
         from kagglekit.push import PushRequest, push
 
         previous = item.state
-        if not self.store.transition(item.id, [previous], state=PUSHING, pushing_since=self.ledger.now(), note=None):
+        if not self.store.transition(item.id, [previous], state=PUSHING, pushing_since=self.ledger.now(),
+                                     push_sent_at=None, note=None):
             return False  # cancelled meanwhile
         run = item.experiment.run_options(self.opts.defaults)
         run = dataclasses.replace(run, kernel=item.kernel)
@@ -657,7 +679,8 @@ class QueueRunner:
                           message=f"queue: {item.name}" + (" (next session)" if resume else ""))
         notes: list[str] = []
         try:
-            outcome = push(self.client, req, self.ledger, info=notes.append)
+            outcome = push(_MarksSent(self.client, self.store, item.id), req, self.ledger,  # type: ignore[arg-type]
+                           info=notes.append)
         except KaggleRefusedError as exc:
             if refusal_kind(exc.message) is None:  # not a "later": e.g. a source Kaggle will never take
                 self.store.transition(item.id, [PUSHING], state=FAILED, pushing_since=None, note=exc.message)
@@ -667,7 +690,7 @@ class QueueRunner:
             self._back_off(kind)
             self.store.transition(item.id, [PUSHING], state=previous, pushing_since=None,
                                   note=f"refused, retrying: {exc.message}")
-            self.opts.event(f"{item.name}: {exc.message} Retrying in {self.backoff_s[kind]:.0f} s.")
+            self.opts.event(f"{item.name}: {exc.message} Retrying in {self.backoff_s[kind]:.1f} s.")
             return False
         except ApiError as exc:  # Kaggle may have taken it: the next tick adopts it, or pushes again
             self.opts.event(f"{item.name}: the push did not answer ({exc.message}); checking next time.")
@@ -701,7 +724,23 @@ class QueueRunner:
             chain_id = record_session(self.ledger, self.account, None, kernel, version, item.kernel)
         self.ledger.update_chain(chain_id, state=CHAIN_RUNNING)
         self.store.transition(item.id, [PUSHING, item.state], state=RUNNING, chain_id=chain_id, cur_kernel=kernel,
-                              cur_version=version, pushing_since=None, note=None)
+                              cur_version=version, pushing_since=None, push_sent_at=None, note=None)
+
+
+class _MarksSent:
+    """The client, except that a push first notes in the ledger that it is being sent: a ``queue run``
+    killed before that point pushed nothing, and the next one pushes again at once; killed after it,
+    the next one looks on Kaggle for the version first (and never pushes the same session twice)."""
+
+    def __init__(self, client: KaggleApiClient, store: QueueStore, item_id: int) -> None:
+        self._client, self._store, self._item_id = client, store, item_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def push(self, *args: Any, **kwargs: Any) -> Any:
+        self._store.transition(self._item_id, [PUSHING], push_sent_at=self._store.ledger.now())
+        return self._client.push(*args, **kwargs)
 
 
 def refusal_kind(message: str) -> str | None:

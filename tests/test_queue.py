@@ -107,7 +107,7 @@ def test_a_dead_process_lease_is_taken_over(tmp_path: Path) -> None:
     pid = int(dead.stdout)
     ledger = Ledger(path)
     with ledger.transaction() as conn:
-        conn.execute("INSERT INTO queue_leases VALUES (?,?,?,?,?)",
+        conn.execute("INSERT INTO queue_leases VALUES (?,?,?,?,?,NULL)",
                      ("demo/p", "gone", QueueStore(ledger, "x", "y").host, pid, time.time() + 600))
     QueueStore(ledger, "demo/p", "demo").acquire()  # no wait for the expiry: the holder is gone
 
@@ -165,16 +165,52 @@ def _env(emulator: Any) -> dict[str, str]:
     return env
 
 
-def _queue_run(emulator: Any, root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "kagglekit", "queue", "run", "--interval", "0.3", *args],
-                            cwd=root, env=_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class QueueProcess:
+    """``kagglekit queue run`` in its own process (so that it can be killed), its stderr in a file."""
+
+    def __init__(self, emulator: Any, root: Path, *args: str) -> None:
+        self.err_path = root.parent / f"queue-{time.monotonic_ns()}.err"
+        self.err_file = self.err_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kagglekit", "queue", "run", "--interval", "0.3", *args],
+                                     cwd=root, env=_env(emulator), stdout=subprocess.DEVNULL, stderr=self.err_file,
+                                     text=True)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def err(self) -> str:
+        self.err_file.flush()
+        return self.err_path.read_text()
+
+    def kill(self) -> str:
+        self.proc.kill()  # SIGKILL: no cleanup, no lease released
+        self.proc.wait()
+        return self.err()
+
+    def wait(self, timeout: float) -> str:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("queue run did not end:\n" + self.err()[-4000:]) from None
+        return self.err()
+
+
+def _queue_run(emulator: Any, root: Path, *args: str) -> QueueProcess:
+    return QueueProcess(emulator, root, *args)
 
 
 def _store(root: Path) -> QueueStore:
     from kagglekit.queue import open_store
     from kagglekit.settings import load_project
 
-    return open_store(Ledger(), load_project(root), C.DEMO_USERNAME)
+    ledger = Ledger()
+    accounts = [r["account"] for r in ledger.query("SELECT DISTINCT account FROM queue_items")]
+    return open_store(ledger, load_project(root), accounts[0] if accounts else C.DEMO_USERNAME)
 
 
 @pytest.mark.emulator_prod
@@ -216,3 +252,104 @@ def _max_overlap(versions: list[dict[str, Any]]) -> int:
         current += delta
         best = max(best, current)
     return best
+
+
+LONG = 'timeout = "5"\nset = { epochs = "7", step_s = "1.0" }\n'
+EXPERIMENTS = "".join(f'[tool.kagglekit.experiments.{name}]\n{body}' for name, body in [
+    ("e1", 'set = { epochs = "2", lr = "0.1" }\n'),
+    ("long", LONG),
+    ("e3", 'set = { epochs = "4", lr = "0.2" }\n'),
+    ("e4", 'set = { epochs = "1", lr = "0.3" }\n'),
+    ("e5", 'set = { epochs = "3", lr = "0.4" }\n'),
+    ("e6", 'set = { epochs = "2", lr = "0.5" }\n'),
+    ("e7", 'set = { epochs = "4", lr = "0.6" }\n'),
+    ("e8", 'set = { epochs = "1", lr = "0.7" }\n'),
+])
+OUTSIDE = "import time\nprint('a notebook the queue does not know about', flush=True)\ntime.sleep(4)\n"
+
+
+def _wait(what: str, check: Any, proc: QueueProcess, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"queue run ended (rc {proc.returncode}) before {what}:\n{proc.err()[-4000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{proc.kill()[-4000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.emulator_prod
+@pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 30})
+def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator: Any, tmp_path: Path) -> None:
+    """The issue's "done when": 2 GPU slots, a 30-second weekly quota, 5-8 second sessions."""
+    root = write_project(tmp_path / "qtrain", experiments=EXPERIMENTS)
+    backend = emulator.server.backend
+    # A GPU session the queue does not know about (a notebook in the browser): its first pushes meet
+    # Kaggle's "Maximum batch GPU session count of 2 reached" and must wait, not fail.
+    emulator.push(OUTSIDE, "browser-notebook", machineShape="NvidiaTeslaT4", enableGpu=True, sessionTimeoutSeconds=8)
+    logs = []
+
+    # 1st run: killed once two experiments run
+    proc = _queue_run(emulator, root, "--timeout", "8")
+    _wait("two running experiments", lambda: sum(i.state == RUNNING for i in _store(root).items()) >= 2, proc)
+    logs.append(proc.kill())
+    assert "Maximum batch GPU session count of 2 reached" in logs[0]  # met, and retried
+
+    # 2nd run: killed while the long experiment runs its second session, on the relay sibling
+    proc = _queue_run(emulator, root, "--timeout", "8")
+    _wait("the long experiment's second session", lambda: (_store(root).get("long").cur_kernel or "").endswith(
+        "-relay"), proc)
+    logs.append(proc.kill())
+    with pytest.raises(QueueBusyError):  # a dead lease holder is taken over; a live one is not
+        holder = QueueStore(Ledger(), _store(root).queue, _store(root).account)
+        proc = _queue_run(emulator, root, "--timeout", "8")
+        _wait("the new run's lease", lambda: (_store(root).lease_holder() or {}).get("pid") == proc.proc.pid, proc)
+        holder.acquire()
+
+    # 3rd run (started above): meets the quota, the week ends (clock advanced), the rest runs
+    def quota_wait() -> bool:
+        waiting = (_store(root).lease_holder() or {}).get("waiting") or ""
+        return "used up" in waiting and not [v for v in backend.active_versions() if v.kind == "gpu"]
+
+    _wait("the quota wait", quota_wait, proc, timeout=180)
+    used, _ = backend.usage(C.DEMO_USERNAME, "gpu")
+    assert used >= 30
+    emulator.control("clock", {"advance_seconds": 7 * 24 * 3600})  # next Saturday: the quota is back
+    err = proc.wait(timeout=240)
+    logs.append(err)
+    assert proc.returncode == 0, err[-4000:]
+    every = "\n".join(logs)
+    assert "projected" in every  # a reservation-caused wait was predicted too, before the reset
+
+    store = _store(root)
+    items = {i.name: i for i in store.items()}
+    assert {n: i.state for n, i in items.items()} == {n: "done" for n in
+                                                      ["e1", "long", "e3", "e4", "e5", "e6", "e7", "e8"]}
+    from kagglekit.queue import sessions_of
+
+    long_sessions = sessions_of(store.ledger, items["long"])
+    assert len(long_sessions) >= 3
+    assert {r.kernel for r in long_sessions} == {"demo/qtrain-long", "demo/qtrain-long-relay"}
+    # never more than two GPU sessions at once, the outside one included
+    versions = [v for v in emulator.get("versions")["versions"] if v["kind"] == "gpu"]
+    assert len(versions) == 7 + len(long_sessions) + 1 and _max_overlap(versions) <= 2
+    # every session's outputs pulled, each file downloaded once
+    sessions = [r for i in items.values() for r in sessions_of(store.ledger, i)]
+    assert all(store.pulled(r.kernel, r.version) for r in sessions)
+    gets = [e["path"] for e in emulator.requests("file") if e["status"] == 200]
+    assert gets and len(gets) == len(set(gets))
+    final = json.loads((Path(store.pulled(long_sessions[-1].kernel, long_sessions[-1].version) or "")
+                        / "metrics.jsonl").read_text().splitlines()[-1])
+    assert final["epoch"] == 7
+
+    env = _env(emulator)
+    res = subprocess.run([sys.executable, "-m", "kagglekit", "--json", "compare"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    table = {r["experiment"]: r for r in json.loads(res.stdout)["experiments"]}
+    assert len(table) == 8 and table["long"]["epochs"] == 7 and table["long"]["sessions"] == len(long_sessions)
+    assert table["e4"]["final.loss"] == pytest.approx(1 / (1 + 0.3 * 1))
+    assert (root / "outputs" / "compare.png").stat().st_size > 1000
