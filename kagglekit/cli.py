@@ -826,7 +826,8 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
                   f"`{opts.command_prefix()} queue run` carries on.")
         raise
     opts.emit({"queue": result.view.as_dict(), "pushes": result.pushes, "refusals": result.refusals,
-               "status_requests": result.polls, "seconds": round(result.seconds, 1)},
+               "status_requests": result.polls, "seconds": round(result.seconds, 1),
+               "push_seconds": [round(x, 3) for x in result.push_seconds]},
               lambda: click.echo(render(result.view)))
 
 

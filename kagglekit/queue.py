@@ -54,6 +54,7 @@ QUEUED = "queued"  # not pushed yet
 RESUME = "resume"  # its last session ended by its time guard: the next one waits for a slot
 PUSHING = "pushing"  # a push is (or was, when the process died) under way
 RUNNING = "running"  # a session is queued/running on Kaggle (or saving its outputs)
+ENDING = "ending"  # its session ended (the slot is free): outputs to pull, then continue or finish
 CANCELLING = "cancelling"  # `queue cancel` stopped its session; its outputs are pulled when it ends
 DONE = "done"
 FAILED = "failed"
@@ -61,7 +62,8 @@ STOPPED = "stopped"  # its session was stopped outside the queue (web UI, sessio
 CANCELLED = "cancelled"
 HALTED = "halted"  # ended COMPLETE-or-not in a way kagglekit does not continue blindly
 WAITING = (QUEUED, RESUME)
-ACTIVE = (PUSHING, RUNNING, CANCELLING)
+ACTIVE = (PUSHING, RUNNING, CANCELLING)  # holding a slot on Kaggle
+PENDING = (*ACTIVE, ENDING)  # work left for `queue run` before it may end
 ENDED = (DONE, FAILED, STOPPED, CANCELLED, HALTED)
 
 LEASE_TTL_S = 120.0
@@ -366,6 +368,7 @@ class QueueResult:
     refusals: int
     polls: int
     seconds: float
+    push_seconds: list[float]
 
 
 class QueueRunner:
@@ -380,6 +383,7 @@ class QueueRunner:
         self.waiting: str | None = None
         self.quota_seen: dict[str, Any] | None = None
         self.pushes = self.refusals = self.polls = 0
+        self.push_s: list[float] = []  # how long each push took (bundle, preflight, SaveKernel)
         self._wait_key: str | None = None
 
     # -- the loop --
@@ -392,12 +396,15 @@ class QueueRunner:
                 self.store.renew()
                 self._recover()
                 self._follow()
-                self._launch()
+                self._launch()  # an ended session's slot first, then its outputs: the slot idles less
+                if self._finish():
+                    self._launch()
                 self.store.renew(note=self.waiting)
                 view = self.view()
                 self.opts.tick(view)
-                if not any(i.state in ACTIVE for i in self.store.items()) and not self._can_wait():
-                    return QueueResult(view, self.pushes, self.refusals, self.polls, time.monotonic() - started)
+                if not any(i.state in PENDING for i in self.store.items()) and not self._can_wait():
+                    return QueueResult(view, self.pushes, self.refusals, self.polls, time.monotonic() - started,
+                                       self.push_s)
                 self.opts.sleep(self.opts.interval_s)
         finally:
             self.store.release()
@@ -490,7 +497,24 @@ class QueueRunner:
                 if note != item.note and item.state == RUNNING:
                     self.store.transition(item.id, [RUNNING], note=note)
                 continue
-            self._ended(item, ref, report.status, report.failure_message)
+            if item.state == CANCELLING:
+                self._ended(item, ref, report.status, report.failure_message)
+            else:
+                self.store.transition(item.id, [RUNNING], state=ENDING, note=f"ended {report.status}")
+
+    def _finish(self) -> bool:
+        """Pull and judge the sessions that ended (their status is in the ledger); True: one did."""
+        done = False
+        for item in self.store.items():
+            ref = item.current
+            if item.state != ENDING or ref is None:
+                continue
+            record = self.ledger.get(self.account, ref.kernel_id, ref.version or 0)
+            if record is None or record.status is None:
+                continue
+            self._ended(item, ref, record.status, record.failure_message)
+            done = True
+        return done
 
     def _ended(self, item: Item, ref: KernelRef, status: str, failure: str | None) -> None:
         from kagglekit.chain import CONTINUE, FINISHED, decide
@@ -518,7 +542,7 @@ class QueueRunner:
             state, chain_state = HALTED, "halted"
         if chain_state is not None and item.chain_id is not None:
             self.ledger.update_chain(item.chain_id, state=chain_state, note=decision.message)
-        self.store.transition(item.id, [RUNNING], state=state, note=decision.message)
+        self.store.transition(item.id, [ENDING, RUNNING], state=state, note=decision.message)
         self.opts.event(f"{item.name}: {decision.message}")
 
     def _pull(self, item: Item, ref: KernelRef) -> dict[str, Any] | bool | None:
@@ -678,6 +702,7 @@ class QueueRunner:
                           resume_from=str(item.current) if resume else None, strict=False,
                           message=f"queue: {item.name}" + (" (next session)" if resume else ""))
         notes: list[str] = []
+        began = time.monotonic()
         try:
             outcome = push(_MarksSent(self.client, self.store, item.id), req, self.ledger,  # type: ignore[arg-type]
                            info=notes.append)
@@ -700,6 +725,7 @@ class QueueRunner:
             self.opts.event(f"{item.name}: cannot be pushed: {exc.message}")
             return False
         self.pushes += 1
+        self.push_s.append(time.monotonic() - began)
         self.backoff_s.pop(kind, None)
         assert outcome.version is not None
         self._started(item, outcome.kernel, outcome.version, resumed=resume)

@@ -353,3 +353,56 @@ def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator
     assert len(table) == 8 and table["long"]["epochs"] == 7 and table["long"]["sessions"] == len(long_sessions)
     assert table["e4"]["final.loss"] == pytest.approx(1 / (1 + 0.3 * 1))
     assert (root / "outputs" / "compare.png").stat().st_size > 1000
+
+
+@pytest.mark.emulator_prod
+@pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
+def test_budget_leaves_the_rest_queued_and_cancel_dequeues(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    root = write_project(tmp_path / "qtrain")
+    code, out, err = kk("--json", "queue", "run", "--interval", "0.3", "--timeout", "20", "--slots", "1",
+                        "--max-gpu-hours", "0.0002", "--grid", "lr=0.1,0.5,1.0", cwd=root)
+    assert code == 0, err[-3000:]
+    states = {r["name"]: r["state"] for r in json.loads(out)["queue"]["rows"]}
+    assert states == {"lr-0.1": "done", "lr-0.5": "queued", "lr-1.0": "queued"}
+    assert "Budget reached" in err
+    assert len([v for v in emulator.get("versions")["versions"] if "/qtrain-" in v["ref"]]) == 1
+
+    code, out, _ = kk("--json", "queue", "status", cwd=root)
+    assert code == 0 and [r["state"] for r in json.loads(out)[0]["rows"]] == ["done", "queued", "queued"]
+    assert kk("queue", "cancel", "lr-0.5", cwd=root)[0] == 0
+    code, _, err = kk("queue", "cancel", "lr-9", cwd=root)
+    assert code == 5 and "has no experiment 'lr-9'" in err
+    # the rest runs without the budget; the cancelled one never does
+    code, out, err = kk("--json", "queue", "run", "--interval", "0.3", "--timeout", "20", cwd=root)
+    assert code == 0, err[-3000:]
+    states = {r["name"]: r["state"] for r in json.loads(out)["queue"]["rows"]}
+    assert states == {"lr-0.1": "done", "lr-0.5": "cancelled", "lr-1.0": "done"}
+    assert not (root / "outputs" / "qtrain-lr-0-5").exists()
+
+
+@pytest.mark.emulator_prod
+@pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
+def test_cancel_stops_a_running_experiment(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    root = write_project(tmp_path / "qtrain", experiments='[tool.kagglekit.experiments.slow]\n'
+                                                          'set = { epochs = "40" }\n')
+    proc = _queue_run(emulator, root, "--timeout", "30")
+    try:
+        _wait("the slow experiment to train", lambda: "epoch" in _log_of(emulator, "demo/qtrain-slow"), proc)
+        code, _, err = kk("queue", "cancel", "slow", cwd=root)
+        assert code == 0, err
+        assert proc.wait(timeout=60) is not None and proc.returncode == 0, proc.err()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    item = _store(root).get("slow")
+    assert item is not None and item.state == "cancelled"
+    assert emulator.status("demo", "qtrain-slow")[0] == "CANCEL_ACKNOWLEDGED"
+    assert (root / "outputs" / "qtrain-slow" / "v1" / "metrics.jsonl").exists()  # what it saved, pulled
+
+
+def _log_of(emulator: Any, kernel: str) -> str:
+    owner, slug = kernel.split("/")
+    try:
+        return (emulator.output_dir(owner, slug) / "metrics.jsonl").read_text()
+    except Exception:
+        return ""
