@@ -96,7 +96,7 @@ def report(versions: list[dict[str, Any]], log: Any, result: dict[str, Any], wal
     slots = 2
     makespan = max(end for _, end in spans) - min(start for start, _ in spans)
     bound = max(sum(durations) / slots, max(durations))
-    running_s = sum(v["ended"] - (v["started"] or v["created"]) for v in versions)
+    running_s = sum(durations)  # a session is polled from its push to its saved outputs
     entries = log["requests"] if isinstance(log, dict) else log
     by_name = collections.Counter(e.get("name") or e.get("kind") for e in entries if e.get("kind") != "control")
     by_name = collections.Counter({k.rpartition("/")[2]: n for k, n in by_name.items()})
@@ -119,8 +119,8 @@ def report(versions: list[dict[str, Any]], log: Any, result: dict[str, Any], wal
     print(f"a push (bundle, preflight, SaveKernel) took {sum(pushes) / len(pushes):.2f} s on average, "
           f"at most {max(pushes):.2f} s")
     print(f"queue run wall time {wall:.1f} s (start-up, the first bundle and the last pull included)")
-    print(f"status polls: {status} over {running_s:.0f} session-seconds = {60 * status / running_s:.1f} per running "
-          f"session per minute at --interval {args.interval:g} ({60 * status / running_s * args.interval / 30:.2f} per "
+    print(f"status polls: {status} over {running_s:.0f} session-seconds = {60 * status / running_s:.1f} per session "
+          f"per minute at --interval {args.interval:g} ({60 * status / running_s * args.interval / 30:.2f} per "
           "minute at the default 30 s)")
     print("requests by method: " + ", ".join(f"{k} {n}" for k, n in by_name.most_common()))
     print(f"queue: pushes {result['pushes']}, refusals {result['refusals']}, status+quota requests "
