@@ -837,17 +837,10 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
 def queue_status_command(opts: Options, /, project_dir: Path | None) -> None:
     """The queue as the ledger has it (no request to Kaggle): states, sessions, hours."""
     from kagglekit.ledger import Ledger
-    from kagglekit.queue import QueueStore, build_view, queue_name, render
+    from kagglekit.queue import build_view, render, stores_of
     from kagglekit.settings import load_project
 
-    settings = load_project(project_dir)
-    ledger = Ledger()
-    views = []
-    queues = {(r["queue"], r["account"]) for r in ledger.query("SELECT DISTINCT queue, account FROM queue_items")}
-    kernel = settings.kernel_id
-    for queue, account in sorted(queues):
-        if queue == queue_name(settings) or (kernel is None and queue.endswith("/" + (settings.kernel_slug or ""))):
-            views.append(build_view(QueueStore(ledger, queue, account)))
+    views = [build_view(store) for store in stores_of(Ledger(), load_project(project_dir))]
     opts.emit([v.as_dict() for v in views],
               lambda: click.echo("\n\n".join(render(v) + (f"\n  (run by pid {v.holder['pid']} on {v.holder['host']})"
                                                           if v.holder else "") for v in views)
@@ -896,17 +889,15 @@ def compare_command(opts: Options, /, names: tuple[str, ...], project_dir: Path 
 
     from kagglekit.compare import gather, plot_losses
     from kagglekit.ledger import Ledger
-    from kagglekit.queue import QueueStore, queue_name
+    from kagglekit.queue import stores_of
     from kagglekit.settings import load_project
 
     settings = load_project(project_dir)
-    ledger = Ledger()
-    accounts = sorted({r["account"] for r in ledger.query("SELECT DISTINCT account FROM queue_items WHERE queue=?",
-                                                          (queue_name(settings),))})
-    if not accounts:
+    stores = stores_of(Ledger(), settings)
+    if not stores:
         raise KagglekitError("This project's queue has no experiments yet.",
                              hint="`kagglekit queue run` runs them; compare reads what it pulled.")
-    frame, histories = gather(QueueStore(ledger, queue_name(settings), accounts[-1]), names)
+    frame, histories = gather(stores[-1], names)  # the account that ran the queue last
     target = plot_path or settings.root / "outputs" / "compare.png"
     drawn = plot_losses(histories, target, title=f"{settings.kernel_slug}: loss")
     table = frame.reset_index().to_dict(orient="records") if not frame.empty else []

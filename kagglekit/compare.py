@@ -87,8 +87,15 @@ def gather(store: QueueStore, names: Sequence[str] = ()) -> tuple[pd.DataFrame, 
     """The comparison table (one row per experiment) and each experiment's metric history."""
     import pandas as pd
 
+    items = store.items()
+    unknown = sorted(set(names) - {i.name for i in items})
+    if unknown:
+        from kagglekit.errors import NotFoundError
+
+        raise NotFoundError(f"The queue has no experiment {', '.join(unknown)} (it has: "
+                            f"{', '.join(i.name for i in items) or 'none'}).", hint="`kagglekit queue status` lists them.")
     rows, histories = [], {}
-    for item in store.items():
+    for item in items:
         if names and item.name not in names:
             continue
         folders = experiment_folders(store, item)

@@ -796,8 +796,16 @@ def _training_from(target: Path) -> dict[str, Any] | None:
 # --- the commands' core ---------------------------------------------------------------------------
 
 def queue_name(settings: ProjectSettings) -> str:
-    """The queue of a project: its kernel id (one queue per project and account)."""
-    return settings.kernel_id or str(settings.root)
+    """The queue of a project: its kernel slug (one queue per project and account; the slug, not the
+    owner/slug id, so that commands that never ask Kaggle who is signed in find it too)."""
+    return settings.kernel_slug or str(settings.root)
+
+
+def stores_of(ledger: Ledger, settings: ProjectSettings) -> list[QueueStore]:
+    """The project's queues as the ledger has them, one per account that ran it (no request to Kaggle)."""
+    rows = ledger.query("SELECT account, MAX(updated_at) AS seen FROM queue_items WHERE queue=? GROUP BY account "
+                        "ORDER BY seen", (queue_name(settings),))
+    return [QueueStore(ledger, queue_name(settings), r["account"]) for r in rows]
 
 
 def open_store(ledger: Ledger, settings: ProjectSettings, account: str) -> QueueStore:
