@@ -17,12 +17,14 @@ import fnmatch
 import functools
 import hashlib
 import io
+import json
 import lzma
 import os
 import re
+import shlex
 import shutil
 import tarfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,9 @@ from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
 from kagglekit.settings import ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
+from kagglekit.written import REASON as WRITTEN_REASON
+from kagglekit.written import mark_bundle_folder, written_by_kagglekit
+from kagglekit.written import marks_folder as written_marks_folder
 
 DEFAULT_OUT_DIR = ".kagglekit/bundle"
 SCRIPT_TEMPLATE = "kernel/script.py.jinja"
@@ -115,6 +120,8 @@ class BundleResult:
     flag_changes: list[FlagChange]
     metadata: dict[str, Any]
     warnings: list[str]
+    argv: list[str] = dataclasses.field(default_factory=list)  # the entry point's command-line arguments
+    source_roots: list[str] = dataclasses.field(default_factory=list)  # ["src"] for a src layout
     code_dataset: str | None = None  # set when the archive travels in a dataset (project over 1 MiB)
     code_dataset_dir: Path | None = None  # the folder to upload as that dataset (the archive file)
     inline_script_bytes: int = 0  # what the one self-contained script would have weighed
@@ -124,10 +131,9 @@ class BundleResult:
         """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
         if self.code_dataset is None:
             return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
-        return (f"through dataset {self.code_dataset}: the project would make a "
-                f"{display.size(self.inline_script_bytes)} script, over Kaggle's 1 MiB source limit, so its archive "
-                f"is uploaded as a private dataset and the kernel is a {display.size(self.script_bytes)} loader "
-                "that checks its sha256")
+        return (f"through dataset {self.code_dataset}: the project would make a {display.size(self.inline_script_bytes)} "
+                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
+                f"and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
 
 
 @dataclasses.dataclass
@@ -152,9 +158,11 @@ def _read_ignore(path: Path) -> list[str]:
 
 
 class _Collector:
-    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path]) -> None:
+    def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path],
+                 written: list[Path] | None = None) -> None:
         self.root = root
         self.skip = {os.path.realpath(p) for p in skip}
+        self.written = {os.path.realpath(p) for p in written or []}  # kagglekit's own files: never shipped
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
                               tuple(r for _, r in DEFAULT_IGNORES))
         kaggleignore = root / ".kaggleignore"
@@ -222,6 +230,9 @@ class _Collector:
                 if is_dir:
                     if os.path.realpath(e.path) in self.skip:
                         continue
+                    if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
+                        self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
+                        continue
                     ignored, reason = self.decide(rel, True, chain, e.path)
                     if ignored or inside_ignored:
                         if self.may_descend(rel):
@@ -235,6 +246,9 @@ class _Collector:
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
                     continue
                 if not os.path.isfile(e.path):
+                    continue
+                if os.path.realpath(e.path) in self.written:
+                    self.left_out.append(LeftOut(rel, WRITTEN_REASON))
                     continue
                 ignored, _ = self.decide(rel, False, chain, e.path)
                 if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
@@ -307,8 +321,11 @@ def _py_literal(value: Any) -> str:
     return ascii(value)
 
 
-def resolve_entry(entry: str | None, names: set[str]) -> str:
-    """Check the entry point is bundled; without one, pick a lone train.py / main.py."""
+def resolve_entry(entry: str | None, names: set[str], roots: list[str] | None = None) -> str:
+    """Check the entry point is bundled; without one, pick a lone train.py / main.py.
+
+    ``roots``: source folders besides the project root (``["src"]``), where modules are found too.
+    """
     if entry is None:
         found = [n for n in ("train.py", "main.py") if n in names]
         if len(found) == 1:
@@ -318,39 +335,28 @@ def resolve_entry(entry: str | None, names: set[str]) -> str:
             + (f" (both {' and '.join(found)} exist)." if found else "."),
             hint='Set it in [tool.kagglekit] or kagglekit.toml: entry = "mypkg.train" (a module) or '
                  'entry = "train.py" (a script), or KAGGLEKIT_ENTRY.')
-    if entry.endswith(".py"):
+    if entry.endswith((".py", ".ipynb")):
         if entry not in names:
-            raise BundleError(f"The entry script {entry} is not among the bundled files.",
+            raise BundleError(f"The entry {'notebook' if entry.endswith('.ipynb') else 'script'} {entry} is not "
+                              "among the bundled files.",
                               hint="Check the path (relative to the project root) and that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")
         return entry
-    mod = entry.replace(".", "/")
-    if not ({f"{mod}.py", f"{mod}/__main__.py"} & names):
+    from kagglekit.layout import module_file
+
+    if module_file(entry, names, roots or []) is None:
+        mod = entry.replace(".", "/")
+        where = " and in ".join(["the project root", *(f"{r}/" for r in roots or [])])
         raise BundleError(f"The entry module {entry} is not among the bundled files (looked for {mod}.py and "
-                          f"{mod}/__main__.py).",
-                          hint="Check the module path and that no ignore rule leaves it out.")
+                          f"{mod}/__main__.py in {where}).",
+                          hint="Check the module path and that no ignore rule leaves it out; for a src layout, "
+                               "declare the package folder in pyproject.toml (e.g. [tool.setuptools.packages.find] "
+                               "where = [\"src\"]) or keep it under src/.")
     return entry
 
 
 def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
     return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
-
-
-@dataclasses.dataclass
-class _Plan:
-    """What a bundle will be, decided from the settings and options before any file is read."""
-
-    out: Path
-    sets: dict[str, str]
-    shape: str
-    kind: str
-    enable_internet: bool
-    session_limit: int
-    kernel_sources: list[str]
-    resume_from: str | None
-    code_file: str
-    dataset_sources: list[str]
-    warnings: list[str]
 
 
 def build_bundle(
@@ -363,6 +369,7 @@ def build_bundle(
     out_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
+    args: Sequence[str] = (),
     requirements: Mapping[str, Any] | None = None,
     extra_datasets: tuple[str, ...] = (),
     code_dataset: str | None = None,
@@ -373,42 +380,13 @@ def build_bundle(
     ``resume_from`` ("owner/slug[/version]"): that kernel's output is attached as a kernel
     source and, in the kernel, the files matching the ``checkpoints`` patterns are copied
     into /kaggle/working before the entry point runs (so training picks up where it stopped).
+    ``args``: command-line arguments given after ``--``; they follow the ``args`` setting (and
+    ``test-args`` in test mode), so argparse lets them win.
     ``requirements`` (``{"install": [...], "wheels": "owner/slug"?}``) are installed in the kernel before
     the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
     over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
     becomes a loader (without it, such a project is refused).
-    Phases: resolve -> collect and guard -> transform -> render -> write.
     """
-    plan = _resolve(settings, overrides=overrides, machine_shape=machine_shape, internet=internet,
-                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
-    collector, contents = _collect(settings, plan)
-    entry = resolve_entry(settings.entry, set(contents))
-    flag_changes = _transform(settings, contents, mode, plan)
-    files = [BundledFile(rel, size) for rel, _, size in collector.files]
-    archive = build_archive(contents, runtime_sources())
-    sha = hashlib.sha256(archive).hexdigest()
-    render_script = _renderer(settings, plan, sha, entry=entry, mode=mode, files=files, extra_env=extra_env,
-                              requirements=requirements)
-    script_bytes, inline_bytes, code_dir = _deliver(render_script, archive, sha, plan, code_dataset, contents)
-    metadata = _metadata(settings, plan)
-    script_path, metadata_path = _write(plan, script_bytes, metadata)
-    total = sum(f.size for f in files)
-    return BundleResult(
-        out_dir=plan.out, script_path=script_path, metadata_path=metadata_path, kernel=settings.kernel_id or "",
-        title=settings.resolved_title or settings.kernel_slug or "", entry=entry, mode=mode, overrides=plan.sets,
-        machine_shape=plan.shape, enable_internet=plan.enable_internet, is_private=settings.private,
-        session_limit_s=plan.session_limit, files=files,
-        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
-        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=plan.warnings,
-        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
-        inline_script_bytes=inline_bytes)
-
-
-def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, machine_shape: str | None,
-             internet: bool | None, out_dir: Path | None, extra_env: Mapping[str, str] | None,
-             resume_from: str | None, extra_datasets: tuple[str, ...]) -> _Plan:
-    """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
     if out == root.resolve():
@@ -419,8 +397,10 @@ def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, 
             f"No kernel id: the folder name '{root.name}' does not make a slug of 5+ characters.",
             hint='Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     warnings = list(settings.warnings)
+    sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
+    enable_internet = settings.enable_internet if internet is None else internet
     for name in sorted(extra_env or {}):
         if _SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
@@ -434,6 +414,7 @@ def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, 
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
                           f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
                           hint="Use a shorter --timeout, or leave it unset.")
+
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
         try:
@@ -443,21 +424,10 @@ def _resolve(settings: ProjectSettings, *, overrides: Mapping[str, str] | None, 
         resume_from = str(parent)
         if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
-    code_file = settings.resolved_code_file
-    if code_file == METADATA_FILE:
-        raise ConfigError("code-file cannot be kernel-metadata.json.")
-    return _Plan(out=out, sets={str(k): str(v) for k, v in sorted((overrides or {}).items())}, shape=shape,
-                 kind=kind, enable_internet=settings.enable_internet if internet is None else internet,
-                 session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
-                 code_file=code_file, warnings=warnings,
-                 dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)])
 
-
-def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[str, bytes]]:
-    """Walk the project and read its files, refusing secrets and hopeless sizes before going further."""
-    collector = _Collector(settings.root, settings, skip=[plan.out])
+    collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
     collector.walk()
-    plan.warnings += collector.warnings
+    warnings += collector.warnings
     secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
     if secrets:
         raise BundleError(
@@ -466,6 +436,7 @@ def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[s
             hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
                  "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
                  "(Add-ons > Secrets) instead.")
+
     raw_total = sum(size for _, _, size in collector.files)
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
@@ -486,137 +457,184 @@ def _collect(settings: ProjectSettings, plan: _Plan) -> tuple[_Collector, dict[s
                           + ", ".join(leaked) + ".",
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
-    return collector, contents
 
+    from kagglekit.layout import source_roots
 
-def _transform(settings: ProjectSettings, contents: dict[str, bytes], mode: str | None,
-               plan: _Plan) -> list[FlagChange]:
-    """Apply the mode and ``--set`` overrides to the bundled copy (in place), then check it parses on Kaggle."""
+    roots = source_roots(root, contents)
+    entry = resolve_entry(settings.entry, set(contents), roots)
+    argv = entry_argv(settings, mode, args)
+    for rel in settings.working_files:
+        if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
+            raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
+                              hint="Give paths relative to the project root (a file or a folder), and check that no "
+                                   "ignore rule leaves them out (kagglekit -v bundle lists the files).")
+
     py_sources: dict[str, str] = {}
-    if mode is not None or plan.sets:
+    if mode is not None or sets:
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
                     py_sources[rel] = data.decode("utf-8")
                 except UnicodeDecodeError:
                     continue
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=plan.sets, test_flag=settings.test_flag,
-                                        test_flag_enabled=settings.test_flag_enabled)
+    from kagglekit import notebook
+
+    nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
+    if nb is not None:  # its code cells, as one Python source the test flag and --set can edit
+        nb_python, nb_magics = notebook.as_python(nb)
+        py_sources[entry] = nb_python
+        if argv:
+            warnings.append(f"args/test-args/-- ARGS ({shlex.join(argv)}) do not reach a notebook: it has no "
+                            "command line. Use --set, or read KAGGLEKIT_MODE.")
+    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.testflag import find_reassignments
+
+    py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
+    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
+                                        test_flag_enabled=settings.test_flag_enabled,
+                                        flag_required=not ((settings.test_args or settings.test_sets)
+                                                           and settings.test_flag is None))
+    warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
+    if nb is not None:
+        flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
+        warnings = [notebook.relabel_text(entry, nb_python, w) for w in warnings]
+        if entry in changed:
+            notebook.put_back(nb, changed.pop(entry), nb_magics)
+            contents[entry] = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
+    changed_configs, config_changes = apply_config_sets(
+        contents, {k: v for k, v in sets.items() if is_config_target(k)})
+    contents.update(changed_configs)
+    flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
+
     check_syntax(contents)
-    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
-    plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "
-                      f"at start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it."
-                      for name in shadowed]
-    return flag_changes
-
-
-def _renderer(settings: ProjectSettings, plan: _Plan, sha: str, *, entry: str, mode: str | None,
-              files: list[BundledFile], extra_env: Mapping[str, str] | None,
-              requirements: Mapping[str, Any] | None) -> Callable[..., str]:
-    """templates/kernel/script.py.jinja with the runtime's config; call it with where the archive is."""
-    from kagglekit.templating import render
-
-    kernel_id = settings.kernel_id or ""
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
+                      & PREIMPORTED_ON_KAGGLE)
+    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
+                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
+    archive = build_archive(contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    kernel_id = settings.kernel_id
+    assert kernel_id is not None
+    title = settings.resolved_title or settings.kernel_slug
+    code_file = settings.resolved_code_file
+    if nb is not None:
+        code_file = settings.code_file or f"{settings.kernel_slug}{notebook.SUFFIX}"
+        if not notebook.is_notebook(code_file):
+            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {entry} is a "
+                              "notebook, so the kernel is a notebook and its file must end in .ipynb.",
+                              hint=f"Use code-file = \"{settings.kernel_slug}.ipynb\", or leave code-file unset.")
+    elif notebook.is_notebook(code_file):
+        raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}) names a notebook, but the "
+                          f"entry {entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
+    if code_file == METADATA_FILE:
+        raise ConfigError("code-file cannot be kernel-metadata.json.")
+    files = [BundledFile(rel, size) for rel, _, size in collector.files]
+    total = sum(f.size for f in files)
     config: dict[str, Any] = {
         "kagglekit_version": __version__,
         "kernel": kernel_id,
         "entry": entry,
         "mode": mode,
-        "overrides": plan.sets,
+        "overrides": sets,
         "bundle_sha256": sha,
-        "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
-        "session_limit_s": plan.session_limit,
+        "accelerator": "cpu" if kind == "cpu" else shape,
+        "session_limit_s": session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted((extra_env or {}).items())),
-        "resume_from": plan.resume_from,
+        "resume_from": resume_from,
         "checkpoints": list(settings.checkpoints),
+        "argv": argv,
+        "python_path": roots,
+        "working_files": list(settings.working_files),
     }
     if requirements:
         config["requirements"] = dict(requirements)
-    return functools.partial(
+    from kagglekit.templating import render
+
+    render_script = functools.partial(
         render,
         SCRIPT_TEMPLATE,
-        code_file=plan.code_file,
+        code_file=code_file,
         version=__version__,
         kernel=kernel_id,
         entry=entry,
         mode_label=mode or "as in the sources",
-        accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
+        accelerator=f"{shape} ({display.shape_label(shape)})",
         n_files=len(files),
-        total_label=display.size(sum(f.size for f in files)),
+        total_label=display.size(total),
         sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
+    def render_kernel(**parts: Any) -> bytes:
+        """The script; for a notebook entry, the notebook whose first cell it is."""
+        text: str = render_script(**parts)
+        return (notebook.kernel_notebook(nb, text) if nb is not None else text).encode("utf-8")
 
-
-def _deliver(render_script: Callable[..., str], archive: bytes, sha: str, plan: _Plan, code_dataset: str | None,
-             contents: Mapping[str, bytes]) -> tuple[bytes, int, Path | None]:
-    """The script with the archive inside, or, over 1 MiB, a loader plus the code dataset folder.
-
-    Returns (script, the inline script's size, the code dataset folder or None).
-    """
-    script_bytes = render_script(archive_b64=base64.encodebytes(archive).decode("ascii"),
-                                 archive_dataset=None, archive_file="").encode("utf-8")
+    script_bytes = render_kernel(archive_b64=base64.encodebytes(archive).decode("ascii"),
+                                 archive_dataset=None, archive_file="")
     inline_bytes = len(script_bytes)
-    if inline_bytes < constants.SOURCE_LIMIT_BYTES:
-        if (plan.out / "code-dataset").exists():
-            shutil.rmtree(plan.out / "code-dataset")
-        return script_bytes, inline_bytes, None
-    if code_dataset is None:
-        raise _too_big(inline_bytes, contents)
-    archive_file = f"bundle-{sha[:16]}.tar.xz"
-    script_bytes = render_script(archive_b64="", archive_dataset=code_dataset,
-                                 archive_file=archive_file).encode("utf-8")
-    plan.dataset_sources.append(code_dataset)
-    return script_bytes, inline_bytes, _write_code_dataset(plan.out, archive_file, archive)
+    dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
+    code_dir: Path | None = None
+    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
+        if code_dataset is None:
+            raise _too_big(inline_bytes, contents)
+        archive_file = f"bundle-{sha[:16]}.tar.xz"
+        script_bytes = render_kernel(archive_b64="", archive_dataset=code_dataset, archive_file=archive_file)
+        code_dir = out / "code-dataset"
+        if code_dir.exists():
+            shutil.rmtree(code_dir)
+        code_dir.mkdir(parents=True)
+        (code_dir / archive_file).write_bytes(archive)
+        dataset_sources.append(code_dataset)
+    elif (out / "code-dataset").exists():
+        shutil.rmtree(out / "code-dataset")
 
-
-def _write_code_dataset(out: Path, archive_file: str, archive: bytes) -> Path:
-    """``<out>/code-dataset/<archive_file>``: the folder uploaded as the code dataset (a fresh one each time)."""
-    code_dir = out / "code-dataset"
-    if code_dir.exists():
-        shutil.rmtree(code_dir)
-    code_dir.mkdir(parents=True)
-    (code_dir / archive_file).write_bytes(archive)
-    return code_dir
-
-
-def _metadata(settings: ProjectSettings, plan: _Plan) -> dict[str, Any]:
-    """kernel-metadata.json's content (the format ``kaggle kernels push`` reads)."""
-    kernel_id = settings.kernel_id or ""
     if settings.kernel_owner is None:
-        plan.warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your "
-                             "account; for `kaggle kernels push`, set kernel = \"owner/slug\".")
-    return {
+        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
+                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    metadata: dict[str, Any] = {
         "id": kernel_id,
-        "title": settings.resolved_title or settings.kernel_slug,
-        "code_file": plan.code_file,
+        "title": title,
+        "code_file": code_file,
         "language": "python",
-        "kernel_type": "script",
+        "kernel_type": "notebook" if nb is not None else "script",
         "is_private": settings.private,
-        "enable_gpu": plan.kind == "gpu",
-        "enable_tpu": plan.kind == "tpu",
-        "enable_internet": plan.enable_internet,
-        "dataset_sources": plan.dataset_sources,
+        "enable_gpu": kind == "gpu",
+        "enable_tpu": kind == "tpu",
+        "enable_internet": enable_internet,
+        "dataset_sources": dataset_sources,
         "competition_sources": list(settings.competitions),
-        "kernel_sources": plan.kernel_sources,
+        "kernel_sources": kernel_sources,
         "model_sources": list(settings.models),
-        "machine_shape": plan.shape,
+        "machine_shape": shape,
     }
-
-
-def _write(plan: _Plan, script_bytes: bytes, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write the script and kernel-metadata.json atomically into the output folder."""
     from kagglekit.paths import write_bytes_atomic
 
-    plan.out.mkdir(parents=True, exist_ok=True)
-    script_path = plan.out / plan.code_file
+    out.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:  # a folder the user chose: marked, so that no later bundle ships it
+        mark_bundle_folder(out)
+    script_path = out / code_file
     write_bytes_atomic(script_path, script_bytes)
     script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
-    return script_path, write_metadata(plan.out, metadata)
+    metadata_path = write_metadata(out, metadata)
+
+    return BundleResult(
+        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
+        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
+        is_private=settings.private, session_limit_s=session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
+        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
+        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
+        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
+        inline_script_bytes=inline_bytes, argv=argv, source_roots=roots)
+
+
+def entry_argv(settings: ProjectSettings, mode: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The entry point's arguments: ``args``, then ``test-args`` in test mode, then those after ``--``."""
+    return [*settings.args, *(settings.test_args if mode == "test" else ()), *extra]
 
 
 def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
@@ -671,10 +689,14 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         shown = result.left_out[:8]
         more = f" and {len(result.left_out) - len(shown)} more" if len(result.left_out) > len(shown) else ""
         lines.append("  left out: " + ", ".join(f"{x.path} ({x.reason})" for x in shown) + more)
+    if result.source_roots:
+        lines.append("  src layout: " + ", ".join(f"{r}/" for r in result.source_roots) + " goes on sys.path")
     if result.mode or result.flag_changes:
         lines.append(f"Mode: {result.mode or 'as in the sources'}")
     for change in result.flag_changes:
         lines.append(f"  {change}")
+    if result.argv:
+        lines.append(f"Arguments: {shlex.join(result.argv)}")
     pct = 100 * result.script_bytes / result.limit_bytes
     lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
                  f"sha256 {result.archive_sha256[:12]}")
@@ -702,7 +724,7 @@ def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptio
     wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
     return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
                         code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
-                        extra_datasets=wheels)
+                        extra_datasets=wheels, args=run.args)
 
 
 def code_dataset_ref(settings: ProjectSettings) -> str | None:

@@ -201,6 +201,22 @@ def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
     add_source(f"{kind}s", name, path, endpoint=opts.endpoint)
     opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
 
+@emulator_group.command("config")
+@click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
+@click.pass_obj
+def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
+    """Show the emulator's rules, or change some: kernel_python=/path/to/venv/bin/python, queue_seconds=0.5.
+
+    \b
+    kernel_python runs kernels with that interpreter (e.g. a venv made to resemble Kaggle's image,
+    with the packages your project imports); kernel_python= goes back to the emulator's own.
+    """
+    from kagglekit.local import configure
+
+    config = configure(settings, endpoint=opts.endpoint)
+    opts.emit(config, "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(config.items())))
+
+
 # === section: emulator (end) ===
 
 from kagglekit.options import run_options  # noqa: E402  (click only: fast)
@@ -208,36 +224,67 @@ from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")
-@click.argument("project_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("project_dir", required=False, metavar="[PROJECT_DIR]")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the kernel to (default: PROJECT/.kagglekit/bundle).")
 @run_options
 @pass_options
-def bundle_cmd(opts: Options, /, project_dir: Path | None, out_dir: Path | None, **run_values: Any) -> None:
+def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str, ...], out_dir: Path | None,
+               **run_values: Any) -> None:
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
 
     \b
     The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
+    Arguments after `--` go to the entry point (after the `args` setting).
     Examples:  kagglekit bundle --test
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
+               kagglekit bundle . -- --epochs 1 --fold 0
     """
     from kagglekit.bundle import bundle_project, format_summary
 
-    result = bundle_project(project_dir, out_dir, parse_run_options(**run_values))
+    if project_dir is not None and project_dir.startswith("-"):  # `bundle -- --epochs 1`: no folder given
+        script_args, project_dir = (project_dir, *script_args), None
+    if project_dir is not None and not Path(project_dir).is_dir():
+        raise click.BadParameter(f"Directory '{project_dir}' does not exist.", param_hint="'[PROJECT_DIR]'")
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    result = bundle_project(Path(project_dir) if project_dir else None, out_dir, run)
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
 
 
-def _project_kernel() -> str:
-    """The project's kernel id, for commands whose KERNEL argument was left out."""
+def _project_kernel(opts: Options | None = None) -> str:
+    """The project's kernel id, for commands whose KERNEL argument was left out.
+
+    The ``kernel`` setting, else the kernel ``push`` used from this folder on this backend
+    (``.kagglekit/kernel.json``), so a project without settings finds its runs too.
+    """
     from kagglekit.errors import ConfigError
+    from kagglekit.identity import backend_key, remembered
     from kagglekit.settings import load_project
 
     settings = load_project()
     kernel_id = settings.kernel_id
-    if not kernel_id or settings.origin("kernel").startswith("derived"):
-        raise ConfigError("No KERNEL given, and no kagglekit project (with a kernel) was found here.",
-                          "Pass the kernel as OWNER/SLUG[/VERSION], or run inside a kagglekit project.")
-    return kernel_id
+    if kernel_id and not settings.origin("kernel").startswith("derived"):
+        return kernel_id
+    backend = backend_key(opts.local, opts.endpoint) if opts is not None else None
+    pushed = remembered(settings.root, backend)
+    if pushed:
+        return pushed
+    raise ConfigError("No KERNEL given, and no kernel is known for this folder: it has no kernel setting, and "
+                      "no push from here was recorded" + (f" for this backend ({backend})." if backend else "."),
+                      "Pass the kernel as OWNER/SLUG[/VERSION], push from this folder first, or set "
+                      "kernel = \"owner/slug\" in kagglekit.toml.")
+
+
+def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Callable[[Any], str]) -> None:
+    """After a push: remember this folder's kernel on this backend (status, logs, ... find it), say what went."""
+    from kagglekit.identity import backend_key, remember
+    from kagglekit.settings import find_project_root
+
+    kernel = getattr(outcome, "project_kernel", None) or outcome.kernel  # the project's, never its relay sibling
+    remember(find_project_root(project_dir or Path.cwd())[0], kernel, backend_key(opts.local, opts.endpoint))
+    if not opts.json:
+        click.echo(describe(outcome))
 
 
 def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
@@ -245,7 +292,7 @@ def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, Kerne
     newest session) and the ledger."""
     from kagglekit.ledger import Ledger
 
-    kernel = kernel or _project_kernel()  # before any network: a missing kernel is the first thing to say
+    kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
     client = opts.client()
     ledger = Ledger()
     return client, _session_ref(opts, client, kernel, ledger), ledger
@@ -303,10 +350,12 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
               help="With --until-done: at most this many sessions in the chain.")
 @click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between status polls with --wait.")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @pass_options
 def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wait: bool, dry_run: bool,
              after_test: bool, test_accelerator: str, resume: bool, resume_from: str | None, strict: bool,
-             until_done: bool, max_sessions: int, interval: float, **run_values: Any) -> None:
+             until_done: bool, max_sessions: int, interval: float, script_args: tuple[str, ...],
+             **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
 
     \b
@@ -315,12 +364,14 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --after-test         (test on CPU first, then the full run)
                kagglekit push --gpu --full --resume --wait      (carry on past the 12-hour limit)
                kagglekit push --gpu --full --resume --until-done (session after session until done)
+               kagglekit push --full -- --epochs 1 --fold 0     (arguments for the entry point)
     """
     from kagglekit.ledger import Ledger
     from kagglekit.push import PushRequest, describe, run_push
     from kagglekit.watch import raise_for_outcome
 
-    req = PushRequest(project_dir=project_dir, run=parse_run_options(**run_values), message=message, resume=resume,
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
     if until_done and not dry_run:
         if after_test:
@@ -334,7 +385,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
         outcome, report = run_push(
             opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
             interval_s=interval, info=opts.info,
-            on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+            on_pushed=lambda o: _pushed(opts, project_dir, o, describe),
             on_change=lambda r: _print_status(opts, r, tail=False),
         )
     except KeyboardInterrupt:
@@ -357,7 +408,7 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
     from kagglekit.until_done import UntilDone, run_until_done
 
     driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info,
-                       on_pushed=lambda o: None if opts.json else click.echo(describe(o)),
+                       on_pushed=lambda o: _pushed(opts, req.project_dir, o, describe),
                        on_change=lambda r: _print_status(opts, r, tail=False))
     try:
         outcome = run_until_done(opts.client(), req, Ledger(), driver)
@@ -401,7 +452,7 @@ def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, 
     from kagglekit.settings import load_project
     from kagglekit.stop import stop
 
-    kernel = kernel or _project_kernel()
+    kernel = kernel or _project_kernel(opts)
     client = opts.client()
     ledger = Ledger()
     ref = _session_ref(opts, client, kernel, ledger)
@@ -510,7 +561,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     from kagglekit.download import pull_outputs
     from kagglekit.ledger import Ledger
 
-    kernel = kernel or _project_kernel()
+    kernel = kernel or _project_kernel(opts)
     client = opts.client()
     ledger = Ledger()
     summary = pull_outputs(
@@ -535,13 +586,20 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
 
 @cli.command("runs")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
+@click.option("-a", "--all", "all_kernels", is_flag=True,
+              help="Every kernel's runs (default inside a project: the project's kernel).")
 @pass_options
-def runs_command(opts: Options, kernel: str | None) -> None:
-    """List the runs kagglekit has recorded (the run ledger)."""
+def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
+    """List the runs kagglekit has recorded (the run ledger); in a project folder, its kernel's (and its
+    resume chain's sessions on the relay sibling)."""
     from kagglekit.chain import relay_kernel
     from kagglekit.display import chain_lines, runs_table
+    from kagglekit.errors import ConfigError
     from kagglekit.ledger import Ledger
 
+    if kernel is None and not all_kernels:
+        with contextlib.suppress(ConfigError):
+            kernel = _project_kernel(opts)
     ledger = Ledger()
     records = ledger.runs(kernel=kernel)
     if kernel:  # a kernel's runs include its resume chain's sessions on the relay sibling
@@ -580,6 +638,9 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     report = quota_report(client, Ledger(), reason=reason)
     if plot is not None:
         plot_week(report, plot)
+        from kagglekit.written import remember
+
+        remember(plot)  # a plot written inside a project is never bundled
         opts.info(f"Plot written to {plot}")
     opts.emit(report, format_report(report))
 
@@ -645,6 +706,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 
     report = report_for(target, output=output, quota_left=quota_left,
                         account=account_hint(opts.local, opts.endpoint))
+    from kagglekit.written import remember
+
+    for written in (report.path, report.plot):  # never bundled, wherever -o put them
+        if written is not None:
+            remember(written)
 
     def human() -> None:
         from kagglekit.report import summary_lines

@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ class RunRecord:
     parent_version: int | None = None
     resume_from: str | None = None
     overrides: dict[str, str] | None = None  # the --set NAME=VALUE pairs of the push
+    args: list[str] | None = None  # the entry point's command-line arguments
     chain_id: int | None = None  # the resume chain this version is a session of (chains table)
     chain_seq: int | None = None  # its place in the chain: 1, 2, ...
     session_id: int | None = None  # Kaggle's kernel session id (run.json / the log), for CancelKernelSession
@@ -283,7 +284,11 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN overrides TEXT;
     """,
-    # 4: resume chains (docs/resume.md): the sessions of one training across two kernels, and the
+    # 4: the entry point's command-line arguments (JSON list): `args`/`test-args` and `push -- ARGS`.
+    """
+    ALTER TABLE runs ADD COLUMN args TEXT;
+    """,
+    # 5: resume chains (docs/resume.md): the sessions of one training across two kernels, and the
     # state of `push --until-done`, which must survive the process; the session id `stop` cancels with.
     """
     CREATE TABLE chains (
@@ -303,7 +308,7 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN chain_seq INTEGER;
     ALTER TABLE runs ADD COLUMN session_id INTEGER;
     """,
-    # 5: the experiment queue (kagglekit/queue.py, docs/queue.md): its items, the one process that may
+    # 6: the experiment queue (kagglekit/queue.py, docs/queue.md): its items, the one process that may
     # push for it (a lease), and which session outputs it pulled, so a killed `queue run` loses nothing.
     """
     CREATE TABLE queue_items (
@@ -350,7 +355,7 @@ _RUN_COLUMNS = (
     "git_commit", "git_dirty", "message", "parent_version", "resume_from", "status", "status_seen_at",
     "failure_message", "started_at", "started_source", "ended_at", "ended_source", "duration_s",
     "duration_source", "output_bytes", "output_files", "peak_working_bytes", "peak_rss_bytes", "updated_at",
-    "overrides", "chain_id", "chain_seq", "session_id",
+    "overrides", "args", "chain_id", "chain_seq", "session_id",
 )
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
 
@@ -485,6 +490,8 @@ class Ledger:
                 params.append(int(value))
             elif key == "overrides" and value is not None:
                 params.append(json.dumps(dict(value), sort_keys=True))
+            elif key == "args" and value is not None:
+                params.append(json.dumps(list(value)))
             else:
                 params.append(value)
         params.append(run_id)
@@ -507,6 +514,7 @@ class Ledger:
         parent_version: int | None = None,
         resume_from: str | None = None,
         overrides: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
     ) -> RunRecord:
         """Record a push (a new version). Pushing is also the first status seen: QUEUED."""
         pushed_at = pushed_at or self._clock()
@@ -517,6 +525,7 @@ class Ledger:
             "bundle_hash": bundle_hash, "git_commit": git_commit, "git_dirty": git_dirty, "message": message,
             "parent_version": parent_version, "resume_from": resume_from,
             "overrides": dict(overrides) if overrides else None,
+            "args": list(args) if args else None,
         }
         with self._transaction() as conn:
             run_id = self._ensure_run(conn, account, kernel, version)
@@ -723,7 +732,7 @@ class Ledger:
                     value = _from_text(value)
                 elif col == "git_dirty" and value is not None:
                     value = bool(value)
-                elif col == "overrides" and value is not None:
+                elif col in ("overrides", "args") and value is not None:
                     value = json.loads(value)
                 kwargs[col] = value
             records.append(RunRecord(**kwargs, statuses=events[int(row["id"])],

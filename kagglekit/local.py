@@ -234,6 +234,36 @@ def describe() -> dict[str, Any] | None:
     return {**state, "url": info.url, "pid": info.pid, "data_dir": str(info.data_dir)}
 
 
+def configure(settings: tuple[str, ...] | list[str], endpoint: str | None = None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (values as JSON, else text) sent to the emulator's config; returns the whole config."""
+    updates: dict[str, Any] = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise EmulatorError(f"{item!r} is not KEY=VALUE.", "E.g. kagglekit emulator config "
+                                "kernel_python=/opt/kaggle-like/bin/python queue_seconds=0.5")
+        try:
+            updates[key.strip()] = json.loads(raw)
+        except ValueError:
+            updates[key.strip()] = raw
+    if "kernel_python" in updates and isinstance(updates["kernel_python"], str) and updates["kernel_python"]:
+        updates["kernel_python"] = str(Path(updates["kernel_python"]).expanduser().absolute())
+    if updates:
+        result = control("config", updates, url=endpoint)
+        if isinstance(result, dict):
+            return result
+    base = endpoint or ensure_running().url
+    parts = urllib.parse.urlsplit(base)
+    root = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else base.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{root}/__emulator/config", timeout=10) as resp:
+            config = json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise EmulatorError(f"The emulator at {root} did not report its config: {exc}",
+                            "Start it with `kagglekit emulator start` or check --endpoint.") from None
+    return config if isinstance(config, dict) else {}
+
+
 def add_source(route: str, ref: str, path: Path, endpoint: str | None = None) -> Any:
     """Register local data (``datasets`` ref=owner/slug, ``competitions`` slug) with the emulator."""
     key = "slug" if route == "competitions" else "ref"

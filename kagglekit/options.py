@@ -21,7 +21,9 @@ def run_options(f: F) -> F:
         click.option("--full", "mode_full", is_flag=True,
                      help="Run the full mode: running_test = False in the bundled copy."),
         click.option("--set", "set_values", multiple=True, metavar="NAME=VALUE",
-                     help="Override a Config attribute in the bundled copy (repeatable), e.g. --set n_epoch=1."),
+                     help="Override a value in the bundled copy (repeatable): a Config attribute or module "
+                          "constant (--set n_epoch=1, --set config.py:EPOCHS=1) or a config file key "
+                          "(--set configs/base.yaml:train.epochs=1)."),
         click.option("--gpu", "acc_gpu", is_flag=True, help="GPU T4 x2 (machine_shape NvidiaTeslaT4)."),
         click.option("--tpu", "acc_tpu", is_flag=True, help="TPU v5e-8 (machine_shape TpuV5E8)."),
         click.option("--cpu", "acc_cpu", is_flag=True, help="No accelerator."),

@@ -60,8 +60,13 @@ class PushOutcome:
     metadata: dict[str, Any] | None = None
     resume_from: str | None = None
     final_status: str | None = None
+    args: list[str] = dataclasses.field(default_factory=list)  # the entry point's arguments
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # --set NAME=VALUE
+    shipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {path, size}: what goes in
+    left_out: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {path, reason}
     code_delivery: str = ""  # the 1 MiB preflight: inline, or through the code dataset
     requirements: str = ""  # what the run needs beyond Kaggle's image and how it gets it
+    project_kernel: str | None = None  # the project's kernel (``kernel`` is its relay sibling for some sessions)
 
     @property
     def ref(self) -> KernelRef:
@@ -97,6 +102,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     if settings.kernel_owner is None and client is not None:
         settings = settings.with_owner(client.username)
     warnings = list(settings.warnings)
+    project = settings  # the project's own kernel: its code and wheels datasets serve the relay sibling too
     plan: ResumePlan | None = None
     if (req.resume or req.resume_from) and client is not None:
         req, settings, plan = _resume_parent(client, settings, req, ledger, warnings)
@@ -107,7 +113,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
 
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
-    deps_plan = plan_deps(settings, settings.enable_internet)
+    deps_plan = plan_deps(dataclasses.replace(project, accelerator=settings.accelerator), settings.enable_internet)
     if deps_plan.report.verdicts:
         info(f"Requirements: {deps_plan.describe()}")
     if deps_plan.action == VENDOR and not req.dry_run:
@@ -117,7 +123,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         out_dir = req.bundle_dir or Path(tmp)
         outcome, bundle = _bundle(settings, req, out_dir, resume_ref, warnings, deps_plan.requirements_config(),
                                   (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
-                                  deps_plan.wheels_dataset else ())
+                                  deps_plan.wheels_dataset else (), code_dataset_settings=project)
         outcome.requirements = deps_plan.describe()
         info(f"Code: {bundle.delivery}")
         for w in warnings:
@@ -129,6 +135,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
 
     _take_answer(outcome, result, info, parent)
+    outcome.project_kernel = project.kernel_id
     if ledger is not None and result.version is not None:
         commit, dirty = git_state(settings.root)
         same_kernel_parent = parent.version if parent is not None and parent.kernel_id == outcome.kernel else None
@@ -136,7 +143,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                            accelerator=settings.accelerator_kind, machine_shape=settings.machine_shape,
                            bundle_hash=bundle.archive_sha256, git_commit=commit, git_dirty=dirty,
                            message=req.message, parent_version=same_kernel_parent, resume_from=resume_ref,
-                           overrides=req.run.sets)
+                           overrides=bundle.overrides, args=bundle.argv)
         if plan is not None:
             record_session(ledger, client.account, plan, outcome.kernel, result.version, plan.project)
     return outcome
@@ -244,13 +251,14 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
             warnings: list[str], requirements: dict[str, Any] | None = None,
-            extra_datasets: tuple[str, ...] = ()) -> tuple[PushOutcome, BundleResult]:
+            extra_datasets: tuple[str, ...] = (), code_dataset_settings: ProjectSettings | None = None,
+            ) -> tuple[PushOutcome, BundleResult]:
     from kagglekit.bundle import build_bundle, code_dataset_ref
 
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
                           internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
                           requirements=requirements, extra_datasets=extra_datasets,
-                          code_dataset=code_dataset_ref(settings))
+                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args)
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
@@ -258,7 +266,11 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
         bundle_sha256=bundle.archive_sha256, script_bytes=bundle.script_bytes, files=len(bundle.files),
         flag_changes=[str(c) for c in bundle.flag_changes], warnings=warnings, invalid_sources={},
         metadata=bundle.metadata, resume_from=resume_ref, dry_run=req.dry_run, code_delivery=bundle.delivery,
+        args=list(bundle.argv), overrides=dict(bundle.overrides),
+        shipped=[{"path": f.path, "size": f.size} for f in bundle.files],
+        left_out=[{"path": x.path, "reason": x.reason} for x in bundle.left_out],
     )
+    warnings.extend(w for w in bundle.warnings if w not in warnings)
     return outcome, bundle
 
 
@@ -298,6 +310,10 @@ def describe(outcome: PushOutcome) -> str:
     shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
     lines.append(f"  mode {mode}, accelerator {shape}, "
                  f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    if outcome.args:
+        import shlex
+
+        lines.append(f"  arguments: {shlex.join(outcome.args)}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
     if outcome.code_delivery:
@@ -306,6 +322,10 @@ def describe(outcome: PushOutcome) -> str:
         lines.append(f"  {outcome.requirements}")
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
+        lines.append(f"  would ship {len(outcome.shipped)} files:")
+        lines += [f"    {f['path']}  {f['size']:,} B" for f in outcome.shipped]
+        if outcome.left_out:
+            lines.append("  left out: " + ", ".join(f"{x['path']} ({x['reason']})" for x in outcome.left_out))
         lines.append("  kernel-metadata.json:")
         lines += ["    " + line for line in json.dumps(outcome.metadata, indent=2).splitlines()]
     else:

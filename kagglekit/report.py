@@ -147,6 +147,8 @@ class Report:
     traceback_tail: str | None
     notes: list[str]
     version: int | None = None  # from the pulled folder's name, outputs/<slug>/v<N>
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # the run's --set NAME=VALUE
+    args: list[str] = dataclasses.field(default_factory=list)  # the entry point's arguments
     chain: ChainReport | None = None  # the resume chain the run is the newest session of
 
     @property
@@ -437,7 +439,11 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         epoch_time_median_s=statistics.median(times) if times else None,
         python_run=str(python_run) if python_run else None, python_local=platform.python_version(),
         version_diffs=_version_diffs(packages) if isinstance(packages, dict) else [],
-        estimate=estimate, traceback_tail=traceback_tail, notes=notes, chain=chain,
+        estimate=estimate, traceback_tail=traceback_tail, notes=notes,
+        overrides={str(k): str(v) for k, v in run["overrides"].items()}
+        if isinstance(run.get("overrides"), dict) else {},
+        args=[str(a) for a in run["args"]] if isinstance(run.get("args"), list) else [],
+        chain=chain,
     )
     text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
     write_text_atomic(out, text)
@@ -476,6 +482,12 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Started", r.started_at or "unknown"), ("Ended", r.ended_at or "unknown"),
         ("Duration", _duration_label(r.duration_s)),
     ]
+    if r.overrides:
+        run_rows.append(("--set", " ".join(f"{k}={v}" for k, v in r.overrides.items())))
+    if r.args:
+        import shlex
+
+        run_rows.append(("Arguments", shlex.join(r.args)))
     devices = f" ({', '.join(r.devices)})" if r.devices else ""
     cost = (f"{display.hours(r.quota_cost_h)} {r.quota_kind.upper()} hours" if r.quota_kind != "cpu"
             else "0 GPU hours (CPU session)")
@@ -695,6 +707,11 @@ def report_for(target: str | None, *, output: Path | None, quota_left: float | N
     try:  # pull-outputs writes under the project root; its kernel is the default TARGET
         project = load_project()
         root, default_slug = project.root, project.kernel_slug
+        if project.origin("kernel").startswith("derived"):  # no kernel setting: the one push used here
+            from kagglekit.identity import remembered
+
+            pushed = remembered(root)
+            default_slug = pushed.split("/")[-1] if pushed else default_slug
     except ConfigError:
         pass
     source = resolve_target(target, root, default_slug)
@@ -794,6 +811,11 @@ def summary_lines(r: Report) -> list[str]:
         f"Device:   requested {r.accelerator_requested or 'unknown'}, used {r.accelerator_seen or 'unknown'}",
         f"Output:   peak {_size(r.peak_output_bytes)} of {_size(r.output_budget_bytes)}",
     ]
+    if r.overrides or r.args:
+        import shlex
+
+        sets = " ".join(f"{k}={v}" for k, v in r.overrides.items()) or "none"
+        lines.append(f"Given:    --set {sets}; arguments {shlex.join(r.args) if r.args else 'none'}")
     if r.chain is not None:
         c = r.chain
         billed = f"{display.hours(c.accelerator_hours)} {c.kind.upper()} h" if c.kind != "cpu" else "0 GPU h (CPU)"

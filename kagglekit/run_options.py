@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from kagglekit.errors import ConfigError
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +20,7 @@ class RunOptions:
     accelerator: str | None = None  # "gpu" | "tpu" | "cpu" | a machine shape
     internet: bool | None = None
     timeout: str | None = None  # "11h", "90m", seconds
+    args: tuple[str, ...] = ()  # the entry point's arguments, given after ``--``
     kernel: str | None = None  # another kernel than the project's (an experiment's own, kagglekit/experiments.py)
 
     def settings_overrides(self) -> dict[str, Any]:
@@ -36,14 +34,19 @@ class RunOptions:
 
 
 def parse_sets(values: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``("n_epoch=1", "lr=3e-4")`` -> ``{"n_epoch": "1", "lr": "3e-4"}`` (later wins)."""
+    """``("n_epoch=1", "lr=3e-4")`` -> ``{"n_epoch": "1", "lr": "3e-4"}`` (later wins).
+
+    A name may be qualified: ``CFG.lr``, ``config.py:EPOCHS``, ``configs/base.yaml:train.epochs``.
+    """
+    from kagglekit.settings import SET_EXAMPLES, parse_set_target
+
     out: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or not _NAME.match(name):
-            raise ConfigError(f"--set {item!r} is not NAME=VALUE.",
-                              hint="E.g. --set n_epoch=1 --set lr=3e-4 --set model_name='resnet18'.")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r} is not NAME=VALUE.", hint=SET_EXAMPLES)
+        parse_set_target(name)
         out[name] = value.strip()
     return out
 

@@ -54,7 +54,16 @@ class ProjectSettings:
     test_flag_enabled: bool = True  # test-flag = false: the project reads KAGGLEKIT_MODE itself
     requirements: tuple[str, ...] = ()  # () = requirements.txt, else [project].dependencies; "none" = ignore
     deps: str = "auto"  # auto | install | vendor | none: how a kernel gets what Kaggle's image lacks
+    args: tuple[str, ...] = ()  # command-line arguments for the entry point, every run
+    test_args: tuple[str, ...] = ()  # added after ``args`` in test mode (--test)
+    sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
+    test_sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `test-set`: in test mode
+    working_files: tuple[str, ...] = ()  # project files copied into /kaggle/working before the entry runs
     experiments: tuple[Mapping[str, Any], ...] = ()  # the `experiments` table as written (experiments.py)
+
+    def sets_for(self, mode: str | None, given: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The --set overrides of a run: ``set``, then ``test-set`` in test mode, then the command line's."""
+        return {**self.sets, **(self.test_sets if mode == "test" else {}), **(given or {})}
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)  # field -> where its value came from
     warnings: tuple[str, ...] = ()
 
@@ -226,19 +235,20 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 def parse_entry(value: object) -> str:
     text = _str(value)
-    if text.endswith(".py"):
+    if text.endswith((".py", ".ipynb")):
         if text.startswith("/") or ".." in Path(text).parts:
-            raise _Bad("a script path relative to the project root, e.g. 'train.py' or 'scripts/train.py'")
+            raise _Bad("a script or notebook path relative to the project root, e.g. 'train.py', "
+                       "'scripts/train.py' or 'train.ipynb'")
         return Path(text).as_posix()
     if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*", text):
         return text
-    raise _Bad("a module such as 'mypkg.train' or a script such as 'train.py'")
+    raise _Bad("a module such as 'mypkg.train', a script such as 'train.py' or a notebook such as 'train.ipynb'")
 
 
 def parse_code_file(value: object) -> str:
     text = _str(value)
-    if "/" in text or "\\" in text or not text.endswith(".py"):
-        raise _Bad("a file name ending in .py, without folders, e.g. 'kernel.py'")
+    if "/" in text or "\\" in text or not text.endswith((".py", ".ipynb")):
+        raise _Bad("a file name ending in .py (or .ipynb for a notebook entry), without folders, e.g. 'kernel.py'")
     return text
 
 
@@ -269,11 +279,98 @@ def parse_test_flag(value: object) -> str | None:
     if value is False or (isinstance(value, str) and value.strip().lower() in {"false", "none", "off"}):
         return None
     text = _str(value)
-    m = re.fullmatch(rf"([^:]+\.py):({_IDENT}(?:\.{_IDENT})*)\.({_IDENT})", text)
+    m = re.fullmatch(rf"([^:]+\.(?:py|ipynb)):({_IDENT}(?:\.{_IDENT})*)\.({_IDENT})", text)
     if not m:
-        raise _Bad("'FILE.py:Class.attribute', e.g. 'config.py:Config.running_test', or false to leave "
+        raise _Bad("'FILE.py:Class.attribute' (or FILE.ipynb:...), e.g. 'config.py:Config.running_test', or false to leave "
                    "the sources alone (the project reads KAGGLEKIT_MODE itself)")
     return text
+
+
+def parse_args_list(value: object) -> tuple[str, ...]:
+    """``["--epochs", "10"]``: the entry point's arguments (a TOML list of strings; numbers are taken as text)."""
+    allowed = 'a list of command-line arguments, e.g. ["--epochs", "10", "--fold", "0"]'
+    if isinstance(value, str):  # environment variable: split as a shell would
+        import shlex
+
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise _Bad(f"{allowed} ({exc})") from None
+    if not isinstance(value, list):
+        raise _Bad(allowed)
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise _Bad(f"{allowed}; {item!r} is not a string or a number")
+        text = str(item)
+        if "\x00" in text:
+            raise _Bad(f"{allowed}; {item!r} holds a NUL byte, which no command line can carry")
+        out.append(text)
+    return tuple(out)
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_PY_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+SET_EXAMPLES = ("E.g. --set n_epoch=1 (a Config attribute or module constant), --set CFG.lr=3e-4, "
+                "--set config.py:EPOCHS=1, --set configs/base.yaml:train.epochs=1.")
+
+
+def parse_set_target(name: str) -> tuple[str | None, str]:
+    """``"configs/a.yaml:train.epochs"`` -> ``("configs/a.yaml", "train.epochs")``; ``"lr"`` -> ``(None, "lr")``.
+
+    Raises ConfigError when the target is none of: NAME, Class.NAME, FILE.py:[Class.]NAME,
+    FILE.yaml|yml|json|toml:key.path.
+    """
+    file, sep, key = name.rpartition(":")
+    if not sep:
+        if not _NAME.match(name):
+            raise ConfigError(f"--set {name!r}: not a NAME or Class.NAME.", hint=SET_EXAMPLES)
+        return None, name
+    file = file.strip().replace("\\", "/")
+    if not file or file.startswith("/") or ".." in file.split("/"):
+        raise ConfigError(f"--set {name!r}: {file or 'the file'!r} is not a path relative to the project root.",
+                          hint=SET_EXAMPLES)
+    if file.endswith(".py"):
+        if not _PY_TARGET.match(key):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a NAME or Class.NAME, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    elif file.lower().endswith(CONFIG_SUFFIXES):
+        if not key or any(not part.strip() for part in key.split(".")):
+            raise ConfigError(f"--set {name!r}: after {file}: comes a key path such as train.epochs, not {key!r}.",
+                              hint=SET_EXAMPLES)
+    else:
+        raise ConfigError(f"--set {name!r}: {file} is neither a .py file nor a .yaml/.yml/.json/.toml config file.",
+                          hint=SET_EXAMPLES)
+    return file, key
+
+
+def parse_set_table(value: object) -> dict[str, str]:
+    """``{"EPOCHS" = 1, "configs/base.yaml:train.lr" = 3e-4}``: --set NAME=VALUE pairs kept in the file."""
+    allowed = ('a table of --set NAME = VALUE pairs, e.g. { "CFG.epochs" = 1, '
+               '"configs/base.yaml:train.epochs" = 1 }')
+    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
+        value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
+    if not isinstance(value, dict):
+        raise _Bad(allowed)
+    out: dict[str, str] = {}
+    for name, raw in value.items():
+        if isinstance(raw, dict | list) or raw is None:
+            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
+        try:
+            parse_set_target(str(name).strip())
+        except ConfigError as exc:
+            raise _Bad(f"{allowed}; {exc.message}") from None
+        out[str(name).strip()] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
+    return out
+
+
+def parse_working_files(value: object) -> tuple[str, ...]:
+    items = _str_list(value)
+    for item in items:
+        if item.startswith("/") or ".." in Path(item).parts:
+            raise _Bad(f"paths relative to the project root, such as 'config.toml' or 'configs' ('{item}' is not)")
+    return tuple(Path(item).as_posix() for item in items)
 
 
 def _validate_sources(kind: str) -> Callable[[object], tuple[str, ...]]:
@@ -340,11 +437,16 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "test-flag": parse_test_flag,
     "requirements": _str_list,
     "deps": parse_deps,
+    "args": parse_args_list,
+    "test-args": parse_args_list,
+    "set": parse_set_table,
+    "test-set": parse_set_table,
+    "working-files": parse_working_files,
     "experiments": _experiments,
 }
 
 LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
-                         "requirements"})
+                         "requirements", "working-files"})
 
 
 def env_var(field: str) -> str:
@@ -435,7 +537,7 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         name = env_var(field)
         if name in env and env[name].strip():
             raw_env: object = env[name]
-            if field in LIST_FIELDS:  # comma-separated in the environment
+            if field in LIST_FIELDS:  # comma-separated in the environment (args: split as a shell would)
                 raw_env = [v.strip() for v in env[name].split(",") if v.strip()]
             put(field, raw_env, f"the environment variable {name}", name)
     for key, raw in (overrides or {}).items():
@@ -465,7 +567,9 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
-                        ("deps", "deps"), ("experiments", "experiments")):
+                        ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
+                        ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files"),
+                        ("experiments", "experiments")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

@@ -51,6 +51,11 @@ class _Assign:
     annotation: str | None
     shared: bool  # `a = b = 1`: changing the value would change another name too
 
+    @property
+    def qualname(self) -> str:
+        """``CFG.epochs`` for a class attribute, ``EPOCHS`` for a module-level constant (cls "")."""
+        return f"{self.cls}.{self.name}" if self.cls else self.name
+
 
 def is_config_class(name: str) -> bool:
     upper = name.upper()
@@ -143,7 +148,7 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
         expected = _ANNOTATION_TYPES[assign.annotation]
     elif old_is_lit and old is not None:
         expected = type(old)
-    where = f"{assign.file}: {assign.cls}.{name} = {ast.unparse(assign.node)}"
+    where = f"{assign.file}: {assign.qualname} = {ast.unparse(assign.node)}"
     if not is_lit:
         if expected in (None, str):
             return repr(raw)
@@ -198,8 +203,12 @@ def apply_flags(
     sets: Mapping[str, str] | None = None,
     test_flag: str | None = None,
     test_flag_enabled: bool = True,
+    flag_required: bool = True,
 ) -> tuple[dict[str, str], list[FlagChange]]:
     """Toggle the test flag for ``mode`` ("test"/"full"/None) and apply ``sets`` (NAME -> VALUE text).
+
+    ``flag_required=False`` (the project has ``test-args``: its test mode is its arguments): a
+    mode with no flag found in the sources is not an error; a flag found is still toggled.
 
     ``sources`` maps project-relative POSIX paths of .py files to their text. Returns the
     changed files' new text and the list of changes, in file/line order.
@@ -215,17 +224,23 @@ def apply_flags(
     if test_flag:
         target_class, flag_assigns = _declared_flag(sources, tree_of, test_flag, mode)
     elif test_flag_enabled:
-        target_class, flag_assigns = _found_flag(sources, tree_of, mode)
+        target_class, flag_assigns = _found_flag(sources, tree_of, mode, flag_required)
     edits: list[_Edit] = []
     if mode is not None and flag_assigns:
         value = "True" if mode == "test" else "False"
         edits += [_Edit(a.file, a.node, a.name, value) for a in _alone(flag_assigns, flag_assigns[0].name)]
     for name, raw in sets.items():
-        if name in FLAG_NAMES:
+        if name.rpartition(":")[2].rpartition(".")[2] in FLAG_NAMES:
             raise BundleError(f"--set {name}=... : the test flag is set with --test / --full.",
                               hint="Use --test or --full instead.")
-        assigns = _alone(_find_attribute(sources, tree_of, name, target_class), name)
-        edits += [_Edit(a.file, a.node, name, _fit(name, raw, a)) for a in assigns]
+        if ":" in name or "." in name:
+            assigns = find_qualified(sources, tree_of, name)
+        else:
+            try:
+                assigns = _find_attribute(sources, tree_of, name, target_class)
+            except BundleError as exc:
+                assigns = _module_constant(sources, tree_of, name, exc)
+        edits += [_Edit(a.file, a.node, name, _fit(name, raw, a)) for a in _alone(assigns, name)]
     return _apply(sources, edits)
 
 
@@ -278,8 +293,11 @@ def _declared_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Modu
 
 
 def _found_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None],
-                mode: str | None) -> tuple[tuple[str, str] | None, list[_Assign]]:
-    """The one running_test / runing_test assigned in a Config-like class, searched in every file."""
+                mode: str | None, flag_required: bool) -> tuple[tuple[str, str] | None, list[_Assign]]:
+    """The one running_test / runing_test assigned in a Config-like class, searched in every file.
+
+    With a ``mode``, several candidates are an error, and so is none when ``flag_required``.
+    """
     candidates: dict[tuple[str, str], list[_Assign]] = {}
     for file in sorted(sources):
         text = sources[file]
@@ -307,10 +325,11 @@ def _found_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module 
             raise BundleError(f"{target_class[0]}: class {target_class[1]} assigns both running_test and "
                               "runing_test; kagglekit cannot tell which one the project reads.",
                               hint=DECLARE_HINT)
-    if mode is not None and not flag_assigns:
-        raise BundleError(f"--{mode} asks for the test flag, but none was found. Looked in every bundled .py "
-                          "file, for running_test / runing_test assigned in a class whose name contains Config "
-                          "or CFG.", hint=DECLARE_HINT)
+    if mode is not None and not flag_assigns and flag_required:
+        raise BundleError(f"--{mode} asks for the test flag, but none was found. Looked in every bundled "
+                          ".py file, for running_test / runing_test assigned in a class whose name contains Config "
+                          "or CFG.", hint=DECLARE_HINT + ' An argparse project can instead give its test mode as '
+                                                         'arguments: test-args = ["--epochs", "1"].')
     return target_class, flag_assigns
 
 
@@ -351,6 +370,193 @@ def _find_attribute(sources: Mapping[str, str], tree_of: Callable[[str], ast.Mod
                           f".py files assigns {name}.", hint=DECLARE_HINT)
     listed = ", ".join(f"{f} {c}" for f, c in matches)
     raise BundleError(f"--set {name}: several Config classes define {name} ({listed}).", hint=DECLARE_HINT)
+
+
+def module_assignments(file: str, tree: ast.Module) -> Iterator[_Assign]:
+    """Assignments at module level (including inside module-level if/try/with), in source order."""
+    def walk(body: list[ast.stmt]) -> Iterator[_Assign]:
+        for stmt in body:
+            if isinstance(stmt, ast.Assign):
+                for t in stmt.targets:
+                    if isinstance(t, ast.Name):
+                        yield _Assign(file, "", t.id, stmt.value, None, len(stmt.targets) > 1)
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
+                yield _Assign(file, "", stmt.target.id, stmt.value, ast.unparse(stmt.annotation), False)
+            elif isinstance(stmt, ast.If | ast.Try | ast.With):
+                yield from walk(_child_bodies(stmt))
+
+    yield from walk(tree.body)
+
+
+def _first_module_assignment(file: str, tree: ast.Module, name: str) -> _Assign | None:
+    """The first module-level assignment of ``name`` that holds a literal (later ones reassign it)."""
+    for a in module_assignments(file, tree):
+        if a.name == name and _literal(a.node)[0]:
+            return a
+    return None
+
+
+def _module_constant(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], name: str,
+                     not_in_class: BundleError) -> list[_Assign]:
+    """``--set EPOCHS=1`` where no Config class has EPOCHS: the one module-level ``EPOCHS = <literal>``."""
+    found: list[_Assign] = []
+    for file in sorted(sources):
+        if name not in sources[file]:
+            continue
+        tree = tree_of(file)
+        first = _first_module_assignment(file, tree, name) if tree is not None else None
+        if first is not None:
+            found.append(first)
+    if len(found) == 1:
+        return found
+    if not found:
+        raise BundleError(not_in_class.message.rstrip(".") + ", and no .py file assigns it a literal at module "
+                          "level.", hint="Name it exactly: --set config.py:EPOCHS=1, --set CFG.epochs=1, or a config "
+                                         "file key --set configs/base.yaml:train.epochs=1.")
+    listed = ", ".join(f"{a.file}:{a.node.lineno}" for a in found)
+    raise BundleError(f"--set {name}: several files assign {name} at module level ({listed}).",
+                      hint=f"Say which: --set {found[0].file}:{name}=VALUE.")
+
+
+def find_qualified(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None],
+                   target: str) -> list[_Assign]:
+    """``Class.attr``, ``file.py:NAME`` or ``file.py:Class.attr``: the assignments that --set replaces."""
+    file, _, path = target.rpartition(":")
+    cls_path, _, attr = path.rpartition(".")
+    files = [file] if file else sorted(sources)
+    if file and file not in sources:
+        close = difflib.get_close_matches(file, sorted(sources), n=1)
+        raise BundleError(f"--set {target}: {file} is not among the bundled .py files"
+                          + (f" (did you mean {close[0]}?)" if close else "") + ".",
+                          hint="Give the path relative to the project root; kagglekit -v bundle lists the files.")
+    found: list[_Assign] = []
+    for f in files:
+        if attr not in sources[f]:
+            continue
+        tree = tree_of(f)
+        if tree is None:
+            continue
+        if not cls_path:
+            first = _first_module_assignment(f, tree, attr)
+            found += [first] if first is not None else []
+            continue
+        for name, cls in _iter_classes(tree):
+            if name == cls_path or (not file and name.rpartition(".")[2] == cls_path):
+                found += [a for a in _class_assignments(f, name, cls) if a.name == attr]
+    by_place = sorted({(a.file, a.cls) for a in found})
+    if not found:
+        where = file or "the bundled .py files"
+        what = f"class {cls_path} with an attribute {attr}" if cls_path else f"module-level {attr} = <literal>"
+        raise BundleError(f"--set {target}: no {what} in {where}.",
+                          hint="Check the spelling; --set NAME=VALUE alone searches Config classes and "
+                               "module constants.")
+    if len(by_place) > 1:
+        listed = ", ".join(f"{f} {c or '(module)'}" for f, c in by_place)
+        raise BundleError(f"--set {target}: found in several places ({listed}).",
+                          hint=f"Say which file: --set {by_place[0][0]}:{path}=VALUE.")
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Reassignment:
+    """Code that assigns a value --set changed again, so the --set value may never be used."""
+
+    target: str  # the --set name as given
+    file: str
+    line: int
+    code: str
+    context: str  # "at module level, inside `if CFG.debug:`" / "in function main"
+
+    def __str__(self) -> str:
+        return (f"--set {self.target}: {self.file}:{self.line} assigns it again ({self.code}, {self.context}), "
+                "so the value --set writes may never be used; change that line, or --set what it reads")
+
+
+def find_reassignments(sources: Mapping[str, str], changes: list[FlagChange],
+                       sets: Mapping[str, str]) -> list[Reassignment]:
+    """Where the code assigns again what ``sets`` changed (``if CFG.debug: CFG.epochs = 1``)."""
+    changed = {(c.file, c.line) for c in changes}
+    targets: list[tuple[str, str, str, str]] = []  # (set name, file, class simple name or "", attribute)
+    for set_name in sets:
+        path = set_name.rpartition(":")[2]
+        cls, _, attr = path.rpartition(".")
+        for file in sorted(sources):
+            tree = _parse(file, sources[file]) if attr in sources[file] else None
+            if tree is None:
+                continue
+            for a in [*module_assignments(file, tree),
+                      *(x for n, c in _iter_classes(tree) for x in _class_assignments(file, n, c))]:
+                if a.name == attr and (a.file, a.node.lineno) in changed and (not cls or a.cls.endswith(cls)):
+                    targets.append((set_name, file, a.cls.rpartition(".")[2], attr))
+    out: list[Reassignment] = []
+    seen: set[tuple[str, int]] = set()
+    for set_name, def_file, cls_name, attr in dict.fromkeys(targets):
+        module = def_file.rsplit("/", 1)[-1].removesuffix(".py")
+        owner_names = {cls_name} if cls_name else {module}
+        for file in sorted(sources):
+            if attr not in sources[file]:
+                continue
+            tree = _parse(file, sources[file])
+            if tree is None:
+                continue
+            for node, context in _assignments_with_context(tree):
+                hit = False
+                for t in _targets(node):
+                    on_owner = isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name) \
+                        and t.value.id in owner_names
+                    same_global = (isinstance(t, ast.Name) and t.id == attr and not cls_name and file == def_file
+                                   and (file, node.lineno) not in changed
+                                   and (context.startswith("at module level") or _declares_global(tree, node, attr)))
+                    hit = hit or on_owner or same_global
+                if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+                        and isinstance(node.value.func, ast.Name) and node.value.func.id == "setattr" \
+                        and len(node.value.args) >= 2 and isinstance(node.value.args[0], ast.Name) \
+                        and node.value.args[0].id in owner_names and isinstance(node.value.args[1], ast.Constant) \
+                        and node.value.args[1].value == attr:
+                    hit = True
+                if hit and (file, node.lineno) not in seen:
+                    seen.add((file, node.lineno))
+                    code = ast.unparse(node).splitlines()[0]
+                    out.append(Reassignment(set_name, file, node.lineno, f"`{code[:80]}`", context))
+    return sorted(out, key=lambda r: (r.file, r.line))
+
+
+def _targets(node: ast.stmt) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        return [t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+    if isinstance(node, ast.AugAssign | ast.AnnAssign):
+        return [node.target]
+    return []
+
+
+def _declares_global(tree: ast.Module, node: ast.stmt, name: str) -> bool:
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and any(n is node for n in ast.walk(fn)):
+            return any(isinstance(g, ast.Global) and name in g.names for g in ast.walk(fn))
+    return False
+
+
+def _assignments_with_context(tree: ast.Module) -> Iterator[tuple[ast.stmt, str]]:
+    """Every assignment statement (and bare call) with where it sits: module level (under which if), or a function."""
+    def walk(body: list[ast.stmt], where: str, cond: str) -> Iterator[tuple[ast.stmt, str]]:
+        for stmt in body:
+            if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Expr):
+                yield stmt, where + (f", inside `{cond}`" if cond else "")
+            elif isinstance(stmt, ast.If):
+                test = f"if {ast.unparse(stmt.test)[:60]}:"
+                yield from walk(stmt.body, where, test)
+                yield from walk(stmt.orelse, where, f"else of `{test}`")
+            elif isinstance(stmt, ast.For | ast.While | ast.With | ast.Try):
+                yield from walk(_child_bodies(stmt) if not isinstance(stmt, ast.For | ast.While)
+                                else stmt.body + stmt.orelse, where, cond)
+            elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield from walk(stmt.body, f"in function {stmt.name}", "")
+            elif isinstance(stmt, ast.ClassDef) and where == "at module level":
+                for inner in stmt.body:
+                    if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
+                        yield from walk(inner.body, f"in method {stmt.name}.{inner.name}", "")
+
+    yield from walk(tree.body, "at module level", "")
 
 
 def _apply(sources: Mapping[str, str], edits: list[_Edit]) -> tuple[dict[str, str], list[FlagChange]]:

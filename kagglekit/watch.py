@@ -140,14 +140,30 @@ def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None,
         sleep(wait * (1 + random.uniform(-0.1, 0.1)))
 
 
+def _is_emulator(cli: str) -> bool:
+    """Whether the command prefix (``kagglekit --local``, ``kagglekit --endpoint URL``) talks to an emulator."""
+    words = cli.split()
+    if "--local" in words:
+        return True
+    if "--endpoint" in words and words.index("--endpoint") + 1 < len(words):
+        from kagglekit.identity import backend_key
+
+        return backend_key(False, words[words.index("--endpoint") + 1]) == "local"
+    return False
+
+
 def raise_for_outcome(report: StatusReport, cli: str = "kagglekit") -> None:
     """Turn a final status into the documented exit: COMPLETE passes, ERROR 8, CANCEL_ACKNOWLEDGED 9."""
     where = f"{report.kernel} v{report.version}" if report.version else report.kernel
     detail = f": {report.failure_message}" if report.failure_message else ""
     tail_text = f"\n--- last lines of the log ---\n{report.log_tail}" if report.log_tail else ""
     if report.status == STATUS_ERROR:
+        from kagglekit.image import missing_module_advice
+
+        advice = missing_module_advice(f"{report.failure_message or ''}\n{report.log_tail or ''}",
+                                       emulator=_is_emulator(cli))
         raise RunFailedError(f"The run {where} failed{detail}{tail_text}",
-                             hint=f"Full log: {cli} logs {where.replace(' v', '/')}")
+                             hint=(f"{advice}\n" if advice else "") + f"Full log: {cli} logs {where.replace(' v', '/')}")
     if report.status == STATUS_CANCEL_ACKNOWLEDGED:
         raise RunCancelledError(f"The run {where} was stopped{detail}{tail_text}",
                                 hint=f"Its files are kept: {cli} pull-outputs. To go on from its checkpoint: "

@@ -84,7 +84,7 @@ def test_store_adds_once_and_keeps_order(tmp_path: Path) -> None:
     # a transition only from the states given: a cancel meanwhile wins over a push that finishes later
     assert store.transition(items[0].id, [QUEUED], state="cancelled")
     assert not store.transition(items[0].id, [QUEUED], state=RUNNING)
-    assert ledger.schema_version >= 5
+    assert ledger.schema_version >= 6
 
 
 def test_lease_one_runner_at_a_time(tmp_path: Path) -> None:

@@ -166,7 +166,6 @@ class DatasetsApi:
 
         self.journal = UploadJournal(data_dir() / "uploads", client.endpoint)
 
-    # --- RPCs ------------------------------------------------------------------------
     def status(self, owner: str, slug: str) -> str | None:
         """The latest version's processing stage (``READY``, ``BLOBS_RECEIVED``...), or None if no such dataset."""
         request = ApiGetDatasetStatusRequest()
@@ -227,7 +226,6 @@ class DatasetsApi:
             time.sleep(delay)
             delay = min(delay * 1.5, 15.0)
 
-    # --- blob uploads ------------------------------------------------------------------
     def _put_session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
@@ -355,7 +353,6 @@ class DatasetsApi:
                 raise
         return tokens
 
-    # --- create / version ------------------------------------------------------------------
     @staticmethod
     def _tree(tokens: dict[str, str]) -> tuple[list[ApiDatasetNewFile], list[ApiUploadDirectoryInfo]]:
         root: dict[str, Any] = {"files": [], "dirs": {}}
@@ -417,7 +414,6 @@ class DatasetsApi:
             raise KaggleRefusedError(f"Kaggle refused to {what}: {response.error or status or 'no reason given'}.",
                                      "Read Kaggle's message; fix the files or the name and run it again.")
 
-    # --- the whole job ----------------------------------------------------------------------
     def sync(self, ref: str, title: str, root: Path, files: list[LocalFile] | None = None, *,
              notes: str = "", wait: bool = True, private: bool = True, delete_old: bool = True,
              wait_timeout: float = 1800.0) -> SyncResult:

@@ -68,6 +68,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "dataset_processing_seconds": 60.0,
     "dataset_max_files": 1000,
     "upload_url_expiry_seconds": 6 * 24 * 3600,  # the official client's resumable-upload expiry
+    # The interpreter kernels run with: "" is the emulator's own; a path (e.g. a venv's bin/python
+    # made to resemble Kaggle's image) gives kernels that interpreter's packages instead.
+    "kernel_python": "",
 }
 _CHOICES = {"sandbox": ("auto", "namespace", "relative"), "error_envelope": ("nested", "flat")}
 KINDS = ("cpu", "gpu", "tpu")
@@ -219,12 +222,26 @@ def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
         elif isinstance(default, str):
             if key in _CHOICES and value not in _CHOICES[key]:
                 raise WireError(400, f"{key} must be one of {', '.join(_CHOICES[key])}")
+            if key == "kernel_python":
+                _check_kernel_python(value)
             out[key] = str(value)
         else:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise WireError(400, f"{key} must be a non-negative number")
             out[key] = value
     return out
+
+
+def _check_kernel_python(value: object) -> None:
+    """``kernel_python``: "" (the emulator's interpreter) or an absolute path to an executable file."""
+    if not isinstance(value, str):
+        raise WireError(400, f"kernel_python must be a path to a Python interpreter (or \"\"), not {value!r}")
+    if value == "":
+        return
+    if not os.path.isabs(value):
+        raise WireError(400, f"kernel_python must be an absolute path, not {value!r}")
+    if not os.path.isfile(value) or not os.access(value, os.X_OK):
+        raise WireError(400, f"kernel_python {value!r} is not an executable file")
 
 
 # Retired shapes, as the official client (kaggle 2.2.5 _RETIRED_ACCELERATORS) says the server maps them.
@@ -629,27 +646,7 @@ class Backend:
             timeout = req.get("sessionTimeoutSeconds")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
                 limit = min(limit, float(timeout))
-            now = self.now()
-            with self.tx() as db:
-                if existing is None:
-                    cur = db.execute("INSERT INTO kernels(owner, slug, title, meta, current_version, created) "
-                                     "VALUES (?,?,?,?,0,?)",
-                                     (owner, slug, str(title or slug), json.dumps(meta), now))
-                    kernel_id = int(cur.lastrowid or 0)
-                    number = 1
-                else:
-                    kernel_id = existing.id
-                    number = existing.current_version + 1
-                db.execute("UPDATE kernels SET meta=?, title=?, current_version=? WHERE id=?",
-                           (json.dumps(meta), str(title or (existing.title if existing else slug)), number,
-                            kernel_id))
-                status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
-                session_at = now + float(cfg["run_start_delay_seconds"]) if run else None
-                cur = db.execute(
-                    "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created,"
-                    " session_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now, session_at))
-                vid = int(cur.lastrowid or 0)
+            kernel_id, number, vid = self._insert_version(owner, slug, existing, title, meta, kind, run, limit)
             vdir = self.version_dir(vid)
             vdir.mkdir(parents=True, exist_ok=True)
             (vdir / "source").write_text(text, encoding="utf-8")
@@ -664,6 +661,30 @@ class Backend:
         }
         resp.update({k: v for k, v in invalid.items() if v})
         return resp
+
+    def _insert_version(self, owner: str, slug: str, existing: Kernel | None, title: Any, meta: dict[str, Any],
+                        kind: str, run: bool, limit: float) -> tuple[int, int, int]:
+        """Create the kernel if new and its next version, in one transaction: (kernel id, number, version id).
+        A run's session exists ``run_start_delay_seconds`` after the push (status 404 until then)."""
+        now = self.now()
+        with self.tx() as db:
+            if existing is None:
+                cur = db.execute("INSERT INTO kernels(owner, slug, title, meta, current_version, created) "
+                                 "VALUES (?,?,?,?,0,?)", (owner, slug, str(title or slug), json.dumps(meta), now))
+                kernel_id = int(cur.lastrowid or 0)
+                number = 1
+            else:
+                kernel_id = existing.id
+                number = existing.current_version + 1
+            db.execute("UPDATE kernels SET meta=?, title=?, current_version=? WHERE id=?",
+                       (json.dumps(meta), str(title or (existing.title if existing else slug)), number, kernel_id))
+            status = C.STATUS_QUEUED if run else C.STATUS_NEW_SCRIPT
+            session_at = now + float(self.setting("run_start_delay_seconds")) if run else None
+            cur = db.execute(
+                "INSERT INTO versions(kernel_id, number, owner, status, meta, kind, run, limit_seconds, created,"
+                " session_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (kernel_id, number, owner, status, json.dumps(meta), kind, int(run), limit, now, session_at))
+            return kernel_id, number, int(cur.lastrowid or 0)
 
     def _target_kernel(self, user: str, req: dict[str, Any],
                        title: Any) -> tuple[str, str, Kernel | None] | dict[str, Any]:

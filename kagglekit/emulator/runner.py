@@ -323,8 +323,9 @@ class Runner:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if not link.exists() and not link.is_symlink():
                     link.symlink_to(src, target_is_directory=True)
-        argv = self._argv(v, sandbox, bool(cfg["require_kernelspec"]))
-        env = self._env(v, C.KAGGLE_ROOT if use_ns else str(kaggle), sandbox, use_ns, b.secret)
+        python = str(cfg.get("kernel_python") or "") or sys.executable  # config kernel_python: a chosen interpreter
+        argv = self._argv(v, sandbox, python, bool(cfg["require_kernelspec"]))
+        env = self._env(v, C.KAGGLE_ROOT if use_ns else str(kaggle), sandbox, use_ns, b.secret, python)
         if not use_ns:
             return _Launch(argv, env, kaggle / "working", use_ns, netns)
         spec = {"newroot": str(vdir / "root"), "kaggle_dir": str(kaggle),
@@ -336,17 +337,17 @@ class Runner:
         proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         return _Launch(cmd, proc_env, kaggle / "working", use_ns, netns)
 
-    def _argv(self, v: Version, sandbox: Path, require_kernelspec: bool) -> list[str]:
+    def _argv(self, v: Version, sandbox: Path, python: str, require_kernelspec: bool) -> list[str]:
         source = self.backend.source_text(v.id)
         if v.meta.get("kernelType") == "notebook":
             code = sandbox / "src" / "__notebook__.ipynb"
             code.write_text(source, encoding="utf-8")
             flags = ["--require-kernelspec"] if require_kernelspec else []
-            return [sys.executable, "-u", str(NBRUN_PY), *flags, str(code),
+            return [python, "-u", str(NBRUN_PY), *flags, str(code),
                     str(self.backend.version_dir(v.id) / "__notebook__.ipynb")]
         code = sandbox / "src" / "__script__.py"
         code.write_text(source, encoding="utf-8")
-        return [sys.executable, "-u", str(code)]
+        return [python, "-u", str(code)]
 
     def _start(self, v: Version, launch: _Launch) -> tuple[subprocess.Popen[bytes], LogSink,
                                                            list[threading.Thread]] | None:
@@ -488,11 +489,12 @@ class Runner:
         return out
 
     @staticmethod
-    def _env(v: Version, root: str, sandbox: Path, use_ns: bool, secret: bytes) -> dict[str, str]:
+    def _env(v: Version, root: str, sandbox: Path, use_ns: bool, secret: bytes,
+             python: str | None = None) -> dict[str, str]:
         """A batch session's environment: no credentials, no data-proxy variables (see kaggle-platform §4.2).
         ``KAGGLE_CONTAINER_NAME`` carries the session id as on Kaggle: ``kaggle_<token>-<sessionId>-webtier``."""
         token = hmac.new(secret, f"container:{v.id}".encode(), hashlib.sha256).hexdigest()[:12]
-        bindir = str(Path(sys.executable).parent)
+        bindir = str(Path(python or sys.executable).parent)
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
         return {
             "PATH": f"{bindir}{os.pathsep}{path}",

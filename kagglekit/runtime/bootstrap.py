@@ -58,16 +58,18 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _run_entry(entry: str, project: Path) -> None:
+def _run_entry(entry: str, project: Path, argv: list[str] | None = None) -> None:
+    """Run the entry as ``python SCRIPT ARGS`` or ``python -m MODULE ARGS`` would."""
+    args = [str(a) for a in argv or []]
     if entry.endswith(".py"):
         script = project / entry
-        sys.argv = [str(script)]
+        sys.argv = [str(script), *args]
         script_dir = str(script.parent)
         if script_dir not in sys.path:
             sys.path.insert(0, script_dir)
         runpy.run_path(str(script), run_name="__main__")
     else:
-        sys.argv = [entry]
+        sys.argv = [entry, *args]  # run_module replaces argv[0] with the module's file, as python -m does
         runpy.run_module(entry, run_name="__main__", alter_sys=True)
 
 
@@ -114,6 +116,84 @@ def restore_checkpoints(ref: str, patterns: list[str], working: Path) -> list[st
     return copied + kept
 
 
+_notebook_manifest: list[RunManifest] = []
+_notebook_placed: list[tuple[Path, dict[str, str]]] = []
+
+
+def _start_notebook(manifest: RunManifest, working: Path, placed: dict[str, str]) -> None:
+    """Keep the manifest running across cells; a cell that raises marks the run ``error``.
+
+    IPython is already imported in a notebook kernel, so this stays standard-library only:
+    it only looks the shell up in ``sys.modules``.
+    """
+    _notebook_manifest[:] = [manifest]
+    _notebook_placed[:] = [(working, placed)]
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    if shell is None:
+        return
+
+    def after_cell(result: Any) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if error is not None and not manifest.finished:
+            code = _exit_code(error.code) if isinstance(error, SystemExit) else 1
+            if isinstance(error, SystemExit) and code == 0:
+                return
+            manifest.finish("error", code, _user_traceback(error))
+
+    shell.events.register("post_run_cell", after_cell)
+
+
+def finish_notebook() -> None:
+    """The notebook's last cell: every cell before it ran, so the run is complete."""
+    for working, placed in _notebook_placed:
+        tidy_working_files(working, placed)
+    for manifest in _notebook_manifest:
+        if not manifest.finished:
+            manifest.finish("complete", 0, None)
+
+
+def place_working_files(project: Path, working: Path, names: list[str]) -> dict[str, str]:
+    """Copy ``working-files`` (files or folders of the project) into the working directory.
+
+    For code that opens its config by a relative path (``open("config.toml")``): on Kaggle the
+    working directory is /kaggle/working, not the project. A file already there (a resumed run's)
+    is kept. Returns {relative path: sha256} of what was copied, for ``tidy_working_files``.
+    """
+    import hashlib
+
+    placed: dict[str, str] = {}
+    for name in names:
+        source = project / name
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for path in files:
+            rel = path.relative_to(project).as_posix()
+            dest = working / rel
+            if dest.exists() or not path.is_file():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+            placed[rel] = hashlib.sha256(dest.read_bytes()).hexdigest()
+    if placed:
+        print(f"kagglekit: copied {', '.join(sorted(placed))} into {working} (working-files)", flush=True)
+    return placed
+
+
+def tidy_working_files(working: Path, placed: dict[str, str]) -> None:
+    """Remove the copies the run left unchanged, so the output holds only what the project wrote."""
+    import hashlib
+
+    for rel, digest in placed.items():
+        dest = working / rel
+        with contextlib.suppress(OSError):
+            if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == digest:
+                dest.unlink()
+                parent = dest.parent
+                while parent != working and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+
+
 def _fmt_duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
@@ -122,7 +202,8 @@ def _fmt_duration(seconds: float) -> str:
 def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     """Run the project's entry point; returns the process exit code.
 
-    Phases: environment -> working folder -> run.json watchdog -> restore a checkpoint -> run and record.
+    Phases: environment -> working folder -> run.json watchdog -> restore a checkpoint -> requirements ->
+    working files -> run and record (a notebook kernel's cells run after this returns).
     """
     project = Path(project_dir).resolve()
     started, runtime_parent = _prepare_environment(config, project)
@@ -138,13 +219,16 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     limit = float(os.environ[session.ENV_SESSION_LIMIT])
     sets = config.get("overrides") or {}
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
-    print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}), bundle "
-          f"{str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
+    argv = [str(a) for a in config.get("argv") or []]
+    args_text = f", arguments {' '.join(argv)}" if argv else ""
+    print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}{args_text}), "
+          f"bundle {str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
 
     sid = session.session_id()
     if sid is not None:  # no API returns it; `kagglekit stop` reads it back from this line to cancel the run
         print(f"kagglekit: kernel session id {sid}", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
+    base["args"] = argv
     base["session_limit_s"] = int(limit)
     base["session_id"] = sid
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
@@ -159,9 +243,13 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     manifest.start()
     atexit.register(manifest.finish, "interrupted", None)
     interrupted = _stop_on_sigterm(manifest)
+    placed = place_working_files(project, working, list(config.get("working_files") or []))
+    if entry.endswith(".ipynb"):  # a notebook kernel: its own cells run next, in this interpreter
+        _start_notebook(manifest, working, placed)
+        return 0
     tb_text: str | None = None
     try:
-        _run_entry(entry, project)
+        _run_entry(entry, project, argv)
         code, status = 0, "complete"
     except SystemExit as exc:
         code = _exit_code(exc.code)
@@ -174,6 +262,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         tb_text = _user_traceback(exc)
         print(tb_text, file=sys.stderr, end="", flush=True)
         code, status = 1, "error"
+    tidy_working_files(working, placed)
     manifest.finish(status, code, tb_text)
     return code
 
@@ -196,11 +285,13 @@ def _prepare_environment(config: dict[str, Any], project: Path) -> tuple[float, 
     for name, value in sorted((config.get("env") or {}).items()):
         env[str(name)] = str(value)
     runtime_parent = str(Path(__file__).resolve().parent.parent)
-    for entry_path in (runtime_parent, str(project)):
+    # a src layout's folder comes first, as an installed package would: `import mypkg` is src/mypkg
+    code_roots = [str(project / p) for p in config.get("python_path") or []] + [str(project)]
+    for entry_path in (runtime_parent, *reversed(code_roots)):
         if entry_path not in sys.path:
             sys.path.insert(0, entry_path)
     # child processes (DataLoader workers with spawn, torchrun, subprocess) find the project too
-    env["PYTHONPATH"] = os.pathsep.join([str(project), runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([*code_roots, runtime_parent, *filter(None, [env.get("PYTHONPATH")])])
     return started, runtime_parent
 
 

@@ -158,6 +158,7 @@ class RunManifest:
             "kernel": base.get("kernel"),
             "mode": base.get("mode"),
             "overrides": base.get("overrides") or {},
+            "args": list(base.get("args") or []),
             "bundle_sha256": base.get("bundle_sha256"),
             "started_at": utc_iso(started_at),
             "last_seen_at": utc_iso(started_at),

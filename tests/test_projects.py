@@ -1,0 +1,594 @@
+"""Existing projects as they are: src layouts, script arguments, --set where values live, kagglekit's own files.
+
+Bundles are executed for real (tests.test_bundle.run_kernel: a fake /kaggle, cwd /kaggle/working),
+so every assertion is about what the project itself saw.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kagglekit.bundle import build_bundle, format_summary
+from kagglekit.errors import BundleError, ConfigError
+from kagglekit.layout import source_roots
+from kagglekit.run_options import parse_sets
+from kagglekit.settings import load_project
+from tests.test_bundle import run_kernel
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+ARGPARSE_TRAIN = """\
+    import argparse, json
+    from tinypkg.model import fit
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--rows", type=int, default=100)
+    p.add_argument("--fold", type=int, default=-1)
+    a = p.parse_args()
+    with open("result.json", "w") as f:
+        json.dump({**vars(a), "losses": fit(a.rows, a.epochs)}, f)
+"""
+
+
+def src_project(root: Path, pyproject_extra: str = '[tool.setuptools.packages.find]\nwhere = ["src"]\n') -> Path:
+    return write(root, {
+        "pyproject.toml": "[project]\nname = \"tinypkg\"\nversion = \"0.1\"\n" + pyproject_extra + textwrap.dedent("""\
+            [tool.kagglekit]
+            kernel = "demo/tiny-src-project"
+            entry = "tinypkg.train"
+            args = ["--epochs", "3"]
+            test-args = ["--epochs", "1", "--rows", "8"]
+        """),
+        "src/tinypkg/__init__.py": "",
+        "src/tinypkg/model.py": "def fit(rows, epochs):\n    return [round(1 / (e + 1), 3) for e in range(epochs)]\n",
+        "src/tinypkg/train.py": ARGPARSE_TRAIN,
+    })
+
+
+# --- src layout -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [
+    '[tool.setuptools.packages.find]\nwhere = ["src"]\n',
+    '[tool.setuptools]\npackage-dir = {"" = "src"}\n',
+    '[tool.hatch.build.targets.wheel]\npackages = ["src/tinypkg"]\n',
+    '[tool.pdm.build]\npackage-dir = "src"\n',
+    "",  # no declaration: a src/ folder holding a package
+])
+def test_src_layout_is_found_from_pyproject_or_the_folder(tmp_path: Path, extra: str) -> None:
+    root = src_project(tmp_path / "p", extra)
+    files = ["src/tinypkg/__init__.py", "src/tinypkg/train.py", "pyproject.toml"]
+    assert source_roots(root, files) == ["src"]
+
+
+def test_a_flat_project_has_no_source_root(tmp_path: Path) -> None:
+    root = write(tmp_path / "p", {"train.py": "print(1)\n", "pkg/__init__.py": ""})
+    assert source_roots(root, ["train.py", "pkg/__init__.py"]) == []
+
+
+def test_src_layout_module_entry_imports_its_package_and_gets_args(tmp_path: Path) -> None:
+    root = src_project(tmp_path / "p")
+    result = build_bundle(load_project(root), mode="test", out_dir=tmp_path / "out", args=["--fold", "2"])
+    assert result.source_roots == ["src"]
+    assert result.argv == ["--epochs", "3", "--epochs", "1", "--rows", "8", "--fold", "2"]
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads((tmp_path / "run" / "kaggle" / "working" / "result.json").read_text())
+    assert seen == {"epochs": 1, "rows": 8, "fold": 2, "losses": [1.0]}
+    manifest = json.loads((tmp_path / "run" / "kaggle" / "working" / "kagglekit" / "run.json").read_text())
+    assert manifest["args"] == result.argv
+    assert "Arguments: --epochs 3 --epochs 1 --rows 8 --fold 2" in format_summary(result)
+
+
+def test_full_mode_uses_args_without_test_args(tmp_path: Path) -> None:
+    root = src_project(tmp_path / "p")
+    result = build_bundle(load_project(root), mode="full", out_dir=tmp_path / "out")
+    assert result.argv == ["--epochs", "3"]
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "kaggle" / "working" / "result.json").read_text())["epochs"] == 3
+
+
+def test_a_module_missing_from_the_src_layout_names_both_places(tmp_path: Path) -> None:
+    root = src_project(tmp_path / "p")
+    (root / "kagglekit.toml").write_text('entry = "tinypkg.nope"\nkernel = "demo/tiny-src-project"\n')
+    with pytest.raises(BundleError, match=r"tinypkg/nope.py .*in the project root and in src/"):
+        build_bundle(load_project(root), out_dir=tmp_path / "out")
+
+
+# --- settings: args / test-args --------------------------------------------------------------
+
+def test_args_settings_accept_numbers_and_the_environment_splits_like_a_shell(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write(tmp_path / "proj-args", {"kagglekit.toml": 'args = ["--lr", 0.5, "--epochs", 3]\n'})
+    assert load_project(root).args == ("--lr", "0.5", "--epochs", "3")
+    monkeypatch.setenv("KAGGLEKIT_TEST_ARGS", "--epochs 1 --name 'a b'")
+    assert load_project(root).test_args == ("--epochs", "1", "--name", "a b")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('"--epochs 1"', None),  # a string from the file is split as a shell would: accepted
+    ("[true]", "is not a string or a number"),
+    ("[[1]]", "is not a string or a number"),
+    ("{a = 1}", "a list of command-line arguments"),
+    ("5", "a list of command-line arguments"),
+])
+def test_bad_args_values_name_the_field_and_the_file(tmp_path: Path, value: str, expected: str | None) -> None:
+    root = write(tmp_path / "proj-args", {"kagglekit.toml": f"test-args = {value}\n"})
+    if expected is None:
+        assert load_project(root).test_args == ("--epochs", "1")
+        return
+    with pytest.raises(ConfigError) as info:
+        load_project(root)
+    assert "test-args" in info.value.message and "kagglekit.toml" in info.value.message
+    assert expected in info.value.message
+
+
+def test_an_unclosed_quote_in_the_environment_is_a_field_error(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write(tmp_path / "proj-args", {"kagglekit.toml": ""})
+    monkeypatch.setenv("KAGGLEKIT_ARGS", "--name 'oops")
+    with pytest.raises(ConfigError, match="KAGGLEKIT_ARGS"):
+        load_project(root)
+
+
+def test_test_args_give_an_argparse_project_a_test_mode_without_a_config_class(tmp_path: Path) -> None:
+    root = write(tmp_path / "argp", {"kagglekit.toml": 'kernel = "demo/argp-project"\ntest-args = ["--epochs", "1"]\n',
+                                     "train.py": "import sys\nprint(sys.argv[1:])\n"})
+    result = build_bundle(load_project(root), mode="test", out_dir=tmp_path / "out")
+    assert result.argv == ["--epochs", "1"] and result.flag_changes == []
+    (root / "kagglekit.toml").write_text('kernel = "demo/argp-project"\n')
+    with pytest.raises(BundleError) as info:  # no flag and no test-args: the hint says how
+        build_bundle(load_project(root), mode="test", out_dir=tmp_path / "out")
+    assert "test-args" in (info.value.hint or "")
+
+
+# --- --set where values live -----------------------------------------------------------------
+
+CFG_PROJECT = {
+    "kagglekit.toml": 'kernel = "demo/cfg-project"\nentry = "train.py"\n',
+    "config.py": """\
+        EPOCHS = 10
+        BATCH = 32
+
+
+        class CFG:
+            debug = False
+            running_test = False
+            epochs = 20
+            seed = 42
+
+
+        if CFG.debug:
+            CFG.epochs = 1
+    """,
+    "configs/base.yaml": """\
+        # training settings
+        train:
+          epochs: 10   # full run
+          lr: 0.001
+          folds: [0, 1, 2]
+        model:
+          name: "mlp"  # the architecture
+    """,
+    "configs/extra.json": '{\n  "b": 1,\n  "a": {"drop": 0.5}\n}\n',
+    "configs/opt.toml": '# optimiser\n[opt]\nname = "adam"  # keep\nsteps = 100\n',
+    "train.py": """\
+        import json, pathlib, tomllib
+        import yaml
+        from config import CFG, EPOCHS
+        here = pathlib.Path(__file__).parent
+        cfg = yaml.safe_load(open(here / "configs/base.yaml"))
+        extra = json.load(open(here / "configs/extra.json"))
+        opt = tomllib.load(open(here / "configs/opt.toml", "rb"))
+        json.dump({"yaml_epochs": cfg["train"]["epochs"], "yaml_lr": cfg["train"]["lr"],
+                   "folds": cfg["train"]["folds"], "json_drop": extra["a"]["drop"], "toml_steps": opt["opt"]["steps"],
+                   "cfg_epochs": CFG.epochs, "cfg_seed": CFG.seed, "EPOCHS": EPOCHS,
+                   "test": CFG.running_test}, open("seen.json", "w"))
+    """,
+}
+
+
+def test_set_reaches_module_constants_class_attributes_and_config_file_keys(tmp_path: Path) -> None:
+    root = write(tmp_path / "cfgp", CFG_PROJECT)
+    sets = parse_sets(["EPOCHS=2", "CFG.seed=7", "epochs=5", "configs/base.yaml:train.epochs=1",
+                       "configs/base.yaml:train.lr=3e-4", "configs/base.yaml:train.folds.1=9",
+                       "configs/extra.json:a.drop=0.1", "configs/opt.toml:opt.steps=3"])
+    result = build_bundle(load_project(root), mode="test", overrides=sets, out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads((tmp_path / "run" / "kaggle" / "working" / "seen.json").read_text())
+    assert seen == {"yaml_epochs": 1, "yaml_lr": 0.0003, "folds": [0, 9, 2], "json_drop": 0.1, "toml_steps": 3,
+                    "cfg_epochs": 5, "cfg_seed": 7, "EPOCHS": 2, "test": True}
+    shown = [str(c) for c in result.flag_changes]
+    assert "configs/base.yaml:3 train.epochs: 10 → 1" in shown
+    assert "config.py:1 EPOCHS: 10 → 2" in shown
+    # the local files are untouched; the bundled YAML kept its comments and key order
+    assert "epochs: 10   # full run" in (root / "configs/base.yaml").read_text()
+    bundled = _bundled(result.script_path, "configs/base.yaml")
+    assert bundled.splitlines()[0] == "# training settings" and "# the architecture" in bundled
+    assert bundled.index("train:") < bundled.index("model:")
+    assert "# keep" in _bundled(result.script_path, "configs/opt.toml")
+
+
+def _bundled(script: Path, rel: str) -> str:
+    import base64
+    import io
+    import lzma
+    import re
+    import tarfile
+
+    blob = re.search(r'ARCHIVE = """\n(.*?)"""', script.read_text(), re.S)
+    assert blob is not None
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(base64.b64decode(blob.group(1))))) as tar:
+        member = tar.extractfile(f"project/{rel}")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_a_reassigned_attribute_is_reported_before_pushing(tmp_path: Path) -> None:
+    root = write(tmp_path / "cfgp", CFG_PROJECT)
+    result = build_bundle(load_project(root), overrides={"epochs": "5"}, out_dir=tmp_path / "out")
+    hits = [w for w in result.warnings if "assigns it again" in w]
+    assert len(hits) == 1 and "config.py:13" in hits[0] and "if CFG.debug:" in hits[0]
+    quiet = build_bundle(load_project(root), overrides={"seed": "5"}, out_dir=tmp_path / "out2")
+    assert not [w for w in quiet.warnings if "assigns it again" in w]
+
+
+def test_a_module_constant_reassigned_under_a_flag_is_reported(tmp_path: Path) -> None:
+    root = write(tmp_path / "constp", {
+        "kagglekit.toml": 'kernel = "demo/const-project"\nentry = "train.py"\n',
+        "settings.py": "DEBUG = False\nEPOCHS = 10\nif DEBUG:\n    EPOCHS = 1\n",
+        "train.py": "import settings\nsettings.EPOCHS = 3\n"})
+    result = build_bundle(load_project(root), overrides={"EPOCHS": "4"}, out_dir=tmp_path / "out")
+    lines = sorted(w.split(" assigns")[0] for w in result.warnings if "assigns it again" in w)
+    assert lines == ["--set EPOCHS: settings.py:4", "--set EPOCHS: train.py:2"]
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"configs/base.yaml:train.epoch": "1"}, "has no key 'epoch' (did you mean 'epochs'?)"),
+    ({"configs/base.yaml:train.epochs": "fast"}, "is not an integer"),
+    ({"configs/base.yaml:train.folds.7": "1"}, "is a list of 3 items"),
+    ({"configs/nope.yaml:a": "1"}, "not among the bundled files"),
+    ({"configs/extra.json:a.drop": "true"}, "is not a number"),
+    ({"configs/opt.toml:opt.name.x": "1"}, "is a value"),
+    ({"config.py:EPOCH": "1"}, "no module-level EPOCH = <literal> in config.py"),
+    ({"Nope.epochs": "1"}, "no class Nope with an attribute epochs"),
+    ({"nothing_here": "1"}, "no .py file assigns it a literal at module level"),
+])
+def test_bad_set_targets_say_what_is_wrong(tmp_path: Path, sets: dict[str, str], message: str) -> None:
+    root = write(tmp_path / "cfgp", CFG_PROJECT)
+    with pytest.raises(BundleError) as info:
+        build_bundle(load_project(root), overrides=sets, out_dir=tmp_path / "out")
+    assert message in info.value.message
+
+
+@pytest.mark.parametrize("item", ["a b=1", "notes.txt:a=1", "/abs/x.yaml:a=1", "x.yaml:=1", "x.yaml:a..b=1",
+                                  "x.py:1bad=1", "a.b.c=1", "noequals"])
+def test_malformed_set_options_are_refused_before_bundling(item: str) -> None:
+    with pytest.raises(ConfigError, match="--set"):
+        parse_sets([item])
+
+
+# --- nothing kagglekit wrote is shipped ------------------------------------------------------
+
+def test_bundle_folders_inside_the_project_are_never_shipped_and_bundles_are_identical(tmp_path: Path) -> None:
+    root = src_project(tmp_path / "p")
+    first = build_bundle(load_project(root), out_dir=root / "b1")
+    second = build_bundle(load_project(root), out_dir=root / "b2")
+    assert first.script_path.read_bytes() == second.script_path.read_bytes()
+    assert [f.path for f in second.files] == [f.path for f in first.files]
+    assert ("b1/", "written by kagglekit") in [(x.path, x.reason) for x in second.left_out]
+
+
+def test_files_kagglekit_wrote_are_remembered_and_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kagglekit.written import remember
+
+    root = src_project(tmp_path / "p")
+    before = build_bundle(load_project(root), out_dir=tmp_path / "o1")
+    (root / "quota.png").write_bytes(b"\x89PNG fake")
+    (root / "reports").mkdir()
+    (root / "reports" / "run.html").write_text("<html></html>")
+    (root / "notes.txt").write_text("mine")
+    monkeypatch.chdir(root)
+    remember(root / "quota.png")
+    remember(root / "reports" / "run.html")
+    after = build_bundle(load_project(root), out_dir=tmp_path / "o2")
+    assert sorted(f.path for f in after.files) == sorted([f.path for f in before.files] + ["notes.txt"])
+    assert {"quota.png", "reports/run.html"} <= {x.path for x in after.left_out}
+    pulled = root / "elsewhere" / "v1"
+    pulled.mkdir(parents=True)
+    (pulled / ".kagglekit-manifest.json").write_text("{}")
+    (pulled / "model.bin").write_bytes(b"w")
+    again = build_bundle(load_project(root), out_dir=tmp_path / "o3")
+    assert "elsewhere/v1/" in {x.path for x in again.left_out}
+    assert not any(f.path.startswith("elsewhere/") for f in again.files)
+
+
+# --- on the emulator: push -- ARGS, the ledger, pull-outputs and the report ------------------
+
+@pytest.fixture
+def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+    from kagglekit import constants as C
+    from kagglekit.cli import main
+
+    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
+    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_push_passes_arguments_and_they_reach_ledger_outputs_and_report(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    from kagglekit.ledger import Ledger
+
+    root = src_project(tmp_path / "p")
+    run = kk
+    code, out, err = run("push", "--test", "--wait", "--interval", "0.2", "--set", "x=1", cwd=root)
+    assert code != 0 and "no Config-like class" in err  # --set on a name nothing defines is refused first
+    code, out, err = run("push", "--test", "--wait", "--interval", "0.2", "--", "--fold", "2", cwd=root)
+    assert code == 0, err
+    assert "arguments: --epochs 3 --epochs 1 --rows 8 --fold 2" in out
+    record = Ledger().runs(kernel="demo/tiny-src-project")[-1]
+    assert record.args == ["--epochs", "3", "--epochs", "1", "--rows", "8", "--fold", "2"]
+    code, out, err = run("pull-outputs", cwd=root)
+    assert code == 0, err
+    pulled = root / "outputs" / "tiny-src-project" / f"v{record.version}"
+    assert json.loads((pulled / "result.json").read_text())["fold"] == 2
+    code, out, err = run("report", cwd=root)
+    assert code == 0, err
+    assert "arguments --epochs 3 --epochs 1 --rows 8 --fold 2" in out
+    assert "--rows 8 --fold 2" in (pulled / "report.html").read_text()
+    code, out, err = run("push", "--dry-run", "--full", cwd=root)
+    assert code == 0, err
+    assert "would ship 4 files" in out and "src/tinypkg/train.py" in out
+    assert "outputs/ (outputs)" in out  # pulled outputs are listed as left out
+
+
+# --- notebooks as entry ------------------------------------------------------------------------
+
+def notebook_project(root: Path) -> Path:
+    import nbformat
+
+    write(root, {"kagglekit.toml": 'kernel = "demo/nb-project"\nentry = "train.ipynb"\n'
+                                   'test-flag = "train.ipynb:CFG.debug"\n',
+                 "helpers.py": "def loss(e):\n    return 1.0 / (e + 1)\n"})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Train"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport json, os\nfrom helpers import loss\n"
+                                  "class CFG:\n    debug = False\n    epochs = 5\n    lr = 0.1\n"
+                                  "if CFG.debug:\n    CFG.epochs = 2"),
+        nbformat.v4.new_code_cell("!echo shell escapes stay\nfor e in range(CFG.epochs):\n"
+                                  "    print(json.dumps({'epoch': e, 'loss': loss(e)}))\n"
+                                  "json.dump({'debug': CFG.debug, 'epochs': CFG.epochs, 'lr': CFG.lr, "
+                                  "'cwd': os.getcwd()}, open('seen.json', 'w'))"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "my-local-env", "display_name": "Mine", "language": "python"}
+    nbformat.write(nb, str(root / "train.ipynb"))
+    return root
+
+
+def test_a_notebook_entry_becomes_a_notebook_kernel_with_the_bundle_first(tmp_path: Path) -> None:
+    root = notebook_project(tmp_path / "nb")
+    result = build_bundle(load_project(root), mode="test", overrides={"lr": "0.5"}, out_dir=tmp_path / "out")
+    assert result.metadata["kernel_type"] == "notebook" and result.script_path.name == "nb-project.ipynb"
+    kernel = json.loads(result.script_path.read_text())
+    assert kernel["metadata"]["kernelspec"]["name"] == "python3"
+    first, *cells, last = kernel["cells"]
+    assert "ARCHIVE_SHA256" in first["source"] and "finish_notebook()" in last["source"]
+    sources = [c["source"] for c in cells]
+    assert "    debug = True" in sources[1] and "    lr = 0.5" in sources[1]
+    assert sources[1].startswith("%matplotlib inline") and sources[2].startswith("!echo shell escapes stay")
+    assert [str(c) for c in result.flag_changes] == ["train.ipynb cell 1:5 debug: False → True",
+                                                     "train.ipynb cell 1:7 lr: 0.1 → 0.5"]
+    again = build_bundle(load_project(root), mode="test", overrides={"lr": "0.5"}, out_dir=tmp_path / "out2")
+    assert again.script_path.read_bytes() == result.script_path.read_bytes()
+
+
+def test_a_notebook_runs_on_the_emulator_and_logs_and_report_work(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    root = notebook_project(tmp_path / "nb")
+    code, out, err = kk("push", "--test", "--wait", "--interval", "0.3", "--set", "epochs=4", cwd=root)
+    assert code == 0, err
+    assert "train.ipynb cell 1:9 assigns it again" in err  # `if CFG.debug: CFG.epochs = 2` under --test
+    code, out, err = kk("logs", cwd=root)
+    assert code == 0 and '{"epoch": 1, "loss": 0.5}' in out and "shell escapes stay" in out
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    pulled = root / "outputs" / "nb-project" / "v1"
+    seen = json.loads((pulled / "seen.json").read_text())
+    assert (seen["debug"], seen["epochs"], seen["lr"]) == (True, 2, 0.1)  # the cell reassigned the --set value
+    assert seen["cwd"].endswith("/kaggle/working")
+    run = json.loads((pulled / "kagglekit" / "run.json").read_text())
+    assert run["status"] == "complete" and run["exit_code"] == 0 and run["overrides"] == {"epochs": "4"}
+    code, out, err = kk("report", cwd=root)
+    assert code == 0, err
+    assert "(test), complete" in out and (pulled / "report.html").is_file()
+
+
+def test_a_failing_notebook_cell_marks_the_run_as_error(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    import nbformat
+
+    root = write(tmp_path / "nbfail", {"kagglekit.toml": 'kernel = "demo/nb-failing"\nentry = "run.ipynb"\n'})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('before')"), nbformat.v4.new_code_cell("1 / 0"),
+                nbformat.v4.new_code_cell("print('never')")]
+    nbformat.write(nb, str(root / "run.ipynb"))
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 8, (out, err)
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    run = json.loads((root / "outputs" / "nb-failing" / "v1" / "kagglekit" / "run.json").read_text())
+    assert run["status"] == "error" and "ZeroDivisionError" in run["traceback_tail"]
+
+
+# --- one kernel identity per folder ------------------------------------------------------------
+
+def test_a_folder_without_settings_finds_the_kernel_its_push_used(tmp_path: Path, kk: Callable[..., Any]) -> None:
+    root = write(tmp_path / "plain-project", {"train.py": "import sys\nprint('argv', sys.argv[1:])\n"})
+    code, out, err = kk("status", cwd=root)
+    assert code != 0 and "no push from here was recorded" in err
+    code, out, err = kk("push", "--wait", "--interval", "0.3", "--", "--epochs", "1", cwd=root)
+    assert code == 0, err
+    code, out, err = kk("status", cwd=root)
+    assert code == 0 and "demo/plain-project v1: COMPLETE" in out
+    code, out, err = kk("logs", cwd=root)
+    assert "argv ['--epochs', '1']" in out
+    assert kk("pull-outputs", cwd=root)[0] == 0
+    assert (root / "outputs" / "plain-project" / "v1" / "kagglekit" / "run.json").is_file()
+    code, out, err = kk("report", cwd=root)
+    assert code == 0 and "demo/plain-project v1" in out
+    other = write(tmp_path / "other-project", {"train.py": "print(2)\n"})
+    assert kk("push", "--wait", "--interval", "0.3", cwd=other)[0] == 0
+    code, out, err = kk("--json", "runs", cwd=root)
+    assert [r["kernel"] for r in json.loads(out)] == ["demo/plain-project"]
+    code, out, err = kk("--json", "runs", "--all", cwd=root)
+    assert sorted(r["kernel"] for r in json.loads(out)) == ["demo/other-project", "demo/plain-project"]
+    # nothing kagglekit wrote (pulled outputs, the report, its own records) ships with the next push
+    code, out, err = kk("push", "--dry-run", cwd=root)
+    assert "would ship 1 files" in out and "    train.py" in out
+
+
+# --- set / test-set / working-files ------------------------------------------------------------
+
+TOML_PROJECT = {
+    "kagglekit.toml": """\
+        kernel = "demo/toml-config-project"
+        entry = "app"
+        working-files = ["config.toml"]
+        [set]
+        "config.toml:trainer.device" = "cpu"
+        [test-set]
+        "config.toml:trainer.max_epochs" = 1
+    """,
+    "config.toml": '[trainer]\nmax_epochs = 10\ndevice = "mps"   # Apple\n',
+    "src/app/__init__.py": "",
+    "src/app/__main__.py": """\
+        import json, tomllib
+        cfg = tomllib.load(open("config.toml", "rb"))  # relative to the working directory, as written
+        json.dump(cfg["trainer"], open("trainer.json", "w"))
+        with open("config.toml", "a") as f:
+            f.write("# touched\\n") if cfg["trainer"]["max_epochs"] == 10 else None
+    """,
+}
+
+
+def test_set_and_test_set_from_the_file_and_working_files_for_relative_opens(tmp_path: Path) -> None:
+    root = write(tmp_path / "tomlp", TOML_PROJECT)
+    test = build_bundle(load_project(root), mode="test", out_dir=tmp_path / "o1")
+    assert test.overrides == {"config.toml:trainer.device": "cpu", "config.toml:trainer.max_epochs": "1"}
+    proc = run_kernel(test.script_path, tmp_path / "r1")
+    assert proc.returncode == 0, proc.stderr
+    working = tmp_path / "r1" / "kaggle" / "working"
+    assert json.loads((working / "trainer.json").read_text()) == {"max_epochs": 1, "device": "cpu"}
+    assert not (working / "config.toml").exists()  # an unchanged copy is tidied away: only outputs remain
+    full = build_bundle(load_project(root), mode="full", overrides={"config.toml:trainer.max_epochs": "10"},
+                        out_dir=tmp_path / "o2")
+    proc = run_kernel(full.script_path, tmp_path / "r2")
+    assert proc.returncode == 0, proc.stderr
+    working = tmp_path / "r2" / "kaggle" / "working"
+    assert json.loads((working / "trainer.json").read_text()) == {"max_epochs": 10, "device": "cpu"}
+    assert (working / "config.toml").read_text().endswith("# touched\n")  # changed by the run: kept
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('set = ["a=1"]', "a table of --set NAME = VALUE pairs"),
+    ('test-set = {"x.txt:a" = 1}', "neither a .py file"),
+    ('set = {"configs/a.yaml:" = 1}', "key path"),
+    ('set = {"a" = [1]}', "not a string, number or boolean"),
+    ('working-files = ["../secrets.toml"]', "relative to the project root"),
+    ('working-files = "config.toml"', "a list of strings"),
+])
+def test_bad_set_tables_and_working_files_are_field_errors(tmp_path: Path, toml: str, message: str) -> None:
+    root = write(tmp_path / "badp", {"kagglekit.toml": toml + "\n"})
+    with pytest.raises(ConfigError) as info:
+        load_project(root)
+    assert message in info.value.message and "kagglekit.toml" in info.value.message
+
+
+def test_working_files_must_be_bundled(tmp_path: Path) -> None:
+    root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
+                                   "train.py": "print(1)\n"})
+    with pytest.raises(BundleError, match=r"working-files names nope\.toml"):
+        build_bundle(load_project(root), out_dir=tmp_path / "out")
+
+
+# --- what Kaggle's image has: kernel_python and the missing-module advice -----------------------
+
+def test_missing_module_advice_depends_on_the_image_and_the_backend() -> None:
+    from kagglekit.image import in_image, missing_module_advice
+
+    assert in_image("sklearn") is not None and in_image("surely_not_a_module_xyz") is None
+    text = "ModuleNotFoundError: No module named 'tensorboard'"
+    local = missing_module_advice(text, emulator=True)
+    assert local is not None and "Kaggle's image has tensorboard==" in local and "kernel_python" in local
+    assert missing_module_advice(text, emulator=False) is None  # on Kaggle it is there: nothing to say
+    absent = missing_module_advice("No module named 'surely_not_a_module_xyz'", emulator=False)
+    assert absent is not None and "does not have it" in absent
+    assert missing_module_advice("ValueError: boom", emulator=True) is None
+
+
+def test_kernel_python_runs_kernels_with_the_chosen_interpreter(tmp_path: Path, emulator: Any,
+                                                                kk: Callable[..., Any]) -> None:
+    import sys
+
+    from tests.fixtures_emulator import EmulatorError
+
+    with pytest.raises(EmulatorError) as info:
+        emulator.control("config", {"kernel_python": "relative/python"})
+    assert info.value.status == 400 and "absolute path" in info.value.body
+    with pytest.raises(EmulatorError):
+        emulator.control("config", {"kernel_python": str(tmp_path / "missing-python")})
+    # an interpreter that is not the emulator's: a wrapper that marks the environment
+    wrapper = tmp_path / "kaggle-like" / "bin" / "python"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f"#!/bin/sh\nKAGGLE_LIKE=yes exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert emulator.control("config", {"kernel_python": str(wrapper)})["kernel_python"] == str(wrapper)
+    root = write(tmp_path / "which-python", {
+        "train.py": "import os, sys\nprint('kaggle-like', os.environ.get('KAGGLE_LIKE'))\nimport surely_not_a_module_xyz\n"})
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 8
+    assert "does not have it either" in err  # the emulator runs it, and Kaggle's image lacks it too
+    code, out, err = kk("logs", cwd=root)
+    assert "kaggle-like yes" in out
+
+
+def test_bundle_takes_arguments_after_the_double_dash_with_or_without_a_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kagglekit.cli import cli
+
+    root = src_project(tmp_path / "p")
+    monkeypatch.chdir(root)
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["--json", "bundle", "--", "--fold", "3"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.output)["argv"] == ["--epochs", "3", "--fold", "3"]
+    named = runner.invoke(cli, ["--json", "bundle", str(root), "--", "--fold", "4"])
+    assert json.loads(named.output)["argv"] == ["--epochs", "3", "--fold", "4"]
+    missing = runner.invoke(cli, ["bundle", "no-such-folder"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
