@@ -107,4 +107,4 @@ EXIT_INTERRUPTED = 130
 class QueueBusyError(KagglekitError):
     """Another ``kagglekit queue run`` holds the queue's lease: two would push the same experiments."""
 
-    exit_code = 16
+    exit_code = 18
