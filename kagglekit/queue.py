@@ -606,7 +606,17 @@ class QueueRunner:
                 kind = self._kind(item)
                 counts[kind] = counts.get(kind, 0) + 1
         for run in self.ledger.active_runs(self.account):
-            if run.kernel not in mine:
+            if run.kernel in mine:
+                continue
+            try:  # another project's run (push --wait elsewhere, a run never looked at again): ask, not trust
+                status = self.client.status(run.kernel_ref).status
+                self.polls += 1
+                self.ledger.record_status(run.account, run.kernel, run.version, status)
+            except NotFoundError:
+                status = run.status or "QUEUED"  # pushed moments ago: no run yet (§3)
+            except KagglekitError:
+                status = run.status or "QUEUED"
+            if status not in FINAL_STATUSES:
                 counts[run.kind] = counts.get(run.kind, 0) + 1
         return counts
 
