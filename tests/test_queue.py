@@ -423,3 +423,20 @@ def test_status_and_compare_read_the_ledger_only(kk: Any, tmp_path: Path) -> Non
     assert f"run by pid {os.getpid()}" in out
     code, _, err = kk("compare", "lr-9", cwd=root)
     assert code == 5 and "no experiment lr-9" in err
+
+
+def test_the_live_view_says_what_runs_and_what_waits(tmp_path: Path) -> None:
+    from kagglekit.queue import build_view, render
+
+    store = QueueStore(Ledger(tmp_path / "l.sqlite"), "qtrain", "demo")
+    items = store.add(parse_grid(["lr=0.1,0.2,0.3"]), "demo/qtrain")
+    store.transition(items[2].id, [QUEUED], state="failed", note="Kaggle refused: too large")
+    view = build_view(store, slots={"gpu": 2, "tpu": 2, "cpu": 5}, max_gpu_hours=3.0,
+                      quota={"used": 3600.0 * 29, "reserved": 3600.0 * 10, "total": 3600.0 * 30},
+                      waiting="Kaggle would refuse a GPU session (projected ...)")
+    text = render(view)
+    assert "Queue qtrain: 1 failed, 2 queued" in text
+    assert "slots GPU 0/2, TPU 0/2" in text and "of --max-gpu-hours 3" in text
+    assert "waiting: Kaggle would refuse a GPU session (projected ...)" in text
+    assert "Kaggle refused: too large" in text
+    assert view.as_dict()["rows"][0]["overrides"] == "lr=0.1"
