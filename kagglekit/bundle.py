@@ -78,9 +78,14 @@ SECRET_PATTERNS: tuple[str, ...] = (
     "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
     ".netrc", "_netrc", ".pypirc", ".git-credentials", ".htpasswd", "secrets.toml", "*.secret", "*.secrets",
 )
+# A private key, a Kaggle token, or a 32-hex Kaggle key given to a key/token/secret name in any
+# notation: `KAGGLE_KEY = "..."`, `os.environ['KAGGLE_KEY'] = '...'`, kaggle.json content in any key
+# order, JSON-escaped inside a notebook (`\"key\": \"...\"`), YAML (`key: ...`). `cache_key` or
+# `EXPECTED_MD5` holding a hash is not a credential and still ships.
 _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|KGAT_[0-9a-f]{32}"
-    rb"|\"username\"\s*:\s*\"[^\"]+\"\s*,\s*\"key\"\s*:\s*\"[0-9a-f]{32}\"")
+    rb"|(?i:(?<![A-Za-z0-9_])(?:kaggle_)?(?:api_?)?(?:key|token|secret))(?:\\?[\"'])?\]?\s*[:=]\s*"
+    rb"(?:\\?[\"'])?[0-9a-fA-F]{32}(?![0-9a-fA-F])")
 _SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
 
 
@@ -144,10 +149,25 @@ class _Spec:
     reasons: tuple[str, ...] | None = None  # per pattern (defaults only)
 
 
-def _spec(lines: list[str]) -> Any:
+def _spec(lines: list[str], label: str = "", warnings: list[str] | None = None) -> Any:
+    """Git's rules for ``lines``; a line git cannot use either (a lone ``!``) is skipped, with a warning."""
     import pathspec
 
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError):  # pathspec's GitIgnorePatternError is a ValueError
+        pass
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, TypeError):
+            if warnings is not None:
+                warnings.append(f"{label or 'an ignore file'} line {number}: {line.strip()!r} is not a valid "
+                                "pattern (git ignores it too); skipped")
+            continue
+        kept.append(line)
+    return pathspec.GitIgnoreSpec.from_lines(kept)
 
 
 def _read_ignore(path: Path) -> list[str]:
@@ -161,6 +181,8 @@ class _Collector:
     def __init__(self, root: Path, settings: ProjectSettings, skip: list[Path],
                  written: list[Path] | None = None) -> None:
         self.root = root
+        self.real_root = os.path.realpath(root)
+        self.warnings: list[str] = []
         self.skip = {os.path.realpath(p) for p in skip}
         self.written = {os.path.realpath(p) for p in written or []}  # kagglekit's own files: never shipped
         self.defaults = _Spec("", _spec([p for p, _ in DEFAULT_IGNORES]), "default",
@@ -168,15 +190,16 @@ class _Collector:
         kaggleignore = root / ".kaggleignore"
         user_tail: list[_Spec] = []
         if kaggleignore.is_file():
-            user_tail.append(_Spec("", _spec(_read_ignore(kaggleignore)), ".kaggleignore"))
+            user_tail.append(_Spec("", _spec(_read_ignore(kaggleignore), ".kaggleignore", self.warnings),
+                                   ".kaggleignore"))
         if settings.exclude:
-            user_tail.append(_Spec("", _spec(list(settings.exclude)), "the exclude setting"))
+            user_tail.append(_Spec("", _spec(list(settings.exclude), "the exclude setting", self.warnings),
+                                   "the exclude setting"))
         self.tail = user_tail
-        self.include = _spec(list(settings.include)) if settings.include else None
+        self.include = _spec(list(settings.include), "the include setting", self.warnings) if settings.include else None
         self.include_prefixes, self.include_names = _include_roots(settings.include)
         self.files: list[tuple[str, Path, int]] = []
         self.left_out: list[LeftOut] = []
-        self.warnings: list[str] = []
 
     def decide(self, rel: str, is_dir: bool, chain: list[_Spec], abs_path: str) -> tuple[bool, str]:
         probe = rel + "/" if is_dir else rel
@@ -198,6 +221,11 @@ class _Collector:
             ignored, reason = True, "virtualenv"
         return ignored, reason
 
+    def inside(self, path: str) -> bool:
+        """Does ``path``, links resolved, stay inside the project? (links must not ship host files)"""
+        real = os.path.realpath(path)
+        return real == self.real_root or real.startswith(self.real_root + os.sep)
+
     def may_descend(self, rel: str) -> bool:
         """Could an include pattern name something inside this excluded folder?"""
         if any(p == rel or p.startswith(rel + "/") or rel.startswith(p + "/") for p in self.include_prefixes):
@@ -206,7 +234,7 @@ class _Collector:
 
     def walk(self) -> None:
         root_gitignore = self.root / ".gitignore"
-        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore)), ".gitignore")] if root_gitignore.is_file() else []
+        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore), ".gitignore", self.warnings), ".gitignore")] if root_gitignore.is_file() else []
         stack: list[tuple[str, str, list[_Spec], bool]] = [("", str(self.root), chain0, False)]
         while stack:
             rel_dir, abs_dir, chain, inside_ignored = stack.pop()
@@ -217,7 +245,8 @@ class _Collector:
                 self.warnings.append(f"cannot read {rel_dir or '.'}: {exc.strerror}")
                 continue
             if rel_dir and any(e.name == ".gitignore" for e in entries):
-                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore")),
+                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore"),
+                                                             f"{rel_dir}/.gitignore", self.warnings),
                                        f"{rel_dir}/.gitignore")]
             subdirs = []
             for e in entries:
@@ -244,6 +273,10 @@ class _Collector:
                     continue
                 if is_link and os.path.isdir(e.path):
                     self.warnings.append(f"{rel}: a link to a folder, not followed")
+                    continue
+                if is_link and not self.inside(e.path):
+                    self.warnings.append(f"{rel}: a link to a file outside the project, not followed "
+                                         "(copy the file into the project if it belongs in the bundle)")
                     continue
                 if not os.path.isfile(e.path):
                     continue
@@ -428,7 +461,8 @@ def build_bundle(
     collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
     collector.walk()
     warnings += collector.warnings
-    secrets = [rel for rel, _, _ in collector.files if is_secret_name(rel)]
+    secrets = [rel for rel, path, _ in collector.files
+               if is_secret_name(rel) or (path.is_symlink() and is_secret_name(os.path.realpath(path)))]
     if secrets:
         raise BundleError(
             "Refusing to bundle secrets: " + ", ".join(secrets) + ". Anything in the bundle can be read by "
@@ -474,7 +508,7 @@ def build_bundle(
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
-                    py_sources[rel] = data.decode("utf-8")
+                    py_sources[rel] = data.decode("utf-8-sig")  # a BOM is valid Python (PEP 263)
                 except UnicodeDecodeError:
                     continue
     from kagglekit import notebook

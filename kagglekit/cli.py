@@ -242,11 +242,14 @@ def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str
                kagglekit bundle . -- --epochs 1 --fold 0
     """
     from kagglekit.bundle import bundle_project, format_summary
+    from kagglekit.paths import output_dir
 
     if project_dir is not None and project_dir.startswith("-"):  # `bundle -- --epochs 1`: no folder given
         script_args, project_dir = (project_dir, *script_args), None
     if project_dir is not None and not Path(project_dir).is_dir():
         raise click.BadParameter(f"Directory '{project_dir}' does not exist.", param_hint="'[PROJECT_DIR]'")
+    if out_dir is not None:
+        output_dir(out_dir, "-o/--output")
     run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
     result = bundle_project(Path(project_dir) if project_dir else None, out_dir, run)
     opts.emit(result, lambda: click.echo(format_summary(result, verbose=opts.verbose > 0)))
@@ -287,14 +290,15 @@ def _pushed(opts: Options, project_dir: Path | None, outcome: Any, describe: Cal
         click.echo(describe(outcome))
 
 
-def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger]:
+def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, KernelRef, Ledger | None]:
     """The client, the run's reference (KERNEL, else this project's; without a version, its resume chain's
-    newest session) and the ledger."""
-    from kagglekit.ledger import Ledger
+    newest session) and the ledger (None, after a warning, when the ledger file is unusable: looking at a
+    run needs no history)."""
+    from kagglekit.ledger import optional_ledger
 
     kernel = kernel or _project_kernel(opts)  # before any network: a missing kernel is the first thing to say
     client = opts.client()
-    ledger = Ledger()
+    ledger = optional_ledger(_warn(opts))
     return client, _session_ref(opts, client, kernel, ledger), ledger
 
 
@@ -312,6 +316,10 @@ def _session_ref(opts: Options, client: KaggleApiClient, kernel: str, ledger: An
     if note:
         opts.info(f"Following the resume chain: {note}.")
     return ref
+
+
+def _warn(opts: Options) -> Callable[[str], None]:
+    return lambda message: opts.info(f"Warning: {message}")
 
 
 def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
@@ -366,10 +374,12 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                kagglekit push --gpu --full --resume --until-done (session after session until done)
                kagglekit push --full -- --epochs 1 --fold 0     (arguments for the entry point)
     """
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import Ledger, optional_ledger
     from kagglekit.push import PushRequest, describe, run_push
+    from kagglekit.settings import resolve_machine_shape
     from kagglekit.watch import raise_for_outcome
 
+    resolve_machine_shape(test_accelerator, "--test-accelerator")  # named as typed, before any work
     run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
     req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
                       resume_from=resume_from, strict=strict, dry_run=dry_run)
@@ -381,9 +391,10 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
                               hint="Run the test first (push --test --wait), then push --full --until-done.")
         _push_until_done(opts, req, interval, max_sessions)
         return
+    ledger = optional_ledger(_warn(opts)) if dry_run else Ledger()  # a real push must be recorded
     try:
         outcome, report = run_push(
-            opts.client, req, Ledger(), wait=wait, after_test=after_test, test_accelerator=test_accelerator,
+            opts.client, req, ledger, wait=wait, after_test=after_test, test_accelerator=test_accelerator,
             interval_s=interval, info=opts.info,
             on_pushed=lambda o: _pushed(opts, project_dir, o, describe),
             on_change=lambda r: _print_status(opts, r, tail=False),
@@ -491,7 +502,8 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
         opts.emit(report, lambda: _print_status(opts, report))
         return
     try:
-        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False))
+        report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False),
+                       on_problem=_warn(opts))
     except KeyboardInterrupt:
         opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
         raise
@@ -559,11 +571,14 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     pull downloads only what is missing; an interrupted one resumes where it stopped.
     """
     from kagglekit.download import pull_outputs
-    from kagglekit.ledger import Ledger
+    from kagglekit.ledger import optional_ledger
+    from kagglekit.paths import output_dir as check_output_dir
 
+    if output_dir is not None:  # before any network: a bad folder is the first thing to say
+        check_output_dir(output_dir, "-o/--output")
     kernel = kernel or _project_kernel(opts)
     client = opts.client()
-    ledger = Ledger()
+    ledger = optional_ledger(_warn(opts))
     summary = pull_outputs(
         client, _session_ref(opts, client, kernel, ledger), target=output_dir, include=list(include),
         exclude=list(exclude), checkpoints=checkpoints, jobs=jobs, force=force,
@@ -624,8 +639,11 @@ def quota_command(opts: Options, plot: Path | None) -> None:
     """The weekly GPU/TPU quota: live numbers, this week's runs, forecast, the 20 GB budget."""
     from kagglekit.errors import ApiError, CredentialsError, EmulatorError
     from kagglekit.ledger import Ledger
+    from kagglekit.paths import output_file
     from kagglekit.quota import format_report, plot_week, quota_report
 
+    if plot is not None:
+        output_file(plot, "--plot")
     client, reason = None, None
     try:
         client = opts.client()
@@ -702,8 +720,11 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
     pull-outputs (the latest version when none is given).
     """
     from kagglekit.connection import account_hint
+    from kagglekit.paths import output_file
     from kagglekit.report import report_for
 
+    if output is not None:
+        output_file(output, "-o/--output")
     report = report_for(target, output=output, quota_left=quota_left,
                         account=account_hint(opts.local, opts.endpoint))
     from kagglekit.written import remember
@@ -1015,6 +1036,10 @@ _accept_global_options_after_the_command(cli)
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point and the single error boundary."""
     args = argv if argv is not None else sys.argv[1:]
+    if any("\x00" in arg for arg in args):  # os calls (click's path checks too) raise ValueError on NUL
+        click.secho("Error: an argument contains a NUL character, which no name, path or value can hold.",
+                    fg="red", err=True)
+        sys.exit(2)
     debug = "--debug" in args or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
     try:
         rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False)
@@ -1041,6 +1066,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the file system said no (full, read-only, permissions): not a kagglekit bug
+        if debug:
+            raise
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        click.secho(f"Error: {exc.strerror or type(exc).__name__}{where}.", fg="red", err=True)
+        click.echo("Hint: check that path (free space, permissions, a file where a folder should be); "
+                   "--debug shows where it happened.", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug, not an expected failure: say so without a wall of traceback
         if debug:
             raise

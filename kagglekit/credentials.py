@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Mapping
@@ -146,8 +147,11 @@ def find_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     legacy = _read_legacy(env, looked)
     if token is not None:
         secret, source, warnings = token
+        _check_header_safe(secret.reveal(), source, "access token")
         return Credentials("token", secret, source, username=legacy.username, warnings=warnings)
     if legacy.username and legacy.key:
+        _check_header_safe(legacy.key, legacy.key_source, "API key")
+        _check_header_safe(legacy.username, legacy.username_source, "username", allow_colon=False)
         return Credentials(
             "key", Secret(legacy.key), legacy.source, username=legacy.username, warnings=legacy.warnings
         )
@@ -161,6 +165,36 @@ def find_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     raise CredentialsError(
         "No Kaggle credentials found. kagglekit looked, in the official client's order, at:\n" + lines,
         NO_CREDENTIALS_HINT,
+    )
+
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_header_safe(value: str, source: str, what: str, *, allow_colon: bool = True) -> None:
+    """Refuse a credential that cannot travel in an HTTP header, naming where it came from, never the value.
+
+    Two tokens on two lines, spaces, control or non-ASCII characters would otherwise surface as
+    ``Invalid header value b'Bearer ...'`` from the HTTP library, secret included.
+    """
+    if _HEADER_SAFE.fullmatch(value) and (allow_colon or ":" not in value):
+        return
+    problems = []
+    if any(ch in value for ch in "\r\n"):
+        problems.append("more than one line")
+    if any(ch in " \t" for ch in value.strip()):
+        problems.append("spaces inside it")
+    if any(ord(ch) > 0x7E for ch in value):
+        problems.append("non-ASCII characters")
+    if any(ord(ch) < 0x20 and ch not in "\r\n\t" for ch in value) or "\x7f" in value:
+        problems.append("control characters")
+    if not allow_colon and ":" in value:
+        problems.append("a ':'")
+    why = ", ".join(problems) or "characters an HTTP header cannot carry"
+    raise CredentialsError(
+        f"The Kaggle {what} in {source} is malformed ({why}); it was not sent anywhere.",
+        f"Put exactly one {what} in {source} (copy it again from {TOKEN_SETTINGS_URL}, 'API' section), "
+        "with nothing else on the line.",
     )
 
 
@@ -186,6 +220,8 @@ def _read_token_file(path: Path) -> tuple[str | None, str]:
     """(token, what happened) for a token file: missing, unreadable or empty files give no token."""
     if not path.exists():
         return None, "no such file"
+    if path.is_dir():
+        return None, "is a folder, not a file; ignored"
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -237,6 +273,8 @@ class _Legacy:
     key: str | None
     source: str
     warnings: tuple[str, ...]
+    username_source: str = ""
+    key_source: str = ""
 
 
 def _read_legacy(env: Mapping[str, str], looked: list[str]) -> _Legacy:
@@ -253,6 +291,8 @@ def _read_legacy(env: Mapping[str, str], looked: list[str]) -> _Legacy:
             loaded = {}
         if isinstance(loaded, dict):
             values = dict(loaded)
+        else:
+            looked.append(f"{path}{why}: found, but it is not a JSON object ({type(loaded).__name__}); ignored")
         warning = _loose_permissions(path)
         if warning:
             warnings.append(warning)
@@ -261,6 +301,10 @@ def _read_legacy(env: Mapping[str, str], looked: list[str]) -> _Legacy:
             looked.append(f"{path}{why}: found, but it has no {' and no '.join(missing)}")
         elif values:
             looked.append(f"{path}{why}: found")
+    elif path.is_dir():
+        looked.append(f"{path}{why}: is a folder, not a file; ignored")
+    elif path.exists():
+        looked.append(f"{path}{why}: not a regular file; ignored")
     else:
         looked.append(f"{path}{why}: no such file")
     file_username = _str_or_none(values.get("username"))
@@ -280,7 +324,9 @@ def _read_legacy(env: Mapping[str, str], looked: list[str]) -> _Legacy:
     if env_username or env_key:
         names = [n for n, v in (("KAGGLE_USERNAME", env_username), ("KAGGLE_KEY", env_key)) if v]
         sources.append(" and ".join(names) + " environment variable" + ("s" if len(names) > 1 else ""))
-    return _Legacy(username, key, " + ".join(sources) or str(path), tuple(warnings))
+    return _Legacy(username, key, " + ".join(sources) or str(path), tuple(warnings),
+                   username_source="the KAGGLE_USERNAME environment variable" if env_username else str(path),
+                   key_source="the KAGGLE_KEY environment variable" if env_key else str(path))
 
 
 def _str_or_none(value: object) -> str | None:

@@ -78,6 +78,12 @@ class DepsReport:
         return [v for v in self.verdicts if v.needs_install]
 
     def summary(self) -> str:
+        text = self._summary()
+        if self.skipped:
+            text += f" ({len(self.skipped)} line(s) not checked: `kagglekit deps check` lists them)"
+        return text
+
+    def _summary(self) -> str:
         if not self.verdicts:
             return f"requirements: none found ({self.source})"
         need = self.to_install
@@ -138,20 +144,29 @@ def _parse_lines(path: Path, root: Path, seen: set[Path], skipped: list[str]) ->
         if line.startswith("-"):
             skipped.append(f"{rel}:{n}: {line} (pip option: not checked)")
             continue
-        out.append(_req(line, f"{rel}:{n}", skipped))
-    return [r for r in out if r is not None]
+        req = _req(line, f"{rel}:{n}", skipped)
+        if req is not None:
+            out.append(req)
+    return out
 
 
-def _req(text: str, origin: str, skipped: list[str]) -> Req:
+_URL_LINE = re.compile(r"^(?:git|hg|svn|bzr)\+|^[a-z]+://|^\.{0,2}/|\.whl$|\.tar\.gz$|\.zip$", re.IGNORECASE)
+
+
+def _req(text: str, origin: str, skipped: list[str]) -> Req | None:
+    """The requirement on a line; None (listed in ``skipped``) for URLs and paths, which cannot be checked."""
+    if _URL_LINE.search(text):
+        skipped.append(f"{origin}: {text} (a URL or path: not checked, not installed by kagglekit)")
+        return None
     try:
         requirement = Requirement(text)
     except InvalidRequirement as exc:
         raise ConfigError(f"{origin}: {text!r} is not a requirement pip understands: {exc}.",
-                          hint="Fix the line (e.g. 'name>=1.2'); URLs and editable installs are not supported "
-                               "on Kaggle.") from None
+                          hint="Fix the line (e.g. 'name>=1.2'), or name another file with the `requirements` "
+                               "setting.") from None
     if requirement.url:
-        raise ConfigError(f"{origin}: {text!r} installs from a URL, which kagglekit cannot check or vendor.",
-                          hint="Publish it as a package, or put its wheel in a dataset and list the dataset.")
+        skipped.append(f"{origin}: {text} (installs from a URL: not checked, not installed by kagglekit)")
+        return None
     return Req(text, canonicalize_name(requirement.name), requirement, origin)
 
 
@@ -164,7 +179,7 @@ def read_requirements(root: Path, files: tuple[str, ...] = ()) -> tuple[str, lis
             return "requirements = none", [], []
         for name in files:
             if name == "pyproject":
-                reqs += _from_pyproject(root)
+                reqs += _from_pyproject(root, skipped)
                 continue
             path = (root / name).resolve()
             if not path.is_file():
@@ -176,7 +191,7 @@ def read_requirements(root: Path, files: tuple[str, ...] = ()) -> tuple[str, lis
         reqs = _parse_lines((root / "requirements.txt").resolve(), root.resolve(), set(), skipped)
         source = "requirements.txt"
     else:
-        reqs = _from_pyproject(root)
+        reqs = _from_pyproject(root, skipped)
         source = "pyproject.toml [project].dependencies" if reqs else "no requirements.txt or [project].dependencies"
     kept: list[Req] = []
     for r in reqs:
@@ -187,7 +202,7 @@ def read_requirements(root: Path, files: tuple[str, ...] = ()) -> tuple[str, lis
     return source, kept, skipped
 
 
-def _from_pyproject(root: Path) -> list[Req]:
+def _from_pyproject(root: Path, skipped: list[str]) -> list[Req]:
     path = root / "pyproject.toml"
     if not path.is_file():
         return []
@@ -198,8 +213,8 @@ def _from_pyproject(root: Path) -> list[Req]:
     deps = data.get("project", {}).get("dependencies", [])
     if not isinstance(deps, list):
         raise ConfigError("pyproject.toml: [project].dependencies must be a list of strings.")
-    skipped: list[str] = []
-    return [_req(str(d), f"pyproject.toml [project].dependencies[{i}]", skipped) for i, d in enumerate(deps)]
+    out = [_req(str(d), f"pyproject.toml [project].dependencies[{i}]", skipped) for i, d in enumerate(deps)]
+    return [r for r in out if r is not None]
 
 
 def _matches(req: Requirement, version: str) -> bool:

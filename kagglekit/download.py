@@ -4,12 +4,18 @@ What the official client (2.2.5) does badly and this module does instead:
 
 - one folder per version (``outputs/<slug>/v<N>/``), so versions never overwrite each other;
 - every page of the listing, then N files at once (a thread pool, one HTTP session per thread);
-- each file streamed in chunks straight to disk under ``.<name>.part`` and renamed to its
-  final name only when complete and size-checked: no half file ever sits under a final name;
+- each file streamed in chunks straight to disk as a partial file and renamed to its final name
+  only when complete and size-checked: no half file ever sits under a final name;
+- the target folder holds the run's outputs and nothing else: kagglekit's bookkeeping (pull state,
+  partial files named by a hash of the output name, the lock) lives beside it in
+  ``.<target>.kagglekit/``, where no output name can reach (an output may be called
+  ``.model.bin.part`` or ``.kagglekit-manifest.json`` and is pulled like any other);
+- two pulls into one folder at once take turns (a file lock): the second finds the files complete;
 - retries with backoff on 429 (honouring ``Retry-After``), 5xx, HTML error pages and dropped
   connections; a partial file resumes with ``Range`` (+ ``If-Range`` on the ETag), so an
   interrupted pull is finished by running it again;
-- a pull state file (``.kagglekit-manifest.json``, a name kept from earlier releases: name -> size,
+- a pull state file (``pull-state.json`` in the bookkeeping folder; earlier releases kept it in the
+  target as ``.kagglekit-manifest.json`` and it moves out: name -> size,
   ETag, Last-Modified, sha256, and whether the run had finished) so a second pull of a finished run
   sends no file request at all, not even a HEAD; files pulled while the run was still going are
   always fetched again (they may have changed), and those the finished run no longer lists are removed;
@@ -54,7 +60,10 @@ if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
     from kagglekit.ledger import Ledger
 
-PULL_STATE_FILE = ".kagglekit-manifest.json"
+PULL_STATE_FILE = "pull-state.json"  # in the bookkeeping folder beside the target (bookkeeping_dir)
+LEGACY_PULL_STATE_FILE = ".kagglekit-manifest.json"  # inside the target, in earlier releases
+BOOKKEEPING_SUFFIX = ".kagglekit"
+LOCK_NAME = "pull.lock"
 PULL_STATE_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
@@ -140,8 +149,6 @@ def safe_destination(target: Path, name: str) -> Path | None:
     parts = [p for p in re.split(r"[\\/]", name) if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         return None
-    if parts == [PULL_STATE_FILE]:
-        return None
     dest = target.joinpath(*parts)
     # A symlink anywhere under the target (existing folder or file) could point outside it.
     node = target
@@ -207,19 +214,39 @@ def project_checkpoint_patterns(start: Path | None = None) -> tuple[str, ...]:
     return tuple(str(p) for p in patterns) if patterns else tuple(DEFAULT_CHECKPOINT_PATTERNS)
 
 
+def bookkeeping_dir(target: Path) -> Path:
+    """``<parent>/.<target name>.kagglekit/``: beside the target, so no output name can land in it."""
+    target = Path(os.path.abspath(target))
+    if not target.name:
+        from kagglekit.errors import ConfigError
+
+        raise ConfigError(f"{target} cannot be a pull-outputs target (a root folder has no place beside it).",
+                          hint="Pull into a folder of its own, e.g. -o outputs/run.")
+    return target.parent / f".{target.name}{BOOKKEEPING_SUFFIX}"
+
+
 def pull_state_path(target: Path) -> Path:
-    return target / PULL_STATE_FILE
+    return bookkeeping_dir(target) / PULL_STATE_FILE
+
+
+def _read_pull_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or "format" not in data:
+        return None
+    return data
 
 
 def load_pull_state(target: Path) -> dict[str, Any]:
-    path = pull_state_path(target)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return {"format": PULL_STATE_FORMAT, "files": {}}
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        return {"format": PULL_STATE_FORMAT, "files": {}}
-    return data
+    data = _read_pull_state(pull_state_path(target))
+    if data is None:
+        # A folder pulled by an earlier release keeps its state inside; it moves out on the next save.
+        data = _read_pull_state(target / LEGACY_PULL_STATE_FILE)
+        if data is not None:
+            data["legacy_state"] = True
+    return data if data is not None else {"format": PULL_STATE_FORMAT, "files": {}}
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
@@ -263,6 +290,8 @@ class FileJob:
     name: str
     url: str
     dest: Path
+    part: Path  # in the bookkeeping folder (part_paths): never under a name an output could have
+    meta: Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,8 +305,12 @@ class FileResult:
     seconds: float
 
 
-def part_paths(dest: Path) -> tuple[Path, Path]:
-    return dest.parent / f".{dest.name}{PART_SUFFIX}", dest.parent / f".{dest.name}{META_SUFFIX}"
+def part_paths(target: Path, name: str) -> tuple[Path, Path]:
+    """The partial file and its validators for output ``name``: in the bookkeeping folder, named by a
+    hash of the name (a 250-character name still fits the file system's 255-byte limit)."""
+    key = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    folder = bookkeeping_dir(target) / "partial"
+    return folder / f"{key}{PART_SUFFIX}", folder / f"{key}{META_SUFFIX}"
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -325,8 +358,9 @@ class Fetcher:
         """Download one file to ``job.dest``; raise ``_Fail`` when it cannot be done."""
         started = time.monotonic()
         url = job.url
-        refreshed = False
+        refreshes = 0  # in a row without progress
         failures = 0
+        waited = 0.0  # without progress
         transferred = 0
         last_reason = ""
         while True:
@@ -337,27 +371,39 @@ class Fetcher:
             except _Retry as exc:
                 last_reason = exc.reason
                 transferred += exc.transferred
-                failures = 0 if exc.progressed else failures + 1
+                if exc.progressed:
+                    failures, waited, refreshes = 0, 0.0, 0
+                else:
+                    failures += 1
                 if failures >= self.policy.file_attempts:
                     raise _Fail(f"{last_reason} (gave up after {failures} attempts)") from None
                 delay = exc.delay if exc.delay is not None else self.policy.backoff(failures or 1)
                 if delay > self.policy.max_retry_after:
                     raise _Fail(f"{last_reason}; the server asks to wait {delay:.0f}s") from None
                 if delay > 0 and not exc.progressed:
+                    if waited + delay > self.policy.file_max_wait:
+                        raise _Fail(f"{last_reason} (gave up after {failures} attempts and {waited:.0f} s of "
+                                    "waiting)") from None
+                    waited += delay
                     self.policy.sleep(delay)
                 continue
             except _Expired as exc:
-                new_url = self._refresh(job.name, url) if (self._refresh and not refreshed) else None
+                # A slow link outlives any URL's expiry: refresh whenever needed; only a fresh URL that
+                # is refused again and again, with no byte in between, means the file is really forbidden.
+                refreshes += 1
+                new_url = self._refresh(job.name, url) if (self._refresh and refreshes <= self.policy.file_refreshes) \
+                    else None
                 if not new_url:
                     raise _Fail(str(exc)) from None
-                url, refreshed = new_url, True
+                url = new_url
                 continue
             return dataclasses.replace(result, transferred=result.transferred + transferred,
                                        seconds=time.monotonic() - started)
 
     def _attempt(self, job: FileJob, url: str) -> FileResult:
         dest = job.dest
-        part, meta_path = part_paths(dest)
+        part, meta_path = job.part, job.meta
+        part.parent.mkdir(parents=True, exist_ok=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         meta = _read_meta(meta_path) if offset else None
@@ -577,14 +623,29 @@ def pull_outputs(
             warn(message)
 
     listing_ref, status = _which_run(client, ref, note)
+    target = Path(target) if target is not None else default_target(listing_ref.slug, listing_ref.version)
+    target.mkdir(parents=True, exist_ok=True)
+    with _target_lock(target, warn):  # two pulls into one folder take turns: never two writers of a file
+        summary = _pull_locked(client, listing_ref, status, target, include, exclude, checkpoints,
+                               checkpoint_patterns, jobs, force, progress, ledger, policy, fsync, note, warnings)
+    summary.seconds = time.monotonic() - started
+    if raise_on_failure:
+        summary.raise_for_failures()
+    return summary
+
+
+def _pull_locked(client: KaggleApiClient, listing_ref: KernelRef, status: str | None, target: Path,
+                 include: Sequence[str], exclude: Sequence[str], checkpoints: bool,
+                 checkpoint_patterns: Sequence[str] | None, jobs: int, force: bool, progress: bool | None,
+                 ledger: Ledger | None, policy: RetryPolicy | None, fsync: bool, note: Callable[[str], None],
+                 warnings: list[str]) -> PullSummary:
+    """The pull proper, under the target's lock: list -> choose -> pull state -> download -> record."""
     kernel, version = listing_ref.kernel_id, listing_ref.version
     final = status in FINAL_STATUSES
     listing = client.list_outputs(listing_ref)
     if status is None:
         label = f"{kernel} v{version}" if version is not None else kernel
         note(f"Could not tell whether {label} has finished: the files pulled now are fetched again next time.")
-    target = Path(target) if target is not None else default_target(listing_ref.slug, version)
-    target.mkdir(parents=True, exist_ok=True)
     summary = PullSummary(kernel=kernel, version=version, target=target, status=status, warnings=warnings)
     urls = {str(f.name): str(f.url) for f in listing.files}
     names = list(urls)
@@ -605,10 +666,37 @@ def pull_outputs(
     _summarize(summary, names, entries)
     if ledger is not None and version is not None:
         _update_ledger(ledger, client, listing_ref, summary, listing.log, note)
-    summary.seconds = time.monotonic() - started
-    if raise_on_failure:
-        summary.raise_for_failures()
     return summary
+
+
+def _target_lock(target: Path, warn: Callable[[str], None] | None) -> Any:
+    """The lock of one target folder (filelock: works across processes; released if the holder dies)."""
+    from filelock import FileLock, Timeout
+
+    folder = bookkeeping_dir(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0.2)
+    except Timeout:
+        if warn is not None:
+            warn(f"another pull-outputs is writing {target}; waiting for it to finish (then only what is "
+                 "still missing is downloaded)")
+        lock.acquire()
+    return _Held(lock)
+
+
+class _Held:
+    """A context manager that releases an already acquired lock."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[str, Any], summary: PullSummary,
@@ -622,7 +710,7 @@ def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[s
         elif not force and is_complete(target, name, entries.get(name)):
             summary.skipped += 1
         else:
-            todo.append(FileJob(name, urls[name], dest))
+            todo.append(FileJob(name, urls[name], dest, *part_paths(target, name)))
     return todo
 
 
@@ -800,12 +888,16 @@ def _save_pull_state(target: Path, state: dict[str, Any], durable: bool = True) 
     state["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     text = json.dumps(state, indent=1, sort_keys=True)
     path = pull_state_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if durable:
         paths.write_text_atomic(path, text)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    else:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    if state.pop("legacy_state", None):  # moved out of the target: the target is only outputs now
+        with contextlib.suppress(OSError):
+            (target / LEGACY_PULL_STATE_FILE).unlink()
 
 
 def _save_log(
@@ -815,7 +907,7 @@ def _save_log(
     raw_name, text_name = f"{slug}.log", "log.txt"
     folder = target
     if raw_name in names or text_name in names:
-        folder = target / ".kagglekit"
+        folder = bookkeeping_dir(target)  # where no output name can reach
         note(f"The outputs contain a file named {raw_name} or {text_name}; the run's log went to {folder}/.")
     raw_path, text_path = folder / raw_name, folder / text_name
     for path, content in ((raw_path, raw), (text_path, readable_log(raw))):

@@ -51,6 +51,41 @@ class LedgerError(KagglekitError):
     """The ledger file cannot be opened or is newer than this kagglekit."""
 
 
+def unreadable_ledger(path: Path, why: object) -> LedgerError:
+    """The error for a corrupt, truncated or foreign ledger file: which file, and how to get going again."""
+    return LedgerError(
+        f"The run ledger {path} cannot be used: {why}. It may be truncated, corrupted, or another "
+        "program's file.",
+        hint=f"Move it aside (mv '{path}' '{path}.broken'); kagglekit then starts a new, empty ledger "
+             "(the runs it recorded leave the local history; Kaggle still has them). bundle, push --dry-run "
+             "and status/logs/pull-outputs of a KERNEL work without it meanwhile.",
+    )
+
+
+def _guard_sqlite(cls: type) -> type:
+    """Every public method of ``cls`` turns an SQLite failure into a ``LedgerError`` naming the file.
+
+    A truncated file can open fine and fail on the first page read, in any method; a class-wide
+    guard means no method is left that reports it as a kagglekit bug.
+    """
+    import functools
+
+    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                raise unreadable_ledger(self.path, exc) from exc
+
+        return call
+
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and callable(value):
+            setattr(cls, name, guarded(value))
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
 class StatusEvent:
     """One status transition kagglekit saw, and when."""
@@ -360,6 +395,7 @@ _RUN_COLUMNS = (
 _TIME_COLUMNS = frozenset({"pushed_at", "status_seen_at", "started_at", "ended_at", "updated_at"})
 
 
+@_guard_sqlite
 class Ledger:
     """The run ledger. One connection per instance; safe to share between threads."""
 
@@ -378,7 +414,13 @@ class Ledger:
                 hint="Check that the kagglekit data dir is writable (KAGGLEKIT_HOME overrides it).",
             ) from exc
         self._conn.row_factory = sqlite3.Row
-        self._setup()
+        try:
+            self._setup()
+        except (sqlite3.DatabaseError, LedgerError) as exc:
+            self._conn.close()
+            if isinstance(exc, LedgerError):
+                raise
+            raise unreadable_ledger(self.path, exc) from exc
 
     # -- connection and schema -------------------------------------------------
 
@@ -386,6 +428,12 @@ class Ledger:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Before anything writes (even the switch to WAL rewrites the header): another program's
+        # SQLite file has tables but no kagglekit schema version; never touch it.
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0 and conn.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+            raise unreadable_ledger(self.path, "it is an SQLite file of another program (it has tables, but "
+                                               "no kagglekit schema version)")
         # Switching to WAL needs a brief exclusive lock: another process may hold one.
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         while True:
@@ -930,6 +978,19 @@ def _training_of(manifest_json: str | None) -> dict[str, Any] | None:
         return None
     training = data.get("training") if isinstance(data, dict) else None
     return training if isinstance(training, dict) else None
+
+
+def optional_ledger(warn: Callable[[str], None]) -> Ledger | None:
+    """The ledger for a command that works without history; None (after a warning) if it is unusable.
+
+    ``status``, ``logs``, ``pull-outputs`` and ``push --dry-run`` need a ledger only to record
+    what they see; a broken ledger file must not stop them.
+    """
+    try:
+        return Ledger()
+    except LedgerError as exc:
+        warn(f"{exc.message} Going on without it: nothing is recorded this time. ({exc.hint})")
+        return None
 
 
 def _split_sql(script: str) -> list[str]:

@@ -114,7 +114,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
     deps_plan = plan_deps(dataclasses.replace(project, accelerator=settings.accelerator), settings.enable_internet)
-    if deps_plan.report.verdicts:
+    if deps_plan.report.verdicts or deps_plan.report.skipped:
         info(f"Requirements: {deps_plan.describe()}")
     if deps_plan.action == VENDOR and not req.dry_run:
         vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
@@ -132,7 +132,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
             return outcome
         if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
-        result: PushResult = client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+        result = _send(client, settings, bundle, info)
 
     _take_answer(outcome, result, info, parent)
     outcome.project_kernel = project.kernel_id
@@ -172,11 +172,34 @@ def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSetting
     from kagglekit.quota import preflight
 
     advice = preflight(client, ledger, client.account, settings.kernel_id or "", req.run.mode,
-                       settings.accelerator_kind)
+                       settings.accelerator_kind, limit_s=settings.session_limit_s)
     warnings.extend(advice.messages)
     if not advice.ok and req.strict:
         raise KaggleRefusedError("Refusing to push (--strict): " + " ".join(advice.messages),
                                  hint="Wait for the quota reset or a running session to end, or push without --strict.")
+
+
+def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResult,
+          info: Callable[[str], None]) -> PushResult:
+    """SaveKernel, once. An answer lost after the request left (cut, dropped) is never re-sent: the
+    version it may have created is looked for instead, and recorded if found."""
+    from kagglekit.api.types import PushOutcomeUnknown
+
+    try:
+        return client.push(bundle.out_dir, session_timeout=settings.timeout_s)
+    except PushOutcomeUnknown as exc:
+        found = find_accepted_push(client, settings, bundle.script_path.read_text(encoding="utf-8"))
+        if found is None:
+            kernel = settings.kernel_id or "OWNER/SLUG"
+            raise PushOutcomeUnknown(
+                f"{exc.message} The push may have been accepted: Kaggle may have created a new version "
+                f"of {kernel}, and kagglekit could not check.",
+                f"Do not push again blindly. Check first: `kagglekit status {kernel}` shows the newest "
+                "version (and records it in the run ledger); push again only if it is not yours.",
+            ) from exc
+        info(f"Warning: the answer to the push was cut off ({exc.message}), but Kaggle shows version "
+             f"{found.version} of {found.ref.kernel_id} with exactly this script: it was accepted.")
+        return found
 
 
 def _take_answer(outcome: PushOutcome, result: PushResult, info: Callable[[str], None],
@@ -211,6 +234,26 @@ def _same_machine_as_parent(req: PushRequest, settings: ProjectSettings, parent:
     warnings.append(f"Resuming on {SHAPE_LABELS.get(shape, shape)}, as {resume_ref} ran "
                     "(give --gpu/--tpu/--cpu to choose).")
     return dataclasses.replace(settings, accelerator=shape)
+
+
+def find_accepted_push(client: KaggleApiClient, settings: ProjectSettings, script: str) -> PushResult | None:
+    """After a push whose answer was lost: the version Kaggle created from ``script``, or None.
+
+    GetKernel is a read (retried by the client); the newest version counts as ours only if its
+    source is byte-for-byte the script just sent, so a version pushed elsewhere is never taken for it.
+    """
+    from kagglekit.api.types import PushResult
+
+    owner = settings.kernel_owner or client.username
+    ref = KernelRef(owner, settings.kernel_slug or "")
+    try:
+        found = client.get_kernel(ref)
+    except KagglekitError:
+        return None
+    if found.current_version is None or (found.source or "").strip() != script.strip():
+        return None
+    return PushResult(ref=found.ref.with_version(found.current_version), version=found.current_version,
+                      url=found.ref.url, kernel_id=found.id)
 
 
 def _checkpoint_missing(client: KaggleApiClient, parent: KernelRef, patterns: tuple[str, ...]) -> list[str]:
@@ -275,10 +318,11 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
 
 
 def wait_for(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None,
-             interval_s: float, on_change: Callable[[StatusReport], None]) -> StatusReport:
+             interval_s: float, on_change: Callable[[StatusReport], None],
+             on_problem: Callable[[str], None] | None = None) -> StatusReport:
     from kagglekit.watch import watch
 
-    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change)
+    return watch(client, ref, ledger, interval_s=interval_s, on_change=on_change, on_problem=on_problem)
 
 
 def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | None, *,
@@ -292,7 +336,8 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
-    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change)
+    report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change,
+                      on_problem=lambda m: info(f"Warning: {m}"))
     raise_for_outcome(report)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
@@ -333,7 +378,7 @@ def describe(outcome: PushOutcome) -> str:
     return "\n".join(lines)
 
 
-def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger, *, wait: bool,
+def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledger: Ledger | None, *, wait: bool,
              after_test: bool, test_accelerator: str, interval_s: float,
              on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
              info: Callable[[str], None]) -> tuple[PushOutcome, StatusReport | None]:
@@ -353,6 +398,7 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
     on_pushed(outcome)
     if not wait:
         return outcome, None
-    report = wait_for(api, outcome.ref, ledger, interval_s, on_change)
+    report = wait_for(api, outcome.ref, ledger, interval_s, on_change,
+                      on_problem=lambda m: info(f"Warning: {m}"))
     outcome.final_status = report.status
     return outcome, report

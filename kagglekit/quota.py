@@ -600,13 +600,17 @@ def expected_duration(ledger: Ledger, account: str | None, kernel: str,
         last.version
 
 
+UNKNOWN_RUN_FLOOR_S = 3600.0  # a kernel with no complete run in the ledger: assume it needs this much
+
+
 def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kernel: str, mode: str | None,
-              kind: str) -> PreflightAdvice:
+              kind: str, limit_s: float | None = None) -> PreflightAdvice:
     """Before a push: will Kaggle admit it, and does the quota cover the run's expected length?
 
     ``ok`` is False when the caller should warn (or, with --strict, refuse): Kaggle would refuse
     the session (used + reserved >= total, or the session cap is reached), or what is left of the
-    quota is less than the run is expected to take.
+    quota is less than the run is expected to take. With no history, the run is assumed to need
+    an hour (or its ``limit_s`` session limit, if shorter): silence would be a guess that it fits.
     """
     messages: list[str] = []
     ok = True
@@ -652,6 +656,13 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
                     messages.append(f"Only {quota_time(available)} of {kind.upper()} quota is left after running "
                                     f"sessions' reservations{reset}, less than the {quota_time(expected)} this run is "
                                     f"expected to take ({how}). It would start, but use up the week's quota.")
+                floor = min(UNKNOWN_RUN_FLOOR_S, limit_s or UNKNOWN_RUN_FLOOR_S)
+                if expected is None and available < floor:
+                    ok = False
+                    limit = f"; it may run up to its {quota_time(limit_s)} limit" if limit_s else ""
+                    messages.append(f"Only {quota_time(available)} of {kind.upper()} quota is left after running "
+                                    f"sessions' reservations{reset}, and {how}, so how long this run takes is "
+                                    f"unknown{limit}. It would start, but may use up the week's quota.")
     return PreflightAdvice(ok, messages, expected, how)
 
 

@@ -182,7 +182,12 @@ def _read_metrics(path: Path | None, notes: list[str]) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = []
     bad = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:  # bytes that are not UTF-8 become unreadable lines, skipped and counted like torn ones
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        notes.append(f"{path.name} could not be read ({exc.strerror or exc}); no training curve.")
+        return []
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:

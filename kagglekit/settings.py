@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ from typing import Any
 
 from kagglekit import constants
 from kagglekit.errors import ConfigError
+from kagglekit.kernel_ref import OWNER_CHARS
 
 PROJECT_FILE = "kagglekit.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -125,35 +127,65 @@ class _Bad(Exception):
     """A value that does not fit; the text says what is allowed."""
 
 
+# re.ASCII: \d is 0-9 only (float() would read '9\U0001d7d9\u0661' as 911: never a value anyone typed)
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
-                          re.IGNORECASE)
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+                          re.IGNORECASE | re.ASCII)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
                "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 
 
+MAX_NUMBER_DIGITS = 30  # longer digit runs are typos or attacks, never a duration or a size
+
+
+def _finite(text_or_number: object, allowed: str) -> float:
+    """A finite float from an int, float or digit string; ``_Bad`` for inf, nan and absurd lengths."""
+    if isinstance(text_or_number, int) and abs(text_or_number) >= 10**MAX_NUMBER_DIGITS:
+        raise _Bad(allowed + f" (a number of at most {MAX_NUMBER_DIGITS} digits)")
+    if isinstance(text_or_number, str) and len(text_or_number.split(".")[0]) > MAX_NUMBER_DIGITS:
+        raise _Bad(allowed + f" (a number of at most {MAX_NUMBER_DIGITS} digits)")
+    try:
+        number = float(text_or_number)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise _Bad(allowed) from None
+    if not math.isfinite(number):
+        raise _Bad(allowed + " (a finite number, not inf or nan)")
+    return number
+
+
 def parse_duration(value: object) -> int:
-    """``"11h"``, ``"90m"``, ``"1h30m"``, ``"3600"`` or an int -> seconds."""
+    """``"11h"``, ``"90m"``, ``"1h30m"``, ``"3600"`` or an int -> whole seconds, at least 1.
+
+    A value that rounds to 0 s is refused: 0 would mean "no timeout set", i.e. the full 12 h.
+    """
+    allowed = "a duration such as '11h', '90m', '1h30m' or a number of seconds"
     if isinstance(value, bool):
-        raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
+        raise _Bad(allowed)
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _finite(value, allowed)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+            seconds = _finite(text, allowed)
         else:
             m = _DURATION_RE.match(text)
             if not text or not m or not any(m.groups()):
-                raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
-            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+                raise _Bad(allowed)
+            h, mi, s = (_finite(g, allowed) if g else 0.0 for g in m.groups())
             seconds = h * 3600 + mi * 60 + s
     else:
-        raise _Bad("a duration such as '11h', '90m', '1h30m' or a number of seconds")
+        raise _Bad(allowed)
     if seconds <= 0:
         raise _Bad("a positive duration such as '11h' or '90m'")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        raise _Bad(f"a duration up to Kaggle's session limit (12h), not {seconds:.3g} seconds")
+    if round(seconds) < 1:
+        raise _Bad(f"a duration of at least 1 second ({seconds:g} s rounds to 0, which would mean no limit)")
     return round(seconds)
+
+
+MAX_DURATION_S = 7 * 24 * 3600  # far above any session limit: the limit check after parsing says the rest
 
 
 def parse_size(value: object) -> int:
@@ -162,17 +194,24 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise _Bad(allowed)
     if isinstance(value, int):
-        n = float(value)
+        n = _finite(value, allowed)
     elif isinstance(value, str):
         m = _SIZE_RE.match(value)
         if not m or (m.group(2) or "").lower() not in _SIZE_UNITS:
             raise _Bad(allowed)
-        n = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+        n = _finite(m.group(1), allowed) * _SIZE_UNITS[(m.group(2) or "").lower()]
     else:
         raise _Bad(allowed)
     if n <= 0:
         raise _Bad("a positive size such as '20GB'")
+    if not math.isfinite(n) or n > MAX_SIZE_BYTES:
+        raise _Bad(f"a size up to {MAX_SIZE_BYTES // 1000**4} TB, not {n:.3g} bytes")
+    if int(n) < 1:
+        raise _Bad(f"a size of at least 1 byte ({value!r} is {n:g} bytes, which would mean nothing may be written)")
     return int(n)
+
+
+MAX_SIZE_BYTES = 1000**5  # 1 PB: far above any Kaggle limit; the limit checks after parsing say the rest
 
 
 def parse_bool(value: object) -> bool:
@@ -212,8 +251,9 @@ def parse_kernel(value: object) -> tuple[str | None, str]:
     if len(parts) > 2:
         raise _Bad("'owner/slug' or 'slug' (no version: the version is chosen by Kaggle at push)")
     owner, slug = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-    if owner is not None and not owner:
-        raise _Bad("'owner/slug' with your Kaggle username as owner (or just 'slug' to use your account)")
+    if owner is not None and not OWNER_CHARS.fullmatch(owner):  # the one rule, kernel_ref's
+        raise _Bad("'owner/slug' with your Kaggle username (letters, digits, '-' or '_') as owner, "
+                   "or just 'slug' to use your account")
     if not slug:
         raise _Bad("'owner/slug' with a non-empty slug")
     if len(slug) < constants.MIN_SLUG_LENGTH:
@@ -472,7 +512,7 @@ def find_project_root(start: Path) -> tuple[Path, Path | None]:
 
 def _has_tool_table(pyproject: Path) -> bool:
     try:
-        text = pyproject.read_text(encoding="utf-8")
+        text = pyproject.read_text(encoding="utf-8", errors="replace")  # _read_table reports bad bytes
     except OSError:
         return False
     # cheap pre-check before parsing; the real parse (with errors reported) happens in _read_table
@@ -482,7 +522,7 @@ def _has_tool_table(pyproject: Path) -> bool:
 def _read_table(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: e.g. an integer over 4300 digits
         raise ConfigError(f"{path} is not valid TOML: {exc}.",
                           hint="Fix the syntax (see https://toml.io); docs/settings.md has an example.") from None
     except OSError as exc:
@@ -514,8 +554,10 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
     def put(field: str, raw: object, origin: str, describe: str) -> None:
         try:
             values[field] = FIELDS[field](raw)
-        except _Bad as exc:
-            raise ConfigError(f"{describe} = {raw!r} is not valid: expected {exc}.",
+        except (_Bad, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            # Any parser failure is a bad value, never a kagglekit bug (the class, not just the cases we know).
+            expected = str(exc) if isinstance(exc, _Bad) else "a value docs/settings.md describes"
+            raise ConfigError(f"{describe} = {_shown(raw)} is not valid: expected {expected}.",
                               hint=f"Fix {origin}; docs/settings.md lists every setting.") from None
         origins[field] = origin
 
@@ -548,6 +590,12 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
             put(field, raw, "the command line", f"--{field}")
 
     return _build(root, config_file, values, origins)
+
+
+def _shown(raw: object, limit: int = 60) -> str:
+    """``repr(raw)``, cut short: a 400-digit value must not fill the screen."""
+    text = repr(raw)
+    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-12:]} ({len(text)} characters)"
 
 
 def _build(root: Path, config_file: Path | None, values: dict[str, Any],

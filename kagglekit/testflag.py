@@ -152,7 +152,8 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
     if not is_lit:
         if expected in (None, str):
             return repr(raw)
-        raise BundleError(f"--set {name}={raw}: '{raw}' is not a Python literal, and {where} holds a "
+        why = _why_not_literal(raw)
+        raise BundleError(f"--set {name}={_shown(raw)}: not a Python literal{why}, and {where} holds a "
                           f"{expected.__name__ if expected else 'value'}.",
                           hint="Give a Python literal: numbers as 1 or 0.5, text in quotes, True/False, None.")
     if expected is None or value is None:
@@ -172,6 +173,26 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
     if expected is float and isinstance(value, int):
         return repr(float(value))
     return _source_text(raw, value)
+
+
+def _shown(raw: str, limit: int = 60) -> str:
+    """``raw`` quoted and cut short: a 5,000-digit value must not fill the screen."""
+    text = repr(raw)
+    return text if len(text) <= limit else f"{text[:40]}...{text[-10:]} ({len(raw)} characters)"
+
+
+def _why_not_literal(raw: str) -> str:
+    """Python's own reason, when it says more than "invalid syntax" (e.g. integers over 4300 digits)."""
+    try:
+        ast.parse(raw.strip(), mode="eval")
+    except SyntaxError as exc:
+        msg = str(exc.msg or "")
+        if "limit" in msg or "digits" in msg:
+            return f" (Python refuses it: {msg.split(';')[0]})"
+        return ""
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return f" ({type(exc).__name__})"
+    return ""
 
 
 def _source_text(raw: str, value: object) -> str:

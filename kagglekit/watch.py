@@ -23,7 +23,7 @@ from kagglekit.constants import (
     STATUS_QUEUED,
 )
 from kagglekit.display import duration
-from kagglekit.errors import KagglekitError, NotFoundError, RunCancelledError, RunFailedError
+from kagglekit.errors import ApiError, KagglekitError, NotFoundError, RunCancelledError, RunFailedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.ledger import SOURCE_LOG, SOURCE_POLLING, Ledger, RunRecord
 from kagglekit.logs import parse_log, render_lines, session_span, tail
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL_S = 30.0
 LOG_TAIL_LINES = 25
+OUTAGE_BUDGET_S = 15 * 60.0  # a watch keeps polling through this much network trouble (docs/network.md)
+OUTAGE_MAX_WAIT_S = 60.0  # the longest pause between tries during an outage: recovery is noticed quickly
 
 
 @dataclasses.dataclass
@@ -115,18 +117,45 @@ def check_status(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None 
 def watch(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | None = None, *,
           interval_s: float = DEFAULT_INTERVAL_S, max_interval_s: float | None = None,
           on_change: Callable[[StatusReport], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> StatusReport:
+          on_problem: Callable[[str], None] | None = None,
+          sleep: Callable[[float], None] = time.sleep,
+          clock: Callable[[], float] = time.monotonic) -> StatusReport:
     """Poll until the run ends; back off while nothing changes (429s are the client's to honour).
 
     The interval starts at ``interval_s`` and grows by half each unchanged poll, up
-    to ``max_interval_s`` (4x by default); any change resets it.
+    to ``max_interval_s`` (4x by default); any change resets it. A poll that fails with an
+    ``ApiError`` (after the client's own retries) does not end the watch: it tries again, at most
+    a minute apart, until the API has failed for ``OUTAGE_BUDGET_S`` (15 minutes) in a row.
     """
     cap = max_interval_s if max_interval_s is not None else interval_s * 4
-    ref, _ = resolve_version(client, ref, ledger)
     last: tuple[str, str | None] | None = None
     wait = interval_s
+    outage_since: float | None = None
+    outage_wait = 0.0
+    resolved = False
     while True:
-        report = check_status(client, ref, ledger)
+        try:
+            if not resolved:
+                ref, _ = resolve_version(client, ref, ledger)
+                resolved = True
+            report = check_status(client, ref, ledger)
+        except ApiError as exc:  # network, 5xx, 429 after the client's retries: the run goes on regardless
+            now = clock()
+            outage_since = now if outage_since is None else outage_since
+            down = now - outage_since
+            if down >= OUTAGE_BUDGET_S:
+                raise ApiError(
+                    f"{exc.message} The API has failed for {down / 60:.0f} minutes while watching {ref}; "
+                    "kagglekit stopped watching. The run itself goes on on Kaggle.",
+                    f"Watch it again once the network is back: kagglekit status --watch {ref}",
+                ) from exc
+            outage_wait = min(OUTAGE_MAX_WAIT_S, max(interval_s, outage_wait * 1.5))
+            if on_problem is not None:
+                on_problem(f"{exc.message} Still watching (for up to {OUTAGE_BUDGET_S / 60:.0f} minutes of "
+                           f"trouble); next try in {outage_wait:.0f} s.")
+            sleep(outage_wait)
+            continue
+        outage_since, outage_wait = None, 0.0
         key = (report.status, report.note)
         if key != last:
             if on_change is not None:

@@ -41,6 +41,8 @@ def _project(root: Path, big: int = 2_000_000) -> Path:
     (root / "pkg" / "a.py").write_text("A = 1\n")
     (root / "pkg" / "sub" / "b.txt").write_text("b\n")
     (root / "empty.txt").write_bytes(b"")
+    (root / "pkg" / "__init__.py").write_bytes(b"")  # the same bytes as empty.txt, another file
+    (root / "pkg" / "sub" / "__init__.py").write_bytes(b"")
     return root
 
 
@@ -64,7 +66,7 @@ def test_sync_creates_then_skips_unchanged_then_versions(emulator: EmulatorHandl
     first = api.sync("demo/proj-code", "Project code", root)
     assert first.changed and first.created
     size = sum(f.size for f in scan(root))
-    assert first.stats.files == 5 and first.stats.bytes_sent > size  # + the marker
+    assert first.stats.files == 7 and first.stats.bytes_sent > size  # + the marker
     got = _mounted(emulator, "demo/proj-code")
     marker = marker_name(first.digest)
     assert got.pop(marker) and got == _expected(root)  # nested folders kept as folders

@@ -29,7 +29,15 @@ from kagglekit.api.client import KaggleApiClient
 from kagglekit.api.transport import RetryPolicy
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME
 from kagglekit.credentials import demo_credentials
-from kagglekit.download import CHUNK_SIZE, matches_any, pull_outputs, safe_destination
+from kagglekit.download import (
+    CHUNK_SIZE,
+    bookkeeping_dir,
+    matches_any,
+    part_paths,
+    pull_outputs,
+    pull_state_path,
+    safe_destination,
+)
 from kagglekit.errors import DownloadError, UnsafePathError
 from kagglekit.ledger import Ledger
 from tests.helpers import make_kernel
@@ -146,7 +154,7 @@ def test_pull_lands_every_file_byte_identical_in_a_version_folder_and_a_second_p
     assert "! a warning line" in text
 
     # The manifest knows every file's size and hash.
-    manifest = json.loads((target / ".kagglekit-manifest.json").read_text())
+    manifest = json.loads(pull_state_path(target).read_text())
     assert {n: e["sha256"] for n, e in manifest["files"].items()} == tree(source)
 
     # The ledger learnt the run's exact times, peaks and output size from kagglekit/run.json.
@@ -230,7 +238,7 @@ def test_an_interrupted_pull_leaves_no_half_file_and_running_it_again_resumes(
     cmd = [sys.executable, "-m", "kagglekit", "--endpoint", emulator.url, "pull-outputs",
            f"{DEMO_USERNAME}/outputs-kernel", "-o", str(target), "--include", "big.bin"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    part = target / ".big.bin.part"
+    part, _ = part_paths(target, "big.bin")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 400_000):
         time.sleep(0.05)
@@ -363,7 +371,7 @@ def test_a_pull_while_running_is_not_trusted_by_the_pull_after_the_run_ends(
     assert json.loads((target / "kagglekit" / "run.json").read_text())["status"] == "complete"
     assert sorted(r["file"] for r in file_gets(emulator)) == ["kagglekit/run.json", "out.bin"]
     assert after.removed == ["scratch.tmp"] and not (target / "scratch.tmp").exists()
-    manifest = json.loads((target / ".kagglekit-manifest.json").read_text())
+    manifest = json.loads(pull_state_path(target).read_text())
     assert set(manifest["files"]) == {"out.bin", "kagglekit/run.json"}
     assert all(e["final"] is True for e in manifest["files"].values())
     rec = ledger.get(client.account, f"{DEMO_USERNAME}/mid-run-kernel", pushed.version)
@@ -464,7 +472,9 @@ def test_names_outside_the_target_are_refused_and_nothing_is_written_outside(
     for name in evil:
         assert repr(name) in info.value.message
     created = {p for p in tmp_path.rglob("*")} - before
-    assert all(p == work or target.is_relative_to(p) or p.is_relative_to(target) for p in created), created
+    book = bookkeeping_dir(target)  # kagglekit's own manifest, lock and partial files, beside the target
+    assert all(p == work or target.is_relative_to(p) or p.is_relative_to(target) or p.is_relative_to(book)
+               for p in created), created
     assert not Path("/tmp/kagglekit-evil-abs").exists()
     assert (target / "big.bin").stat().st_size == 6_000_000  # the good files still came
 
@@ -508,7 +518,7 @@ def test_an_expired_signed_url_is_replaced_by_listing_again(emulator: Any, outpu
 @pytest.mark.parametrize(("name", "ok"), [
     ("a.txt", True), ("sub/dir/a.txt", True), ("./a", True), ("a//b", True),
     ("../a", False), ("a/../../b", False), ("/etc/passwd", False), ("C:/x", False), ("..\\x", False),
-    ("", False), (".kagglekit-manifest.json", False), ("a\x00b", False),
+    ("", False), (".kagglekit-manifest.json", True), ("a\x00b", False),  # kagglekit's manifest lives beside
 ])
 def test_safe_destination(tmp_path: Path, name: str, ok: bool) -> None:
     dest = safe_destination(tmp_path, name)

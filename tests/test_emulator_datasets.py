@@ -210,3 +210,15 @@ def test_kernel_mounts_an_uploaded_dataset_once_ready(emulator: EmulatorHandle, 
     found = json.loads((emulator.output_dir("demo", "ready-probe") / "found.json").read_text())
     where = "mounted-data/w.txt" if legacy else "datasets/demo/mounted-data/w.txt"
     assert found == {where: "wheels here"}
+
+
+def test_official_client_retries_a_rate_limited_start(emulator: EmulatorHandle, kaggle_cli: Cli,
+                                                     tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "ds")
+    emulator.control("faults", {"target": "StartBlobUpload", "status": 429, "retry_after": 0, "times": 1})
+    r = kaggle_cli("datasets", "create", "-p", str(folder))
+    assert r.returncode == 0 and "Request failed" in r.stderr  # kaggle 2.2.5's with_retry on 429
+    assert emulator.get("faults")["faults"] == []
+    _finish_processing(emulator)
+    path = emulator.server.app.datasets.mount_path("demo/cats-data-set")
+    assert path is not None and (path / "b.txt").read_bytes() == b"hello\n"

@@ -107,12 +107,16 @@ def test_deps_check_sorts_requirements_against_the_image(kk: Any, tmp_path: Path
         cowsay==6.1
         pywin32; sys_platform == "win32"
         --extra-index-url https://example.org/simple
+        -e .
+        git+https://github.com/example/tool.git@v1#egg=tool
+        mylib @ https://example.org/mylib-1.0.tar.gz
     """, "print('x')\n")
     code, out, err = kk("deps", "check", cwd=root)
     assert code == 0, err
     assert "ok             numpy>=1.26" in out and "ok             torch==2.10.0" in out
     assert "other version  pandas<2" in out and "missing        cowsay==6.1" in out
     assert "pywin32" in out and "marker excludes" in out and "pip option" in out
+    assert out.count("not checked, not installed by kagglekit") == 2  # the git URL and the direct URL
     assert "the kernel pip-installs them before the entry (internet on)" in out
     code, out, _ = kk("--json", "deps", "check", "--no-internet", cwd=root)
     data = json.loads(out)
@@ -234,3 +238,31 @@ def test_a_3_mib_project_runs_through_a_code_dataset(kk: Any, emulator: Any, tmp
     code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
     assert code == 0, out + err
     assert "code dataset demo/big-code-code: unchanged" in err and "uploaded 0 bytes" in err
+
+
+@pytest.mark.slow
+def test_real_code_over_1_mib_runs_unedited_through_the_code_dataset(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    """Code we did not write: Pygments' own package (4.5 MB of Python), copied unedited into a project."""
+    import shutil
+
+    import pygments
+
+    root = write(tmp_path / "pygments-demo", {
+        "kagglekit.toml": 'kernel = "demo/pygments-demo"\nentry = "main.py"\ntest-flag = false\n',
+        "main.py": """\
+            import pygments
+            from pygments import highlight
+            from pygments.formatters import NullFormatter
+            from pygments.lexers import PythonLexer
+            print("pygments from", pygments.__file__)
+            print(highlight("print('hi')", PythonLexer(), NullFormatter()).strip())
+        """,
+    })
+    shutil.copytree(Path(pygments.__file__).parent, root / "pygments",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
+    log = log_of(emulator, "demo/pygments-demo")
+    assert code == 0, out + err + log
+    assert "Code: through dataset demo/pygments-demo-code" in err
+    assert "/kagglekit/" in log and "/project/pygments/__init__.py" in log  # the bundled copy, not the host's
+    assert "print('hi')" in log

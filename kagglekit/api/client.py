@@ -65,6 +65,7 @@ from kagglekit.api.types import (
     KernelStatus,
     OutputFile,
     OutputListing,
+    PushOutcomeUnknown,
     PushResult,
     QuotaInfo,
 )
@@ -192,7 +193,12 @@ class KaggleApiClient:
         request, warnings, slug_ref = build_save_request(
             folder, session_timeout=session_timeout, accelerator=accelerator, no_run=no_run)
         what = f"the push of {slug_ref or folder}"
-        response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
+        try:
+            response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
+        except ApiError as exc:
+            if exc.hint != self._ambiguous_hint("SaveKernel"):
+                raise  # never sent, or a clear refusal: nothing was created
+            raise PushOutcomeUnknown(exc.message, exc.hint) from exc
         if response.error:
             raise KaggleRefusedError(
                 f"Kaggle refused the push of {slug_ref or folder}: {response.error}",
@@ -405,9 +411,24 @@ class KaggleApiClient:
               what: str | None = None) -> T:
         """Run one kagglesdk call; retry HTML pages under HTTP 200 (idempotent calls); map failures."""
         attempt = 0
+        truncated = 0
         while True:
             try:
                 return self._call_once(method, fn, ref=ref, what=what)
+            except _TruncatedAnswer as exc:
+                # The body was cut after the headers (IncompleteRead): urllib3's Retry never sees that.
+                # A read is idempotent: try again, within the same read budget the transport uses.
+                truncated += 1
+                if truncated > self.retry.read_retries:
+                    raise ApiError(
+                        f"{self._host()} cut its answer to {method} short {truncated} times in a row "
+                        f"({self._redact(str(exc.error))[:160]}).",
+                        "Check the network connection (and --endpoint) and try again.",
+                    ) from None
+                wait = self.retry.backoff(truncated)
+                if self.notify is not None:
+                    self.notify(f"{method}: the answer was cut short; retrying in {wait:.1f} s (retry {truncated})")
+                self.retry.sleep(wait)
             except HtmlAnswer as exc:
                 attempt += 1
                 if method == "SaveKernel" or attempt > self.retry.status_retries:
@@ -450,9 +471,15 @@ class KaggleApiClient:
                 (None if never_sent else self._ambiguous_hint(method))
                 or "Check the network connection (and --endpoint) and try again.",
             ) from None
-        except requests.RequestException as exc:
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            if method != "SaveKernel":
+                raise _TruncatedAnswer(exc) from None
             raise ApiError(f"{method} failed: {self._redact(str(exc))}",
-                           "Try again; if it persists run with -vv and report it.") from None
+                           self._ambiguous_hint(method)) from None
+        except requests.RequestException as exc:  # anything else requests raises about the exchange
+            raise ApiError(f"{method} failed: {self._redact(str(exc))}",
+                           self._ambiguous_hint(method)
+                           or "Try again; if it persists run with -vv and report it.") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # kagglesdk could not parse the answer: an HTML page, a truncated body, an unknown enum.
             raise ApiError(
@@ -646,3 +673,11 @@ def _aim(request: Any, ref: KernelRef) -> None:
     request.kernel_slug = ref.slug
     if ref.version_label:
         request.version_label = ref.version_label
+
+
+class _TruncatedAnswer(Exception):
+    """The answer's body ended before its Content-Length (or chunked framing): a read worth repeating."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -113,7 +113,7 @@ def marker_name(digest: str) -> str:
 class UploadJournal:
     """Upload sessions that outlive the process: a rerun after a crash or Ctrl-C resumes, never resends.
 
-    One small JSON file per (endpoint, file content) under kagglekit's data dir, written atomically;
+    One small JSON file per (endpoint, file path and content) under kagglekit's data dir, written atomically;
     entries older than the official client's 6-day resumable-upload expiry are ignored.
     """
 
@@ -124,7 +124,8 @@ class UploadJournal:
         self.endpoint = endpoint
 
     def _path(self, f: LocalFile) -> Path:
-        key = hashlib.sha256(f"{self.endpoint}|{f.sha256}|{f.size}".encode()).hexdigest()[:32]
+        # the path is part of the key: two files with the same bytes are two uploads (each blob has its name)
+        key = hashlib.sha256(f"{self.endpoint}|{f.rel}|{f.sha256}|{f.size}".encode()).hexdigest()[:32]
         return self.folder / f"{key}.json"
 
     def get(self, f: LocalFile) -> tuple[str, str] | None:

@@ -56,6 +56,8 @@ class RetryPolicy:
     max_retry_after: float = 120.0
     status_forcelist: tuple[int, ...] = (429, 500, 502, 503, 504)
     file_attempts: int = 8  # one output file: attempts in a row that bring no new byte
+    file_max_wait: float = 300.0  # one output file: seconds of waiting, all attempts without progress together
+    file_refreshes: int = 3  # one output file: signed-URL refreshes in a row without a new byte
     sleep: Callable[[float], None] = time.sleep  # injectable, so tests need no real waits
 
     def backoff(self, attempt: int) -> float:
@@ -261,9 +263,15 @@ def trace_to_stderr(message: str) -> None:
 
 def signed_url_session(policy: RetryPolicy, timeout: tuple[float, float],
                        notify: Callable[[str], None] | None = None, pool_maxsize: int = 16) -> requests.Session:
-    """A session for signed-URL file GETs: timeouts and retries, never a Kaggle auth header."""
+    """A session for signed-URL file GETs and blob PUTs: timeouts, never a Kaggle auth header, NO retries.
+
+    The caller (the downloader, the uploader) owns the one retry budget of a file, from ``policy``:
+    retries here too would nest (the adapter's 5 x the downloader's 8: a file answering 503 forever
+    took ~170 s to fail). ``policy`` and ``notify`` are kept for the callers' signature.
+    """
     session = requests.Session()
-    adapter = _TimeoutAdapter(_make_retry(policy, push=False, notify=notify), timeout, pool_maxsize=pool_maxsize)
+    adapter = _TimeoutAdapter(Retry(0, read=False, redirect=5, raise_on_status=False), timeout,
+                              pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -6,7 +6,16 @@ import dataclasses
 from datetime import datetime
 
 from kagglekit.constants import FINAL_STATUSES
+from kagglekit.errors import ApiError
 from kagglekit.kernel_ref import KernelRef
+
+
+class PushOutcomeUnknown(ApiError):
+    """SaveKernel was sent but its answer was lost (cut, dropped, timed out): the push may have been accepted.
+
+    An ``ApiError`` (exit 7), not a new error class: never retried blindly (that could create a second
+    version); ``push.find_accepted_push`` looks for the version instead.
+    """
 
 
 @dataclasses.dataclass(frozen=True)

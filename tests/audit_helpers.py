@@ -1,0 +1,52 @@
+"""Shared by the issue-10 audit tests: run the real CLI entry point, write a small project."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kagglekit.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``kagglekit ARGS`` through ``cli.main`` (the one error boundary): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    else:  # main always exits
+        code = -1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_failure(code: int, err: str, expected: int | tuple[int, ...]) -> None:
+    """A documented exit code, an ``Error:`` line, no traceback and no "unexpected" bug report."""
+    allowed = (expected,) if isinstance(expected, int) else expected
+    assert code in allowed, f"exit {code}, wanted {allowed}: {err}"
+    assert "Traceback" not in err, err
+    assert "unexpected" not in err.lower(), err
+
+
+def write_project(root: Path, files: dict[str, str] | None = None, *, kernel: str = "audit-proj",
+                  extra_settings: str = "") -> Path:
+    """A one-file project: main.py with a Config/running_test toggle, settings in pyproject.toml."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = {
+        "pyproject.toml": f'[tool.kagglekit]\nkernel = "{kernel}"\nentry = "main.py"\n{extra_settings}',
+        "main.py": """\
+            class Config:
+                running_test = True
+                n_epoch = 2
+
+            print("ran", Config.running_test, Config.n_epoch)
+        """,
+    }
+    for name, text in {**base, **(files or {})}.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
