@@ -69,6 +69,7 @@ ENDED = (DONE, FAILED, STOPPED, CANCELLED, HALTED)
 LEASE_TTL_S = 120.0
 ADOPT_GRACE_S = 120.0  # a brand-new kernel may answer 404/403 for a while after its push (§3)
 DEFAULT_INTERVAL_S = 30.0
+MAX_SESSIONS = 20  # per experiment, as push --until-done's default --max-sessions
 MAX_BACKOFF_S = 600.0
 
 
@@ -530,7 +531,17 @@ class QueueRunner:
             self.opts.event(f"{item.name}: {where} ended {status} (cancelled).")
             return
         decision = decide(where, status, failure, training if isinstance(training, dict) else None)
-        if decision.action == CONTINUE:
+        stalled = decision.action == CONTINUE and self._stalled(item, training if isinstance(training, dict) else {})
+        if stalled:
+            state, chain_state = HALTED, "halted"
+            decision = dataclasses.replace(decision, message=f"{where} ended by its time guard without training an "
+                                           "epoch more than the session before: another session would do the same. "
+                                           "Give it a longer timeout, or shorter epochs.")
+        elif decision.action == CONTINUE and len(sessions_of(self.ledger, item)) >= MAX_SESSIONS:
+            state, chain_state = HALTED, "halted"
+            decision = dataclasses.replace(decision, message=f"{where}: {MAX_SESSIONS} sessions ran and the training "
+                                           "has not finished; the queue stops carrying it on.")
+        elif decision.action == CONTINUE:
             state, chain_state = RESUME, None
         elif decision.action == FINISHED or (status == STATUS_COMPLETE and not training):
             state, chain_state = DONE, FINISHED
@@ -544,6 +555,15 @@ class QueueRunner:
             self.ledger.update_chain(item.chain_id, state=chain_state, note=decision.message)
         self.store.transition(item.id, [ENDING, RUNNING], state=state, note=decision.message)
         self.opts.event(f"{item.name}: {decision.message}")
+
+    def _stalled(self, item: Item, training: dict[str, Any]) -> bool:
+        """A time-guarded session that got no further than the one before it (or trained nothing)."""
+        epoch = training.get("epoch")
+        if not isinstance(epoch, int):
+            return False
+        records = sessions_of(self.ledger, item)
+        before = (records[-2].training or {}).get("epoch") if len(records) >= 2 else None
+        return isinstance(before, int) and epoch <= before
 
     def _pull(self, item: Item, ref: KernelRef) -> dict[str, Any] | bool | None:
         """Pull an ended session's outputs once; its reported training progress (False: the pull failed)."""

@@ -440,3 +440,18 @@ def test_the_live_view_says_what_runs_and_what_waits(tmp_path: Path) -> None:
     assert "waiting: Kaggle would refuse a GPU session (projected ...)" in text
     assert "Kaggle refused: too large" in text
     assert view.as_dict()["rows"][0]["overrides"] == "lr=0.1"
+
+
+@pytest.mark.emulator_prod
+@pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
+def test_a_session_too_short_to_train_is_not_continued_forever(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+    # 3-second sessions whose epochs need more: every session stops at its time guard having trained nothing
+    root = write_project(tmp_path / "qtrain", experiments='[tool.kagglekit.experiments.tight]\n'
+                                                          'timeout = "3"\nset = { epochs = "5", step_s = "2.0" }\n')
+    code, out, err = kk("--json", "queue", "run", "--interval", "0.3", cwd=root)
+    assert code == 0, err[-3000:]
+    row = json.loads(out)["queue"]["rows"][0]
+    # the second session finds no checkpoint to resume from (the runtime stops it, exit 3) or trains nothing
+    # more: either way the queue stops carrying it on
+    assert row["state"] in ("halted", "failed") and row["sessions"] == 2, (row, err[-3000:])
+    assert "without training an epoch more" in row["note"] or "checkpoint" in row["note"]
