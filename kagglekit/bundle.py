@@ -24,7 +24,7 @@ import re
 import shlex
 import shutil
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -392,6 +392,35 @@ def _shape(machine_shape: str | None, settings: ProjectSettings) -> str:
     return settings.machine_shape if machine_shape is None else resolve_machine_shape(machine_shape)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What a bundle will be, decided from the settings and options before any file is read."""
+
+    out: Path
+    sets: dict[str, str]
+    shape: str
+    kind: str
+    enable_internet: bool
+    session_limit: int
+    kernel_sources: list[str]
+    dataset_sources: list[str]
+    resume_from: str | None
+    warnings: list[str]
+
+
+@dataclasses.dataclass
+class _Sources:
+    """The project's files as they will ship: contents (after --set / --test), entry, arguments, notebook."""
+
+    collector: _Collector
+    contents: dict[str, bytes]
+    roots: list[str]
+    entry: str
+    argv: list[str]
+    nb: Any = None  # the entry notebook (a dict), when the entry is a .ipynb
+    flag_changes: list[FlagChange] = dataclasses.field(default_factory=list)
+
+
 def build_bundle(
     settings: ProjectSettings,
     *,
@@ -419,7 +448,38 @@ def build_bundle(
     the entry; ``extra_datasets`` are attached. ``code_dataset`` ("owner/slug"): when the script would be
     over 1 MiB, the archive goes to ``<out_dir>/code-dataset/`` for upload as that dataset and the script
     becomes a loader (without it, such a project is refused).
+    Phases: resolve -> collect and guard -> transform -> render -> write. Long only by its parameters.
     """
+    plan = _resolve(settings, mode=mode, overrides=overrides, machine_shape=machine_shape, internet=internet,
+                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
+    src = _collect(settings, plan, mode, args)
+    _transform(settings, src, mode, plan)
+    code_file = _code_file(settings, src)
+    archive = build_archive(src.contents, runtime_sources())
+    sha = hashlib.sha256(archive).hexdigest()
+    files = [BundledFile(rel, size) for rel, _, size in src.collector.files]
+    render_kernel = _renderer(settings, plan, src, sha, code_file=code_file, mode=mode, files=files,
+                              extra_env=extra_env, requirements=requirements)
+    script_bytes, inline_bytes, code_dir = _deliver(render_kernel, archive, sha, plan, code_dataset, src.contents)
+    metadata = _metadata(settings, plan, code_file, notebook_kernel=src.nb is not None)
+    script_path, metadata_path = _write(plan, code_file, script_bytes, metadata, mark=out_dir is not None)
+    return BundleResult(
+        out_dir=plan.out, script_path=script_path, metadata_path=metadata_path, kernel=settings.kernel_id or "",
+        title=settings.resolved_title or settings.kernel_slug or "", entry=src.entry, mode=mode,
+        overrides=plan.sets, machine_shape=plan.shape, enable_internet=plan.enable_internet,
+        is_private=settings.private, session_limit_s=plan.session_limit, files=files,
+        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=src.collector.left_out,
+        total_bytes=sum(f.size for f in files), script_bytes=len(script_bytes),
+        limit_bytes=constants.SOURCE_LIMIT_BYTES, archive_sha256=sha, flag_changes=src.flag_changes,
+        metadata=metadata, warnings=plan.warnings, code_dataset=code_dataset if code_dir is not None else None,
+        code_dataset_dir=code_dir, inline_script_bytes=inline_bytes, argv=src.argv, source_roots=src.roots)
+
+
+def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[str, str] | None,
+             machine_shape: str | None, internet: bool | None, out_dir: Path | None,
+             extra_env: Mapping[str, str] | None, resume_from: str | None,
+             extra_datasets: tuple[str, ...]) -> _Plan:
+    """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
     if out == root.resolve():
@@ -433,7 +493,6 @@ def build_bundle(
     sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
-    enable_internet = settings.enable_internet if internet is None else internet
     for name in sorted(extra_env or {}):
         if _SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
@@ -447,7 +506,6 @@ def build_bundle(
         raise ConfigError(f"timeout {session_limit}s is over Kaggle's {kind.upper()} session limit "
                           f"({constants.SESSION_LIMIT_SECONDS[kind] // 3600}h).",
                           hint="Use a shorter --timeout, or leave it unset.")
-
     kernel_sources = list(settings.kernels)
     if resume_from is not None:
         try:
@@ -457,10 +515,19 @@ def build_bundle(
         resume_from = str(parent)
         if not any(k.split("/")[:2] == [parent.owner, parent.slug] for k in kernel_sources):
             kernel_sources.append(resume_from)
+    return _Plan(out=out, sets=sets, shape=shape, kind=kind,
+                 enable_internet=settings.enable_internet if internet is None else internet,
+                 session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
+                 dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)],
+                 warnings=warnings)
 
-    collector = _Collector(root, settings, skip=[out], written=written_by_kagglekit(root))
+
+def _collect(settings: ProjectSettings, plan: _Plan, mode: str | None, args: Sequence[str]) -> _Sources:
+    """Walk the project and read its files, refusing secrets and hopeless sizes; find the entry and its args."""
+    root = settings.root
+    collector = _Collector(root, settings, skip=[plan.out], written=written_by_kagglekit(root))
     collector.walk()
-    warnings += collector.warnings
+    plan.warnings += collector.warnings
     secrets = [rel for rel, path, _ in collector.files
                if is_secret_name(rel) or (path.is_symlink() and is_secret_name(os.path.realpath(path)))]
     if secrets:
@@ -470,7 +537,6 @@ def build_bundle(
             hint="Move them out of the project, or leave them out with .kaggleignore (or .gitignore); "
                  "include patterns cannot bring them back. Attach secrets in the Kaggle editor "
                  "(Add-ons > Secrets) instead.")
-
     raw_total = sum(size for _, _, size in collector.files)
     if raw_total > EARLY_SIZE_LIMIT:  # hopeless even for xz: say so before reading it all into memory
         biggest = sorted(collector.files, key=lambda f: -f[2])[:BIGGEST_SHOWN]
@@ -491,179 +557,191 @@ def build_bundle(
                           + ", ".join(leaked) + ".",
                           hint="Remove the secret from the file (read it from Kaggle's Secrets add-on instead), "
                                "or leave the file out with .kaggleignore.")
-
     from kagglekit.layout import source_roots
 
     roots = source_roots(root, contents)
     entry = resolve_entry(settings.entry, set(contents), roots)
-    argv = entry_argv(settings, mode, args)
     for rel in settings.working_files:
         if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
             raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
                               hint="Give paths relative to the project root (a file or a folder), and check that no "
                                    "ignore rule leaves them out (kagglekit -v bundle lists the files).")
+    return _Sources(collector, contents, roots, entry, entry_argv(settings, mode, args))
 
+
+def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan: _Plan) -> None:
+    """Apply the mode and ``--set`` to the bundled copy (sources, notebook cells, config files); check it parses."""
+    from kagglekit import notebook
+    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.testflag import find_reassignments
+
+    contents, entry = src.contents, src.entry
     py_sources: dict[str, str] = {}
-    if mode is not None or sets:
+    if mode is not None or plan.sets:
         for rel, data in contents.items():
             if rel.endswith(".py"):
                 try:
                     py_sources[rel] = data.decode("utf-8-sig")  # a BOM is valid Python (PEP 263)
                 except UnicodeDecodeError:
                     continue
-    from kagglekit import notebook
-
-    nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
-    if nb is not None:  # its code cells, as one Python source the test flag and --set can edit
-        nb_python, nb_magics = notebook.as_python(nb)
+    src.nb = notebook.load(entry, contents[entry]) if notebook.is_notebook(entry) else None
+    if src.nb is not None:  # its code cells, as one Python source the test flag and --set can edit
+        nb_python, nb_magics = notebook.as_python(src.nb)
         py_sources[entry] = nb_python
-        if argv:
-            warnings.append(f"args/test-args/-- ARGS ({shlex.join(argv)}) do not reach a notebook: it has no "
-                            "command line. Use --set, or read KAGGLEKIT_MODE.")
-    from kagglekit.configfiles import apply_config_sets, is_config_target
-    from kagglekit.testflag import find_reassignments
-
-    py_sets = {k: v for k, v in sets.items() if not is_config_target(k)}
+        if src.argv:
+            plan.warnings.append(f"args/test-args/-- ARGS ({shlex.join(src.argv)}) do not reach a notebook: it has "
+                                 "no command line. Use --set, or read KAGGLEKIT_MODE.")
+    py_sets = {k: v for k, v in plan.sets.items() if not is_config_target(k)}
     changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
                                         test_flag_enabled=settings.test_flag_enabled,
                                         flag_required=not ((settings.test_args or settings.test_sets)
                                                            and settings.test_flag is None))
-    warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
-    if nb is not None:
+    plan.warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
+    if src.nb is not None:
         flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
-        warnings = [notebook.relabel_text(entry, nb_python, w) for w in warnings]
+        plan.warnings[:] = [notebook.relabel_text(entry, nb_python, w) for w in plan.warnings]
         if entry in changed:
-            notebook.put_back(nb, changed.pop(entry), nb_magics)
-            contents[entry] = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+            notebook.put_back(src.nb, changed.pop(entry), nb_magics)
+            contents[entry] = (json.dumps(src.nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
     changed_configs, config_changes = apply_config_sets(
-        contents, {k: v for k, v in sets.items() if is_config_target(k)})
+        contents, {k: v for k, v in plan.sets.items() if is_config_target(k)})
     contents.update(changed_configs)
-    flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
-
+    src.flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
     check_syntax(contents)
-    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents}
-                      & PREIMPORTED_ON_KAGGLE)
-    warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports at "
-                 f"start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it." for name in shadowed]
-    archive = build_archive(contents, runtime_sources())
-    sha = hashlib.sha256(archive).hexdigest()
-    kernel_id = settings.kernel_id
-    assert kernel_id is not None
-    title = settings.resolved_title or settings.kernel_slug
+    shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
+    plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "
+                      f"at start-up, so on Kaggle `import {name}` finds Kaggle's, not yours: rename it."
+                      for name in shadowed]
+
+
+def _code_file(settings: ProjectSettings, src: _Sources) -> str:
+    """The kernel's file name: a .py script, or a .ipynb when the entry is a notebook."""
+    from kagglekit import notebook
+
     code_file = settings.resolved_code_file
-    if nb is not None:
+    if src.nb is not None:
         code_file = settings.code_file or f"{settings.kernel_slug}{notebook.SUFFIX}"
         if not notebook.is_notebook(code_file):
-            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {entry} is a "
-                              "notebook, so the kernel is a notebook and its file must end in .ipynb.",
+            raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}): the entry {src.entry} is "
+                              "a notebook, so the kernel is a notebook and its file must end in .ipynb.",
                               hint=f"Use code-file = \"{settings.kernel_slug}.ipynb\", or leave code-file unset.")
     elif notebook.is_notebook(code_file):
         raise ConfigError(f"code-file = {code_file!r} ({settings.origin('code-file')}) names a notebook, but the "
-                          f"entry {entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
+                          f"entry {src.entry} is a script.", hint="Use a .py code-file, or a .ipynb entry.")
     if code_file == METADATA_FILE:
         raise ConfigError("code-file cannot be kernel-metadata.json.")
-    files = [BundledFile(rel, size) for rel, _, size in collector.files]
-    total = sum(f.size for f in files)
+    return code_file
+
+
+def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *, code_file: str,
+              mode: str | None, files: list[BundledFile], extra_env: Mapping[str, str] | None,
+              requirements: Mapping[str, Any] | None) -> Callable[..., bytes]:
+    """The kernel from templates/kernel/script.py.jinja: call it with where the archive is.
+
+    For a notebook entry, the kernel is the notebook whose first cell is that script.
+    """
+    from kagglekit import notebook
+    from kagglekit.templating import render
+
+    kernel_id = settings.kernel_id or ""
     config: dict[str, Any] = {
         "kagglekit_version": __version__,
         "kernel": kernel_id,
-        "entry": entry,
+        "entry": src.entry,
         "mode": mode,
-        "overrides": sets,
+        "overrides": plan.sets,
         "bundle_sha256": sha,
-        "accelerator": "cpu" if kind == "cpu" else shape,
-        "session_limit_s": session_limit,
+        "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
+        "session_limit_s": plan.session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted((extra_env or {}).items())),
-        "resume_from": resume_from,
+        "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
-        "argv": argv,
-        "python_path": roots,
+        "argv": src.argv,
+        "python_path": src.roots,
         "working_files": list(settings.working_files),
     }
     if requirements:
         config["requirements"] = dict(requirements)
-    from kagglekit.templating import render
-
     render_script = functools.partial(
-        render,
-        SCRIPT_TEMPLATE,
-        code_file=code_file,
-        version=__version__,
-        kernel=kernel_id,
-        entry=entry,
-        mode_label=mode or "as in the sources",
-        accelerator=f"{shape} ({display.shape_label(shape)})",
-        n_files=len(files),
-        total_label=display.size(total),
-        sha256=sha,
+        render, SCRIPT_TEMPLATE, code_file=code_file, version=__version__, kernel=kernel_id, entry=src.entry,
+        mode_label=mode or "as in the sources", accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
+        n_files=len(files), total_label=display.size(sum(f.size for f in files)), sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
-    def render_kernel(**parts: Any) -> bytes:
-        """The script; for a notebook entry, the notebook whose first cell it is."""
-        text: str = render_script(**parts)
-        return (notebook.kernel_notebook(nb, text) if nb is not None else text).encode("utf-8")
 
+    def render_kernel(**parts: Any) -> bytes:
+        text: str = render_script(**parts)
+        return (notebook.kernel_notebook(src.nb, text) if src.nb is not None else text).encode("utf-8")
+
+    return render_kernel
+
+
+def _deliver(render_kernel: Callable[..., bytes], archive: bytes, sha: str, plan: _Plan,
+             code_dataset: str | None, contents: Mapping[str, bytes]) -> tuple[bytes, int, Path | None]:
+    """The kernel with the archive inside, or, over 1 MiB, a loader plus the code dataset folder.
+
+    Returns (kernel, the inline kernel's size, the code dataset folder or None).
+    """
     script_bytes = render_kernel(archive_b64=base64.encodebytes(archive).decode("ascii"),
                                  archive_dataset=None, archive_file="")
     inline_bytes = len(script_bytes)
-    dataset_sources = [*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)]
-    code_dir: Path | None = None
-    if inline_bytes >= constants.SOURCE_LIMIT_BYTES:
-        if code_dataset is None:
-            raise _too_big(inline_bytes, contents)
-        archive_file = f"bundle-{sha[:16]}.tar.xz"
-        script_bytes = render_kernel(archive_b64="", archive_dataset=code_dataset, archive_file=archive_file)
-        code_dir = out / "code-dataset"
-        if code_dir.exists():
-            shutil.rmtree(code_dir)
-        code_dir.mkdir(parents=True)
-        (code_dir / archive_file).write_bytes(archive)
-        dataset_sources.append(code_dataset)
-    elif (out / "code-dataset").exists():
-        shutil.rmtree(out / "code-dataset")
+    if inline_bytes < constants.SOURCE_LIMIT_BYTES:
+        if (plan.out / "code-dataset").exists():
+            shutil.rmtree(plan.out / "code-dataset")
+        return script_bytes, inline_bytes, None
+    if code_dataset is None:
+        raise _too_big(inline_bytes, contents)
+    archive_file = f"bundle-{sha[:16]}.tar.xz"
+    script_bytes = render_kernel(archive_b64="", archive_dataset=code_dataset, archive_file=archive_file)
+    code_dir = plan.out / "code-dataset"
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    code_dir.mkdir(parents=True)
+    (code_dir / archive_file).write_bytes(archive)
+    plan.dataset_sources.append(code_dataset)
+    return script_bytes, inline_bytes, code_dir
 
+
+def _metadata(settings: ProjectSettings, plan: _Plan, code_file: str, *, notebook_kernel: bool) -> dict[str, Any]:
+    """kernel-metadata.json's content (the format ``kaggle kernels push`` reads)."""
+    kernel_id = settings.kernel_id or ""
     if settings.kernel_owner is None:
-        warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your account; "
-                        "for `kaggle kernels push`, set kernel = \"owner/slug\".")
-    metadata: dict[str, Any] = {
+        plan.warnings.append(f"the kernel id '{kernel_id}' has no owner: `kagglekit push` fills it from your "
+                             "account; for `kaggle kernels push`, set kernel = \"owner/slug\".")
+    return {
         "id": kernel_id,
-        "title": title,
+        "title": settings.resolved_title or settings.kernel_slug,
         "code_file": code_file,
         "language": "python",
-        "kernel_type": "notebook" if nb is not None else "script",
+        "kernel_type": "notebook" if notebook_kernel else "script",
         "is_private": settings.private,
-        "enable_gpu": kind == "gpu",
-        "enable_tpu": kind == "tpu",
-        "enable_internet": enable_internet,
-        "dataset_sources": dataset_sources,
+        "enable_gpu": plan.kind == "gpu",
+        "enable_tpu": plan.kind == "tpu",
+        "enable_internet": plan.enable_internet,
+        "dataset_sources": plan.dataset_sources,
         "competition_sources": list(settings.competitions),
-        "kernel_sources": kernel_sources,
+        "kernel_sources": plan.kernel_sources,
         "model_sources": list(settings.models),
-        "machine_shape": shape,
+        "machine_shape": plan.shape,
     }
+
+
+def _write(plan: _Plan, code_file: str, script_bytes: bytes, metadata: Mapping[str, Any], *,
+           mark: bool) -> tuple[Path, Path]:
+    """Write the kernel and kernel-metadata.json atomically; ``mark`` a folder the user chose."""
     from kagglekit.paths import write_bytes_atomic
 
-    out.mkdir(parents=True, exist_ok=True)
-    if out_dir is not None:  # a folder the user chose: marked, so that no later bundle ships it
-        mark_bundle_folder(out)
-    script_path = out / code_file
+    plan.out.mkdir(parents=True, exist_ok=True)
+    if mark:  # a folder the user chose: marked, so that no later bundle ships it
+        mark_bundle_folder(plan.out)
+    script_path = plan.out / code_file
     write_bytes_atomic(script_path, script_bytes)
     script_path.chmod(0o644)  # mkstemp makes 0600 files; the script is not secret
-    metadata_path = write_metadata(out, metadata)
-
-    return BundleResult(
-        out_dir=out, script_path=script_path, metadata_path=metadata_path, kernel=kernel_id, title=title,
-        entry=entry, mode=mode, overrides=sets, machine_shape=shape, enable_internet=enable_internet,
-        is_private=settings.private, session_limit_s=session_limit, files=files,
-        biggest=sorted(files, key=lambda f: (-f.size, f.path))[:BIGGEST_SHOWN], left_out=collector.left_out,
-        total_bytes=total, script_bytes=len(script_bytes), limit_bytes=constants.SOURCE_LIMIT_BYTES,
-        archive_sha256=sha, flag_changes=flag_changes, metadata=metadata, warnings=warnings,
-        code_dataset=code_dataset if code_dir is not None else None, code_dataset_dir=code_dir,
-        inline_script_bytes=inline_bytes, argv=argv, source_roots=roots)
+    return script_path, write_metadata(plan.out, metadata)
 
 
 def entry_argv(settings: ProjectSettings, mode: str | None, extra: Sequence[str] = ()) -> list[str]:

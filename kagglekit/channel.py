@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kagglekit.deps import DepsReport, check, install_lines
-from kagglekit.errors import DependencyError
+from kagglekit.errors import ConfigError, DependencyError
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -48,8 +48,9 @@ class DepsPlan:
         if self.action == INSTALL:
             return f"{head}; the kernel pip-installs them before the entry (internet on)"
         if self.action == VENDOR:
-            return (f"{head}; their wheels for Kaggle's Python go to dataset {self.wheels_dataset} and the kernel "
-                    "installs them offline before the entry")
+            where = f"dataset {self.wheels_dataset}" if self.wheels_dataset else "a private dataset"
+            return (f"{head}; their wheels for Kaggle's Python go to {where} and the kernel installs them "
+                    "offline before the entry")
         return f"{head}; NOT installed (deps = \"none\"): the run fails at the first import of one of them"
 
 
@@ -83,9 +84,11 @@ def vendor_wheels(client: KaggleApiClient | None, settings: ProjectSettings, pla
     """Resolve the wheels (cached per requirement set) and make the wheels dataset hold exactly them."""
     from kagglekit.vendor import vendor
 
-    if plan.wheels_dataset is None:
-        raise DependencyError("The wheels dataset needs an owner: the kernel id has none.",
-                              "Set kernel = \"owner/slug\" in [tool.kagglekit] or kagglekit.toml.")
+    if plan.wheels_dataset is None:  # named after the kernel: owner/<slug>-wheels
+        raise ConfigError(
+            f"No kernel id to name the wheels dataset after: set one (the folder name '{settings.root.name}' "
+            "does not make a slug of 5+ characters, or the id has no owner).",
+            'Set kernel = "owner/my-kernel" in [tool.kagglekit] or kagglekit.toml (or KAGGLEKIT_KERNEL).')
     result = vendor(plan.lines, settings.root, plan.report.image)
     info(f"wheels for Kaggle's Python: {len(result.wheels)} ({', '.join(result.wheels)})"
          + (" [cached]" if result.cached else "")

@@ -22,10 +22,10 @@ import click
 
 from kagglekit import __version__
 from kagglekit.errors import EXIT_INTERRUPTED, KagglekitError
-from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
+    from kagglekit.kernel_ref import KernelRef
     from kagglekit.ledger import Ledger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -220,7 +220,6 @@ def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
 # === section: emulator (end) ===
 
 from kagglekit.options import run_options  # noqa: E402  (click only: fast)
-from kagglekit.run_options import parse_run_options  # noqa: E402
 
 
 @cli.command("bundle")
@@ -243,6 +242,7 @@ def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str
     """
     from kagglekit.bundle import bundle_project, format_summary
     from kagglekit.paths import output_dir
+    from kagglekit.run_options import parse_run_options
 
     if project_dir is not None and project_dir.startswith("-"):  # `bundle -- --epochs 1`: no folder given
         script_args, project_dir = (project_dir, *script_args), None
@@ -304,6 +304,8 @@ def _open_run(opts: Options, kernel: str | None) -> tuple[KaggleApiClient, Kerne
 
 def _kernel_ref(client: KaggleApiClient, kernel: str) -> KernelRef:
     """KERNEL as typed (or the project's); a bare slug gets the account as owner."""
+    from kagglekit.kernel_ref import KernelRef  # not at start-up: `kagglekit --help` imports only click
+
     return KernelRef.parse(kernel, default_owner=client.username)
 
 
@@ -376,6 +378,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     """
     from kagglekit.ledger import Ledger, optional_ledger
     from kagglekit.push import PushRequest, describe, run_push
+    from kagglekit.run_options import parse_run_options
     from kagglekit.settings import resolve_machine_shape
     from kagglekit.watch import raise_for_outcome
 

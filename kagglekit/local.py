@@ -225,12 +225,7 @@ def describe() -> dict[str, Any] | None:
     info = status()
     if info is None:
         return None
-    try:
-        with urllib.request.urlopen(f"{info.url}/__emulator/state", timeout=10) as resp:
-            state = json.loads(resp.read())
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise EmulatorError(f"The emulator at {info.url} did not report its state: {exc}",
-                            "Restart it: kagglekit emulator stop && kagglekit emulator start") from None
+    state = _read_control(info.url, "state", "Restart it: kagglekit emulator stop && kagglekit emulator start")
     return {**state, "url": info.url, "pid": info.pid, "data_dir": str(info.data_dir)}
 
 
@@ -255,13 +250,17 @@ def configure(settings: tuple[str, ...] | list[str], endpoint: str | None = None
     base = endpoint or ensure_running().url
     parts = urllib.parse.urlsplit(base)
     root = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else base.rstrip("/")
-    try:
-        with urllib.request.urlopen(f"{root}/__emulator/config", timeout=10) as resp:
-            config = json.loads(resp.read())
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise EmulatorError(f"The emulator at {root} did not report its config: {exc}",
-                            "Start it with `kagglekit emulator start` or check --endpoint.") from None
+    config = _read_control(root, "config", "Start it with `kagglekit emulator start` or check --endpoint.")
     return config if isinstance(config, dict) else {}
+
+
+def _read_control(root: str, route: str, hint: str) -> Any:
+    """``GET {root}/__emulator/{route}`` as JSON; an unreachable or garbled answer is an EmulatorError."""
+    try:
+        with urllib.request.urlopen(f"{root}/__emulator/{route}", timeout=10) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise EmulatorError(f"The emulator at {root} did not report its {route}: {exc}", hint) from None
 
 
 def add_source(route: str, ref: str, path: Path, endpoint: str | None = None) -> Any:

@@ -149,6 +149,10 @@ class Report:
     version: int | None = None  # from the pulled folder's name, outputs/<slug>/v<N>
     overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # the run's --set NAME=VALUE
     args: list[str] = dataclasses.field(default_factory=list)  # the entry point's arguments
+    # summary.json's "hyperparameters" (effective_batch_size, accum_iter, lr, seed, ... as the run recorded them)
+    hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    peak_gpu_reserved_mb: float | None = None  # the caching allocator's peak; >= peak_gpu_mb
+    gpu: str | None = None  # "Tesla T4 x2, CUDA 12.4, cuDNN 90100" from summary.json
     chain: ChainReport | None = None  # the resume chain the run is the newest session of
 
     @property
@@ -210,6 +214,31 @@ def _num(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _hyperparameters(summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's recorded hyper-parameters; from an older summary.json, the few it had at its top level."""
+    recorded = summary.get("hyperparameters")
+    if isinstance(recorded, dict):
+        return dict(recorded)
+    return {key: summary[key] for key in ("batch_size", "early_stop", "n_epoch") if key in summary}
+
+
+def _gpu_text(summary: dict[str, Any]) -> str | None:
+    """The GPU(s) and the CUDA / cuDNN versions the template records (None for a CPU run)."""
+    names = summary.get("gpu")
+    if not isinstance(names, list) or not names:
+        return None
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[str(name)] = counts.get(str(name), 0) + 1
+    text = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items())
+    for key, label in (("cuda", "CUDA"), ("cudnn", "cuDNN")):
+        if summary.get(key) is not None:
+            text += f", {label} {summary[key]}"
+    if summary.get("deterministic") is not None:
+        text += ", deterministic" if summary["deterministic"] else ", non-deterministic (faster)"
+    return text
 
 
 def _quota_kind(requested: Any, seen: Any) -> str:
@@ -448,6 +477,8 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         overrides={str(k): str(v) for k, v in run["overrides"].items()}
         if isinstance(run.get("overrides"), dict) else {},
         args=[str(a) for a in run["args"]] if isinstance(run.get("args"), list) else [],
+        hyperparameters=_hyperparameters(summary), peak_gpu_reserved_mb=_num(summary.get("peak_gpu_reserved_mb")),
+        gpu=_gpu_text(summary),
         chain=chain,
     )
     text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
@@ -501,6 +532,8 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Accelerator used", (r.accelerator_seen or "unknown") + devices),
         ("Quota cost", cost),
     ]
+    if r.gpu:
+        cost_rows.insert(2, ("GPU", r.gpu))
     fraction = f" ({r.output_fraction:.2%} of {_size(r.output_budget_bytes)})" if r.output_fraction is not None else ""
     space_rows = [
         ("Peak output size", _size(r.peak_output_bytes) + fraction),
@@ -508,7 +541,8 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Pulled files", _size(r.pulled_bytes)),
         ("Peak RAM (run.json)", _size(r.peak_rss_bytes)),
         ("Peak RAM (project)", _mib(r.peak_ram_mb)),
-        ("Peak GPU memory", _mib(r.peak_gpu_mb)),
+        ("Peak GPU memory", _mib(r.peak_gpu_mb) + (f" allocated, {_mib(r.peak_gpu_reserved_mb)} reserved"
+                                                    if r.peak_gpu_reserved_mb is not None else "")),
         ("Parameters", f"{r.parameters:,}" if r.parameters is not None else "unknown"),
         ("Model size", _mib(r.model_size_mb)),
     ]
@@ -525,23 +559,29 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, str]]]]:
     sections = [("Run", run_rows), ("Cost", cost_rows), ("Space", space_rows), ("Training", train_rows)]
     if r.chain is not None:
         sections.insert(1, (f"Resume chain {r.chain.id}", _chain_rows(r.chain)))
-    e = r.estimate
-    if e is not None:
-        quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
-                 e.fits_quota if e.quota_left_h is None else
-                 f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
-        sections.append(("Full-run estimate", [
-            ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
-                                 f"(mid {_duration_label(e.mid_s)})"),
-            ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
-                     f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
-                     f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
-            ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
-                                       + (f"; about {e.sessions_needed} sessions with push --resume)"
-                                          if e.sessions_needed > 1 else ")")),
-            (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
-        ]))
+    if r.hyperparameters:
+        sections.append(("Hyper-parameters", _hyperparameter_rows(r.hyperparameters)))
+    if r.estimate is not None:
+        sections.append(("Full-run estimate", _estimate_rows(r.estimate)))
     return sections
+
+
+def _estimate_rows(e: Estimate) -> list[tuple[str, str]]:
+    """The full-run estimate's table: duration range, how it was made, whether it fits."""
+    quota = ("unknown (run kagglekit quota, or pass --quota-left)" if e.fits_quota is None else
+             e.fits_quota if e.quota_left_h is None else
+             f"{e.fits_quota} ({e.quota_left_h:.1f} h left, {e.quota_source or 'given'})")
+    return [
+        ("Duration (range)", f"{_duration_label(e.low_s)} .. {_duration_label(e.high_s)} "
+                             f"(mid {_duration_label(e.mid_s)})"),
+        ("From", f"median epoch {e.per_epoch_s:.3g}s × {e.full_n_epoch} epochs × data ratio "
+                 f"{e.data_ratio:.3g} ({e.full_n_example:,}/{e.n_example:,} examples), + "
+                 f"{_duration_label(e.fixed_s)} fixed; range ×{ESTIMATE_LOW}..×{ESTIMATE_HIGH}"),
+        ("Fits the session limit", f"{e.fits_session} (limit {_duration_label(e.session_limit_s)}"
+                                   + (f"; about {e.sessions_needed} sessions with push --resume)"
+                                      if e.sessions_needed > 1 else ")")),
+        (f"Fits the remaining {e.quota_kind.upper()} quota", quota),
+    ]
 
 
 def _chain_rows(c: ChainReport) -> list[tuple[str, str]]:
@@ -553,6 +593,31 @@ def _chain_rows(c: ChainReport) -> list[tuple[str, str]]:
                                       f"{_duration_label(x.duration_s)}"
               + (f", epochs {x.epochs}" if x.epochs else "") + ("" if x.pulled else " (not pulled)"))
              for x in c.sessions]
+    return rows
+
+
+def _hyper_value(value: Any) -> str:
+    if isinstance(value, dict):  # the optimizer: its class and options
+        name = value.get("name", "")
+        options = ", ".join(f"{k} {_hyper_value(v)}" for k, v in value.items() if k != "name")
+        return f"{name} ({options})" if options else str(name)
+    if isinstance(value, list):
+        return ", ".join(_hyper_value(v) for v in value)
+    return "None" if value is None else _fmt(value, 6) if isinstance(value, float) else str(value)
+
+
+def _hyperparameter_rows(hyper: dict[str, Any]) -> list[tuple[str, str]]:
+    """Effective batch size, accumulation, lr and seed first, then every other recorded setting."""
+    rows = []
+    if "effective_batch_size" in hyper:
+        parts = (f" ({hyper['batch_size']} × {hyper['accum_iter']} accumulation steps)"
+                 if "batch_size" in hyper and "accum_iter" in hyper else "")
+        rows.append(("Effective batch size", f"{hyper['effective_batch_size']}{parts}"))
+    labels = {"lr": "Learning rate (lr)", "seed": "Seed", "optimizer": "Optimizer"}
+    first = [key for key in ("lr", "seed", "optimizer") if key in hyper]
+    rows += [(labels[key], _hyper_value(hyper[key])) for key in first]
+    shown = {"effective_batch_size", *first}
+    rows += [(key, _hyper_value(value)) for key, value in hyper.items() if key not in shown]
     return rows
 
 
@@ -829,6 +894,11 @@ def summary_lines(r: Report) -> list[str]:
     if r.epochs:
         lines.append(f"Training: {len(r.epochs)} epochs, best epoch {_fmt(r.best_epoch)} "
                      f"(score {_fmt(r.best_score)})")
+    h = r.hyperparameters
+    if {"effective_batch_size", "lr"} <= set(h):
+        accum = f" = {h['batch_size']} x {h['accum_iter']}" if "batch_size" in h and "accum_iter" in h else ""
+        seed = f", seed {h['seed']}" if "seed" in h else ""
+        lines.append(f"Hyper:    effective batch {h['effective_batch_size']}{accum}, lr {_hyper_value(h['lr'])}{seed}")
     e = r.estimate
     if e is not None:
         quota = "unknown" if e.fits_quota is None else e.fits_quota

@@ -70,7 +70,8 @@ def _tail(proc: subprocess.CompletedProcess[str]) -> str:
     return "\n".join("    " + line for line in lines[-LOG_TAIL:])
 
 
-def _requires(wheel: Path) -> list[Requirement]:
+def _requires(wheel: Path, extras: frozenset[str] = frozenset()) -> list[Requirement]:
+    """The wheel's dependencies on Kaggle's platform, with those of the ``extras`` asked for (``pkg[extra]``)."""
     with zipfile.ZipFile(wheel) as zf:
         name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
         if name is None:
@@ -79,8 +80,9 @@ def _requires(wheel: Path) -> list[Requirement]:
     out = []
     for text in meta.get_all("Requires-Dist") or []:
         req = Requirement(text)
-        env = {**KAGGLE_MARKER_ENV, "extra": ""}
-        if req.marker is None or req.marker.evaluate(env):
+        if req.marker is None or any(req.marker.evaluate({**KAGGLE_MARKER_ENV, "extra": extra})
+                                     for extra in ("", *sorted(extras))):
+            req.marker = None
             out.append(req)
     return out
 
@@ -150,6 +152,7 @@ def vendor(lines: list[str], root: Path, image: Image, *, refresh: bool = False)
     wheels_dir.mkdir(parents=True)
     queue: deque[Requirement] = deque(Requirement(line) for line in lines)
     seen: dict[str, Path] = {}
+    extras_done: dict[str, set[str]] = {}
     skipped: list[str] = []
     built: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kagglekit-build-") as tmp:
@@ -162,15 +165,20 @@ def vendor(lines: list[str], root: Path, image: Image, *, refresh: bool = False)
                     raise DependencyError(
                         f"Two requirements on {req.name} disagree: {req} does not accept the {version} chosen "
                         "for another requirement.", "Pin one version of it in your requirements.")
+                more = set(req.extras) - extras_done[key]
+                if more:  # the same package, now with extras: their dependencies too
+                    extras_done[key] |= more
+                    queue.extend(_requires(seen[key], frozenset(more)))
                 continue
             if str(req) not in lines and _in_image(req, image):
                 skipped.append(str(req))
                 continue
             wheel, from_source = _download_one(req, wheels_dir, Path(tmp))
             seen[key] = wheel
+            extras_done[key] = set(req.extras)
             if from_source:
                 built.append(wheel.name)
-            queue.extend(_requires(wheel))
+            queue.extend(_requires(wheel, frozenset(req.extras)))
     names = sorted(p.name for p in wheels_dir.glob("*.whl"))
     done.write_text(json.dumps({"requirements": lines, "wheels": names, "skipped_in_image": sorted(set(skipped)),
                                 "built": built}, indent=1))

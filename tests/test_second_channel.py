@@ -57,12 +57,14 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def make_wheel(folder: Path, name: str, version: str, body: str) -> Path:
+def make_wheel(folder: Path, name: str, version: str, body: str, requires: tuple[str, ...] = ()) -> Path:
     """A minimal pure-Python wheel (py3-none-any), as a local package index holds it."""
     folder.mkdir(parents=True, exist_ok=True)
     dist = f"{name}-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
     files = {f"{name}/__init__.py": body,
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/METADATA": meta,
              f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = []
     for path, text in files.items():
@@ -266,3 +268,24 @@ def test_real_code_over_1_mib_runs_unedited_through_the_code_dataset(kk: Any, em
     assert "Code: through dataset demo/pygments-demo-code" in err
     assert "/kagglekit/" in log and "/project/pygments/__init__.py" in log  # the bundled copy, not the host's
     assert "print('hi')" in log
+
+
+def test_vendoring_follows_dependencies_and_extras_but_not_what_the_image_has(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kagglekit.deps import load_image
+    from kagglekit.vendor import vendor
+
+    index = tmp_path / "index"
+    make_wheel(index, "kkdemo_a", "1.0", "", requires=(
+        "kkdemo-b>=1", "numpy>=1.20", 'kkdemo-c; extra == "fast"', 'kkdemo-win; sys_platform == "win32"'))
+    make_wheel(index, "kkdemo_b", "1.2", "")
+    make_wheel(index, "kkdemo_c", "0.3", "")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    plain = vendor(["kkdemo-a==1.0"], tmp_path / "p1", load_image())
+    assert plain.wheels == ["kkdemo_a-1.0-py3-none-any.whl", "kkdemo_b-1.2-py3-none-any.whl"]
+    assert plain.skipped_in_image == ["numpy>=1.20"]  # the image's 2.x satisfies it: never downloaded
+    fast = vendor(["kkdemo-a[fast]==1.0"], tmp_path / "p2", load_image())
+    assert "kkdemo_c-0.3-py3-none-any.whl" in fast.wheels and len(fast.wheels) == 3
+    again = vendor(["kkdemo-a[fast]==1.0"], tmp_path / "p2", load_image())
+    assert again.cached and again.wheels == fast.wheels

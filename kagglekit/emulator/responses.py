@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator.datasets import RPCS as DATASET_RPCS
 from kagglekit.emulator.models import Backend, Kernel, Version, WireError
 
 CHUNK = 1024 * 1024
@@ -360,7 +359,6 @@ RPCS: dict[str, Callable[[Ctx, dict[str, Any]], dict[str, Any]]] = {
     "kernels.KernelsApiService/CancelKernelSession": cancel_kernel_session,
     "kernels.KernelsApiService/DownloadKernelOutput": download_kernel_output,
 }
-RPCS.update(DATASET_RPCS)  # blobs + datasets: emulator/datasets.py
 NO_AUTH_RPCS = frozenset({"security.OAuthService/IntrospectToken"})
 
 

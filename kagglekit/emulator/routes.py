@@ -11,7 +11,11 @@ import dataclasses
 import re
 import urllib.parse
 
-from kagglekit.emulator.responses import RPCS
+from kagglekit.emulator.datasets import RPCS as DATASET_RPCS
+from kagglekit.emulator.responses import RPCS as KERNEL_RPCS
+
+# Every RPC the emulator serves: kernels, quota and auth (responses.py), blobs and datasets (datasets.py).
+RPCS = {**KERNEL_RPCS, **DATASET_RPCS}
 
 LOGS_RPC = "kernels.KernelsApiService/GetKernelSessionLogsStream"
 

@@ -31,7 +31,7 @@ from kagglekit.emulator import control, datasets, responses, routes
 from kagglekit.emulator.app import App
 from kagglekit.emulator.faults import Fault
 from kagglekit.emulator.models import Backend, WireError
-from kagglekit.emulator.responses import NO_AUTH_RPCS, RPCS, Ctx, Redirect, Reply
+from kagglekit.emulator.responses import NO_AUTH_RPCS, Ctx, Redirect, Reply
 from kagglekit.emulator.runner import Runner
 
 
@@ -185,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
                                                   str(body.get("versionLabel") or "")), fault)
             return
         try:
-            result = RPCS[name](ctx, body)
+            result = routes.RPCS[name](ctx, body)
         except Redirect as r:
             self._send_response(302, {"Location": r.location, "Content-Length": "0"})
             return

@@ -210,11 +210,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     working = paths.working_dir()
     working.mkdir(parents=True, exist_ok=True)
     os.chdir(working)
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            with contextlib.suppress(Exception):
-                reconfigure(line_buffering=True)
+    _line_buffered()
     entry = str(config["entry"])
     limit = float(os.environ[session.ENV_SESSION_LIMIT])
     sets = config.get("overrides") or {}
@@ -265,6 +261,15 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     tidy_working_files(working, placed)
     manifest.finish(status, code, tb_text)
     return code
+
+
+def _line_buffered() -> None:
+    """Each printed line reaches Kaggle's log at once, even from a run that is killed later."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(line_buffering=True)
 
 
 def _prepare_environment(config: dict[str, Any], project: Path) -> tuple[float, str]:

@@ -5,13 +5,15 @@ column, numeric features and a class target, the same shape a tabular Kaggle dat
 Set Config.dataset = "owner/slug" to read Config.data_file from that dataset instead.
 """
 
+import random
+
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from config import Config
-from utils import input_path
+from utils import RunError, input_path
 
 
 def make_synthetic(n_example, n_feature, n_class, seed, with_target=True):
@@ -51,6 +53,28 @@ def feature_columns(table):
     return [c for c in table.columns if c not in skip and pd.api.types.is_numeric_dtype(table[c])]
 
 
+def check_finite(table, columns, name, allow_nan=False):
+    """Refuse NaN / infinite inputs, naming the columns: one NaN feature makes every loss NaN."""
+    values = table[columns].to_numpy(dtype="float64")
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
+    problems = []
+    for index in np.flatnonzero(bad.any(axis=0)):
+        column = values[:, index]
+        n_nan, n_inf = int(np.isnan(column).sum()), int(np.isinf(column).sum())
+        parts = ([f"{n_nan} NaN"] if n_nan and not allow_nan else []) + ([f"{n_inf} inf"] if n_inf else [])
+        problems.append(f"{columns[index]} ({', '.join(parts)})")
+    if Config.target_column in table and table[Config.target_column].isna().any():
+        missing = int(table[Config.target_column].isna().sum())
+        problems.append(f"{Config.target_column} (the target: {missing} missing)")
+    if problems:
+        rows = int(bad.any(axis=1).sum())
+        fix = ("drop or clip the infinite values in data.py" if allow_nan else
+               'set Config.fill_missing = "median" to fill NaN features with the training median, or '
+               "clean the table in data.py (fillna / dropna)")
+        raise RunError(f"{name}: non-finite values in {len(problems)} column(s): {'; '.join(problems)}"
+                       f" ({rows} of {len(table)} rows). Training on them gives a NaN loss: {fix}.")
+
+
 def split(table, n_example, val_ratio, seed):
     """The first n_example rows (shuffled with the seed), cut into train and validation parts."""
     table = table.sample(frac=1.0, random_state=seed).head(n_example).reset_index(drop=True)
@@ -59,16 +83,28 @@ def split(table, n_example, val_ratio, seed):
 
 
 def standardise(train, others, columns):
-    """Scale features with the training part's mean and std (no peeking at validation data)."""
+    """Scale features with the training part's mean and std (no peeking at validation data).
+
+    With Config.fill_missing = "median", NaN features are first filled with the training part's median.
+    """
+    if Config.fill_missing == "median":
+        median = train[columns].median()
+        train, others = train.fillna(median), [None if t is None else t.fillna(median) for t in others]
+    elif Config.fill_missing is not None:
+        raise RunError(f'Config.fill_missing = {Config.fill_missing!r}: use None or "median"')
     mean, std = train[columns].mean(), train[columns].std().replace(0, 1.0)
     scale = lambda t: t.assign(**{c: (t[c] - mean[c]) / std[c] for c in columns})  # noqa: E731
     return scale(train), [None if t is None else scale(t) for t in others]
 
 
 class TableDataset(Dataset):
-    """Rows of a table as (features, target) tensors; target -1 when the table has none."""
+    """Rows of a table as (features, target) tensors; target -1 when the table has none.
 
-    def __init__(self, table, columns, classes):
+    augment=True (the training part) applies augment() to each row it returns.
+    """
+
+    def __init__(self, table, columns, classes, augment=False):
+        self.augment_rows = augment
         self.x = torch.tensor(table[columns].to_numpy(dtype="float32"))
         if Config.target_column in table:
             codes = table[Config.target_column].map({c: i for i, c in enumerate(classes)})
@@ -81,4 +117,20 @@ class TableDataset(Dataset):
         return len(self.y)
 
     def __getitem__(self, index):
-        return self.x[index], self.y[index]
+        x = self.x[index]
+        return (self.augment(x) if self.augment_rows else x), self.y[index]
+
+    def augment(self, x):
+        """Random augmentation of one training row: put yours here.
+
+        It may draw from numpy's, Python's or torch's global RNG: the checkpoint saves all their
+        states, so a resumed run draws the same numbers as an uninterrupted one (with num_workers > 0,
+        PyTorch seeds each worker's RNGs from the loader's generator, which is reseeded every epoch).
+        """
+        if Config.aug_noise_std > 0:
+            noise = np.random.normal(0.0, Config.aug_noise_std, size=x.shape).astype("float32")
+            x = x + torch.from_numpy(noise)
+        if Config.aug_drop_prob > 0 and random.random() < Config.aug_drop_prob:
+            x = x.clone()
+            x[random.randrange(len(x))] = 0.0  # the standardised mean
+        return x

@@ -1,8 +1,11 @@
-"""Helpers used everywhere: random seed, the Kaggle runtime shims, atomic saves, time and space."""
+"""Helpers used everywhere: random seed and RNG states, the Kaggle runtime shims, atomic saves, strict JSON,
+time and space."""
 
 import json
+import math
 import os
 import platform
+import random
 import resource
 import sys
 import time
@@ -65,14 +68,76 @@ def out_of_time(last_epoch_s, margin_s):
     return should_stop(margin_s=margin_s) or left < margin_s + 1.5 * last_epoch_s
 
 
-# --- random seed (as the notes define it) -----------------------------------------------
-def random_seed(seed):
-    torch.backends.cudnn.deterministic = True  # always the default convolution algorithm
-    torch.backends.cudnn.benchmark = False  # no (random) algorithm search
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # CPU
+# --- errors ------------------------------------------------------------------------------
+class RunError(Exception):
+    """A problem the run cannot go on with: main() prints the message (no traceback) and exits non-zero.
+
+    exit_code 1: the training failed (bad data, non-finite loss); 2: the run refused to start
+    (e.g. --resume with a checkpoint of another configuration). Kaggle shows either as ERROR.
+    """
+
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --- random seed (as the notes define it, plus Python's random and the deterministic switches) ----
+def random_seed(seed, deterministic=True):
+    """Seed every RNG the code may draw from; with `deterministic`, also ask CUDA for repeatable kernels.
+
+    The deterministic switches cost GPU speed (Config.deterministic explains; False turns them off).
+    """
+    random.seed(seed)  # Python's random (user augmentation)
+    np.random.seed(seed)  # numpy's global RNG (user augmentation)
+    torch.manual_seed(seed)  # CPU (and, in recent torch, every GPU)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)  # every GPU
+    torch.backends.cudnn.deterministic = deterministic  # always the same convolution algorithm
+    torch.backends.cudnn.benchmark = not deterministic  # benchmark = a (timing-dependent) algorithm search
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; it reads this when its first handle is made,
+        # which is later (the first matmul on the GPU).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an operation with no deterministic version warns (once) instead of failing a long run.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def rng_states():
+    """Every RNG state a resumed run needs (plain types and CPU tensors: loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": None,
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = [state.cpu() for state in torch.cuda.get_rng_state_all()]  # one per GPU
+    return states
+
+
+def set_rng_states(states):
+    """Restore what rng_states() saved. Returns a note when the CUDA states could not all be restored."""
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    numpy = states["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    torch.set_rng_state(states["torch"].cpu())  # must be a CPU ByteTensor
+    saved_cuda = states.get("cuda")
+    if not torch.cuda.is_available():
+        return "the checkpoint has CUDA RNG states but there is no GPU now" if saved_cuda else None
+    if not saved_cuda:
+        return ("the checkpoint has no CUDA RNG state (saved without a GPU): "
+                "GPU randomness restarts from the seed")
+    count = min(len(saved_cuda), torch.cuda.device_count())
+    for index in range(count):
+        torch.cuda.set_rng_state(saved_cuda[index].cpu(), device=index)
+    if count != len(saved_cuda) or count != torch.cuda.device_count():
+        return (f"CUDA RNG states restored for {count} GPU(s): saved {len(saved_cuda)}, "
+                f"present {torch.cuda.device_count()}")
+    return None
 
 
 # --- files ----------------------------------------------------------------------------
@@ -83,10 +148,27 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
+def json_safe(obj):
+    """NaN and infinities become null: strict JSON parsers refuse the bare tokens NaN / Infinity."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.generic, torch.Tensor)) and getattr(obj, "ndim", 0) == 0:
+        return json_safe(obj.item())  # numpy / torch scalars (e.g. from a metric)
+    return obj
+
+
+def to_json(obj, indent=None):
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def write_json(obj, path):
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
+        f.write(to_json(obj, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -107,7 +189,24 @@ def peak_ram_mb():
 
 
 def peak_gpu_mb():
+    """Peak GPU memory held by tensors (what the model and batches needed)."""
     return torch.cuda.max_memory_allocated() / 1024**2 if torch.cuda.is_available() else 0.0
+
+
+def peak_gpu_reserved_mb():
+    """Peak GPU memory PyTorch's caching allocator reserved (what the GPU had to have; >= allocated)."""
+    return torch.cuda.max_memory_reserved() / 1024**2 if torch.cuda.is_available() else 0.0
+
+
+def gpu_info():
+    """The GPU and the CUDA / cuDNN versions this torch uses (None without a GPU)."""
+    cuda = torch.cuda.is_available()
+    return {
+        "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else None,
+        "cuda": torch.version.cuda,  # the CUDA torch was built with (None for a CPU-only torch)
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
 
 
 def package_versions():
@@ -123,4 +222,4 @@ def package_versions():
                 versions[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
-    return {"python": platform.python_version(), "packages": dict(sorted(versions.items()))}
+    return {"python": platform.python_version(), **gpu_info(), "packages": dict(sorted(versions.items()))}

@@ -14,6 +14,14 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+def strict_json(text):
+    """json.loads refusing NaN / Infinity, as strict parsers do."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_running_test_mode_writes_every_output(tmp_path):
     env = {**os.environ, "KAGGLEKIT_RUNNING_TEST": "1"}
     done = subprocess.run([sys.executable, str(PROJECT / "train.py")], cwd=tmp_path, env=env,
@@ -21,11 +29,13 @@ def test_running_test_mode_writes_every_output(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "outputs"
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = strict_json((out / "summary.json").read_text())
     assert summary["running_test"] is True
     assert summary["n_example"] < summary["full_n_example"]
+    hyper = summary["hyperparameters"]
+    assert hyper["effective_batch_size"] == hyper["batch_size"] * hyper["accum_iter"]
 
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, summary["last_epoch"] + 1))
     assert all(row["train_loss"] > 0 and 0 <= row["score"] <= 1 for row in rows)
 
