@@ -877,6 +877,7 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
     from kagglekit.errors import ConfigError
     from kagglekit.experiments import from_settings, parse_grid, select
     from kagglekit.queue import QueueOptions, QueueRunner, render
+    from kagglekit.run_options import parse_run_options
 
     client, ledger, settings, store = _queue_setup(opts, project_dir)
     chosen = select(from_settings(settings), parse_grid(grid))
