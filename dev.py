@@ -2,7 +2,7 @@
 """Set up and run kagglekit from a fresh clone, with nothing but python3.
 
     python3 dev.py demo    # the main job: the whole loop against the embedded emulator
-    python3 dev.py test    # the test suite
+    python3 dev.py test    # the test suite (two pytest-xdist workers; KAGGLEKIT_TEST_WORKERS=N or -n N)
     python3 dev.py lint    # ruff + mypy (CI runs this too)
 
 The first run creates ./.venv and installs kagglekit (editable) with its test and
@@ -38,6 +38,14 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+def test_workers(args: list[str]) -> list[str]:
+    """Two pytest-xdist workers unless the caller chose (-n N, -p no:xdist): most tests wait on kernels
+    and the emulator's delays, so two workers halve the suite's time even on a 2-core machine."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) or a == "no:xdist" for a in args):
+        return []
+    return ["-n", os.environ.get("KAGGLEKIT_TEST_WORKERS", "2")]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "lint"}:
         print(__doc__)
@@ -47,7 +55,7 @@ def main(argv: list[str]) -> int:
     if cmd == "demo":
         return subprocess.call([str(PY), "-m", "kagglekit.demo", *rest])
     if cmd == "test":
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        return subprocess.call([str(PY), "-m", "pytest", *test_workers(rest), *rest], cwd=ROOT)
     rc = subprocess.call([str(BIN / "ruff"), "check", "kagglekit", "tests", "bench", "dev.py"], cwd=ROOT)
     return subprocess.call([str(BIN / "mypy")], cwd=ROOT) or rc
 

@@ -110,7 +110,7 @@ def test_list_kernels_paging_and_cancel_by_session_id(emulator: EmulatorHandle) 
     emulator.wait_for_status("demo", "cancel-me", statuses={"RUNNING"})
     session_id = session_id_from_live_log(emulator, "cancel-me")
     assert emulator.rpc("CancelKernelSession", {"kernelSessionId": session_id}) == {}
-    assert emulator.wait_for_status("demo", "cancel-me", timeout=20) == "CANCEL_ACKNOWLEDGED"
+    assert emulator.wait_for_status("demo", "cancel-me", timeout=60) == "CANCEL_ACKNOWLEDGED"
 
 
 def session_id_from_live_log(emulator: EmulatorHandle, slug: str) -> int:

@@ -21,7 +21,7 @@ AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 
 
 def waiting(flag: Path) -> str:
-    return (f"import os, time\nprint('started', flush=True)\nend = time.time() + 30\n"
+    return (f"import os, time\nprint('started', flush=True)\nend = time.time() + 300\n"
             f"while not os.path.exists({str(flag)!r}) and time.time() < end:\n    time.sleep(0.02)\n")
 
 
@@ -57,7 +57,7 @@ def _serve(data: Path, ready: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir",
                              str(data), "--ready-file", str(ready), "--config", json.dumps(EMULATOR_TEST_CONFIG)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # a bound on a hang only: start-up is a few seconds, more under load
     while not ready.exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
@@ -80,7 +80,7 @@ def test_killed_emulator_restarts_with_in_flight_run_as_error(tmp_path: Path) ->
             "language": "python", "kernelType": "script"})
         assert r.json()["versionNumber"] == 1
         body = {"userName": "demo", "kernelSlug": "crash-victim"}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not marker.exists() or requests.post(
                 f"{url}/v1/kernels.KernelsApiService/GetKernelSessionStatus", json=body, auth=AUTH,
                 timeout=10).json().get("status") != "RUNNING":  # 404 "No runs found" until the session exists
@@ -100,7 +100,7 @@ def test_killed_emulator_restarts_with_in_flight_run_as_error(tmp_path: Path) ->
         r = requests.post(f"{url}/v1/kernels.KernelsApiService/GetKernelSessionStatus", auth=AUTH, timeout=10,
                           json={"userName": "demo", "kernelSlug": "crash-victim"})
         assert r.json() == {"status": "ERROR", "failureMessage": MSG_RESTARTED}
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # killed at start-up, before the ready file; a bound on a hang only
         while os.path.exists(f"/proc/{kernel_pid}") and "Z" not in _state_of(kernel_pid):
             assert time.monotonic() < deadline, "the orphaned kernel was not killed"
             time.sleep(0.05)

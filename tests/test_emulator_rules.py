@@ -133,7 +133,7 @@ def test_session_timeout_cancels_and_keeps_files(emulator: EmulatorHandle, kaggl
         {"id": "demo/slow-kernel", "title": "Slow Kernel", "code_file": "main.py", "language": "python",
          "kernel_type": "script"}))
     assert kaggle_cli("kernels", "push", "-p", str(folder), "-t", "1").returncode == 0
-    assert emulator.wait_for_status("demo", "slow-kernel", timeout=20) == "CANCEL_ACKNOWLEDGED"
+    assert emulator.wait_for_status("demo", "slow-kernel", timeout=60) == "CANCEL_ACKNOWLEDGED"
     r = kaggle_cli("kernels", "status", "demo/slow-kernel")
     assert "KernelWorkerStatus.CANCEL_ACKNOWLEDGED" in r.stdout and C.MSG_TIMEOUT in r.stdout
     files = emulator.rpc("ListKernelSessionOutput", {"userName": "demo", "kernelSlug": "slow-kernel"})["files"]
@@ -144,7 +144,7 @@ def test_session_timeout_cancels_and_keeps_files(emulator: EmulatorHandle, kaggl
 def test_per_kind_session_limit(emulator: EmulatorHandle) -> None:
     """The per-kind limit (12 h on Kaggle, 1 s here) applies without a push timeout."""
     emulator.push("import time\ntime.sleep(60)", slug="cpu-limit-kernel")
-    assert emulator.wait_for_status("demo", "cpu-limit-kernel", timeout=20) == "CANCEL_ACKNOWLEDGED"
+    assert emulator.wait_for_status("demo", "cpu-limit-kernel", timeout=60) == "CANCEL_ACKNOWLEDGED"
     assert emulator.status("demo", "cpu-limit-kernel")[1] == C.MSG_TIMEOUT
 
 

@@ -288,7 +288,7 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(emulator: Any, tmp_path:
 
     root = write(tmp_path / "sleepy", {
         "kagglekit.toml": 'kernel = "sleepy-watch"\nentry = "main.py"\ntest-flag = false\n',
-        "main.py": "import time\ntime.sleep(20)\n",
+        "main.py": "import time\ntime.sleep(300)\n",  # still RUNNING when checked, even under load
     })
     env = {**os.environ, "KAGGLE_USERNAME": C.DEMO_USERNAME, "KAGGLE_KEY": C.DEMO_KEY,
            "KAGGLEKIT_ENDPOINT": emulator.url}

@@ -327,7 +327,7 @@ def test_a_run_seen_queued_then_complete_gets_its_cost_from_the_log(
 
     report = quota_report(client, ledger)
     (run,) = report.runs
-    assert run.source == "log" and 0.7 <= run.cost_s < 3.0
+    assert run.source == "log" and 0.7 <= run.cost_s < 15.0  # the 0.8 s between the prints; more under load
     assert "no times yet" not in format_report(report)
     rec = ledger.get(client.account, kernel, pushed.version)
     assert rec is not None and rec.duration_s == pytest.approx(run.cost_s)

@@ -33,9 +33,14 @@ def test_killed_full_run_is_resumed_from_its_checkpoint(kk: Any, emulator: Any, 
     # v1: a test-mode run that completes: an older COMPLETE output that --resume must NOT pick.
     code, out, err = kk("push", "--cpu", "--test", "--wait", "--interval", "0.5", cwd=root)
     assert code == 0, (out, err)
+    v1_run = json.loads((emulator.output_dir("demo", "resume-chain", 1) / "kagglekit" / "run.json").read_text())
+    v1_seconds = float(v1_run["duration_s"])
 
-    # v2: full mode with more epochs than fit in a 40-second session: the template's time guard ends it.
-    code, out, err = kk("push", "--gpu", "--full", "--timeout", "40", "--set", "n_epoch=100000", "--set",
+    # v2: full mode with more epochs than fit in its session: the template's time guard ends it. The session
+    # is sized from v1's own run time on this machine now (torch import, then 10 epochs), so a loaded machine
+    # gets a longer one and the guard still has room for the last save and prediction.
+    timeout = max(40, round(4 * v1_seconds + 10))
+    code, out, err = kk("push", "--gpu", "--full", "--timeout", str(timeout), "--set", "n_epoch=100000", "--set",
                         "n_example=1000", "--set", "early_stop=1000000", "--wait", "--interval", "0.5", cwd=root)
     assert code == 0, (out, err[-3000:])  # COMPLETE: it stopped itself, it was not killed
     assert kk("pull-outputs", cwd=root)[0] == 0

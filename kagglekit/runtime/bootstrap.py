@@ -19,6 +19,7 @@ import runpy
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -349,13 +350,33 @@ def _stop_on_sigterm(manifest: RunManifest) -> list[int]:
     with contextlib.suppress(ValueError, OSError):  # not the main thread: no handler, the last tick stays
         signal.signal(signal.SIGTERM, on_signal)
 
+    # SIGTERM stays blocked in the forking thread from just before fork() until the child has its default
+    # action back: a SIGTERM that reached the child before that (Pool.terminate() right after starting a
+    # worker, likely on a loaded machine) would trip the inherited handler, then be dropped once Python
+    # saw SIG_DFL, and the worker would live on, holding the pool's join (and the run) for ever.
+    blocked_by_us = threading.local()
+
+    def before_fork() -> None:
+        blocked_by_us.value = False
+        if signal.getsignal(signal.SIGTERM) is on_signal:
+            with contextlib.suppress(ValueError, OSError):
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                blocked_by_us.value = signal.SIGTERM not in old
+
+    def unblock() -> None:
+        if getattr(blocked_by_us, "value", False):
+            blocked_by_us.value = False
+            with contextlib.suppress(ValueError, OSError):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
     def after_fork_in_child() -> None:
         # forked workers (multiprocessing "fork", DataLoader) get the default SIGTERM back, so that
         # Pool.terminate() kills them instead of running the bootstrap's ending; a handler set by
-        # the project itself is left alone
+        # the project itself is left alone. A SIGTERM pending meanwhile is delivered on unblocking.
         if signal.getsignal(signal.SIGTERM) is on_signal:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        unblock()
 
-    os.register_at_fork(after_in_child=after_fork_in_child)
+    os.register_at_fork(before=before_fork, after_in_parent=unblock, after_in_child=after_fork_in_child)
     return interrupted
