@@ -758,7 +758,9 @@ def _too_big(script_bytes: int, contents: Mapping[str, bytes]) -> BundleError:
     return BundleError(
         f"The kernel script would be {display.size(script_bytes)} ({script_bytes:,} bytes), over Kaggle's source limit "
         f"of 1 MiB ({constants.SOURCE_LIMIT_BYTES:,} bytes). Largest contributors: {listed}.",
-        hint=TOO_BIG_HINT)
+        hint=TOO_BIG_HINT + " If the code itself is that big: give the kernel an owner (kernel = \"owner/slug\"); "
+        "then the archive travels as the private dataset <owner>/<slug>-code (push fills the owner from your "
+        "account, bundle writes that folder as code-dataset/).")
 
 
 def _limit_text(seconds: int) -> str:

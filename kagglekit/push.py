@@ -114,7 +114,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     from kagglekit.channel import VENDOR, plan_deps, upload_code, vendor_wheels
 
     deps_plan = plan_deps(dataclasses.replace(project, accelerator=settings.accelerator), settings.enable_internet)
-    if deps_plan.report.verdicts or deps_plan.report.skipped:
+    # The summary printed after the push says both of these; announce them early only before slow work (uploads).
+    if deps_plan.action == VENDOR and (deps_plan.report.verdicts or deps_plan.report.skipped):
         info(f"Requirements: {deps_plan.describe()}")
     if deps_plan.action == VENDOR and not req.dry_run:
         vendor_wheels(client, settings, deps_plan, info, upload=client is not None)
@@ -125,7 +126,8 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
                                   (deps_plan.wheels_dataset,) if deps_plan.action == VENDOR and
                                   deps_plan.wheels_dataset else (), code_dataset_settings=project)
         outcome.requirements = deps_plan.describe()
-        info(f"Code: {bundle.delivery}")
+        if bundle.code_dataset is not None:
+            info(f"Code: {bundle.delivery}")
         for w in warnings:
             info(f"Warning: {w}")
         if req.dry_run or client is None:

@@ -520,11 +520,13 @@ def find_reassignments(sources: Mapping[str, str], changes: list[FlagChange],
             tree = _parse(file, sources[file])
             if tree is None:
                 continue
-            for node, context in _assignments_with_context(tree):
+            for node, context, method_of in _assignments_with_context(tree):
                 hit = False
+                # inside a method of the owning class, its first parameter (cls/self) names the owner too
+                owners = owner_names | ({method_of[1]} if method_of and method_of[0] == cls_name else set())
                 for t in _targets(node):
                     on_owner = isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name) \
-                        and t.value.id in owner_names
+                        and t.value.id in owners
                     same_global = (isinstance(t, ast.Name) and t.id == attr and not cls_name and file == def_file
                                    and (file, node.lineno) not in changed
                                    and (context.startswith("at module level") or _declares_global(tree, node, attr)))
@@ -557,25 +559,32 @@ def _declares_global(tree: ast.Module, node: ast.stmt, name: str) -> bool:
     return False
 
 
-def _assignments_with_context(tree: ast.Module) -> Iterator[tuple[ast.stmt, str]]:
+_MethodOf = tuple[str, str] | None  # (class name, the method's first parameter: cls/self), inside a method
+
+
+def _assignments_with_context(tree: ast.Module) -> Iterator[tuple[ast.stmt, str, _MethodOf]]:
     """Every assignment statement (and bare call) with where it sits: module level (under which if), or a function."""
-    def walk(body: list[ast.stmt], where: str, cond: str) -> Iterator[tuple[ast.stmt, str]]:
+    def walk(body: list[ast.stmt], where: str, cond: str,
+             method_of: _MethodOf = None) -> Iterator[tuple[ast.stmt, str, _MethodOf]]:
         for stmt in body:
             if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Expr):
-                yield stmt, where + (f", inside `{cond}`" if cond else "")
+                yield stmt, where + (f", inside `{cond}`" if cond else ""), method_of
             elif isinstance(stmt, ast.If):
                 test = f"if {ast.unparse(stmt.test)[:60]}:"
-                yield from walk(stmt.body, where, test)
-                yield from walk(stmt.orelse, where, f"else of `{test}`")
+                yield from walk(stmt.body, where, test, method_of)
+                yield from walk(stmt.orelse, where, f"else of `{test}`", method_of)
             elif isinstance(stmt, ast.For | ast.While | ast.With | ast.Try):
                 yield from walk(_child_bodies(stmt) if not isinstance(stmt, ast.For | ast.While)
-                                else stmt.body + stmt.orelse, where, cond)
+                                else stmt.body + stmt.orelse, where, cond, method_of)
             elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 yield from walk(stmt.body, f"in function {stmt.name}", "")
             elif isinstance(stmt, ast.ClassDef) and where == "at module level":
                 for inner in stmt.body:
                     if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
-                        yield from walk(inner.body, f"in method {stmt.name}.{inner.name}", "")
+                        params = [*inner.args.posonlyargs, *inner.args.args]
+                        first = (stmt.name, params[0].arg) if params and not any(
+                            isinstance(d, ast.Name) and d.id == "staticmethod" for d in inner.decorator_list) else None
+                        yield from walk(inner.body, f"in method {stmt.name}.{inner.name}", "", first)
 
     yield from walk(tree.body, "at module level", "")
 

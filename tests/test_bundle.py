@@ -287,6 +287,29 @@ def test_oversized_project_names_the_largest_contributors(project: Path, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_bundle_of_big_code_without_an_owner_says_how_it_can_travel(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    from kagglekit.cli import main
+
+    root = tmp_path / "bigcode"
+    (root / "pkg").mkdir(parents=True)
+    (root / "kagglekit.toml").write_text('kernel = "big-code"\nentry = "pkg.main"\ntest-flag = false\n')
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "main.py").write_text("from pkg import table\n")
+    (root / "pkg" / "table.py").write_text(f"DATA = {base64.b64encode(random.Random(3).randbytes(1_200_000)).decode()!r}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["bundle", str(root), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 11, err
+    assert 'kernel = "owner/slug"' in err and "<owner>/<slug>-code" in err and "Traceback" not in err
+    (root / "kagglekit.toml").write_text('kernel = "demo/big-code"\nentry = "pkg.main"\ntest-flag = false\n')
+    res = CliRunner().invoke(cli, ["bundle", str(root), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "out" / "code-dataset").glob("bundle-*.tar.xz"))) == 1
+
+
 def test_ignore_rules_kaggleignore_negation_and_include_into_an_excluded_folder(project: Path,
                                                                                 tmp_path: Path) -> None:
     (project / ".kaggleignore").write_text("README.md\n!model.pt\n")

@@ -258,6 +258,33 @@ def test_a_module_constant_reassigned_under_a_flag_is_reported(tmp_path: Path) -
     assert lines == ["--set EPOCHS: settings.py:4", "--set EPOCHS: train.py:2"]
 
 
+def test_a_classmethod_reassigning_through_cls_is_reported(tmp_path: Path) -> None:
+    # kagglekit init's own Config: test mode sets cls.n_epoch, so `--test --set n_epoch=1` would silently train 10
+    root = write(tmp_path / "clsp", {
+        "kagglekit.toml": 'kernel = "demo/cls-project"\nentry = "train.py"\n',
+        "config.py": textwrap.dedent("""\
+            class Config:
+                running_test = True
+                n_epoch = 30
+                seed = 1
+
+                @classmethod
+                def apply(cls):
+                    if cls.running_test:
+                        cls.n_example, cls.n_epoch = 400, 10
+
+                @staticmethod
+                def other(cls):
+                    cls.seed = 2
+            """),
+        "train.py": "from config import Config\nConfig.apply()\n"})
+    result = build_bundle(load_project(root), overrides={"n_epoch": "1"}, out_dir=tmp_path / "out")
+    hits = [w for w in result.warnings if "assigns it again" in w]
+    assert len(hits) == 1 and "config.py:9" in hits[0] and "in method Config.apply" in hits[0]
+    quiet = build_bundle(load_project(root), overrides={"seed": "5"}, out_dir=tmp_path / "out2")
+    assert not [w for w in quiet.warnings if "assigns it again" in w]
+
+
 @pytest.mark.parametrize("sets, message", [
     ({"configs/base.yaml:train.epoch": "1"}, "has no key 'epoch' (did you mean 'epochs'?)"),
     ({"configs/base.yaml:train.epochs": "fast"}, "is not an integer"),

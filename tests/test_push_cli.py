@@ -124,6 +124,15 @@ def test_test_then_full_mode_runs_prove_mode_and_overrides(kk: Any, project: Pat
     assert [(r["version"], r["mode"], r["status"]) for r in runs] == [(1, "test", "COMPLETE"), (2, "full", "COMPLETE")]
 
 
+def test_a_push_says_how_the_code_and_requirements_travel_once(kk: Any, project: Path) -> None:
+    (project / "requirements.txt").write_text("numpy\n")
+    code, out, err = kk("push", "--cpu", cwd=project)
+    assert code == 0, out + err
+    both = out + err
+    assert both.count("the script is") == 1 and "code inline: the script is" in out  # not repeated on stderr
+    assert both.count("already in Kaggle's image") == 1 and "Requirements:" not in err
+
+
 def test_seed_style_runing_test_is_toggled_and_local_file_unchanged(kk: Any, tmp_path: Path) -> None:
     root = write(tmp_path / "seed", {
         "kagglekit.toml": 'kernel = "seed-style"\nentry = "main.py"\n',

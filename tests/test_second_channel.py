@@ -150,7 +150,7 @@ def test_online_install_of_a_package_the_image_lacks(kk: Any, emulator: Any, tmp
     root = project(tmp_path / "online-deps", "cowsay==6.1\n", TRAIN_COWSAY)
     code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
     assert code == 0, out + err + log_of(emulator, "demo/online-deps")
-    assert "missing cowsay==6.1; the kernel pip-installs them before the entry (internet on)" in err
+    assert "missing cowsay==6.1; the kernel pip-installs them before the entry (internet on)" in out  # the summary (stdout) says it once
     log = log_of(emulator, "demo/online-deps")
     assert "installing 1 requirement(s) Kaggle's image lacks from PyPI" in log
     assert "installed cowsay==6.1 in" in log and "installed in the kernel" in log
