@@ -904,6 +904,185 @@ def deps_vendor_cmd(opts: Options, /, project_dir: Path | None, no_upload: bool)
                                                        " are downloaded (not uploaded)"))
 
 
+@cli.group("queue")
+def queue_group() -> None:
+    """Run the project's experiments on Kaggle: as many at once as the account may, within its quota.
+
+    \b
+    Experiments come from the project's `experiments` table and from --grid NAME=V1,V2 (their
+    cartesian product); each runs as its own kernel. The queue lives in the run ledger: stop
+    `queue run` any time and run it again to carry on (docs/queue.md).
+    """
+
+
+def _queue_setup(opts: Options, project_dir: Path | None) -> tuple[KaggleApiClient, Ledger, Any, Any]:
+    from kagglekit.ledger import Ledger
+    from kagglekit.queue import open_store
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir)  # before any network: a bad setting is the first thing to say
+    client = opts.client()
+    if settings.kernel_owner is None:
+        settings = settings.with_owner(client.username)
+    ledger = Ledger()
+    return client, ledger, settings, open_store(ledger, settings, client.account)
+
+
+_project_option = click.option("-p", "--project", "project_dir", metavar="DIR",
+                               type=click.Path(exists=True, file_okay=False, path_type=Path),
+                               help="The project folder (default: the one around the current folder).")
+
+
+@queue_group.command("run")
+@_project_option
+@click.option("--grid", multiple=True, metavar="NAME=V1,V2",
+              help="Add one experiment per combination of these values (repeatable: the cartesian product).")
+@click.option("--only", multiple=True, metavar="NAME", help="Run only these experiments (repeatable).")
+@click.option("--slots", type=click.IntRange(1), default=None,
+              help="At most this many sessions at once per accelerator (default: the account's cap, 2 GPU).")
+@click.option("--max-gpu-hours", type=click.FloatRange(0), default=None,
+              help="Stop pushing once the queue's sessions used this many accelerator hours; the rest stay queued.")
+@click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds between looks at the running sessions (one status request each).")
+@click.option("--no-pull", is_flag=True, help="Do not pull each session's outputs when it ends.")
+@run_options
+@pass_options
+def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[str, ...], only: tuple[str, ...],
+                      slots: int | None, max_gpu_hours: float | None, interval: float, no_pull: bool,
+                      **run_values: Any) -> None:
+    """Push experiments while a slot is free and the quota admits them; follow, continue and pull them.
+
+    \b
+    Examples:  kagglekit queue run --gpu --full --grid lr=1e-3,3e-4 --grid fold=0,1,2
+               kagglekit queue run --max-gpu-hours 10        (the project's experiments table)
+    """
+    from kagglekit.errors import ConfigError
+    from kagglekit.experiments import from_settings, parse_grid, select
+    from kagglekit.queue import QueueOptions, QueueRunner, render
+    from kagglekit.run_options import parse_run_options
+
+    client, ledger, settings, store = _queue_setup(opts, project_dir)
+    chosen = select(from_settings(settings), parse_grid(grid))
+    if only:
+        missing = sorted(set(only) - {e.name for e in chosen} - {i.name for i in store.items()})
+        if missing:
+            raise ConfigError(f"--only names unknown experiment(s): {', '.join(missing)}.",
+                              hint="`kagglekit queue status` lists the queue; the experiments table the rest.")
+        chosen = tuple(e for e in chosen if e.name in only)
+    added = store.add(chosen, settings.kernel_id or "")
+    if added:
+        opts.info(f"Queued {len(added)} experiment(s): {', '.join(i.name for i in added)}.")
+    if not store.items():
+        raise ConfigError("The queue is empty: the project has no experiments table and no --grid was given.",
+                          hint="E.g. kagglekit queue run --grid lr=1e-3,3e-4, or an [tool.kagglekit.experiments.NAME] "
+                               "table with set = { lr = \"1e-3\" } (docs/queue.md).")
+    live = sys.stderr.isatty() and not opts.json
+    events: list[str] = []
+
+    def event(message: str) -> None:
+        events.append(message)
+        if not live:
+            opts.info(message)
+
+    def tick(view: Any) -> None:
+        if live:
+            click.echo("\x1b[H\x1b[2J" + render(view) + "\n\n" + "\n".join(events[-8:]), err=True)
+
+    runner = QueueRunner(client, ledger, store, settings,
+                         QueueOptions(slots=slots, max_gpu_hours=max_gpu_hours, interval_s=interval,
+                                      defaults=parse_run_options(**run_values), pull=not no_pull, event=event,
+                                      tick=tick))
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        opts.info(f"Stopped. Running sessions go on on Kaggle and the queue is kept: "
+                  f"`{opts.command_prefix()} queue run` carries on.")
+        raise
+    opts.emit({"queue": result.view.as_dict(), "pushes": result.pushes, "refusals": result.refusals,
+               "status_requests": result.polls, "seconds": round(result.seconds, 1),
+               "push_seconds": [round(x, 3) for x in result.push_seconds]},
+              lambda: click.echo(render(result.view)))
+
+
+@queue_group.command("status")
+@_project_option
+@pass_options
+def queue_status_command(opts: Options, /, project_dir: Path | None) -> None:
+    """The queue as the ledger has it (no request to Kaggle): states, sessions, hours."""
+    from kagglekit.ledger import Ledger
+    from kagglekit.queue import build_view, render, stores_of
+    from kagglekit.settings import load_project
+
+    views = [build_view(store) for store in stores_of(Ledger(), load_project(project_dir))]
+    opts.emit([v.as_dict() for v in views],
+              lambda: click.echo("\n\n".join(render(v) + (f"\n  (run by pid {v.holder['pid']} on {v.holder['host']})"
+                                                          if v.holder else "") for v in views)
+                                 or "The queue is empty: `kagglekit queue run --grid NAME=V1,V2` fills it."))
+
+
+@queue_group.command("cancel")
+@click.argument("names", nargs=-1, required=True)
+@_project_option
+@pass_options
+def queue_cancel_command(opts: Options, /, names: tuple[str, ...], project_dir: Path | None) -> None:
+    """Dequeue experiments; a running one is stopped (kagglekit stop) and its outputs pulled when it ends."""
+    from kagglekit.queue import cancel
+
+    client, _, _, store = _queue_setup(opts, project_dir)
+    items = [cancel(client, store, name, info=opts.info) for name in names]
+    opts.emit([{"name": i.name, "state": i.state, "note": i.note} for i in items],
+              "\n".join(f"{i.name}: {i.state}" for i in items))
+
+
+@queue_group.command("forget")
+@click.argument("names", nargs=-1, required=True)
+@_project_option
+@pass_options
+def queue_forget_command(opts: Options, /, names: tuple[str, ...], project_dir: Path | None) -> None:
+    """Remove ended or waiting experiments from the queue (their runs and outputs stay)."""
+    _, _, _, store = _queue_setup(opts, project_dir)
+    removed = store.forget(list(names))
+    opts.emit({"removed": removed}, f"Removed {removed} experiment(s) from the queue.")
+
+
+@cli.command("compare")
+@click.argument("names", nargs=-1)
+@_project_option
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Where to draw the loss curves (default: outputs/compare.png in the project).")
+@pass_options
+def compare_command(opts: Options, /, names: tuple[str, ...], project_dir: Path | None,
+                    plot_path: Path | None) -> None:
+    """The queue's experiments side by side: final and best metrics, overrides, GPU hours, status; loss curves.
+
+    \b
+    Reads the outputs `queue run` pulled (metrics.jsonl, summary.json); no request to Kaggle.
+    """
+    import pandas as pd
+
+    from kagglekit.compare import gather, plot_losses
+    from kagglekit.ledger import Ledger
+    from kagglekit.queue import stores_of
+    from kagglekit.settings import load_project
+
+    settings = load_project(project_dir)
+    stores = stores_of(Ledger(), settings)
+    if not stores:
+        raise KagglekitError("This project's queue has no experiments yet.",
+                             hint="`kagglekit queue run` runs them; compare reads what it pulled.")
+    frame, histories = gather(stores[-1], names)  # the account that ran the queue last
+    target = plot_path or settings.root / "outputs" / "compare.png"
+    drawn = plot_losses(histories, target, title=f"{settings.kernel_slug}: loss")
+    table = frame.reset_index().to_dict(orient="records") if not frame.empty else []
+
+    def human() -> None:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            click.echo(frame.to_string() if not frame.empty else "No experiments.")
+        click.echo(f"Loss curves: {drawn}" if drawn else "No loss values to plot (metrics.jsonl had none).")
+
+    opts.emit({"experiments": table, "plot": str(drawn) if drawn else None}, human)
+
+
 def _accept_global_options_after_the_command(group: click.Group) -> None:
     """Let ``kagglekit push --local`` mean ``kagglekit --local push`` (and so for every global option).
 

@@ -123,3 +123,9 @@ class RunNotFinishedError(KagglekitError):
 
 
 EXIT_INTERRUPTED = 130
+
+
+class QueueBusyError(KagglekitError):
+    """Another ``kagglekit queue run`` holds the queue's lease: two would push the same experiments."""
+
+    exit_code = 18

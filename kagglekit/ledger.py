@@ -343,6 +343,45 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN chain_seq INTEGER;
     ALTER TABLE runs ADD COLUMN session_id INTEGER;
     """,
+    # 6: the experiment queue (kagglekit/queue.py, docs/queue.md): its items, the one process that may
+    # push for it (a lease), and which session outputs it pulled, so a killed `queue run` loses nothing.
+    """
+    CREATE TABLE queue_items (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        account TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kernel TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        chain_id INTEGER REFERENCES chains(id),
+        cur_kernel TEXT,
+        cur_version INTEGER,
+        pushing_since TEXT,
+        push_sent_at TEXT,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (queue, account, name)
+    );
+    CREATE TABLE queue_leases (
+        queue TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        note TEXT
+    );
+    CREATE TABLE queue_pulls (
+        account TEXT NOT NULL,
+        kernel TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        pulled_at TEXT NOT NULL,
+        PRIMARY KEY (account, kernel, version)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -446,6 +485,19 @@ class Ledger:
                 raise
             else:
                 conn.execute("COMMIT")
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction for a module that keeps its own tables here (the queue)."""
+        return self._transaction()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only statement (the queue's tables)."""
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def now(self) -> datetime:
+        """The ledger's clock (tests give one)."""
+        return self._clock()
 
     def close(self) -> None:
         with self._lock:

@@ -191,6 +191,19 @@ def _acc_numbers(acc: Any) -> tuple[float | None, float | None, float | None]:
             pick("total_seconds", "total_s", "total_time_allowed", "totalTimeAllowed"))
 
 
+def admits(used: float, reserved: float, total: float) -> bool:
+    """Kaggle's admission rule for a new accelerator session (kaggle-prod-behaviour §4): it starts while
+    the hours used plus what running sessions reserve up to their limit stay under the allowance. The
+    push preflight and the queue (kagglekit/queue.py) both predict refusals with it."""
+    return used + reserved < total
+
+
+def quota_numbers(info: Any, kind: str) -> tuple[float | None, float | None, float | None, datetime | None]:
+    """(used, reserved, total, refresh) for ``kind`` from a ``client.quota()`` answer (None: not reported)."""
+    used, reserved, total = _acc_numbers(getattr(info, kind, None))
+    return used, reserved, total, _refresh_of(info)
+
+
 def _refresh_of(info: Any) -> datetime | None:
     value = info.get("refresh_time") if isinstance(info, dict) else getattr(info, "refresh_time", None)
     if isinstance(value, str):
@@ -637,7 +650,7 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
         if used is not None and total is not None:
             reserved = reserved or 0.0
             refresh = _refresh_of(info)
-            if used + reserved >= total:
+            if not admits(used, reserved, total):
                 ok = False
                 # Kaggle's admission rule: a new session starts only while used + reserved < allowance.
                 if used >= total:

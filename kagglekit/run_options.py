@@ -21,10 +21,16 @@ class RunOptions:
     internet: bool | None = None
     timeout: str | None = None  # "11h", "90m", seconds
     args: tuple[str, ...] = ()  # the entry point's arguments, given after ``--``
+    kernel: str | None = None  # another kernel than the project's (an experiment's own, kagglekit/experiments.py)
 
     def settings_overrides(self) -> dict[str, Any]:
         """The command-line layer for ``settings.load_project``."""
-        return {"accelerator": self.accelerator, "internet": self.internet, "timeout": self.timeout}
+        out: dict[str, Any] = {"accelerator": self.accelerator, "internet": self.internet, "timeout": self.timeout}
+        if self.kernel is not None:  # the title names the kernel on Kaggle: it follows the slug
+            from kagglekit.settings import title_from_slug
+
+            out.update(kernel=self.kernel, title=title_from_slug(self.kernel.rpartition("/")[2]))
+        return out
 
 
 def parse_sets(values: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -61,6 +61,7 @@ class ProjectSettings:
     sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
     test_sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `test-set`: in test mode
     working_files: tuple[str, ...] = ()  # project files copied into /kaggle/working before the entry runs
+    experiments: tuple[Mapping[str, Any], ...] = ()  # the `experiments` table as written (experiments.py)
 
     def sets_for(self, mode: str | None, given: Mapping[str, str] | None = None) -> dict[str, str]:
         """The --set overrides of a run: ``set``, then ``test-set`` in test mode, then the command line's."""
@@ -438,6 +439,16 @@ def parse_deps(value: object) -> str:
     return text
 
 
+def _experiments(value: object) -> tuple[Any, ...]:
+    """The ``experiments`` table, kept as written: kagglekit/experiments.py reads it (for `queue run`)."""
+    if isinstance(value, Mapping):
+        return tuple({"name": str(k), **v} if isinstance(v, Mapping) else {"name": str(k), "bad": v}
+                     for k, v in value.items())
+    if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+        return tuple(dict(v) for v in value)
+    raise _Bad("a table of experiments, e.g. [tool.kagglekit.experiments.small-lr] with set = { lr = \"1e-4\" }")
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -471,6 +482,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "set": parse_set_table,
     "test-set": parse_set_table,
     "working-files": parse_working_files,
+    "experiments": _experiments,
 }
 
 LIST_FIELDS = frozenset({"include", "exclude", "datasets", "competitions", "kernels", "models", "checkpoints",
@@ -604,7 +616,8 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
                         ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
-                        ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files")):
+                        ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files"),
+                        ("experiments", "experiments")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:
