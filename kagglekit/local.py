@@ -52,16 +52,6 @@ def _read_state() -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _answers(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/__emulator/health", timeout=timeout) as resp:
@@ -79,7 +69,7 @@ def status() -> EmulatorInfo | None:
         info = EmulatorInfo(str(state["url"]), int(state["pid"]), Path(state["data_dir"]))
     except (KeyError, TypeError, ValueError):
         return None
-    if not _pid_alive(info.pid) or not _answers(info.url):
+    if not paths.pid_alive(info.pid) or not _answers(info.url):
         return None
     return info
 
@@ -156,13 +146,13 @@ def stop() -> EmulatorInfo | None:
         if state:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 info = EmulatorInfo(str(state["url"]), int(state["pid"]), Path(state["data_dir"]))
-        if info is not None and _pid_alive(info.pid) and _answers(info.url):
+        if info is not None and paths.pid_alive(info.pid) and _answers(info.url):
             os.kill(info.pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
-            while _pid_alive(info.pid) and time.monotonic() < deadline:
+            while paths.pid_alive(info.pid) and time.monotonic() < deadline:
                 _reap(info.pid)
                 time.sleep(0.05)
-            if _pid_alive(info.pid):
+            if paths.pid_alive(info.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(info.pid, signal.SIGKILL)
                 _reap(info.pid)

@@ -158,3 +158,14 @@ def output_file(path: Path, option: str) -> Path:
         raise ConfigError(f"{option} {path!s} names no file.", hint=hint)
     output_dir(path.parent if str(path.parent) else Path("."), option)
     return path
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (the emulator's server, a queue runner holding its lease)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kagglekit import paths
 from kagglekit.constants import (
     FINAL_STATUSES,
     MAX_BATCH_SESSIONS,
@@ -106,16 +107,6 @@ def _item(row: Any) -> Item:
                 experiment=Experiment.from_json(row["spec"]), position=row["position"], state=row["state"],
                 chain_id=row["chain_id"], cur_kernel=row["cur_kernel"], cur_version=row["cur_version"],
                 pushing_since=parse_time(row["pushing_since"]), note=row["note"])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class QueueStore:
@@ -193,7 +184,7 @@ class QueueStore:
         with self.ledger.transaction() as conn:
             row = conn.execute("SELECT * FROM queue_leases WHERE queue=?", (self.queue,)).fetchone()
             held = row is not None and row["holder"] != self.holder and row["expires_at"] > now
-            if held and not (row["host"] == self.host and not _pid_alive(int(row["pid"]))):
+            if held and not (row["host"] == self.host and not paths.pid_alive(int(row["pid"]))):
                 raise QueueBusyError(
                         f"Another `kagglekit queue run` (pid {row['pid']} on {row['host']}) is running this queue; "
                         "two would push the same experiments.",
@@ -221,7 +212,7 @@ class QueueStore:
         rows = self.ledger.query("SELECT * FROM queue_leases WHERE queue=?", (self.queue,))
         if not rows or rows[0]["expires_at"] < time.time():
             return None
-        if rows[0]["host"] == self.host and not _pid_alive(int(rows[0]["pid"])):
+        if rows[0]["host"] == self.host and not paths.pid_alive(int(rows[0]["pid"])):
             return None  # killed without releasing it: the next `queue run` takes it over at once
         return {"pid": rows[0]["pid"], "host": rows[0]["host"], "waiting": rows[0]["note"]}
 
