@@ -38,11 +38,11 @@ import tarfile
 import time
 import urllib.parse
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from kagglekit.emulator.models import KAGGLE_URL_BASE, Backend, WireError
+from kagglekit.emulator.models import KAGGLE_URL_BASE, Backend, WireError, file_chunks
 
 if TYPE_CHECKING:
     from kagglekit.emulator.responses import Ctx
@@ -761,15 +761,5 @@ def handle_file(h: Handler, vid: int, name: str, query: str, head: bool) -> None
     if head or length == 0:
         return
 
-    def chunks() -> Iterator[bytes]:
-        with found.open("rb") as fh:
-            fh.seek(start)
-            left = length
-            while left > 0:
-                data = fh.read(min(CHUNK, left))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
 
-    h._write_body(chunks(), fault)
+    h._write_body(file_chunks(found, start, length, CHUNK), fault)

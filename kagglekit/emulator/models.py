@@ -979,3 +979,16 @@ class Backend:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def file_chunks(path: Path, start: int, length: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Stream ``length`` bytes of a stored file from ``start`` (signed file and dataset downloads share it)."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        left = length
+        while left > 0:
+            data = fh.read(min(chunk, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data

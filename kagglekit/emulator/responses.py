@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kagglekit import constants as C
-from kagglekit.emulator.models import Backend, Kernel, Version, WireError
+from kagglekit.emulator.models import Backend, Kernel, Version, WireError, file_chunks
 
 CHUNK = 1024 * 1024
 # gRPC-style status names Kaggle puts in its error envelope (kaggle-prod-behaviour §2).
@@ -465,16 +465,6 @@ def file_reply(ctx: Ctx, vid: int, name: str, range_header: str | None, if_range
     length = max(0, end - start + 1)
     headers["Content-Length"] = str(length)
 
-    def chunks() -> Iterator[bytes]:
-        with f.path.open("rb") as fh:
-            fh.seek(start)
-            left = length
-            while left > 0:
-                data = fh.read(min(CHUNK, left))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
 
-    return Reply(status, headers, chunks() if length else [])
+    return Reply(status, headers, file_chunks(f.path, start, length, CHUNK) if length else [])
 
