@@ -13,11 +13,11 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kagglekit.errors import BundleError
-from kagglekit.testflag import FlagChange, parse_value
+from kagglekit.testflag import FLAG_NAMES, FlagChange, parse_value
 
 SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 
@@ -420,3 +420,91 @@ def apply_config_sets(contents: Mapping[str, bytes], sets: Mapping[str, str]) ->
         out[file] = new_text.encode("utf-8")
         changes += file_changes
     return out, changes
+
+
+def _config_doc(rel: str, data: bytes) -> Any:
+    """A bundled config file as plain data, or None (not UTF-8, not parseable, too big to be a config)."""
+    import tomllib
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    if len(data) > 1_000_000:
+        return None
+    low = rel.lower()
+    try:
+        text = data.decode("utf-8-sig")
+        if low.endswith(".json"):
+            return json.loads(text)
+        if low.endswith(".toml"):
+            return tomllib.loads(text)
+        return YAML(typ="safe", pure=True).load(text)
+    except (UnicodeDecodeError, ValueError, tomllib.TOMLDecodeError, YAMLError, RecursionError):
+        return None  # a file that will not parse has no keys to compare
+
+
+def _key_paths(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(node, Mapping):
+            out.append((here, child))
+        out += _key_paths(child, here)
+    return out
+
+
+def _filled_from_data(contents: Mapping[str, bytes], change: FlagChange) -> bool:
+    """Whether some code fills the class of ``change`` from a mapping: ``Config(**opts)``, ``setattr(CFG, k, v)``,
+    ``CFG.__dict__.update(d)``, pydantic/dacite/OmegaConf loaders, or setattr(cls/self) in the class's own file."""
+    cls = change.name.rpartition(":")[2].rpartition(".")[0].rpartition(".")[2]
+    name = re.escape(cls)
+    outside = re.compile(rf"setattr\(\s*{name}\b|\b{name}\s*\(\s*\*\*|\b{name}\.__dict__\.update\("
+                         rf"|\b{name}\.(?:parse_obj|model_validate|from_dict|from_yaml|from_json)\("
+                         rf"|(?:from_dict|structured)\(\s*{name}\b")
+    inside = re.compile(r"setattr\(\s*(?:cls|self)\s*,|\bcls\s*\(\s*\*\*|(?:cls|self)\.__dict__\.update\(")
+    own_file = change.file.split(" cell ")[0]
+    for rel, data in contents.items():
+        if not rel.endswith((".py", ".ipynb")):
+            continue
+        text = data.decode("utf-8", "replace")
+        if outside.search(text) or (rel == own_file and f"class {cls}" in text and inside.search(text)):
+            return True
+    return False
+
+
+def keys_that_may_win(contents: Mapping[str, bytes], changes: Sequence[FlagChange]) -> list[str]:
+    """``--set CFG.epochs`` when a bundled config file has an ``epochs`` key too: the file may win.
+
+    Competition code often keeps defaults in a class and overrides them from YAML
+    (``Config(**yaml.safe_load(f))``, ``setattr(CFG, k, v)``): then the class attribute --set changed is
+    never read, and the report would show a change that does not happen.
+    """
+    attrs: dict[str, FlagChange] = {}
+    set_keys = {(c.file, c.name) for c in changes if c.file.lower().endswith(SUFFIXES)}
+    for change in changes:
+        cls, _, attr = change.name.rpartition(":")[2].rpartition(".")
+        if cls and attr not in FLAG_NAMES and not change.file.lower().endswith(SUFFIXES):
+            attrs.setdefault(attr, change)
+    attrs = {a: c for a, c in attrs.items() if _filled_from_data(contents, c)}
+    if not attrs:
+        return []
+    hits: dict[str, list[tuple[str, str, Any]]] = {}
+    for rel in sorted(contents):
+        if not rel.lower().endswith(SUFFIXES):
+            continue
+        doc = _config_doc(rel, contents[rel])
+        for path, value in _key_paths(doc) if doc is not None else ():
+            attr = path.rpartition(".")[2]
+            if attr in attrs and (rel, path) not in set_keys and not isinstance(value, Mapping | list):
+                hits.setdefault(attr, []).append((rel, path, value))
+    out = []
+    for attr, where in hits.items():
+        change = attrs[attr]
+        rel, path, value = where[0]
+        more = f" (and {len(where) - 1} more)" if len(where) > 1 else ""
+        qualname = change.name.rpartition(":")[2]
+        out.append(f"--set {qualname}: {rel} has the key {path}: {_show(value)}{more}; if the code fills "
+                   f"{qualname.rpartition('.')[0]} from that file, its value wins and {change.file}:{change.line} "
+                   f"is never used: --set {rel}:{path} instead")
+    return out

@@ -322,6 +322,48 @@ def test_a_yaml_11_boolean_takes_only_booleans(tmp_path: Path) -> None:
     assert "is not true or false" in info.value.message
 
 
+def test_a_class_attribute_a_config_file_overrides_is_reported(tmp_path: Path) -> None:
+    # defaults in a dataclass, the experiment's YAML fills it: Config(**yaml.safe_load(f)) (a common competition shape)
+    root = write(tmp_path / "dcp", {
+        "kagglekit.toml": 'kernel = "demo/dataclass-yaml"\nentry = "train.py"\ntest-flag = false\n'
+                          'working-files = ["conf/exp.yaml"]\n',  # the code opens it from its working directory
+        "config.py": """\
+            from dataclasses import dataclass
+
+            import yaml
+
+
+            @dataclass
+            class Config:
+                epochs: int = 30
+                lr: float = 1e-3
+
+
+            def load_config(path):
+                with open(path) as fp:
+                    return Config(**yaml.safe_load(fp))
+        """,
+        "conf/exp.yaml": "epochs: 60\n",
+        "train.py": """\
+            import json
+            from config import load_config
+            conf = load_config("conf/exp.yaml")
+            json.dump({"epochs": conf.epochs, "lr": conf.lr}, open("seen.json", "w"))
+        """,
+    })
+    result = build_bundle(load_project(root), overrides={"config.py:Config.epochs": "1", "Config.lr": "0.5"},
+                          out_dir=tmp_path / "out")
+    hits = [w for w in result.warnings if "never used" in w]
+    assert hits == ["--set Config.epochs: conf/exp.yaml has the key epochs: 60; if the code fills Config from that "
+                    "file, its value wins and config.py:8 is never used: --set conf/exp.yaml:epochs instead"]
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "kaggle" / "working" / "seen.json").read_text()) == {"epochs": 60, "lr": 0.5}
+    fixed = build_bundle(load_project(root), overrides={"conf/exp.yaml:epochs": "1", "Config.lr": "0.5"},
+                         out_dir=tmp_path / "out2")
+    assert not [w for w in fixed.warnings if "never used" in w]
+
+
 def test_a_reassigned_attribute_is_reported_before_pushing(tmp_path: Path) -> None:
     root = write(tmp_path / "cfgp", CFG_PROJECT)
     result = build_bundle(load_project(root), overrides={"epochs": "5"}, out_dir=tmp_path / "out")
