@@ -868,7 +868,7 @@ def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | 
             "wheels_dataset": plan.wheels_dataset, "summary": plan.describe()}
 
     def human() -> None:
-        click.echo(f"Requirements from {report.source}, against Kaggle's image ({report.image.source}):")
+        click.echo(report.heading())
         label = {"ok": "ok", "mismatch": "other version", "missing": "missing"}
         for v in report.verdicts:
             have = f"image has {v.image_version}" if v.image_version else "not in the image"
