@@ -135,10 +135,10 @@ class BundleResult:
     def delivery(self) -> str:
         """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
         if self.code_dataset is None:
-            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
-        return (f"through dataset {self.code_dataset}: the project would make a {display.size(self.inline_script_bytes)} "
-                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
-                f"and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
+            return "inline, in the one kernel script"
+        return (f"through dataset {self.code_dataset}: the project would make a script of "
+                f"{display.source_share(self.inline_script_bytes)}, so its archive is uploaded as a private "
+                f"dataset and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
 
 
 @dataclasses.dataclass
@@ -669,7 +669,7 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         config["requirements"] = dict(requirements)
     render_script = functools.partial(
         render, SCRIPT_TEMPLATE, code_file=code_file, version=__version__, kernel=kernel_id, entry=src.entry,
-        mode_label=mode or "as in the sources", accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
+        mode_label=mode or "as in the sources", accelerator=display.hardware(plan.shape),
         n_files=len(files), total_label=display.size(sum(f.size for f in files)), sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
@@ -812,14 +812,12 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         lines.append(f"  {change}")
     if result.argv:
         lines.append(f"Arguments: {shlex.join(result.argv)}")
-    pct = 100 * result.script_bytes / result.limit_bytes
-    lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
+    lines.append(f"Script: {result.script_path.name} {display.source_share(result.script_bytes)}, "
                  f"sha256 {result.archive_sha256[:12]}")
     lines.append(f"Code: {result.delivery}")
     if result.code_dataset_dir is not None:
         lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
-    label = display.shape_label(result.machine_shape)
-    lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
+    lines.append(f"Kernel: {result.kernel} \"{result.title}\"  {display.hardware(result.machine_shape)}  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
                  f"{'private' if result.is_private else 'public'}  session limit {_limit_text(result.session_limit_s)}")
     for w in result.warnings:

@@ -385,13 +385,14 @@ def describe(outcome: PushOutcome) -> str:
     """The human summary of a push (or of what a dry run would send)."""
     import json
 
+    from kagglekit import display
+
     lines = []
     for change in outcome.flag_changes:
         lines.append(f"  in the bundled copy: {change}")
     mode = outcome.mode or "as written"
-    shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
-    lines.append(f"  mode {mode}, accelerator {shape}, "
-                 f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    lines.append(f"  mode {mode}, {display.hardware(outcome.machine_shape)}, {outcome.files} files, "
+                 f"script {display.size(outcome.script_bytes)}, bundle {outcome.bundle_sha256[:12]}")
     if outcome.args:
         import shlex
 
@@ -405,7 +406,7 @@ def describe(outcome: PushOutcome) -> str:
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
         lines.append(f"  would ship {len(outcome.shipped)} files:")
-        lines += [f"    {f['path']}  {f['size']:,} B" for f in outcome.shipped]
+        lines += [f"    {f['path']}  {display.size(f['size'])}" for f in outcome.shipped]
         if outcome.left_out:
             lines.append("  left out: " + ", ".join(f"{x['path']} ({x['reason']})" for x in outcome.left_out))
         lines.append("  kernel-metadata.json:")

@@ -317,7 +317,7 @@ def test_yaml_set_keeps_the_files_indentation(layout: str) -> None:
 
 def test_a_yaml_11_boolean_takes_only_booleans(tmp_path: Path) -> None:
     root = _yaml_project(tmp_path / "yp")
-    with pytest.raises(BundleError) as info:
+    with pytest.raises(ConfigError) as info:
         build_bundle(load_project(root), overrides={"configs/exp001.yaml:train.amp": "maybe"}, out_dir=tmp_path / "o")
     assert "is not true or false" in info.value.message
 
@@ -423,7 +423,7 @@ def test_a_classmethod_reassigning_through_cls_is_reported(tmp_path: Path) -> No
 ])
 def test_bad_set_targets_say_what_is_wrong(tmp_path: Path, sets: dict[str, str], message: str) -> None:
     root = write(tmp_path / "cfgp", CFG_PROJECT)
-    with pytest.raises(BundleError) as info:
+    with pytest.raises(ConfigError) as info:
         build_bundle(load_project(root), overrides=sets, out_dir=tmp_path / "out")
     assert message in info.value.message
 

@@ -129,7 +129,8 @@ def test_a_push_says_how_the_code_and_requirements_travel_once(kk: Any, project:
     code, out, err = kk("push", "--cpu", cwd=project)
     assert code == 0, out + err
     both = out + err
-    assert both.count("the script is") == 1 and "code inline: the script is" in out  # not repeated on stderr
+    assert both.count("in the one kernel script") == 1 and "code inline, in the one kernel script" in out  # once
+    assert "script " in out and " kB, bundle " in out and "KiB" not in both  # one unit: display.size's
     assert both.count("already in Kaggle's image") == 1 and "Requirements:" not in err
 
 
