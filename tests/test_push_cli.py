@@ -354,7 +354,7 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(emulator: Any, tmp_path:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
-    assert "Stopped watching. The run goes on" in err and "Traceback" not in err
+    assert "Stopped watching. The run keeps running on Kaggle" in err and "Traceback" not in err
     assert emulator.status("demo", "sleepy-watch")[0] == "RUNNING"
 
 
