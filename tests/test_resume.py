@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.test_push_cli import kk  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.slow
 
 
@@ -25,7 +23,7 @@ def epochs(metrics: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in metrics.read_text().splitlines() if line.strip()]
 
 
-def test_killed_full_run_is_resumed_from_its_checkpoint(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_killed_full_run_is_resumed_from_its_checkpoint(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = tmp_path / "chain"
     code, _, err = kk("init", str(root), "--kernel", "demo/resume-chain", cwd=tmp_path)
     assert code == 0, err
