@@ -8,9 +8,9 @@ The emulator is prod-shaped (docs/kaggle-facts.md): a run starts a while after i
 outputs are listed only after the save phase, errors come nested, a kernel cannot mount its own
 output. No kinder switch is on; a test that needs one names it with ``emulator_config``.
 The three windows every run goes through (post-push 404, new private kernel 403, save phase) are
-shortened, never to zero, by ``QUICK_WINDOWS``: a kernel then waits ~1.5 s instead of ~4.5 s. A module
-about those windows (or Kaggle as it really is) is marked ``emulator_prod`` and gets the emulator's own
-defaults; a test can still set any key with ``emulator_config``.
+shortened, never to zero, by ``QUICK_WINDOWS``: a kernel then waits ~1.5 s instead of ~4.5 s.
+tests/test_emulator_prod.py, about those windows, sets them back to the emulator's defaults; a test
+about them elsewhere names its own with ``emulator_config``.
 ``kk`` runs kagglekit's own entry point against it, ``kaggle_cli`` the unmodified ``kaggle`` executable
 of this venv.
 """
@@ -37,18 +37,19 @@ from kagglekit import constants as C
 SHIM_DIR = Path(__file__).resolve().parent.parent / "kagglekit" / "emulator" / "shim"  # the shim users get
 FINAL = C.FINAL_STATUSES
 
-EMULATOR_TEST_CONFIG: dict[str, Any] = {
-    "queue_seconds": 0.05,
-    "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},
-}
-
-# Every window still happens, in Kaggle's order, each longer than the client's first poll interval in the
-# tests (0.3 s): the 403 first (0.5 s after the push), then "No runs found" until 1 s, then QUEUED, RUNNING,
-# and RUNNING again while the output is saved (0.5 s). The defaults (3 s, 1 s, 1.5 s) cost 3 s more a run.
+# Every window still happens, in Kaggle's order, each longer than the tests' first poll interval (0.3 s):
+# the 403 first (0.5 s after the push), then "No runs found" until 1 s, then QUEUED, RUNNING, and RUNNING
+# again while the output is saved (0.5 s). The defaults (3 s, 1 s, 1.5 s) cost 3 s more a run.
 QUICK_WINDOWS: dict[str, Any] = {
     "run_start_delay_seconds": 1.0,
     "new_private_403_seconds": 0.5,
     "save_min_seconds": 0.5,
+}
+
+EMULATOR_TEST_CONFIG: dict[str, Any] = {
+    "queue_seconds": 0.05,
+    "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},
+    **QUICK_WINDOWS,
 }
 
 
@@ -178,8 +179,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
              emulator_config: dict[str, Any]) -> Iterator[EmulatorHandle]:
     from kagglekit.emulator.server import EmulatorServer
 
-    quick = {} if request.node.get_closest_marker("emulator_prod") is not None else QUICK_WINDOWS
-    config = {**EMULATOR_TEST_CONFIG, **quick, **emulator_config}
+    config = {**EMULATOR_TEST_CONFIG, **emulator_config}
     marker = request.node.get_closest_marker("emulator_config")
     if marker is not None:
         config.update(marker.args[0] if marker.args else marker.kwargs)
@@ -246,5 +246,5 @@ def kaggle_cli(emulator: EmulatorHandle, tmp_path: Path) -> Callable[..., subpro
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator_config(dict): rule settings for the emulator fixture")
-    config.addinivalue_line("markers", "emulator_prod: Kaggle as it really is: the emulator's own 404/403/save "
-                                       "windows, not QUICK_WINDOWS")
+    config.addinivalue_line("markers", "emulator_prod: about Kaggle as it really is (a label: every test's emulator is "
+                                       "prod-shaped, its start and save windows shortened)")

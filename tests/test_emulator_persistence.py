@@ -15,10 +15,9 @@ import requests
 from kagglekit import constants as C
 from kagglekit.emulator.models import MSG_RESTARTED
 from kagglekit.emulator.server import EmulatorServer
-from tests.fixtures_emulator import EMULATOR_TEST_CONFIG, QUICK_WINDOWS, EmulatorHandle
+from tests.fixtures_emulator import EMULATOR_TEST_CONFIG, EmulatorHandle
 
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
-CONFIG = {**EMULATOR_TEST_CONFIG, **QUICK_WINDOWS}  # about restarts, not the start and save windows
 
 
 def waiting(flag: Path) -> str:
@@ -28,7 +27,7 @@ def waiting(flag: Path) -> str:
 
 def test_restart_keeps_kernels_versions_and_outputs(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = EmulatorHandle(EmulatorServer(data, config=CONFIG).start(), data)
+    first = EmulatorHandle(EmulatorServer(data, config=EMULATOR_TEST_CONFIG).start(), data)
     try:
         for n in (1, 2):
             first.push(f"open('out.txt','w').write('version {n}')", slug="kept-kernel")
@@ -56,7 +55,7 @@ def test_restart_keeps_kernels_versions_and_outputs(tmp_path: Path) -> None:
 def _serve(data: Path, ready: Path) -> subprocess.Popen[bytes]:
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir",
-                             str(data), "--ready-file", str(ready), "--config", json.dumps(CONFIG)],
+                             str(data), "--ready-file", str(ready), "--config", json.dumps(EMULATOR_TEST_CONFIG)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120  # a bound on a hang only: start-up is a few seconds, more under load
     while not ready.exists():
