@@ -204,15 +204,20 @@ def _stop_background_emulator(isolated_home: Path) -> Iterator[None]:
 
 
 @pytest.fixture
-def kk(emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch,
+def as_demo(emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    """The emulator, with kagglekit in this process pointed at it as the demo user (env vars)."""
+    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
+    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
+    return emulator
+
+
+@pytest.fixture
+def kk(as_demo: EmulatorHandle, monkeypatch: pytest.MonkeyPatch,
        capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """``kk("push", "--cpu", cwd=folder)``: ``kagglekit ARGS`` (``cli.main``) in a folder as the demo user
     against this emulator; returns (exit code, stdout, stderr)."""
     from tests.helpers import run_main
-
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
 
     def run(*args: str, cwd: Path) -> tuple[int, str, str]:
         monkeypatch.chdir(cwd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import textwrap
 from pathlib import Path
@@ -46,3 +47,12 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         code = -1
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def reply_json(handler: http.server.BaseHTTPRequestHandler, status: int, data: bytes) -> None:
+    """Answer a request of a hand-written test server with a JSON body (what Kaggle's quirks look like)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
