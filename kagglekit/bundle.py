@@ -135,10 +135,10 @@ class BundleResult:
     def delivery(self) -> str:
         """How the code reaches Kaggle, in words (the 1 MiB preflight line)."""
         if self.code_dataset is None:
-            return f"inline: the script is {display.size(self.script_bytes)} of Kaggle's 1 MiB source limit"
-        return (f"through dataset {self.code_dataset}: the project would make a {display.size(self.inline_script_bytes)} "
-                f"script, over Kaggle's 1 MiB source limit, so its archive is uploaded as a private dataset "
-                f"and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
+            return "inline, in the one kernel script"
+        return (f"through dataset {self.code_dataset}: the project would make a script of "
+                f"{display.source_share(self.inline_script_bytes)}, so its archive is uploaded as a private "
+                f"dataset and the kernel is a {display.size(self.script_bytes)} loader that checks its sha256")
 
 
 @dataclasses.dataclass
@@ -233,22 +233,18 @@ class _Collector:
         return any(name in rel.split("/") for name in self.include_names)
 
     def walk(self) -> None:
+        """Every file to bundle, depth first in name order: each folder's own .gitignore joins the rules below it."""
         root_gitignore = self.root / ".gitignore"
-        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore), ".gitignore", self.warnings), ".gitignore")] if root_gitignore.is_file() else []
-        stack: list[tuple[str, str, list[_Spec], bool]] = [("", str(self.root), chain0, False)]
+        chain0 = [_Spec("", _spec(_read_ignore(root_gitignore), ".gitignore", self.warnings), ".gitignore")] \
+            if root_gitignore.is_file() else []
+        stack: list[_Folder] = [("", str(self.root), chain0, False)]
         while stack:
             rel_dir, abs_dir, chain, inside_ignored = stack.pop()
-            try:
-                with os.scandir(abs_dir) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except OSError as exc:
-                self.warnings.append(f"cannot read {rel_dir or '.'}: {exc.strerror}")
+            listed = self._list(rel_dir, abs_dir, chain)
+            if listed is None:
                 continue
-            if rel_dir and any(e.name == ".gitignore" for e in entries):
-                chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore"),
-                                                             f"{rel_dir}/.gitignore", self.warnings),
-                                       f"{rel_dir}/.gitignore")]
-            subdirs = []
+            entries, chain = listed
+            subdirs: list[_Folder] = []
             for e in entries:
                 rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
                 try:
@@ -257,42 +253,66 @@ class _Collector:
                 except OSError:
                     continue
                 if is_dir:
-                    if os.path.realpath(e.path) in self.skip:
-                        continue
-                    if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
-                        self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
-                        continue
-                    ignored, reason = self.decide(rel, True, chain, e.path)
-                    if ignored or inside_ignored:
-                        if self.may_descend(rel):
-                            subdirs.append((rel, e.path, chain, True))
-                        elif not inside_ignored:
-                            self.left_out.append(LeftOut(rel + "/", reason))
-                        continue
-                    subdirs.append((rel, e.path, chain, False))
-                    continue
-                if is_link and os.path.isdir(e.path):
-                    self.warnings.append(f"{rel}: a link to a folder, not followed")
-                    continue
-                if is_link and not self.inside(e.path):
-                    self.warnings.append(f"{rel}: a link to a file outside the project, not followed "
-                                         "(copy the file into the project if it belongs in the bundle)")
-                    continue
-                if not os.path.isfile(e.path):
-                    continue
-                if os.path.realpath(e.path) in self.written:
-                    self.left_out.append(LeftOut(rel, WRITTEN_REASON))
-                    continue
-                ignored, _ = self.decide(rel, False, chain, e.path)
-                if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
-                    continue
-                try:
-                    size = os.stat(e.path).st_size
-                except OSError:
-                    continue
-                self.files.append((rel, Path(e.path), size))
+                    subdirs += self._folder(e, rel, chain, inside_ignored)
+                else:
+                    self._file(e, rel, chain, inside_ignored, is_link)
             stack.extend(reversed(subdirs))
         self.files.sort(key=lambda f: f[0])
+
+    def _list(self, rel_dir: str, abs_dir: str, chain: list[_Spec]) -> tuple[list[os.DirEntry[str]], list[_Spec]] | None:
+        """A folder's entries in name order and the rules that apply in it (None, with a warning: unreadable)."""
+        try:
+            with os.scandir(abs_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.warnings.append(f"cannot read {rel_dir or '.'}: {exc.strerror}")
+            return None
+        if rel_dir and any(e.name == ".gitignore" for e in entries):
+            chain = [*chain, _Spec(rel_dir, _spec(_read_ignore(Path(abs_dir) / ".gitignore"),
+                                                  f"{rel_dir}/.gitignore", self.warnings), f"{rel_dir}/.gitignore")]
+        return entries, chain
+
+    def _folder(self, e: os.DirEntry[str], rel: str, chain: list[_Spec], inside_ignored: bool) -> list[_Folder]:
+        """The sub-folder to walk ([] when left out: kagglekit's own output, an ignore rule)."""
+        if os.path.realpath(e.path) in self.skip:
+            return []
+        if os.path.realpath(e.path) in self.written or written_marks_folder(e.path):
+            self.left_out.append(LeftOut(rel + "/", WRITTEN_REASON))
+            return []
+        ignored, reason = self.decide(rel, True, chain, e.path)
+        if ignored or inside_ignored:
+            if self.may_descend(rel):  # an include pattern may still pick a file inside
+                return [(rel, e.path, chain, True)]
+            if not inside_ignored:
+                self.left_out.append(LeftOut(rel + "/", reason))
+            return []
+        return [(rel, e.path, chain, False)]
+
+    def _file(self, e: os.DirEntry[str], rel: str, chain: list[_Spec], inside_ignored: bool, is_link: bool) -> None:
+        """Add the file unless a rule leaves it out; links to folders or outside the project are warned of."""
+        if is_link and os.path.isdir(e.path):
+            self.warnings.append(f"{rel}: a link to a folder, not followed")
+            return
+        if is_link and not self.inside(e.path):
+            self.warnings.append(f"{rel}: a link to a file outside the project, not followed "
+                                 "(copy the file into the project if it belongs in the bundle)")
+            return
+        if not os.path.isfile(e.path):
+            return
+        if os.path.realpath(e.path) in self.written:
+            self.left_out.append(LeftOut(rel, WRITTEN_REASON))
+            return
+        ignored, _ = self.decide(rel, False, chain, e.path)
+        if (ignored or inside_ignored) and not (self.include is not None and self.include.match_file(rel)):
+            return
+        try:
+            size = os.stat(e.path).st_size
+        except OSError:
+            return
+        self.files.append((rel, Path(e.path), size))
+
+
+_Folder = tuple[str, str, list[_Spec], bool]  # (project-relative path, absolute path, rules, inside an ignored one)
 
 
 def _include_roots(patterns: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -668,7 +688,7 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         config["requirements"] = dict(requirements)
     render_script = functools.partial(
         render, SCRIPT_TEMPLATE, code_file=code_file, version=__version__, kernel=kernel_id, entry=src.entry,
-        mode_label=mode or "as in the sources", accelerator=f"{plan.shape} ({display.shape_label(plan.shape)})",
+        mode_label=mode or "as in the sources", accelerator=display.hardware(plan.shape),
         n_files=len(files), total_label=display.size(sum(f.size for f in files)), sha256=sha,
         config_items=[(ascii(k), _py_literal(v)) for k, v in config.items()],
     )
@@ -811,14 +831,12 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
         lines.append(f"  {change}")
     if result.argv:
         lines.append(f"Arguments: {shlex.join(result.argv)}")
-    pct = 100 * result.script_bytes / result.limit_bytes
-    lines.append(f"Script: {result.script_path.name} {display.size(result.script_bytes)} of the 1 MiB limit ({pct:.1f}%), "
+    lines.append(f"Script: {result.script_path.name} {display.source_share(result.script_bytes)}, "
                  f"sha256 {result.archive_sha256[:12]}")
     lines.append(f"Code: {result.delivery}")
     if result.code_dataset_dir is not None:
         lines.append(f"  dataset folder: {result.code_dataset_dir} (kagglekit push uploads it, content-addressed)")
-    label = display.shape_label(result.machine_shape)
-    lines.append(f"Kernel: {result.kernel} \"{result.title}\"  accelerator {result.machine_shape} ({label})  "
+    lines.append(f"Kernel: {result.kernel} \"{result.title}\"  {display.hardware(result.machine_shape)}  "
                  f"internet {'on' if result.enable_internet else 'off'}  "
                  f"{'private' if result.is_private else 'public'}  session limit {_limit_text(result.session_limit_s)}")
     for w in result.warnings:

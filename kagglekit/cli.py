@@ -112,7 +112,7 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
 # Commands are added below, grouped by concern. Each one parses its options,
 # calls one core function and prints.
 
-@cli.group("emulator")
+@cli.group("emulator", short_help="Run the local Kaggle emulator (it really runs kernels).")
 def emulator_group() -> None:
     """The local Kaggle emulator (a Kaggle-compatible API that really runs kernels).
 
@@ -125,7 +125,7 @@ def emulator_group() -> None:
     """
 
 
-@emulator_group.command("serve")
+@emulator_group.command("serve", short_help="Run the emulator in the foreground until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", default=0, type=click.IntRange(0, 65535), show_default=True, help="0 picks a free port.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -137,7 +137,7 @@ def emulator_serve_command(host: str, port: int, data_dir: Path | None) -> None:
     sys.exit(serve_foreground(host, port, data_dir))
 
 
-@emulator_group.command("start")
+@emulator_group.command("start", short_help="Start the background emulator that --local uses.")
 @click.option("--port", default=0, type=click.IntRange(0, 65535), show_default=True, help="0 picks a free port.")
 @click.pass_obj
 def emulator_start_command(opts: Options, port: int) -> None:
@@ -148,7 +148,7 @@ def emulator_start_command(opts: Options, port: int) -> None:
     opts.emit(info, f"Emulator running at {info.url} (pid {info.pid}, data in {info.data_dir})")
 
 
-@emulator_group.command("stop")
+@emulator_group.command("stop", short_help="Stop the background emulator.")
 @click.pass_obj
 def emulator_stop_command(opts: Options) -> None:
     """Stop the background emulator."""
@@ -159,7 +159,7 @@ def emulator_stop_command(opts: Options) -> None:
               if info else "The emulator was not running.")
 
 
-@emulator_group.command("status")
+@emulator_group.command("status", short_help="Show whether the background emulator runs, and where.")
 @click.pass_obj
 def emulator_status_command(opts: Options) -> None:
     """Show whether the background emulator runs, its URL and sandbox mode."""
@@ -178,21 +178,21 @@ def emulator_status_command(opts: Options) -> None:
     ]))
 
 
-@emulator_group.command("add-dataset")
+@emulator_group.command("add-dataset", short_help="Serve a local folder as dataset OWNER/SLUG.")
 @click.argument("ref", metavar="OWNER/SLUG")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.pass_obj
 def emulator_add_dataset_command(opts: Options, ref: str, path: Path) -> None:
-    """Register a local folder as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
+    """Register the local folder PATH as dataset OWNER/SLUG (mounted read-only into kernels that name it)."""
     _add_source(opts, "dataset", ref, path)
 
 
-@emulator_group.command("add-competition")
+@emulator_group.command("add-competition", short_help="Serve a local folder as competition SLUG's data.")
 @click.argument("slug")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.pass_obj
 def emulator_add_competition_command(opts: Options, slug: str, path: Path) -> None:
-    """Register a local folder as competition SLUG's data (mounted read-only into kernels that name it)."""
+    """Register the local folder PATH as competition SLUG's data (mounted read-only into kernels that name it)."""
     _add_source(opts, "competition", slug, path)
 
 
@@ -204,7 +204,7 @@ def _add_source(opts: Options, kind: str, name: str, path: Path) -> None:
     opts.emit({kind: name, "path": path.resolve()}, f"{kind.capitalize()} {name} -> {path.resolve()}")
 
 
-@emulator_group.command("env")
+@emulator_group.command("env", short_help="Print the shell lines that aim the kaggle CLI at it.")
 @click.pass_obj
 def emulator_env_command(opts: Options) -> None:
     """Print the shell block that points the official `kaggle` CLI at the background emulator.
@@ -221,11 +221,11 @@ def emulator_env_command(opts: Options) -> None:
     opts.emit({**env, "PYTHONPATH": shim}, "\n".join(lines))
 
 
-@emulator_group.command("config")
+@emulator_group.command("config", short_help="Change the emulator's rules, or show them all.")
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
 @click.pass_obj
 def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
-    """Change the emulator's rules, or show them all (docs/emulator.md lists the keys).
+    """Change the emulator's rules (KEY=VALUE...), or show them all (docs/emulator.md lists the keys).
 
     \b
     Examples:  kagglekit emulator config legacy_layout=true
@@ -247,7 +247,7 @@ def emulator_config_command(opts: Options, settings: tuple[str, ...]) -> None:
 from kagglekit.options import run_options  # noqa: E402  (click only: fast)
 
 
-@cli.command("bundle")
+@cli.command("bundle", short_help="Write the kernel folder without pushing it.")
 @click.argument("project_dir", required=False, metavar="[PROJECT_DIR]")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -259,8 +259,9 @@ def bundle_cmd(opts: Options, /, project_dir: str | None, script_args: tuple[str
     """Write the kernel folder (one script + kernel-metadata.json) without pushing it.
 
     \b
-    The folder is what `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
-    Arguments after `--` go to the entry point (after the `args` setting).
+    PROJECT_DIR defaults to the project found from the current folder. The folder written is what
+    `kagglekit push` sends, and `kaggle kernels push -p DIR` accepts it as-is.
+    ARGS after `--` go to the entry point (after the `args` setting).
     Examples:  kagglekit bundle --test
                kagglekit bundle --full --set n_epoch=1 --gpu -o build/kernel
                kagglekit bundle . -- --epochs 1 --fold 0
@@ -392,7 +393,7 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
         click.echo("\n".join("  " + line for line in report.log_tail.splitlines()))
 
 
-@cli.command("push")
+@cli.command("push", short_help="Bundle the project and push it as a new version.")
 @click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The project folder (default: found from the current folder).")
 @run_options
@@ -424,6 +425,9 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
              script_args: tuple[str, ...],
              **run_values: Any) -> None:
     """Bundle the project and push it as a new version of its kernel.
+
+    ARGS after `--` go to the entry point (after the `args` setting); --resume and the sessions of
+    --until-done reuse the parent run's ARGS unless new ones are given.
 
     \b
     Examples:  kagglekit push --gpu --test --wait
@@ -503,7 +507,7 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
     outcome.raise_for_state(cli=opts.command_prefix())
 
 
-@cli.command("stop")
+@cli.command("stop", short_help="Stop a running session (or delete its kernel).")
 @click.argument("kernel", required=False)
 @click.option("--delete", is_flag=True,
               help="If Kaggle refuses the cancel: pull every saved output, then delete the kernel (asks first).")
@@ -546,7 +550,7 @@ def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, 
                                 hint=None if delete else f"{opts.command_prefix()} stop {outcome.kernel} --delete")
 
 
-@cli.command("status")
+@cli.command("status", short_help="Show a run's state; --watch follows it to the end.")
 @click.argument("kernel", required=False)
 @click.option("-w", "--watch", "watch_flag", is_flag=True,
               help="Poll until the run ends: exit 0 on COMPLETE, 8 on ERROR, 9 when stopped.")
@@ -576,14 +580,17 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
     raise_for_outcome(report, cli=opts.command_prefix())
 
 
-@cli.command("logs")
+@cli.command("logs", short_help="Show a run's log as readable text; -f follows it.")
 @click.argument("kernel", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Follow the log while the run goes on.")
 @click.option("--raw", is_flag=True, help="Kaggle's JSON log as stored (no formatting).")
 @start_grace_option
 @pass_options
 def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, start_grace: float) -> None:
-    """A run's log as readable text (progress bars collapsed, stderr lines marked '! ')."""
+    """A run's log as readable text (progress bars collapsed, stderr lines marked '! ').
+
+    KERNEL is OWNER/SLUG[/VERSION] (default: this project's newest run).
+    """
     from kagglekit.watch import follow_log, log_text, resolve_version
 
     client, ref, ledger = _open_run(opts, kernel)
@@ -622,7 +629,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, star
 
 # === section: bundle-push-status-logs (end) ===
 
-@cli.command("pull-outputs")
+@cli.command("pull-outputs", short_help="Download a version's outputs and log, resumably.")
 @click.argument("kernel", required=False)
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Target folder (default: outputs/<slug>/v<N>/).")
@@ -684,7 +691,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     summary.raise_for_failures()
 
 
-@cli.command("runs")
+@cli.command("runs", short_help="List the runs kagglekit has recorded (the ledger).")
 @click.option("-k", "--kernel", metavar="K", help="Only this kernel (OWNER/SLUG or SLUG).")
 @click.option("-a", "--all", "all_kernels", is_flag=True,
               help="Every kernel's runs (default inside a project: the project's kernel).")
@@ -716,7 +723,7 @@ def runs_command(opts: Options, kernel: str | None, all_kernels: bool) -> None:
     opts.emit(records, human)
 
 
-@cli.command("quota")
+@cli.command("quota", short_help="Show the weekly GPU/TPU quota, its use and forecast.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Also draw the week (cumulative GPU hours against the allowance) to FILE.png.")
 @pass_options
@@ -750,7 +757,7 @@ def quota_command(opts: Options, plot: Path | None) -> None:
 
 # === section: pull-outputs-runs-quota (end) ===
 
-@cli.command("init")
+@cli.command("init", short_help="Create a PyTorch project that runs as generated.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Title of the kernel (default: from the folder name); its slug is the kernel's.")
 @click.option("--kernel", metavar="OWNER/SLUG", help="The Kaggle kernel (default: SLUG, owner = your account).")
@@ -791,8 +798,8 @@ def init_command(opts: Options, directory: Path, name: str | None, kernel: str |
     opts.emit(result, human)
 
 
-@cli.command("report")
-@click.argument("target", required=False, metavar="[KERNEL[/VERSION] | OUTPUT_DIR]")
+@cli.command("report", short_help="Report what a pulled run cost and how it trained.")
+@click.argument("target", required=False, metavar="[TARGET]")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Report file, .html or .md (default: report.html in the output folder).")
 @click.option("--quota-left", type=float, metavar="HOURS",
@@ -830,7 +837,7 @@ def report_command(opts: Options, target: str | None, output: Path | None, quota
 # === section: init-report (end) ===
 
 
-@cli.group("deps")
+@cli.group("deps", short_help="Requirements vs Kaggle's image; wheels for offline runs.")
 def deps_group() -> None:
     """The project's requirements against Kaggle's image, and wheels for runs without internet.
 
@@ -840,7 +847,7 @@ def deps_group() -> None:
     """
 
 
-@deps_group.command("check")
+@deps_group.command("check", short_help="Compare the requirements with Kaggle's image (offline).")
 @click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The project folder (default: found from the current folder).")
 @click.option("--internet/--no-internet", "internet", default=None,
@@ -861,7 +868,7 @@ def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | 
             "wheels_dataset": plan.wheels_dataset, "summary": plan.describe()}
 
     def human() -> None:
-        click.echo(f"Requirements from {report.source}, against Kaggle's image ({report.image.source}):")
+        click.echo(report.heading())
         label = {"ok": "ok", "mismatch": "other version", "missing": "missing"}
         for v in report.verdicts:
             have = f"image has {v.image_version}" if v.image_version else "not in the image"
@@ -874,7 +881,7 @@ def deps_check_cmd(opts: Options, /, project_dir: Path | None, internet: bool | 
     opts.emit(data, human)
 
 
-@deps_group.command("vendor")
+@deps_group.command("vendor", short_help="Upload wheels for what the image lacks, as a dataset.")
 @click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The project folder (default: found from the current folder).")
 @click.option("--no-upload", is_flag=True, help="Only resolve and download the wheels (no Kaggle account needed).")
@@ -904,7 +911,7 @@ def deps_vendor_cmd(opts: Options, /, project_dir: Path | None, no_upload: bool)
                                                        " are downloaded (not uploaded)"))
 
 
-@cli.group("queue")
+@cli.group("queue", short_help="Run the project's experiments within the quota.")
 def queue_group() -> None:
     """Run the project's experiments on Kaggle: as many at once as the account may, within its quota.
 
@@ -933,7 +940,7 @@ _project_option = click.option("-p", "--project", "project_dir", metavar="DIR",
                                help="The project folder (default: the one around the current folder).")
 
 
-@queue_group.command("run")
+@queue_group.command("run", short_help="Push queued experiments while slots and quota allow.")
 @_project_option
 @click.option("--grid", multiple=True, metavar="NAME=V1,V2",
               help="Add one experiment per combination of these values (repeatable: the cartesian product).")
@@ -1004,7 +1011,7 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
               lambda: click.echo(render(result.view)))
 
 
-@queue_group.command("status")
+@queue_group.command("status", short_help="Show the queue as the ledger has it (offline).")
 @_project_option
 @pass_options
 def queue_status_command(opts: Options, /, project_dir: Path | None) -> None:
@@ -1020,12 +1027,12 @@ def queue_status_command(opts: Options, /, project_dir: Path | None) -> None:
                                  or "The queue is empty: `kagglekit queue run --grid NAME=V1,V2` fills it."))
 
 
-@queue_group.command("cancel")
+@queue_group.command("cancel", short_help="Dequeue experiments; running ones are stopped.")
 @click.argument("names", nargs=-1, required=True)
 @_project_option
 @pass_options
 def queue_cancel_command(opts: Options, /, names: tuple[str, ...], project_dir: Path | None) -> None:
-    """Dequeue experiments; a running one is stopped (kagglekit stop) and its outputs pulled when it ends."""
+    """Dequeue the experiments NAMES; a running one is stopped (kagglekit stop), its outputs pulled when it ends."""
     from kagglekit.queue import cancel
 
     client, _, _, store = _queue_setup(opts, project_dir)
@@ -1034,18 +1041,18 @@ def queue_cancel_command(opts: Options, /, names: tuple[str, ...], project_dir: 
               "\n".join(f"{i.name}: {i.state}" for i in items))
 
 
-@queue_group.command("forget")
+@queue_group.command("forget", short_help="Drop ended or waiting experiments from the queue.")
 @click.argument("names", nargs=-1, required=True)
 @_project_option
 @pass_options
 def queue_forget_command(opts: Options, /, names: tuple[str, ...], project_dir: Path | None) -> None:
-    """Remove ended or waiting experiments from the queue (their runs and outputs stay)."""
+    """Remove the ended or waiting experiments NAMES from the queue (their runs and outputs stay)."""
     _, _, _, store = _queue_setup(opts, project_dir)
     removed = store.forget(list(names))
     opts.emit({"removed": removed}, f"Removed {removed} experiment(s) from the queue.")
 
 
-@cli.command("compare")
+@cli.command("compare", short_help="Compare the queue's experiments: metrics, hours, curves.")
 @click.argument("names", nargs=-1)
 @_project_option
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
@@ -1056,7 +1063,8 @@ def compare_command(opts: Options, /, names: tuple[str, ...], project_dir: Path 
     """The queue's experiments side by side: final and best metrics, overrides, GPU hours, status; loss curves.
 
     \b
-    Reads the outputs `queue run` pulled (metrics.jsonl, summary.json); no request to Kaggle.
+    NAMES picks experiments (default: all). Reads the outputs `queue run` pulled (metrics.jsonl,
+    summary.json); no request to Kaggle.
     """
     import pandas as pd
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kagglekit.errors import BundleError
+from kagglekit.errors import BundleError, ConfigError
 from kagglekit.testflag import FlagChange, parse_value
 
 SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -28,7 +28,7 @@ def is_config_target(name: str) -> bool:
 
 
 def _fit(target: str, raw: str, old: Any) -> Any:
-    """The new value for ``raw``, of the old value's type (int→float widens); BundleError otherwise."""
+    """The new value for ``raw``, of the old value's type (int→float widens); ConfigError otherwise."""
     is_lit, parsed = parse_value(raw)
     value: Any = parsed
     if not is_lit:
@@ -55,7 +55,7 @@ def _fit(target: str, raw: str, old: Any) -> Any:
     if not ok:
         kind = {bool: "true or false", int: "an integer", float: "a number", list: "a list", dict: "a mapping"}
         wanted = next((v for t, v in kind.items() if isinstance(old, t)), type(old).__name__)
-        raise BundleError(f"--set {target}={raw}: the file holds {old!r} there, and {raw!r} is not {wanted}.",
+        raise ConfigError(f"--set {target}={raw}: the file holds {old!r} there, and {raw!r} is not {wanted}.",
                           hint=f"Give {wanted}, e.g. --set {target}={_example(old)}.")
     return value
 
@@ -73,27 +73,27 @@ def _example(old: Any) -> str:
 
 
 def _walk(target: str, root: Any, keys: list[str]) -> tuple[Any, Any]:
-    """(container, key) of the last key in ``keys``; BundleError naming the first key that is not there."""
+    """(container, key) of the last key in ``keys``; ConfigError naming the first key that is not there."""
     node = root
     for depth, key in enumerate(keys):
         here = ".".join(keys[:depth]) or "the top level"
         if isinstance(node, Mapping):
             if key not in node:
                 close = difflib.get_close_matches(key, [str(k) for k in node], n=1)
-                raise BundleError(f"--set {target}: {here} has no key {key!r}"
+                raise ConfigError(f"--set {target}: {here} has no key {key!r}"
                                   + (f" (did you mean {close[0]!r}?)" if close else "") + ".",
                                   hint="Its keys: " + ", ".join(str(k) for k in list(node)[:30]))
             index: Any = key
         elif isinstance(node, list):
             if not re.fullmatch(r"-?\d+", key) or not -len(node) <= int(key) < len(node):
-                raise BundleError(f"--set {target}: {here} is a list of {len(node)} items; {key!r} is not an index.")
+                raise ConfigError(f"--set {target}: {here} is a list of {len(node)} items; {key!r} is not an index.")
             index = int(key)
         else:
-            raise BundleError(f"--set {target}: {here} is a value ({node!r}), not a mapping with key {key!r}.")
+            raise ConfigError(f"--set {target}: {here} is a value ({node!r}), not a mapping with key {key!r}.")
         if depth == len(keys) - 1:
             return node, index
         node = node[index]
-    raise BundleError(f"--set {target}: an empty key path.")
+    raise ConfigError(f"--set {target}: an empty key path.")
 
 
 def _line_of(text: str, key: str, start: int = 0) -> int:
@@ -186,7 +186,7 @@ def apply_config_sets(contents: Mapping[str, bytes], sets: Mapping[str, str]) ->
         file, _, path = target.rpartition(":")
         if file not in contents:
             close = difflib.get_close_matches(file, sorted(n for n in contents if n.lower().endswith(SUFFIXES)), n=1)
-            raise BundleError(f"--set {target}: {file} is not among the bundled files"
+            raise ConfigError(f"--set {target}: {file} is not among the bundled files"
                               + (f" (did you mean {close[0]}?)" if close else "") + ".",
                               hint="Give the path relative to the project root, and check that no ignore rule "
                                    "leaves it out (kagglekit -v bundle lists the files).")

@@ -77,6 +77,14 @@ class DepsReport:
     def to_install(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.needs_install]
 
+    def heading(self) -> str:
+        """The first line of ``deps check``: what was read, against which image list."""
+        if self.verdicts or self.skipped:
+            return f"Requirements from {self.source}, against Kaggle's image ({self.image.source}):"
+        if self.source.startswith("no "):
+            return f"Nothing to check against Kaggle's image: {self.source}."
+        return f"Nothing to check against Kaggle's image: {self.source} lists no requirements."
+
     def summary(self) -> str:
         text = self._summary()
         if self.skipped:
@@ -85,7 +93,8 @@ class DepsReport:
 
     def _summary(self) -> str:
         if not self.verdicts:
-            return f"requirements: none found ({self.source})"
+            return (f"requirements: none ({self.source})" if self.source.startswith("no ")
+                    else f"requirements: none listed in {self.source}")
         need = self.to_install
         if not need:
             return f"requirements ({self.source}): all {len(self.verdicts)} already in Kaggle's image"
@@ -104,8 +113,8 @@ def load_image() -> Image:
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("#"):
-            if not header and "commit" in line:
-                header = line.lstrip("# ")
+            if not header and "commit" in line:  # "..., at commit <40 hex> (2026-06-17).": 12 hex say which
+                header = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", line.lstrip("# ")).rstrip(".")
             continue
         if "==" in line:
             name, _, version = line.partition("==")

@@ -80,6 +80,24 @@ def shape_label(machine_shape: str | None) -> str:
     return f"{kind.upper()} {label}" if label else machine_shape
 
 
+def hardware(machine_shape: str | None) -> str:
+    """What a kernel runs on, as one phrase: ``GPU T4 x2 (NvidiaTeslaT4)``, ``CPU (no accelerator)``."""
+    if accelerator_kind(machine_shape) == "cpu":
+        return "CPU (no accelerator)"
+    label = shape_label(machine_shape)
+    return f"{label} ({machine_shape})" if label != machine_shape else str(machine_shape)
+
+
+def source_share(n_bytes: int) -> str:
+    """A kernel script's size and its share of Kaggle's source limit: ``44.4 kB (4.2% of Kaggle's source limit)``.
+
+    One unit (decimal, as every size kagglekit prints); the limit itself is 1 MiB = 1,048,576 bytes.
+    """
+    from kagglekit.constants import SOURCE_LIMIT_BYTES
+
+    return f"{size(n_bytes)} ({100 * n_bytes / SOURCE_LIMIT_BYTES:.1f}% of Kaggle's source limit)"
+
+
 def accelerator_label(record: RunRecord) -> str:
     """A run's hardware for the runs table: ``cpu``, ``gpu T4 x2``, ``tpu v5e-8``, ``gpu <shape>``, or ``unknown``."""
     from kagglekit.ledger import KIND_UNKNOWN

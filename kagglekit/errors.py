@@ -32,7 +32,7 @@ class KagglekitError(Exception):
 
 
 class ConfigError(KagglekitError):
-    """A bad setting: in pyproject.toml / kagglekit.toml, the environment or an option."""
+    """A bad setting: in pyproject.toml / kagglekit.toml, the environment or an option (a `--set` that cannot apply)."""
 
     exit_code = 3
 

@@ -8,6 +8,7 @@ blindly once Kaggle may have accepted a version.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import subprocess
 import tempfile
 import time
@@ -184,6 +185,7 @@ def _resume_parent(client: KaggleApiClient, settings: ProjectSettings, req: Push
     record = ledger.get(client.account, parent.kernel_id, parent.version) \
         if ledger is not None and parent.version is not None else None
     req = _same_mode_as_parent(req, record, str(parent), warnings)
+    req = _same_args_as_parent(req, plan.settings, record, str(parent), warnings)
     settings = _same_machine_as_parent(req, plan.settings, record, str(parent), warnings)
     warnings.extend(_checkpoint_missing(client, parent, settings.checkpoints))
     return req, settings, plan
@@ -325,6 +327,33 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
     return dataclasses.replace(req, run=run)
 
 
+def _same_args_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
+                         warnings: list[str]) -> PushRequest:
+    """A resumed run gets the arguments the parent's push gave after ``--``, unless new ones are given now.
+
+    The ledger keeps the parent's whole command line (``args``, ``test-args``, then ``-- ARGS``); what came
+    after ``--`` is what follows the part the settings give. When the settings' part changed since, the
+    split cannot be told, and nothing is carried (the warning says so).
+    """
+    parent_args: list[str] = list(getattr(parent, "args", None) or [])
+    if req.run.args or not parent_args:
+        return req
+    from kagglekit.bundle import entry_argv
+
+    prefix = entry_argv(settings, getattr(parent, "mode", None))  # what the settings gave the parent
+    if parent_args[:len(prefix)] != prefix:
+        warnings.append(f"{resume_ref} ran with the arguments {shlex.join(parent_args)}, which do not start with "
+                        f"the project's args/test-args now ({shlex.join(prefix) or 'none'}): none are carried on; "
+                        "give them after -- if the run needs them.")
+        return req
+    extra = tuple(parent_args[len(prefix):])
+    if not extra:
+        return req
+    warnings.append(f"Resuming with {resume_ref}'s arguments after --: {shlex.join(extra)} (give new ones "
+                    "after -- to change them).")
+    return dataclasses.replace(req, run=dataclasses.replace(req.run, args=extra))
+
+
 def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_ref: str | None,
             warnings: list[str], requirements: dict[str, Any] | None = None,
             extra_datasets: tuple[str, ...] = (), code_dataset_settings: ProjectSettings | None = None,
@@ -385,16 +414,15 @@ def describe(outcome: PushOutcome) -> str:
     """The human summary of a push (or of what a dry run would send)."""
     import json
 
+    from kagglekit import display
+
     lines = []
     for change in outcome.flag_changes:
         lines.append(f"  in the bundled copy: {change}")
     mode = outcome.mode or "as written"
-    shape = "cpu" if outcome.accelerator == "cpu" else f"{outcome.machine_shape} ({outcome.accelerator})"
-    lines.append(f"  mode {mode}, accelerator {shape}, "
-                 f"{outcome.files} files, script {outcome.script_bytes / 1024:.1f} KiB, bundle {outcome.bundle_sha256[:12]}")
+    lines.append(f"  mode {mode}, {display.hardware(outcome.machine_shape)}, {outcome.files} files, "
+                 f"script {display.size(outcome.script_bytes)}, bundle {outcome.bundle_sha256[:12]}")
     if outcome.args:
-        import shlex
-
         lines.append(f"  arguments: {shlex.join(outcome.args)}")
     if outcome.resume_from:
         lines.append(f"  resumes from the checkpoint in {outcome.resume_from}'s output")
@@ -405,7 +433,7 @@ def describe(outcome: PushOutcome) -> str:
     if outcome.dry_run:
         lines.insert(0, f"Dry run: nothing was sent. This would push {outcome.kernel}:")
         lines.append(f"  would ship {len(outcome.shipped)} files:")
-        lines += [f"    {f['path']}  {f['size']:,} B" for f in outcome.shipped]
+        lines += [f"    {f['path']}  {display.size(f['size'])}" for f in outcome.shipped]
         if outcome.left_out:
             lines.append("  left out: " + ", ".join(f"{x['path']} ({x['reason']})" for x in outcome.left_out))
         lines.append("  kernel-metadata.json:")

@@ -619,66 +619,68 @@ def preflight(client: KaggleApiClient | None, ledger: Ledger, account: str, kern
     quota is less than the run is expected to take. With no history, the run is assumed to need
     an hour (or its ``limit_s`` session limit, if shorter): silence would be a guess that it fits.
     """
-    messages: list[str] = []
-    ok = True
     kind = kind.lower()
     expected, how, _ = expected_duration(ledger, account, kernel, mode)
     if kind not in ACCELERATORS:
         return PreflightAdvice(True, [], expected, how)
-
+    notes: list[str] = []  # what could not be checked: advice, not a "no"
     if client is not None:
-        problems = refresh_active(client, ledger, account)
-        messages.extend(f"Could not refresh {p}" for p in problems)
-    running = [r for r in ledger.active_runs(account) if r.kind == kind]
-    cap = MAX_BATCH_SESSIONS.get(kind, 2)
-    if len(running) >= cap:
-        ok = False
-        names = ", ".join(f"{r.kernel} v{r.version} ({(r.status or '').lower()})" for r in running)
-        messages.append(f"{len(running)} {kind.upper()} sessions are already running ({names}); Kaggle allows "
-                        f"{cap} at once and would refuse this push.")
-
+        notes += [f"Could not refresh {p}" for p in refresh_active(client, ledger, account)]
+    refusals = _session_cap(ledger, account, kind)
     if client is not None:
         try:
             info = client.quota()
         except CredentialsError:
             raise  # the push would fail the same way: say it once, as the error it is
         except (KagglekitError, OSError) as exc:
-            messages.append(f"Could not read the live quota ({getattr(exc, 'message', exc)}); "
-                            "the quota was not checked.")
-            return PreflightAdvice(ok, messages, expected, how)
-        used, reserved, total = _acc_numbers(getattr(info, kind, None))
-        if used is not None and total is not None:
-            reserved = reserved or 0.0
-            refresh = _refresh_of(info)
-            if not admits(used, reserved, total):
-                ok = False
-                # Kaggle's admission rule: a new session starts only while used + reserved < allowance.
-                if used >= total:
-                    messages.append(f"Kaggle would refuse a new {kind.upper()} session now: the weekly quota is used "
-                                    f"up ({quota_time(used)} of {quota_time(total)}); {_refreshes(refresh)}.")
-                else:
-                    holders = _holders_text(reservations(ledger, account, kind, reserved))
-                    messages.append(
-                        f"Kaggle would refuse a new {kind.upper()} session now (\"projected to exceed\", not used up): "
-                        f"{quota_time(used)} used + {quota_time(reserved)} reserved by running sessions{holders} >= "
-                        f"the {quota_time(total)} allowance. When one of them ends or is stopped, its reservation is "
-                        "freed.")
-            else:
-                available = total - used - reserved
-                if expected is not None and available < expected:
-                    ok = False
-                    messages.append(f"Only {quota_time(available)} of {kind.upper()} quota is left after running "
-                                    f"sessions' reservations ({_refreshes(refresh)}), less than the "
-                                    f"{quota_time(expected)} this run is expected to take ({how}). It would start, "
-                                    "but use up the week's quota.")
-                floor = min(UNKNOWN_RUN_FLOOR_S, limit_s or UNKNOWN_RUN_FLOOR_S)
-                if expected is None and available < floor:
-                    ok = False
-                    limit = f"; it may run up to its {quota_time(limit_s)} limit" if limit_s else ""
-                    messages.append(f"Only {quota_time(available)} of {kind.upper()} quota is left after running "
-                                    f"sessions' reservations ({_refreshes(refresh)}), and {how}, so how long this "
-                                    f"run takes is unknown{limit}. It would start, but may use up the week's quota.")
-    return PreflightAdvice(ok, messages, expected, how)
+            unread = (f"Could not read the live quota ({getattr(exc, 'message', exc)}); "
+                      "the quota was not checked.")
+            return PreflightAdvice(not refusals, [*notes, *refusals, unread], expected, how)
+        refusals += _quota_shortfall(info, ledger, account, kind, expected, how, limit_s)
+    return PreflightAdvice(not refusals, notes + refusals, expected, how)
+
+
+def _session_cap(ledger: Ledger, account: str, kind: str) -> list[str]:
+    """Kaggle's concurrent-session cap: a "no" when this account's ``kind`` sessions already fill it."""
+    running = [r for r in ledger.active_runs(account) if r.kind == kind]
+    cap = MAX_BATCH_SESSIONS.get(kind, 2)
+    if len(running) < cap:
+        return []
+    names = ", ".join(f"{r.kernel} v{r.version} ({(r.status or '').lower()})" for r in running)
+    return [f"{len(running)} {kind.upper()} sessions are already running ({names}); Kaggle allows "
+            f"{cap} at once and would refuse this push."]
+
+
+def _quota_shortfall(info: Any, ledger: Ledger, account: str, kind: str, expected: float | None, how: str,
+                     limit_s: float | None) -> list[str]:
+    """The live quota's "no"s: Kaggle would not admit the session, or what is left will not cover the run."""
+    used, reserved, total = _acc_numbers(getattr(info, kind, None))
+    if used is None or total is None:
+        return []
+    reserved = reserved or 0.0
+    refresh = _refresh_of(info)
+    if not admits(used, reserved, total):
+        # Kaggle's admission rule: a new session starts only while used + reserved < allowance.
+        if used >= total:
+            return [f"Kaggle would refuse a new {kind.upper()} session now: the weekly quota is used "
+                    f"up ({quota_time(used)} of {quota_time(total)}); {_refreshes(refresh)}."]
+        holders = _holders_text(reservations(ledger, account, kind, reserved))
+        return [f"Kaggle would refuse a new {kind.upper()} session now (\"projected to exceed\", not used up): "
+                f"{quota_time(used)} used + {quota_time(reserved)} reserved by running sessions{holders} >= "
+                f"the {quota_time(total)} allowance. When one of them ends or is stopped, its reservation is "
+                "freed."]
+    available = total - used - reserved
+    left = (f"Only {quota_time(available)} of {kind.upper()} quota is left after running sessions' reservations "
+            f"({_refreshes(refresh)})")
+    if expected is not None and available < expected:
+        return [f"{left}, less than the {quota_time(expected)} this run is expected to take ({how}). It would "
+                "start, but use up the week's quota."]
+    floor = min(UNKNOWN_RUN_FLOOR_S, limit_s or UNKNOWN_RUN_FLOOR_S)
+    if expected is None and available < floor:
+        limit = f"; it may run up to its {quota_time(limit_s)} limit" if limit_s else ""
+        return [f"{left}, and {how}, so how long this run takes is unknown{limit}. It would start, but may use "
+                "up the week's quota."]
+    return []
 
 
 # --------------------------------------------------------------------------- refusals: used up vs projected

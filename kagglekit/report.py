@@ -412,8 +412,37 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
     :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
 
-    Longer than most: the last third is the one ``Report(...)`` that names every field from its source.
+    Phases: where to write -> read the outputs -> what the run cost -> the loss curve -> the one
+    ``Report(...)`` that names every field from its source -> write it.
     """
+    out = _report_path(source, out)
+    notes: list[str] = []
+    run, summary, versions, epochs = _read_outputs(source, notes)
+    if chain is not None:
+        epochs = _chain_epochs(chain, epochs, notes)
+    cost = _cost(source, run, summary, notes)
+    mode = _mode(run, summary)
+    if run.get("status") == "running":
+        notes.append("run.json says the run was still running when these outputs were taken.")
+    if cost.fraction is not None and cost.fraction >= OUTPUT_WARN_FRACTION:
+        notes.append(f"The output used {cost.fraction:.0%} of the {_size(cost.budget)} budget: keep fewer "
+                     "checkpoints.")
+    estimate = _estimate(summary, epochs, cost.duration, cost.session_limit, cost.kind, quota, quota_source,
+                         notes) if mode == "test" else None
+    if estimate is not None:
+        notes.append(ROUGH_WARNING)
+    best_epoch = _int(summary.get("best_epoch"))
+    resumed_from = _int(summary.get("resumed_from_epoch"))
+    plot = _loss_plot(epochs, best_epoch, resumed_from, out, chain)
+    report = _assemble(source, out, plot, run, summary, versions, epochs, cost, mode=mode, estimate=estimate,
+                       notes=notes, chain=chain)
+    text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
+    write_text_atomic(out, text)
+    return report
+
+
+def _report_path(source: Path, out: Path | None) -> Path:
+    """The report file for ``source`` (checked before anything is read)."""
     if not source.is_dir():
         raise NotFoundError(f"No output folder at {source}.",
                             hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
@@ -421,45 +450,72 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     if out.suffix.lower() not in (".html", ".htm", ".md"):
         raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
                           hint="Use -o report.html or -o report.md.")
-    notes: list[str] = []
-    run, summary, versions, epochs = _read_outputs(source, notes)
-    if chain is not None:
-        epochs = _chain_epochs(chain, epochs, notes)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cost:
+    """What the run used: its hardware, time, quota and /kaggle/working (the report's top rows)."""
+
+    accel: dict[str, Any]
+    requested: Any
+    seen: Any
+    kind: str
+    duration: float | None
+    cost_h: float
+    budget: int
+    peak_output: int | None
+    fraction: float | None
+    pulled: int
+    session_limit: float
+
+
+def _cost(source: Path, run: dict[str, Any], summary: dict[str, Any], notes: list[str]) -> _Cost:
+    """Hardware (its notes go to ``notes``), duration, quota hours and output use, from run.json/summary.json."""
     accel = run.get("accelerator") if isinstance(run.get("accelerator"), dict) else {}
     assert isinstance(accel, dict)
     requested, seen, kind = _hardware(accel, summary, notes, emulated=run.get("emulated") is True)
     duration = _duration(run, summary)
-    cost_h = duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0
-    mode = run.get("mode") if run.get("mode") in ("test", "full") else None
-    if mode is None and isinstance(summary.get("running_test"), bool):
-        mode = "test" if summary["running_test"] else "full"
-    if run.get("status") == "running":
-        notes.append("run.json says the run was still running when these outputs were taken.")
     budget = _int(run.get("output_budget_bytes")) or OUTPUT_BUDGET_BYTES
     peak_output = _int(run.get("peak_working_bytes"))
     fraction = peak_output / budget if peak_output is not None else None
-    if fraction is not None and fraction >= OUTPUT_WARN_FRACTION:
-        notes.append(f"The output used {fraction:.0%} of the {_size(budget)} budget: keep fewer checkpoints.")
-    pulled = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-    session_limit = _num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600))
-    estimate = _estimate(summary, epochs, duration, session_limit, kind, quota, quota_source, notes) if mode == "test" else None
-    if estimate is not None:
-        notes.append(ROUGH_WARNING)
+    return _Cost(
+        accel=accel, requested=requested, seen=seen, kind=kind, duration=duration,
+        cost_h=duration / 3600 if duration is not None and kind in ("gpu", "tpu") else 0.0,
+        budget=budget, peak_output=peak_output, fraction=fraction,
+        pulled=sum(p.stat().st_size for p in source.rglob("*") if p.is_file()),
+        session_limit=_num(run.get("session_limit_s")) or float(SESSION_LIMIT_SECONDS.get(kind, 12 * 3600)))
+
+
+def _mode(run: dict[str, Any], summary: dict[str, Any]) -> str | None:
+    """test/full from run.json, else from the project's summary.json ``running_test``."""
+    mode = run.get("mode") if run.get("mode") in ("test", "full") else None
+    if mode is None and isinstance(summary.get("running_test"), bool):
+        mode = "test" if summary["running_test"] else "full"
+    return mode
+
+
+def _loss_plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: int | None, out: Path,
+               chain: ChainReport | None) -> Path | None:
+    """The loss curve's PNG beside the report (None without epochs), with the chain's session boundaries."""
+    if not epochs:
+        return None
+    plot = out.with_name(f"{out.stem}_loss_curve.png")
+    boundaries = [x.first_epoch for x in chain.sessions[1:] if x.first_epoch] if chain is not None else None
+    _plot(epochs, best_epoch, resumed_from, plot, boundaries)
+    return plot
+
+
+def _assemble(source: Path, out: Path, plot: Path | None, run: dict[str, Any], summary: dict[str, Any],
+              versions: dict[str, Any], epochs: list[dict[str, Any]], cost: _Cost, *, mode: str | None,
+              estimate: Estimate | None, notes: list[str], chain: ChainReport | None) -> Report:
+    """The one ``Report(...)``: every field named with the file and key it comes from."""
     packages = run.get("packages") if isinstance(run.get("packages"), dict) else versions.get("packages")
     python_run = run.get("python") or versions.get("python")
-    devices = accel.get("devices") if isinstance(accel.get("devices"), list) else []
+    devices = cost.accel.get("devices") if isinstance(cost.accel.get("devices"), list) else []
     assert isinstance(devices, list)
     times = [t for t in (_num(row.get("epoch_time_s")) for row in epochs) if t is not None]
-    best_epoch = _int(summary.get("best_epoch"))
-    resumed_from = _int(summary.get("resumed_from_epoch"))
-    plot = None
-    if epochs:
-        plot = out.with_name(f"{out.stem}_loss_curve.png")
-        boundaries = [x.first_epoch for x in chain.sessions[1:] if x.first_epoch] if chain is not None else None
-        _plot(epochs, best_epoch, resumed_from, plot, boundaries)
-    traceback_tail = run.get("traceback_tail") if isinstance(run.get("traceback_tail"), str) else None
-
-    report = Report(
+    return Report(
         source=source, path=out, plot=plot,
         kernel=run.get("kernel") if isinstance(run.get("kernel"), str) else None,
         version=int(source.name[1:]) if re.fullmatch(r"v\d+", source.name) else None,
@@ -467,20 +523,22 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         exit_code=_int(run.get("exit_code")),
         started_at=run.get("started_at") if isinstance(run.get("started_at"), str) else None,
         ended_at=run.get("ended_at") if isinstance(run.get("ended_at"), str) else None,
-        duration_s=duration,
-        accelerator_requested=str(requested) if requested is not None else None,
-        accelerator_seen=str(seen) if seen is not None else None,
-        devices=[str(d) for d in devices], quota_kind=kind, quota_cost_h=cost_h,
-        peak_output_bytes=peak_output, output_budget_bytes=budget, output_fraction=fraction,
-        pulled_bytes=pulled, peak_rss_bytes=_int(run.get("peak_rss_bytes")),
+        duration_s=cost.duration,
+        accelerator_requested=str(cost.requested) if cost.requested is not None else None,
+        accelerator_seen=str(cost.seen) if cost.seen is not None else None,
+        devices=[str(d) for d in devices], quota_kind=cost.kind, quota_cost_h=cost.cost_h,
+        peak_output_bytes=cost.peak_output, output_budget_bytes=cost.budget, output_fraction=cost.fraction,
+        pulled_bytes=cost.pulled, peak_rss_bytes=_int(run.get("peak_rss_bytes")),
         peak_ram_mb=_num(summary.get("peak_ram_mb")), peak_gpu_mb=_num(summary.get("peak_gpu_mb")),
         parameters=_int(summary.get("parameters")), model_size_mb=_num(summary.get("model_size_mb")),
-        epochs=epochs, best_epoch=best_epoch, best_score=_num(summary.get("best_score")),
-        resumed_from_epoch=resumed_from,
+        epochs=epochs, best_epoch=_int(summary.get("best_epoch")), best_score=_num(summary.get("best_score")),
+        resumed_from_epoch=_int(summary.get("resumed_from_epoch")),
         epoch_time_median_s=statistics.median(times) if times else None,
         python_run=str(python_run) if python_run else None, python_local=platform.python_version(),
         version_diffs=_version_diffs(packages) if isinstance(packages, dict) else [],
-        estimate=estimate, traceback_tail=traceback_tail, notes=notes,
+        estimate=estimate,
+        traceback_tail=run.get("traceback_tail") if isinstance(run.get("traceback_tail"), str) else None,
+        notes=notes,
         overrides={str(k): str(v) for k, v in run["overrides"].items()}
         if isinstance(run.get("overrides"), dict) else {},
         args=[str(a) for a in run["args"]] if isinstance(run.get("args"), list) else [],
@@ -488,9 +546,6 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
         gpu=_gpu_text(summary),
         chain=chain,
     )
-    text = render_html(report) if out.suffix.lower() in (".html", ".htm") else render_markdown(report)
-    write_text_atomic(out, text)
-    return report
 
 
 def _size(n: float | None) -> str:

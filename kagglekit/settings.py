@@ -519,7 +519,10 @@ def _has_tool_table(pyproject: Path) -> bool:
     return re.search(r"^\s*\[\s*tool\s*\.\s*kagglekit\s*[\].]", text, re.MULTILINE) is not None
 
 
-def _read_table(path: Path) -> dict[str, Any]:
+PYPROJECT_TABLES = frozenset({"build-system", "project", "tool", "dependency-groups"})  # PEP 517/518/621/735
+
+
+def _read_table(path: Path, warnings: list[str] | None = None) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: e.g. an integer over 4300 digits
@@ -531,8 +534,28 @@ def _read_table(path: Path) -> dict[str, Any]:
         table = data.get("tool", {}).get("kagglekit", {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [tool.kagglekit] must be a table.")
+        _outside_the_tool_table(path, data, warnings)
         return table
     return data
+
+
+def _outside_the_tool_table(path: Path, data: Mapping[str, Any], warnings: list[str] | None) -> None:
+    """A kagglekit setting written outside [tool.kagglekit] (a top-level ``[test-set]``) is an error, as an
+    unknown key inside it is: read nowhere, it would silently change nothing. Other non-standard top-level
+    tables are another tool's business: a warning that kagglekit does not read them."""
+    for key, value in data.items():
+        if key in PYPROJECT_TABLES:
+            continue
+        if key in FIELDS or key.replace("_", "-") in FIELDS:
+            field = key.replace("_", "-")
+            written = f"[{key}]" if isinstance(value, dict) else f"{key} = ..."
+            where = f"[tool.kagglekit.{field}]" if isinstance(value, dict) else f"{field} = ... under [tool.kagglekit]"
+            raise ConfigError(f"{path}: {written} is a kagglekit setting outside [tool.kagglekit], where kagglekit "
+                              "never reads it.", hint=f"Write it as {where} (docs/settings.md).")
+        if warnings is not None:
+            warnings.append(f"{path}: top-level {f'[{key}]' if isinstance(value, dict) else repr(key)} is not a "
+                            "pyproject.toml table (those are [project], [build-system], [tool.*]); kagglekit "
+                            "ignores it and reads only [tool.kagglekit].")
 
 
 def _where(path: Path) -> str:
@@ -550,6 +573,7 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    notes: list[str] = []
 
     def put(field: str, raw: object, origin: str, describe: str) -> None:
         try:
@@ -563,7 +587,7 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
 
     if config_file is not None:
         where = _where(config_file)
-        for key, raw in _read_table(config_file).items():
+        for key, raw in _read_table(config_file, notes).items():
             if key not in FIELDS:
                 snake = key.replace("_", "-")
                 close = [snake] if snake in FIELDS else difflib.get_close_matches(key, list(FIELDS), n=1)
@@ -589,7 +613,7 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         if raw is not None:
             put(field, raw, "the command line", f"--{field}")
 
-    return _build(root, config_file, values, origins)
+    return _build(root, config_file, values, origins, notes)
 
 
 def _shown(raw: object, limit: int = 60) -> str:
@@ -599,8 +623,8 @@ def _shown(raw: object, limit: int = 60) -> str:
 
 
 def _build(root: Path, config_file: Path | None, values: dict[str, Any],
-           origins: dict[str, str]) -> ProjectSettings:
-    warnings: list[str] = []
+           origins: dict[str, str], notes: list[str] | None = None) -> ProjectSettings:
+    warnings: list[str] = list(notes or [])
     kw: dict[str, Any] = {}
     if "kernel" in values:
         kw["kernel_owner"], kw["kernel_slug"] = values["kernel"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from kagglekit.errors import BundleError
+from kagglekit.errors import BundleError, ConfigError
 
 FLAG_NAMES = ("running_test", "runing_test")
 DECLARE_HINT = ('Declare where the flag lives in [tool.kagglekit] (or kagglekit.toml): '
@@ -140,7 +140,7 @@ def parse_value(raw: str) -> tuple[bool, object]:
 
 
 def _fit(name: str, raw: str, assign: _Assign) -> str:
-    """The source text for ``raw`` if it fits the attribute's current type; BundleError otherwise."""
+    """The source text for ``raw`` if it fits the attribute's current type; ConfigError otherwise."""
     is_lit, value = parse_value(raw)
     old_is_lit, old = _literal(assign.node)
     expected: type | None = None
@@ -153,7 +153,7 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
         if expected in (None, str):
             return repr(raw)
         why = _why_not_literal(raw)
-        raise BundleError(f"--set {name}={_shown(raw)}: not a Python literal{why}, and {where} holds a "
+        raise ConfigError(f"--set {name}={_shown(raw)}: not a Python literal{why}, and {where} holds a "
                           f"{expected.__name__ if expected else 'value'}.",
                           hint="Give a Python literal: numbers as 1 or 0.5, text in quotes, True/False, None.")
     if expected is None or value is None:
@@ -167,7 +167,7 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
     else:
         ok = isinstance(value, expected)
     if not ok:
-        raise BundleError(f"--set {name}={raw}: a {type(value).__name__} does not fit {where} "
+        raise ConfigError(f"--set {name}={raw}: a {type(value).__name__} does not fit {where} "
                           f"(a {expected.__name__}).",
                           hint=f"Give a {expected.__name__} value, e.g. --set {name}={_example(expected)}.")
     if expected is float and isinstance(value, int):
@@ -252,15 +252,13 @@ def apply_flags(
         edits += [_Edit(a.file, a.node, a.name, value) for a in _alone(flag_assigns, flag_assigns[0].name)]
     for name, raw in sets.items():
         if name.rpartition(":")[2].rpartition(".")[2] in FLAG_NAMES:
-            raise BundleError(f"--set {name}=... : the test flag is set with --test / --full.",
+            raise ConfigError(f"--set {name}=... : the test flag is set with --test / --full.",
                               hint="Use --test or --full instead.")
         if ":" in name or "." in name:
             assigns = find_qualified(sources, tree_of, name)
         else:
-            try:
-                assigns = _find_attribute(sources, tree_of, name, target_class)
-            except BundleError as exc:
-                assigns = _module_constant(sources, tree_of, name, exc)
+            assigns = (_find_attribute(sources, tree_of, name, target_class)
+                       or _module_constant(sources, tree_of, name, target_class))
         edits += [_Edit(a.file, a.node, name, _fit(name, raw, a)) for a in _alone(assigns, name)]
     return _apply(sources, edits)
 
@@ -356,41 +354,93 @@ def _found_flag(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module 
 
 def _find_attribute(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], name: str,
                     target_class: tuple[str, str] | None) -> list[_Assign]:
-    """Every assignment of ``name`` in the target Config class (or the single Config-like class defining it)."""
+    """Every assignment of ``name`` in the target Config class (or the single Config-like class defining it);
+    [] when none has it."""
     if target_class is not None:
-        file, cls_path = target_class
-        tree = tree_of(file)
-        assert tree is not None  # parsed when the class was found
-        classes = dict(_iter_classes(tree))
-        assigns = list(_class_assignments(file, cls_path, classes[cls_path]))
-        found = [a for a in assigns if a.name == name]
-        if not found:
-            names = sorted({a.name for a in assigns})
-            close = difflib.get_close_matches(name, names, n=1)
-            raise BundleError(
-                f"--set {name}: {file} class {cls_path} has no attribute {name}"
-                + (f" (did you mean {close[0]}?)" if close else "") + ".",
-                hint="Its attributes: " + ", ".join(names[:30]) + ("…" if len(names) > 30 else ""))
-        return found
+        return [a for a in _target_assignments(tree_of, target_class) if a.name == name]
     matches: dict[tuple[str, str], list[_Assign]] = {}
+    for file, cls_name, assigns in _config_classes(sources, tree_of, name):
+        found = [a for a in assigns if a.name == name]
+        if found:
+            matches[(file, cls_name)] = found
+    if len(matches) <= 1:
+        return next(iter(matches.values()), [])
+    listed = ", ".join(f"{f} {c}" for f, c in matches)
+    raise ConfigError(f"--set {name}: several Config classes define {name} ({listed}).",
+                      hint=f"Say which: --set {next(iter(matches))[1]}.{name}=VALUE, or " + DECLARE_HINT)
+
+
+def _target_assignments(tree_of: Callable[[str], ast.Module | None], target_class: tuple[str, str]) -> list[_Assign]:
+    file, cls_path = target_class
+    tree = tree_of(file)
+    assert tree is not None  # parsed when the class was found
+    return list(_class_assignments(file, cls_path, dict(_iter_classes(tree))[cls_path]))
+
+
+def _config_classes(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None],
+                    needle: str = "") -> Iterator[tuple[str, str, list[_Assign]]]:
+    """(file, class, its assignments) of every Config-like class, in files whose text holds ``needle``."""
     for file in sorted(sources):
-        if name not in sources[file]:
+        if needle not in sources[file]:
             continue
         tree = tree_of(file)
         if tree is None:
             continue
         for cls_name, cls in _iter_classes(tree):
             if is_config_class(cls.name):
-                found = [a for a in _class_assignments(file, cls_name, cls) if a.name == name]
-                if found:
-                    matches[(file, cls_name)] = found
-    if len(matches) == 1:
-        return next(iter(matches.values()))
-    if not matches:
-        raise BundleError(f"--set {name}: no Config-like class (name containing Config or CFG) in the bundled "
-                          f".py files assigns {name}.", hint=DECLARE_HINT)
-    listed = ", ".join(f"{f} {c}" for f, c in matches)
-    raise BundleError(f"--set {name}: several Config classes define {name} ({listed}).", hint=DECLARE_HINT)
+                yield file, cls_name, list(_class_assignments(file, cls_name, cls))
+
+
+def _unknown_name(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], name: str,
+                  target_class: tuple[str, str] | None) -> ConfigError:
+    """``--set NAME`` that names nothing: where kagglekit looked, and the names that do exist there."""
+    if target_class is not None:
+        places = [(f"{target_class[0]} class {target_class[1]}", _target_assignments(tree_of, target_class))]
+    else:
+        places = [(f"{file} class {cls}", assigns) for file, cls, assigns in _config_classes(sources, tree_of)]
+    constants = sorted({a.name for file in sources if (tree := tree_of(file)) is not None
+                        for a in module_assignments(file, tree) if _literal(a.node)[0] and a.name.isupper()})
+    known = [n for _, assigns in places for n in dict.fromkeys(a.name for a in assigns) if n not in FLAG_NAMES]
+    close = difflib.get_close_matches(name, known + constants, n=3)
+    looked = ", ".join(p for p, _ in places) or "no Config-like class (name containing Config or CFG)"
+    message = (f"--set {name}: {looked} has no attribute {name}, and no .py file assigns it a literal at "
+               "module level" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+               + ".")
+    exist = [f"{p} has: {_listing(dict.fromkeys(a.name for a in assigns if a.name not in FLAG_NAMES))}"
+             for p, assigns in places] + ([f"module constants: {_listing(constants)}"] if constants else [])
+    if exist:
+        message += " " + "; ".join(exist) + "."
+    return ConfigError(message, hint="Name it exactly: --set config.py:EPOCHS=1, --set CFG.epochs=1, or a config "
+                                     "file key --set configs/base.yaml:train.epochs=1.")
+
+
+def _names_at(tree_of: Callable[[str], ast.Module | None], files: list[str], cls_path: str, *,
+              exact_class: bool) -> list[str]:
+    """The names assigned in class ``cls_path`` (or at module level, with no class) of ``files``."""
+    names: dict[str, None] = {}
+    for f in files:
+        tree = tree_of(f)
+        if tree is None:
+            continue
+        if not cls_path:
+            names.update(dict.fromkeys(a.name for a in module_assignments(f, tree) if _literal(a.node)[0]))
+            continue
+        for name, cls in _iter_classes(tree):
+            if name == cls_path or (not exact_class and name.rpartition(".")[2] == cls_path):
+                names.update(dict.fromkeys(a.name for a in _class_assignments(f, name, cls)))
+    return [n for n in names if n not in FLAG_NAMES]
+
+
+def _class_names(tree_of: Callable[[str], ast.Module | None], files: list[str]) -> list[str]:
+    """Config-like classes first, then the others: what ``--set Class.NAME`` could name."""
+    names = [name for f in files if (tree := tree_of(f)) is not None for name, _ in _iter_classes(tree)]
+    return sorted(dict.fromkeys(names), key=lambda n: (not is_config_class(n.rpartition(".")[2]), n))
+
+
+def _listing(names: Iterable[str], limit: int = 30) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "") \
+        if names else "none"
 
 
 def module_assignments(file: str, tree: ast.Module) -> Iterator[_Assign]:
@@ -418,7 +468,7 @@ def _first_module_assignment(file: str, tree: ast.Module, name: str) -> _Assign 
 
 
 def _module_constant(sources: Mapping[str, str], tree_of: Callable[[str], ast.Module | None], name: str,
-                     not_in_class: BundleError) -> list[_Assign]:
+                     target_class: tuple[str, str] | None) -> list[_Assign]:
     """``--set EPOCHS=1`` where no Config class has EPOCHS: the one module-level ``EPOCHS = <literal>``."""
     found: list[_Assign] = []
     for file in sorted(sources):
@@ -431,11 +481,9 @@ def _module_constant(sources: Mapping[str, str], tree_of: Callable[[str], ast.Mo
     if len(found) == 1:
         return found
     if not found:
-        raise BundleError(not_in_class.message.rstrip(".") + ", and no .py file assigns it a literal at module "
-                          "level.", hint="Name it exactly: --set config.py:EPOCHS=1, --set CFG.epochs=1, or a config "
-                                         "file key --set configs/base.yaml:train.epochs=1.")
+        raise _unknown_name(sources, tree_of, name, target_class)
     listed = ", ".join(f"{a.file}:{a.node.lineno}" for a in found)
-    raise BundleError(f"--set {name}: several files assign {name} at module level ({listed}).",
+    raise ConfigError(f"--set {name}: several files assign {name} at module level ({listed}).",
                       hint=f"Say which: --set {found[0].file}:{name}=VALUE.")
 
 
@@ -447,7 +495,7 @@ def find_qualified(sources: Mapping[str, str], tree_of: Callable[[str], ast.Modu
     files = [file] if file else sorted(sources)
     if file and file not in sources:
         close = difflib.get_close_matches(file, sorted(sources), n=1)
-        raise BundleError(f"--set {target}: {file} is not among the bundled .py files"
+        raise ConfigError(f"--set {target}: {file} is not among the bundled .py files"
                           + (f" (did you mean {close[0]}?)" if close else "") + ".",
                           hint="Give the path relative to the project root; kagglekit -v bundle lists the files.")
     found: list[_Assign] = []
@@ -468,12 +516,17 @@ def find_qualified(sources: Mapping[str, str], tree_of: Callable[[str], ast.Modu
     if not found:
         where = file or "the bundled .py files"
         what = f"class {cls_path} with an attribute {attr}" if cls_path else f"module-level {attr} = <literal>"
-        raise BundleError(f"--set {target}: no {what} in {where}.",
+        names = _names_at(tree_of, files, cls_path, exact_class=bool(file))
+        close = difflib.get_close_matches(attr, names, n=3)
+        there = (f" {'Class ' + cls_path if cls_path else 'Module level'} has: {_listing(names)}." if names else
+                 f" Classes there: {_listing(_class_names(tree_of, files))}." if cls_path else "")
+        raise ConfigError(f"--set {target}: no {what} in {where}"
+                          + (f" (did you mean {' or '.join(close)}?)" if close else "") + "." + there,
                           hint="Check the spelling; --set NAME=VALUE alone searches Config classes and "
                                "module constants.")
     if len(by_place) > 1:
         listed = ", ".join(f"{f} {c or '(module)'}" for f, c in by_place)
-        raise BundleError(f"--set {target}: found in several places ({listed}).",
+        raise ConfigError(f"--set {target}: found in several places ({listed}).",
                           hint=f"Say which file: --set {by_place[0][0]}:{path}=VALUE.")
     return found
 

@@ -374,7 +374,10 @@ def test_cli_bundle_prints_changes_and_json(project: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     assert "config.py:10 running_test: True → False" in res.output
     assert "config.py:8 n_epoch: 30 → 1" in res.output
-    assert "data/ (data)" in res.output and "NvidiaTeslaT4" in res.output and "of the 1 MiB limit" in res.output
+    assert "data/ (data)" in res.output and "GPU T4 x2 (NvidiaTeslaT4)" in res.output and "% of Kaggle's source limit)" in res.output
+    assert "MiB" not in res.output and "KiB" not in res.output  # one unit for sizes: display.size's
+    res = runner.invoke(cli, ["bundle", str(project), "-o", str(tmp_path / "cpu-out"), "--cpu"])
+    assert res.exit_code == 0 and "CPU (no accelerator)" in res.output and "None" not in res.output, res.output
     res = runner.invoke(cli, ["bundle", str(project), "-o", str(out), "--test", "--tpu", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)

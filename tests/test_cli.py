@@ -104,3 +104,44 @@ def test_json_errors_are_data_on_stdout_too(capsys: pytest.CaptureFixture[str], 
     error = json.loads(out)["error"]
     assert error["type"] == "ConfigError" and error["exit_code"] == 3 and "No KERNEL given" in error["message"]
     assert "Error: No KERNEL given" in err
+
+
+def _commands(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
+    found = [(path, cmd)]
+    if isinstance(cmd, click.Group):
+        for name, sub in sorted(cmd.commands.items()):
+            found += _commands(sub, [*path, name])
+    return found
+
+
+def test_every_command_lists_with_a_whole_one_line_description() -> None:
+    """Click cuts a long first sentence to "…" in a group's command list; every row must read whole."""
+    from click.testing import CliRunner
+
+    for path, group in _commands(cli_module.cli, ["kagglekit"]):
+        if not isinstance(group, click.Group):
+            continue
+        result = CliRunner().invoke(cli_module.cli, [*path[1:], "--help"], terminal_width=80)
+        assert result.exit_code == 0, result.output
+        listing = result.output.split("Commands:\n", 1)[1].splitlines()
+        assert len(listing) == len(group.commands), listing  # one line per command: nothing wrapped
+        for name, sub in group.commands.items():
+            row = next(line for line in listing if line.split()[0] == name)
+            assert sub.short_help and row.rstrip().endswith(sub.short_help), row
+            assert "..." not in row and len(row) <= 78, row
+
+
+def test_every_usage_line_names_the_arguments_its_help_explains() -> None:
+    """``report --help`` said TARGET in its text but not in its usage line; every argument is named in both."""
+    import re
+
+    for path, cmd in _commands(cli_module.cli, ["kagglekit"]):
+        ctx = click.Context(cmd, info_name=" ".join(path))
+        text = cmd.get_help(ctx)
+        usage, body = text.split("\n", 1)
+        for param in cmd.params:
+            if isinstance(param, click.Argument):
+                metavar = param.make_metavar(ctx)
+                word = re.sub(r"[\[\].]|--", "", metavar).split()[0]
+                assert metavar in usage, (path, usage)
+                assert word in body, f"{' '.join(path)} --help never says what {word} is"

@@ -180,7 +180,34 @@ def test_fuzz_set_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         code, _out, err = run_cli(["bundle", "--test", "--set", value, "-o", str(tmp_path / "out")], capsys)
         results.append((value, code, err))
     assert len(results) >= 40
-    check(results, {2, 3, 11})  # 2: an argument holding a NUL is a usage error
+    # A --set that names nothing or gives a value that does not fit is a settings error (3); 2: an argument
+    # holding a NUL is a usage error. Only a project file kagglekit cannot edit is a bundle error (11).
+    unreadable = [r for r in results if r[0] == "configs/bad.yaml:a=1"]
+    check([r for r in results if r not in unreadable], {2, 3})
+    check(unreadable, {11})
+
+
+def test_a_set_naming_nothing_is_a_settings_error_that_lists_the_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_project(tmp_path / "p", files={"main.py": """\
+        EPOCHS = 3
+
+        class CFG:
+            running_test = True
+            epochs = 2
+            lr = 0.01
+
+        print(CFG.epochs, EPOCHS)
+    """})
+    monkeypatch.chdir(root)
+    code, _out, err = run_cli(["bundle", "--test", "--set", "n_epochs=1", "-o", str(tmp_path / "out")], capsys)
+    assert code == 3, err  # the same code as a malformed --set (docs/exit-codes.md)
+    assert "CFG has no attribute n_epochs" in err and "did you mean epochs" in err
+    assert "main.py class CFG has: epochs, lr; module constants: EPOCHS." in err
+    code, _out, err = run_cli(["bundle", "--test", "--set", "CFG.n_epochs=1", "-o", str(tmp_path / "out")], capsys)
+    assert code == 3 and "Class CFG has: epochs, lr." in err, err
+    code, _out, err = run_cli(["bundle", "--test", "--set", "n_epochs", "-o", str(tmp_path / "out")], capsys)
+    assert code == 3 and "is not NAME=VALUE" in err, err
 
 
 # --------------------------------------------------------------------------- output paths

@@ -290,7 +290,7 @@ def test_a_classmethod_reassigning_through_cls_is_reported(tmp_path: Path) -> No
 ])
 def test_bad_set_targets_say_what_is_wrong(tmp_path: Path, sets: dict[str, str], message: str) -> None:
     root = write(tmp_path / "cfgp", CFG_PROJECT)
-    with pytest.raises(BundleError) as info:
+    with pytest.raises(ConfigError) as info:
         build_bundle(load_project(root), overrides=sets, out_dir=tmp_path / "out")
     assert message in info.value.message
 

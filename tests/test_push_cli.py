@@ -99,7 +99,8 @@ def test_a_push_says_how_the_code_and_requirements_travel_once(kk: Any, project:
     code, out, err = kk("push", "--cpu", cwd=project)
     assert code == 0, out + err
     both = out + err
-    assert both.count("the script is") == 1 and "code inline: the script is" in out  # not repeated on stderr
+    assert both.count("in the one kernel script") == 1 and "code inline, in the one kernel script" in out  # once
+    assert "script " in out and " kB, bundle " in out and "KiB" not in both  # one unit: display.size's
     assert both.count("already in Kaggle's image") == 1 and "Requirements:" not in err
 
 
@@ -230,6 +231,48 @@ def test_resume_keeps_the_parent_runs_mode_and_overrides(kk: Any, project: Path)
     assert (result["running_test"], result["n_epoch"], result["lr"]) == (False, 3, 0.25)
     code, _, err = kk("push", "--cpu", "--test", "--resume", "--dry-run", cwd=project)
     assert code == 0 and "ran in full mode and this run is test mode" in err
+
+
+ARGS_TRAIN = """\
+    import json, sys
+    print("argv", sys.argv[1:], flush=True)
+    json.dump({"argv": sys.argv[1:]}, open("result.json", "w"))
+    open("checkpoint.pt", "wb").write(b"state")  # --resume refuses a parent that left no checkpoint
+"""
+
+
+def test_resume_reuses_the_parent_pushs_arguments_after_the_double_dash(kk: Any, tmp_path: Path) -> None:
+    """`push --resume` used to drop what the first push gave after `--`: the resumed session ran other code paths."""
+    root = write(tmp_path / "args-proj", {
+        "kagglekit.toml": 'kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\nargs = ["--seed", "1"]\n',
+        "train.py": ARGS_TRAIN,
+    })
+
+    def argv(kernel: str, version: int) -> list[str]:
+        assert kk("pull-outputs", f"demo/{kernel}/{version}", cwd=root)[0] == 0
+        got: list[str] = json.loads((root / "outputs" / kernel / f"v{version}" / "result.json").read_text())["argv"]
+        return got
+
+    code, out, err = kk("push", "--cpu", "--full", "--wait", "--interval", "0.3", "--", "--fold", "3", cwd=root)
+    assert code == 0, err
+    assert argv("args-proj", 1) == ["--seed", "1", "--fold", "3"]
+    code, out, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", cwd=root)
+    assert code == 0, err
+    assert "Resuming with demo/args-proj/1's arguments after --: --fold 3 (give new ones after -- to change them)" in err
+    assert "arguments: --seed 1 --fold 3" in out  # the push's own summary says what the entry point gets
+    assert argv("args-proj-relay", 1) == ["--seed", "1", "--fold", "3"]
+    # New arguments after -- win, and are not merged with the parent's.
+    code, out, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", "--", "--fold", "4", cwd=root)
+    assert code == 0, err
+    assert "arguments after --" not in err and "arguments: --seed 1 --fold 4" in out
+    assert argv("args-proj", 2) == ["--seed", "1", "--fold", "4"]
+    # The settings' own args changed since: the split cannot be told, so nothing is carried, and it says so.
+    (root / "kagglekit.toml").write_text('kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\n'
+                                         'args = ["--seed", "2"]\n')
+    code, out, err = kk("push", "--cpu", "--resume", "--dry-run", cwd=root)
+    assert code == 0, err
+    assert "ran with the arguments --seed 1 --fold 4, which do not start with the project's args" in err
+    assert "arguments: --seed 2\n" in out
 
 
 def test_following_a_failing_run_exits_like_status_watch(kk: Any, tmp_path: Path) -> None:

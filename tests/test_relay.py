@@ -150,6 +150,24 @@ def test_resume_pushes_to_the_sibling_and_a_self_mount_is_refused(kk: Any, emula
     assert "Kaggle did not attach these kernels" in err and "demo/relay-train" in err
 
 
+def test_until_done_sessions_keep_the_first_pushs_arguments(kk: Any, emulator: Any, tmp_path: Path) -> None:
+    """Arguments given after -- on the first push reach every later session of `push --resume --until-done`
+    (each relay takes its parent's), not just the first one."""
+    root = relay_project(tmp_path, name="relay-args", n_epoch=16)
+    code, _, err = kk("push", "--cpu", "--timeout", "4", "--wait", "--interval", "0.3", "--", "--tag", "x y",
+                      cwd=root)
+    assert code == 0, err
+    code, out, err = kk("push", "--cpu", "--timeout", "4", "--resume", "--until-done", "--interval", "0.3",
+                        "--max-sessions", "10", cwd=root)
+    assert code == 0, (out, err)
+    assert "Resuming with demo/relay-args/1's arguments after --: --tag 'x y'" in err
+    code, out, _ = kk("--json", "runs", cwd=root)
+    runs = sorted((r for r in json.loads(out) if r["chain_id"] is not None), key=lambda r: r["chain_seq"])
+    assert len(runs) >= 3, runs  # the first session, then at least two relays (the second one's parent is a relay)
+    assert runs[-1]["training"]["finished"] is True
+    assert all(r["args"] == ["--tag", "x y"] for r in runs), [r["args"] for r in runs]
+
+
 def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """A session killed at the limit (its guard off) is CANCEL_ACKNOWLEDGED: push --resume says what that means."""
     root = relay_project(tmp_path, n_epoch=40)

@@ -95,6 +95,27 @@ def test_init_writes_a_project_whose_settings_kagglekit_reads(tmp_path: Path) ->
         compile(py.read_text(), str(py), "exec")
 
 
+def test_the_templates_ignore_rules_leave_out_checkpoints_not_modules_named_after_them(tmp_path: Path) -> None:
+    """The template's .kaggleignore once had ``checkpoint*``: a user's checkpoint_utils.py vanished from the kernel."""
+    from kagglekit.bundle import build_bundle
+
+    project = tmp_path / "ckpt-names"
+    init_project(project, kernel="alice/ckpt-names")
+    (project / "checkpoint_utils.py").write_text("def latest():\n    return None\n")
+    (project / "checkpointing").mkdir()
+    (project / "checkpointing" / "__init__.py").write_text("")
+    (project / "checkpoints").mkdir()
+    (project / "checkpoints" / "epoch3.bin").write_bytes(b"w" * 100)
+    (project / "checkpoint_e3.pt").write_bytes(b"w" * 100)
+    (project / "model.safetensors").write_bytes(b"w" * 100)
+    result = build_bundle(load_project(project), out_dir=tmp_path / "out")
+    shipped = {f.path for f in result.files}
+    assert {"checkpoint_utils.py", "checkpointing/__init__.py"} <= shipped
+    left_out = {x.path for x in result.left_out}
+    assert not shipped & {"checkpoints/epoch3.bin", "checkpoint_e3.pt", "model.safetensors"}
+    assert "checkpoints/" in left_out
+
+
 def test_running_test_is_a_literal_the_toggle_tool_can_flip(tmp_path: Path) -> None:
     init_project(tmp_path / "toggle-me")
     source = (tmp_path / "toggle-me" / "config.py").read_text()

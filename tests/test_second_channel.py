@@ -71,6 +71,30 @@ def log_of(emulator: Any, kernel: str) -> str:
     return str(emulator.server.backend.log_text(v.id))
 
 
+def test_deps_check_reads_as_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """No "(2026-06-17).):" and no "Requirements from no requirements.txt": the header says what was read."""
+    from tests.audit_helpers import run_cli
+
+    root = project(tmp_path / "deps-words", "numpy\n", "print('x')\n")
+    monkeypatch.chdir(root)
+    code, out, err = run_cli(["deps", "check"], capsys)
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("Requirements from requirements.txt, against Kaggle's image (") and first.endswith("):")
+    assert ".)" not in first and "(2026-06-17)):" in first
+    (root / "requirements.txt").unlink()
+    code, out, err = run_cli(["deps", "check"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == ("Nothing to check against Kaggle's image: no requirements.txt or "
+                                   "[project].dependencies.")
+    assert "Requirements from no" not in out
+    (root / "requirements.txt").write_text("# nothing yet\n")
+    code, out, err = run_cli(["deps", "check"], capsys)
+    assert "Nothing to check against Kaggle's image: requirements.txt lists no requirements." in out
+    assert "requirements: none listed in requirements.txt" in out
+
+
 def test_deps_check_sorts_requirements_against_the_image(kk: Any, tmp_path: Path) -> None:
     root = project(tmp_path / "deps-check", """\
         numpy>=1.26          # in the image (2.x)
@@ -201,7 +225,7 @@ def test_a_3_mib_project_runs_through_a_code_dataset(kk: Any, emulator: Any, tmp
     code, out, err = kk("push", "--wait", "--interval", "0.3", cwd=root)
     log = log_of(emulator, "demo/big-code")
     assert code == 0, out + err + log
-    assert "Code: through dataset demo/big-code-code" in err and "over Kaggle's 1 MiB source limit" in err
+    assert "Code: through dataset demo/big-code-code" in err and "% of Kaggle's source limit), so its archive is uploaded" in err
     assert "code dataset demo/big-code-code: uploaded" in err
     assert f"big project ran: {expected}" in log
     script = emulator.server.backend.source_text(1)

@@ -188,3 +188,34 @@ def test_quoted_booleans_in_the_project_file_are_refused(tmp_path: Path) -> None
     assert "internet = 'yes'" in exc.value.message and "TOML boolean" in exc.value.message
     (tmp_path / "kagglekit.toml").write_text('kernel = "alice/bool-check"\ninternet = true\n')
     assert load_project(tmp_path, environ={"KAGGLEKIT_INTERNET": "no"}).enable_internet is False
+
+
+@pytest.mark.parametrize(("after", "written", "fix"), [
+    ('[test-set]\nn_epoch = 1\n', "[test-set] is a kagglekit setting outside [tool.kagglekit]",
+     "[tool.kagglekit.test-set]"),
+    ('[set]\n"CFG.lr" = 0.1\n', "[set] is a kagglekit setting outside [tool.kagglekit]", "[tool.kagglekit.set]"),
+    ('[experiments.small]\nset = {n_epoch = 1}\n', "[experiments] is a kagglekit setting",
+     "[tool.kagglekit.experiments]"),
+])
+def test_a_kagglekit_table_outside_tool_kagglekit_is_an_error(tmp_path: Path, after: str, written: str,
+                                                              fix: str) -> None:
+    """A top-level [test-set] in pyproject.toml was read nowhere: the test mode silently kept its values."""
+    write(tmp_path / "pyproject.toml", '[project]\nname = "p"\n\n[tool.kagglekit]\nkernel = "alice/outside"\n\n'
+          + after)
+    with pytest.raises(ConfigError) as err:
+        load_project(tmp_path)
+    assert written in err.value.message and str(tmp_path / "pyproject.toml") in err.value.message
+    assert fix in (err.value.hint or "")
+
+
+def test_unknown_keys_inside_tool_kagglekit_and_other_top_level_tables(tmp_path: Path) -> None:
+    """Unknown keys in [tool.kagglekit] are errors (as in kagglekit.toml); another tool's non-standard
+    top-level table is not kagglekit's business, so it is only a warning."""
+    write(tmp_path / "pyproject.toml", '[tool.kagglekit]\nkernel = "alice/outside"\ntest_sets = {a = 1}\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'test_sets'\. Did you mean 'test-set'"):
+        load_project(tmp_path)
+    write(tmp_path / "pyproject.toml", '[tool.kagglekit]\nkernel = "alice/outside"\n\n[mytool]\nx = 1\n')
+    settings = load_project(tmp_path)
+    assert any("top-level [mytool]" in w and "reads only [tool.kagglekit]" in w for w in settings.warnings)
+    write(tmp_path / "pyproject.toml", '[tool.kagglekit]\nkernel = "alice/outside"\n[tool.ruff]\nline-length = 1\n')
+    assert load_project(tmp_path).warnings == ()

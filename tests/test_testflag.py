@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from kagglekit.errors import BundleError
+from kagglekit.errors import BundleError, ConfigError
 from kagglekit.testflag import apply_flags
 
 SEED_CONFIG = '''\
@@ -116,13 +116,13 @@ def test_two_config_classes_are_ambiguous() -> None:
 @pytest.mark.parametrize(("value", "needle"), [("1.5", "float does not fit"), ("True", "bool does not fit"),
                                                ("ten", "not a Python literal")])
 def test_set_value_must_fit_the_type(value: str, needle: str) -> None:
-    with pytest.raises(BundleError) as err:
+    with pytest.raises(ConfigError) as err:
         apply_flags({"config.py": SEED_CONFIG}, mode=None, sets={"n_epoch": value})
     assert needle in err.value.message and "config.py" in err.value.message
 
 
 def test_set_unknown_attribute_suggests_the_closest() -> None:
-    with pytest.raises(BundleError) as err:
+    with pytest.raises(ConfigError) as err:
         apply_flags({"config.py": SEED_CONFIG}, mode="full", sets={"n_epochs": "1"})
     assert "did you mean n_epoch" in err.value.message
 
