@@ -23,20 +23,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
-KAGGLE = shutil.which("kaggle", path=str(Path(PY).parent)) or "kaggle"
-DEMO_USERNAME = "demo"
-DEMO_KEY = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
-MB = 1000**2
+from _common import KAGGLE, MB, PY, REPO, Emulator, env_for, peak_rss
 
 KK_SYNC = textwrap.dedent(
     """
@@ -53,47 +45,6 @@ KK_SYNC = textwrap.dedent(
                       "files": result.stats.files}}))
     """
 )
-
-
-class Emulator:
-    def __init__(self, data_dir: Path) -> None:
-        ready = data_dir / "ready.json"
-        self.proc = subprocess.Popen(
-            [PY, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir", str(data_dir / "emu"),
-             "--ready-file", str(ready), "--quiet", "--config", json.dumps({"dataset_processing_seconds": 0})],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the emulator did not start")
-            time.sleep(0.05)
-        self.url = json.loads(ready.read_text())["url"]
-
-    def control(self, method: str, route: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(f"{self.url}/__emulator/{route}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def stored_bytes(self) -> int:
-        return sum(int(r.get("stored", 0)) for r in self.control("GET", "requests")["requests"]
-                   if r["kind"] == "upload")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def env_for(url: str) -> dict[str, str]:
-    shim = REPO / "kagglekit" / "emulator" / "shim"
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update({"KAGGLE_USERNAME": DEMO_USERNAME, "KAGGLE_KEY": DEMO_KEY, "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                "KAGGLE_EMULATOR_URL": url, "PYTHONPATH": f"{shim}:{REPO}"})
-    return env
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
@@ -120,6 +71,10 @@ def make_files(folder: Path, n: int, total: int) -> None:
                 left -= min(len(block), left)
 
 
+def stored_bytes(emu: Emulator) -> int:
+    return sum(int(r.get("stored", 0)) for r in emu.requests("upload"))
+
+
 def seed_dataset(emu: Emulator, ref: str, work: Path) -> None:
     """Create ``ref`` with one small file, untimed, so both contenders add a version."""
     seed = work / f"seed-{ref.split('/')[1]}"
@@ -127,18 +82,6 @@ def seed_dataset(emu: Emulator, ref: str, work: Path) -> None:
     (seed / "seed.txt").write_text("seed\n")
     subprocess.run([PY, "-c", KK_SYNC.format(repo=str(REPO)), emu.url, ref, str(seed)], check=True,
                    capture_output=True, env=env_for(emu.url), timeout=120)
-
-
-def peak_rss(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """(wall, peak RSS) of a child measured with wait4 (its own figure, not the children's maximum)."""
-    os.sync()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed:\n{(proc.stderr.read() if proc.stderr else b'').decode()}")
-    return wall, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -155,7 +98,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="kagglekit-bench-upload-") as tmp:
         work = Path(tmp)
-        emu = Emulator(work)
+        emu = Emulator(work, {"dataset_processing_seconds": 0})
         try:
             folder = work / "data"
             make_files(folder, n, total)
@@ -176,7 +119,7 @@ def main() -> None:
             emu.control("DELETE", "requests")
             again_wall, out = timed([PY, "-c", KK_SYNC.format(repo=str(REPO)), emu.url, "demo/bench-kagglekit",
                                         str(folder)], env, work)
-            print(f"2. same folder again: {again_wall:.1f} s, uploaded {emu.stored_bytes()} bytes "
+            print(f"2. same folder again: {again_wall:.1f} s, uploaded {stored_bytes(emu)} bytes "
                   f"(target 0) {out.strip()}")
             emu.control("DELETE", "faults")
             shutil.rmtree(folder)

@@ -14,9 +14,7 @@ ran. Prints requests/s, latency percentiles, errors and state mismatches (both m
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _common import Emulator
 
 from kagglekit import constants as C
 
@@ -34,20 +33,6 @@ KERNELS = [f"load-kernel-{i}" for i in range(4)]
 FILES_PER_KERNEL = 45
 SCRIPT = (f"import os\nos.makedirs('sub', exist_ok=True)\nfor i in range({FILES_PER_KERNEL}):\n"
           "    open(f'sub/f{i:03d}.txt', 'w').write(f'{os.environ[\"KAGGLE_CONTAINER_NAME\"]} file {i}\\n' * 20)\n")
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    ready = data / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir",
-                             str(data / "emu"), "--ready-file", str(ready), "--quiet",
-                             "--config", json.dumps({"queue_seconds": 0.05})],
-                            stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the emulator did not start")
-        time.sleep(0.05)
-    return proc, str(json.loads(ready.read_text())["url"])
 
 
 def push(s: requests.Session, url: str, slug: str) -> int:
@@ -63,7 +48,12 @@ def wait_final(s: requests.Session, url: str, slug: str, version: int | None = N
     if version:
         body["versionLabel"] = f"v{version}"
     while True:
-        status = s.post(url + RPC + "GetKernelSessionStatus", json=body, auth=AUTH, timeout=30).json()["status"]
+        r = s.post(url + RPC + "GetKernelSessionStatus", json=body, auth=AUTH, timeout=30)
+        if r.status_code in (403, 404):  # the prod-shaped start: a new private kernel's 403, then "No runs found"
+            time.sleep(0.1)
+            continue
+        r.raise_for_status()
+        status = r.json()["status"]
         if status in C.FINAL_STATUSES:
             return str(status)
         time.sleep(0.1)
@@ -147,7 +137,8 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kk-emu-load-") as tmp:
-        proc, url = start_server(Path(tmp))
+        emu = Emulator(Path(tmp), {"queue_seconds": 0.05})
+        url = emu.url
         try:
             s = requests.Session()
             for slug in KERNELS:
@@ -202,8 +193,7 @@ def main() -> None:
             if errors or mismatches or lost:
                 sys.exit(1)
         finally:
-            proc.terminate()
-            proc.wait(15)
+            emu.stop()
 
 
 if __name__ == "__main__":

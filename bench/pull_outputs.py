@@ -21,23 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
-KAGGLE = shutil.which("kaggle", path=str(Path(PY).parent)) or "kaggle"
-DEMO_USERNAME = "demo"
-DEMO_KEY = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
-MB = 1000**2
+from _common import DEMO_USERNAME, KAGGLE, MB, PY, REPO, Emulator, env_for, peak_rss
 
 KERNEL = textwrap.dedent(
     """
@@ -87,49 +80,6 @@ PLAIN_FETCH = textwrap.dedent(
 )
 
 
-class Emulator:
-    """``python -m kagglekit.emulator serve`` in its own process, with the control routes at hand."""
-
-    def __init__(self, data_dir: Path) -> None:
-        ready = data_dir / "ready.json"
-        self.proc = subprocess.Popen(
-            [PY, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir", str(data_dir / "emu"),
-             "--ready-file", str(ready), "--quiet",
-             "--config", json.dumps({"queue_seconds": 0.05, "output_limit_bytes": 100 * 1000**3})],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the emulator did not start")
-            time.sleep(0.05)
-        self.url = json.loads(ready.read_text())["url"]
-
-    def control(self, method: str, route: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(f"{self.url}/__emulator/{route}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def file_gets(self) -> int:
-        return sum(1 for r in self.control("GET", "requests")["requests"] if r["kind"] == "file")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def env_for(url: str) -> dict[str, str]:
-    shim = REPO / "kagglekit" / "emulator" / "shim"
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update({"KAGGLE_USERNAME": DEMO_USERNAME, "KAGGLE_KEY": DEMO_KEY, "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-                "KAGGLE_EMULATOR_URL": url, "PYTHONPATH": f"{shim}:{REPO}"})
-    return env
-
-
 def run_kernel(emu: Emulator, slug: str, n: int, size: int, prefix: str, work: Path) -> None:
     """Push (official CLI, as a user would) a kernel that writes the files, and wait for it to finish."""
     folder = work / f"src-{slug}"
@@ -150,20 +100,6 @@ def run_kernel(emu: Emulator, slug: str, n: int, size: int, prefix: str, work: P
             raise SystemExit(f"the bench kernel failed: {out}")
         time.sleep(0.5)
     raise SystemExit("the bench kernel did not finish")
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of one child process."""
-    os.sync()  # start each contender with no dirty pages of the previous one being written back
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024
 
 
 def tree_bytes(root: Path) -> tuple[int, int]:
@@ -200,7 +136,7 @@ def race_once(emu: Emulator, ref: str, work: Path, jobs: int, expect: tuple[int,
                       else cmd[-2])
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        wall, _ = timed(cmd, env_for(emu.url), work)
+        wall, _ = peak_rss(cmd, env_for(emu.url), work)
         got = tree_bytes(target)
         if got != expect:
             raise SystemExit(f"{name} downloaded {got}, expected {expect}")
@@ -252,10 +188,10 @@ def repull_scenario(emu: Emulator, ref: str, work: Path, args: argparse.Namespac
     """3. A re-pull with nothing new must send no file request at all."""
     cmd = contenders(emu, ref, work, args.jobs)["kagglekit"]
     if tree_bytes(work / "kk") != expect:
-        timed(cmd, env_for(emu.url), work)
+        peak_rss(cmd, env_for(emu.url), work)
     emu.control("DELETE", "requests")
-    wall, _ = timed(cmd, env_for(emu.url), work)
-    results["repull_file_gets"] = emu.file_gets()
+    wall, _ = peak_rss(cmd, env_for(emu.url), work)
+    results["repull_file_gets"] = len(emu.requests("file"))
     results["repull_seconds"] = wall
     print(f"[re-pull, nothing new] {wall:.2f} s, file GETs sent: {results['repull_file_gets']} (target 0)",
           flush=True)
@@ -267,7 +203,7 @@ def big_scenario(emu: Emulator, work: Path, big: int, results: dict[str, Any]) -
     run_kernel(emu, "bench-big-file", 1, big, "big", work)
     cmd = [PY, "-m", "kagglekit", "--endpoint", emu.url, "pull-outputs", f"{DEMO_USERNAME}/bench-big-file",
            "-o", str(work / "big")]
-    wall, rss = timed(cmd, env_for(emu.url), work)
+    wall, rss = peak_rss(cmd, env_for(emu.url), work)
     if (work / "big" / "big.bin").stat().st_size != big:
         raise SystemExit("the big file came out the wrong size")
     results["big_seconds"] = wall
@@ -300,7 +236,7 @@ def main() -> int:
     todo = set(args.scenarios.split(","))
 
     work = Path(tempfile.mkdtemp(prefix="kk-bench-pull-"))
-    emu = Emulator(work)
+    emu = Emulator(work, {"queue_seconds": 0.05, "output_limit_bytes": 100 * 1000**3})
     results: dict[str, Any] = {"files": n, "total_bytes": size * n, "big_file_bytes": big}
     try:
         print(f"emulator at {emu.url}; work dir {work}", flush=True)

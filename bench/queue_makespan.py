@@ -34,24 +34,12 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _common import Emulator  # noqa: E402
+
 from kagglekit import constants as C  # noqa: E402
 from tests.queue_project import write_project  # noqa: E402
 
 EPOCHS = [4, 12, 6, 18, 5, 9, 14, 7]  # unequal, in queue order
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    ready = data / "ready.json"
-    config = {"queue_seconds": 0.05, "run_start_delay_seconds": 1.0, "save_min_seconds": 1.5}
-    proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir",
-                             str(data / "emu"), "--ready-file", str(ready), "--quiet", "--config", json.dumps(config)],
-                            stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the emulator did not start")
-        time.sleep(0.05)
-    return proc, str(json.loads(ready.read_text())["url"])
 
 
 def main() -> None:
@@ -61,12 +49,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kk-queue-bench-") as tmp:
         data = Path(tmp)
-        server, url = start_server(data)
+        emu = Emulator(data, {"queue_seconds": 0.05, "run_start_delay_seconds": 1.0, "save_min_seconds": 1.5})
         try:
-            run(data, url, args)
+            run(data, emu.url, args)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            emu.stop()
 
 
 def run(data: Path, url: str, args: argparse.Namespace) -> None:

@@ -489,7 +489,7 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
     try:
         outcome = run_until_done(opts.client(), req, Ledger(), driver)
     except KeyboardInterrupt:
-        opts.info(f"Stopped following. The session goes on on Kaggle, and the chain is kept: run the same "
+        opts.info(f"Stopped following. The session keeps running on Kaggle, and the chain is kept: run the same "
                   f"command again to continue it, or `{opts.command_prefix()} stop` to end it.")
         raise
 
@@ -574,7 +574,7 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
         report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False),
                        on_problem=_warn(opts), start_grace_s=start_grace, max_wait_s=max_wait, cli=cli_prefix)
     except KeyboardInterrupt:
-        opts.info("Stopped watching. The run goes on on Kaggle; `kagglekit status` shows it.")
+        opts.info("Stopped watching. The run keeps running on Kaggle; `kagglekit status` shows it.")
         raise
     opts.emit(report)
     raise_for_outcome(report, cli=opts.command_prefix())
@@ -1002,7 +1002,7 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
     try:
         result = runner.run()
     except KeyboardInterrupt:
-        opts.info(f"Stopped. Running sessions go on on Kaggle and the queue is kept: "
+        opts.info(f"Stopped. Running sessions keep running on Kaggle and the queue is kept: "
                   f"`{opts.command_prefix()} queue run` carries on.")
         raise
     opts.emit({"queue": result.view.as_dict(), "pushes": result.pushes, "refusals": result.refusals,

@@ -430,8 +430,12 @@ class Ledger:
         conn.execute("PRAGMA foreign_keys = ON")
         # Before anything writes (even the switch to WAL rewrites the header): another program's
         # SQLite file has tables but no kagglekit schema version; never touch it.
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0 and conn.execute(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+        # One statement, so one snapshot: read apart, a second process creating the ledger could commit its
+        # tables and version in between, and its fresh ledger would look like another program's file.
+        version, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')").fetchone()
+        if version == 0 and tables:
             raise unreadable_ledger(self.path, "it is an SQLite file of another program (it has tables, but "
                                                "no kagglekit schema version)")
         # Switching to WAL needs a brief exclusive lock: another process may hold one.

@@ -237,7 +237,7 @@ class _Outage:
         if down >= OUTAGE_BUDGET_S:
             raise ApiError(
                 f"{exc.message} The API has failed for {down / 60:.0f} minutes while watching {ref}; "
-                "kagglekit stopped watching. The run itself goes on on Kaggle.",
+                "kagglekit stopped watching. The run itself keeps running on Kaggle.",
                 f"Watch it again once the network is back: kagglekit status --watch {ref}",
             ) from exc
         self.wait = min(OUTAGE_MAX_WAIT_S, max(self.interval_s, self.wait * 1.5))

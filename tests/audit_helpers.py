@@ -5,22 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import pytest
+from tests.helpers import run_main as run_cli
 
-from kagglekit.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``kagglekit ARGS`` through ``cli.main`` (the one error boundary): (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    else:  # main always exits
-        code = -1
-    out, err = capsys.readouterr()
-    return code, out, err
+__all__ = ["assert_clean_failure", "run_cli", "write_project"]
 
 
 def assert_clean_failure(code: int, err: str, expected: int | tuple[int, ...]) -> None:

@@ -4,10 +4,15 @@
 the demo account seeded and small limits (``EMULATOR_TEST_CONFIG``) so runs take seconds;
 kernels run as real subprocesses, killed at teardown. Override ``emulator_config`` in a
 test module (or per test with ``@pytest.mark.emulator_config({...})``) to change rules.
-The emulator is prod-shaped (docs/kaggle-facts.md): a run starts a few seconds after its push,
+The emulator is prod-shaped (docs/kaggle-facts.md): a run starts a while after its push,
 outputs are listed only after the save phase, errors come nested, a kernel cannot mount its own
-output. No kinder switch is on by default; a test that needs one names it with ``emulator_config``.
-``kaggle_cli`` runs the unmodified ``kaggle`` executable of this venv against it.
+output. No kinder switch is on; a test that needs one names it with ``emulator_config``.
+The three windows every run goes through (post-push 404, new private kernel 403, save phase) are
+shortened, never to zero, by ``QUICK_WINDOWS``: a kernel then waits ~1.5 s instead of ~4.5 s.
+tests/test_emulator_prod.py, about those windows, sets them back to the emulator's defaults; a test
+about them elsewhere names its own with ``emulator_config``.
+``kk`` runs kagglekit's own entry point against it, ``kaggle_cli`` the unmodified ``kaggle`` executable
+of this venv.
 """
 
 from __future__ import annotations
@@ -32,9 +37,19 @@ from kagglekit import constants as C
 SHIM_DIR = Path(__file__).resolve().parent.parent / "kagglekit" / "emulator" / "shim"  # the shim users get
 FINAL = C.FINAL_STATUSES
 
+# Every window still happens, in Kaggle's order, each longer than the tests' first poll interval (0.3 s):
+# the 403 first (0.5 s after the push), then "No runs found" until 1 s, then QUEUED, RUNNING, and RUNNING
+# again while the output is saved (0.5 s). The defaults (3 s, 1 s, 1.5 s) cost 3 s more a run.
+QUICK_WINDOWS: dict[str, Any] = {
+    "run_start_delay_seconds": 1.0,
+    "new_private_403_seconds": 0.5,
+    "save_min_seconds": 0.5,
+}
+
 EMULATOR_TEST_CONFIG: dict[str, Any] = {
     "queue_seconds": 0.05,
     "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},
+    **QUICK_WINDOWS,
 }
 
 
@@ -188,6 +203,29 @@ def _stop_background_emulator(isolated_home: Path) -> Iterator[None]:
         local.stop()
 
 
+@pytest.fixture
+def as_demo(emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    """The emulator, with kagglekit in this process pointed at it as the demo user (env vars)."""
+    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
+    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
+    return emulator
+
+
+@pytest.fixture
+def kk(as_demo: EmulatorHandle, monkeypatch: pytest.MonkeyPatch,
+       capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``kk("push", "--cpu", cwd=folder)``: ``kagglekit ARGS`` (``cli.main``) in a folder as the demo user
+    against this emulator; returns (exit code, stdout, stderr)."""
+    from tests.helpers import run_main
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        return run_main(list(args), capsys)
+
+    return run
+
+
 def kaggle_executable() -> str:
     exe = shutil.which("kaggle", path=str(Path(sys.executable).parent))
     if exe is None:
@@ -213,4 +251,5 @@ def kaggle_cli(emulator: EmulatorHandle, tmp_path: Path) -> Callable[..., subpro
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator_config(dict): rule settings for the emulator fixture")
-    config.addinivalue_line("markers", "emulator_prod: Kaggle as it really is (every module now gets the prod-shaped defaults)")
+    config.addinivalue_line("markers", "emulator_prod: about Kaggle as it really is (a label: every test's emulator is "
+                                       "prod-shaped, its start and save windows shortened)")

@@ -29,14 +29,6 @@ FAST = RetryPolicy(status_retries=2, connect_retries=1, read_retries=1, backoff_
                    jitter=0.0)
 
 
-@pytest.fixture
-def as_demo(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-    return emulator
-
-
 def run_kernel(emulator: Any, tmp_path: Path, slug: str, script: str, *, wait: bool = True) -> None:
     with KaggleApiClient(demo_credentials(), endpoint=emulator.url, timeout=(5, 20)) as client:
         client.push(make_kernel(tmp_path / f"src-{slug}", slug, textwrap.dedent(script)))

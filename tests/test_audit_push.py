@@ -14,14 +14,6 @@ from tests.audit_helpers import assert_clean_failure, run_cli, write_project
 HOUR = 3600
 
 
-@pytest.fixture
-def as_demo(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-    return emulator
-
-
 def test_resume_of_a_never_pushed_kernel_says_so(as_demo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(write_project(tmp_path / "p", kernel="never-pushed"))

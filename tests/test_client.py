@@ -38,6 +38,7 @@ from kagglekit.errors import (
 )
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.logs import parse_log
+from tests.helpers import reply_json
 
 FAST = RetryPolicy(backoff_factor=0.05, backoff_max=0.2, jitter=0.05)
 
@@ -436,11 +437,7 @@ class _QuirkHandler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, body = self.answers[self.path.rsplit("/", 1)[-1]]
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, data)
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -40,7 +40,7 @@ from kagglekit.download import (
 )
 from kagglekit.errors import DownloadError, RunNotFinishedError, UnsafePathError
 from kagglekit.ledger import Ledger
-from tests.helpers import make_kernel
+from tests.helpers import make_kernel, reply_json
 
 FAST = RetryPolicy(status_retries=3, connect_retries=2, read_retries=2, backoff_factor=0.01, backoff_max=0.05,
                    jitter=0.0)
@@ -433,11 +433,7 @@ class RewritingProxy:
                 if status == 200 and self.path.endswith("/ListKernelSessionOutput"):
                     data = json.dumps(edit(json.loads(data))).encode()
                     proxy.listings += 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, status, data)
 
             def log_message(self, *args: Any) -> None:
                 pass

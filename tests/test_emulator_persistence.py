@@ -52,6 +52,28 @@ def test_restart_keeps_kernels_versions_and_outputs(tmp_path: Path) -> None:
         second.server.stop()
 
 
+def test_stopping_during_a_cancels_save_phase_does_not_wait_for_it(tmp_path: Path) -> None:
+    """A cancelled run saves its outputs (CANCEL_REQUESTED) for 30 s here: a stop ends it at once, lost as ERROR
+    like any run in flight, instead of waiting out the save."""
+    data = tmp_path / "data"
+    emu = EmulatorHandle(EmulatorServer(data, config={**EMULATOR_TEST_CONFIG, "save_min_seconds": 30}).start(), data)
+    try:
+        emu.push(waiting(tmp_path / "never"), slug="saving-cancel")
+        emu.wait_for_status("demo", "saving-cancel", statuses={"RUNNING"})
+        emu.control("cancel", {"owner": "demo", "slug": "saving-cancel"})
+        emu.wait_for_status("demo", "saving-cancel", statuses={"CANCEL_REQUESTED"})
+    finally:
+        started = time.monotonic()
+        emu.server.stop()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 5, f"the stop waited {stopped_in:.1f} s for the save phase"
+    state = EmulatorServer(data).backend
+    try:
+        assert state.versions_of(state.kernel_by_ref("demo", "saving-cancel").id)[0].status == "ERROR"
+    finally:
+        state.close()
+
+
 def _serve(data: Path, ready: Path) -> subprocess.Popen[bytes]:
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--port", "0", "--data-dir",

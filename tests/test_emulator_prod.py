@@ -29,9 +29,16 @@ from kagglekit.emulator.models import (
     MSG_QUOTA_PROJECTED,
     MSG_T4_HIGHMEM,
 )
-from tests.fixtures_emulator import EmulatorError, EmulatorHandle
+from tests.fixtures_emulator import QUICK_WINDOWS, EmulatorError, EmulatorHandle
 
 pytestmark = pytest.mark.emulator_prod
+
+
+@pytest.fixture
+def emulator_config() -> dict[str, Any]:
+    """This module is about the windows the test fixture shortens (QUICK_WINDOWS): here they are as shipped."""
+    return {key: DEFAULT_CONFIG[key] for key in QUICK_WINDOWS}
+
 
 AUTH = (C.DEMO_USERNAME, C.DEMO_KEY)
 Cli = Callable[..., subprocess.CompletedProcess[str]]

@@ -34,26 +34,6 @@ def emulator_config() -> dict[str, Any]:
     return dict(PROD_FAST)
 
 
-@pytest.fixture
-def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``kagglekit ARGS`` in a folder; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-
-    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def project(root: Path, slug: str, main_py: str, **settings: str) -> Path:
     """A one-file kagglekit project whose entry is ``main.py``."""
     root.mkdir(parents=True, exist_ok=True)

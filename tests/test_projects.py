@@ -19,16 +19,8 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.layout import source_roots
 from kagglekit.run_options import parse_sets
 from kagglekit.settings import load_project
+from tests.helpers import write
 from tests.test_bundle import run_kernel
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
 
 ARGPARSE_TRAIN = """\
     import argparse, json
@@ -471,29 +463,6 @@ def test_files_kagglekit_wrote_are_remembered_and_left_out(tmp_path: Path, monke
 
 
 # --- on the emulator: push -- ARGS, the ledger, pull-outputs and the report ------------------
-
-@pytest.fixture
-def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
-    from kagglekit import constants as C
-    from kagglekit.cli import main
-
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-
-    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
 
 def test_push_passes_arguments_and_they_reach_ledger_outputs_and_report(tmp_path: Path, kk: Callable[..., Any]) -> None:
     from kagglekit.ledger import Ledger

@@ -8,43 +8,13 @@ script in a subprocess. Nothing about Kaggle is mocked.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kagglekit import constants as C
-from kagglekit.cli import main
-
-
-@pytest.fixture
-def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``kagglekit ARGS`` in a folder; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-
-    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
+from tests.helpers import write
 
 CONFIG = """\
     import os
@@ -354,7 +324,7 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(emulator: Any, tmp_path:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
-    assert "Stopped watching. The run goes on" in err and "Traceback" not in err
+    assert "Stopped watching. The run keeps running on Kaggle" in err and "Traceback" not in err
     assert emulator.status("demo", "sleepy-watch")[0] == "RUNNING"
 
 

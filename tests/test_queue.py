@@ -20,7 +20,6 @@ from kagglekit.ledger import Ledger
 from kagglekit.queue import QUEUED, RUNNING, QueueStore, refusal_kind
 from kagglekit.quota import admits
 from tests.queue_project import write_project
-from tests.test_push_cli import kk  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -215,7 +214,7 @@ def _store(root: Path) -> QueueStore:
 
 @pytest.mark.emulator_prod
 @pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
-def test_queue_runs_a_grid_two_at_a_time_and_compares(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_queue_runs_a_grid_two_at_a_time_and_compares(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = write_project(tmp_path / "qtrain")
     code, out, err = kk("--json", "queue", "run", "--interval", "0.3", "--timeout", "20",
                         "--grid", "lr=0.1,0.5,1.0", cwd=root)
@@ -357,7 +356,7 @@ def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator
 
 @pytest.mark.emulator_prod
 @pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
-def test_budget_leaves_the_rest_queued_and_cancel_dequeues(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_budget_leaves_the_rest_queued_and_cancel_dequeues(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = write_project(tmp_path / "qtrain")
     code, out, err = kk("--json", "queue", "run", "--interval", "0.3", "--timeout", "20", "--slots", "1",
                         "--max-gpu-hours", "0.0002", "--grid", "lr=0.1,0.5,1.0", cwd=root)
@@ -382,7 +381,7 @@ def test_budget_leaves_the_rest_queued_and_cancel_dequeues(kk: Any, emulator: An
 
 @pytest.mark.emulator_prod
 @pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
-def test_cancel_stops_a_running_experiment(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_cancel_stops_a_running_experiment(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = write_project(tmp_path / "qtrain", experiments='[tool.kagglekit.experiments.slow]\n'
                                                           'set = { epochs = "40" }\n')
     proc = _queue_run(emulator, root, "--timeout", "30")
@@ -408,7 +407,7 @@ def _log_of(emulator: Any, kernel: str) -> str:
         return ""
 
 
-def test_status_and_compare_read_the_ledger_only(kk: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_status_and_compare_read_the_ledger_only(kk: Any, tmp_path: Path) -> None:
     """No Kaggle needed (the emulator fixture is up, but neither command sends it a request)."""
     root = write_project(tmp_path / "qtrain")
     code, out, _ = kk("queue", "status", cwd=root)
@@ -444,7 +443,7 @@ def test_the_live_view_says_what_runs_and_what_waits(tmp_path: Path) -> None:
 
 @pytest.mark.emulator_prod
 @pytest.mark.emulator_config({**QUEUE_CONFIG, "gpu_quota_seconds": 3600})
-def test_a_session_too_short_to_train_is_not_continued_forever(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_a_session_too_short_to_train_is_not_continued_forever(kk: Any, emulator: Any, tmp_path: Path) -> None:
     # 3-second sessions whose epochs need more: every session stops at its time guard having trained nothing
     root = write_project(tmp_path / "qtrain", experiments='[tool.kagglekit.experiments.tight]\n'
                                                           'timeout = "3"\nset = { epochs = "5", step_s = "2.0" }\n')

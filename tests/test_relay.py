@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from kagglekit import constants as C
-from tests.test_push_cli import kk, write  # noqa: F401  (fixture)
+from tests.helpers import write
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ def metrics(folder: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
 
 
-def test_until_done_crosses_four_sessions_through_the_relay(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_until_done_crosses_four_sessions_through_the_relay(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """30 epochs of 0.5 s, sessions of 6 s that stop themselves (at most 8 epochs each): at least four sessions,
     alternating kernels, each continuing where the previous one stopped; report covers the chain and its GPU time."""
     root = relay_project(tmp_path, n_epoch=30)
@@ -124,7 +124,7 @@ def test_until_done_crosses_four_sessions_through_the_relay(kk: Any, emulator: A
     assert Path(report["plot"]).stat().st_size > 0
 
 
-def test_resume_pushes_to_the_sibling_and_a_self_mount_is_refused(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_resume_pushes_to_the_sibling_and_a_self_mount_is_refused(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """push --resume never lists a kernel in its own sources; a project that does gets Kaggle's refusal."""
     root = relay_project(tmp_path, n_epoch=6)
     # 6 epochs of 0.5 s do not fit in 3 s: the time guard stops the first session
@@ -150,7 +150,7 @@ def test_resume_pushes_to_the_sibling_and_a_self_mount_is_refused(kk: Any, emula
     assert "Kaggle did not attach these kernels" in err and "demo/relay-train" in err
 
 
-def test_until_done_sessions_keep_the_first_pushs_arguments(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_until_done_sessions_keep_the_first_pushs_arguments(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """Arguments given after -- on the first push reach every later session of `push --resume --until-done`
     (each relay takes its parent's), not just the first one."""
     root = relay_project(tmp_path, name="relay-args", n_epoch=16)
@@ -168,7 +168,7 @@ def test_until_done_sessions_keep_the_first_pushs_arguments(kk: Any, emulator: A
     assert all(r["args"] == ["--tag", "x y"] for r in runs), [r["args"] for r in runs]
 
 
-def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """A session killed at the limit (its guard off) is CANCEL_ACKNOWLEDGED: push --resume says what that means."""
     root = relay_project(tmp_path, n_epoch=40)
     (root / "config.py").write_text((root / "config.py").read_text().replace("margin_s = 1.5", "margin_s = -100"))
@@ -186,7 +186,7 @@ def _kagglekit(args: list[str], cwd: Path, **kw: Any) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
-def test_until_done_survives_being_killed_and_continues(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_until_done_survives_being_killed_and_continues(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """Ctrl-C the driver mid-chain: the session goes on; the same command again continues the same chain."""
     root = relay_project(tmp_path, n_epoch=12)
     args = ["push", "--gpu", "--timeout", "5", "--until-done", "--interval", "0.3"]
@@ -220,7 +220,7 @@ def _wait_running(emulator: Any, slug: str, version: int = 1) -> None:
     emulator.wait_for_status(C.DEMO_USERNAME, slug, version, statuses={"RUNNING"}, timeout=60)
 
 
-def test_stop_cancels_with_the_session_id_and_ends_the_chain(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_stop_cancels_with_the_session_id_and_ends_the_chain(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = relay_project(tmp_path, n_epoch=400)
     assert kk("push", "--cpu", cwd=root)[0] == 0
     _wait_running(emulator, "relay-train")
@@ -238,7 +238,7 @@ def test_stop_cancels_with_the_session_id_and_ends_the_chain(kk: Any, emulator: 
 
 
 @pytest.mark.emulator_config({"cancel_always_denied": True})
-def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """Kaggle refuses the cancel: stop says so and where to press Stop Session; --delete pulls every saved
     output first, asks, and only then deletes the kernel; the chain's other kernel keeps its outputs."""
     root = relay_project(tmp_path, n_epoch=400)
@@ -275,7 +275,7 @@ def test_stop_on_403_says_where_and_deletes_only_after_pulling(kk: Any, emulator
 
 
 @pytest.mark.emulator_config({"legacy_layout": True})
-def test_the_relay_finds_the_checkpoint_in_the_flat_input_layout(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_the_relay_finds_the_checkpoint_in_the_flat_input_layout(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """Kaggle still mounts some outputs at /kaggle/input/<slug>: the runtime finds the sibling's checkpoint there."""
     root = relay_project(tmp_path, n_epoch=6)
     assert kk("push", "--cpu", "--timeout", "3", "--wait", "--interval", "0.3", cwd=root)[0] == 0
@@ -288,7 +288,7 @@ def test_the_relay_finds_the_checkpoint_in_the_flat_input_layout(kk: Any, emulat
     assert metrics(relay) == list(range(1, 7))
 
 
-def test_a_push_the_ledger_missed_is_adopted_not_pushed_twice(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_a_push_the_ledger_missed_is_adopted_not_pushed_twice(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """The driver killed between Kaggle accepting a push and the ledger recording it: the rerun follows that
     version instead of pushing the same session again."""
     from kagglekit.connection import open_client
@@ -322,7 +322,7 @@ def test_a_push_the_ledger_missed_is_adopted_not_pushed_twice(kk: Any, emulator:
     assert {(v["ref"], v["version"]) for v in emulator.get("versions")["versions"]} == on_server
 
 
-def test_stop_while_until_done_runs_ends_the_chain(kk: Any, emulator: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_stop_while_until_done_runs_ends_the_chain(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """`kagglekit stop` from another terminal: the session is cancelled and the driver pushes nothing more."""
     root = relay_project(tmp_path, n_epoch=400)
     driver = _kagglekit(["push", "--cpu", "--timeout", "100", "--until-done", "--interval", "0.3"], root)

@@ -13,48 +13,18 @@ import hashlib
 import json
 import os
 import socket
-import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kagglekit import constants as C
-from kagglekit.cli import main
+from tests.helpers import write
 
 
 @pytest.fixture
 def emulator_config() -> dict[str, Any]:
     return {"dataset_processing_seconds": 0.5}
-
-
-@pytest.fixture
-def kk(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
-
-    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
 
 
 def make_wheel(folder: Path, name: str, version: str, body: str, requires: tuple[str, ...] = ()) -> Path:

@@ -191,7 +191,10 @@ class Runner:
         with self._lock:
             if vid not in self._threads:
                 return False
-            self._cancel.setdefault(vid, reason)
+            # A stop or a delete overrides a user's cancel still saving: stopping the emulator must not wait
+            # for that save phase (up to the runner's 15 s join, then a thread left behind).
+            if self._cancel.get(vid) in (None, "cancel"):
+                self._cancel[vid] = reason
             ev = self._wake.get(vid)
             proc = self._procs.get(vid)
         if ev:
