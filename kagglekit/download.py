@@ -19,6 +19,8 @@ What the official client (2.2.5) does badly and this module does instead:
   ETag, Last-Modified, sha256, and whether the run had finished) so a second pull of a finished run
   sends no file request at all, not even a HEAD; files pulled while the run was still going are
   always fetched again (they may have changed), and those the finished run no longer lists are removed;
+  each file is also journaled (``pull-journal.jsonl``) the moment it lands, so a pull killed between
+  two saves of the state does not fetch what it had finished again;
 - names that would land outside the target (absolute, ``..``, through a symlink) are refused.
 """
 
@@ -72,6 +74,9 @@ PULL_STATE_FILE = "pull-state.json"  # in the bookkeeping folder beside the targ
 LEGACY_PULL_STATE_FILE = ".kagglekit-manifest.json"  # inside the target, in earlier releases
 BOOKKEEPING_SUFFIX = ".kagglekit"
 LOCK_NAME = "pull.lock"
+# One JSON line per file the moment it lands (the pull state is rewritten only every few seconds): a pull
+# killed in between still knows what it finished. Folded into the pull state, then removed, by a durable save.
+JOURNAL_FILE = "pull-journal.jsonl"
 PULL_STATE_FORMAT = 2  # 2: entries say whether the run was final when pulled
 CHUNK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"
@@ -247,14 +252,43 @@ def _read_pull_state(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def journal_path(target: Path) -> Path:
+    return bookkeeping_dir(target) / JOURNAL_FILE
+
+
 def load_pull_state(target: Path) -> dict[str, Any]:
+    """The target's pull state, with the files a killed pull journaled (``JOURNAL_FILE``) folded in."""
     data = _read_pull_state(pull_state_path(target))
     if data is None:
         # A folder pulled by an earlier release keeps its state inside; it moves out on the next save.
         data = _read_pull_state(target / LEGACY_PULL_STATE_FILE)
         if data is not None:
             data["legacy_state"] = True
-    return data if data is not None else {"format": PULL_STATE_FORMAT, "files": {}}
+    if data is None:
+        data = {"format": PULL_STATE_FORMAT, "files": {}}
+    _replay_journal(target, data)
+    return data
+
+
+def _replay_journal(target: Path, state: dict[str, Any]) -> None:
+    """Fold in the journaled files of the version the state is about (or of the one version journaled, when
+    the state names none yet); a torn last line (killed mid-write) is skipped."""
+    try:
+        lines = journal_path(target).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("entry"), dict) or not isinstance(rec.get("name"), str):
+            continue
+        run = (rec.get("kernel"), rec.get("version"))
+        if state.get("kernel") is None and not state["files"]:
+            state.update(kernel=run[0], version=run[1])
+        if (state.get("kernel"), state.get("version")) == run:
+            state["files"][rec["name"]] = rec["entry"]
 
 
 def is_complete(target: Path, name: str, entry: Any) -> bool:
@@ -335,8 +369,10 @@ class Fetcher:
         on_bytes: Callable[[int], None] | None = None,
         url_refresher: Callable[[str, str], str | None] | None = None,
         fsync: bool = False,
+        on_done: Callable[[FileJob, FileResult], None] | None = None,
     ) -> None:
         self._factory = session_factory
+        self._on_done = on_done
         self._local = threading.local()
         self.policy = policy or RetryPolicy()
         self._on_bytes = on_bytes or (lambda n: None)
@@ -405,8 +441,11 @@ class Fetcher:
                     raise _Fail(str(exc)) from None
                 url = new_url
                 continue
-            return dataclasses.replace(result, transferred=result.transferred + transferred,
-                                       seconds=time.monotonic() - started)
+            result = dataclasses.replace(result, transferred=result.transferred + transferred,
+                                         seconds=time.monotonic() - started)
+            if self._on_done is not None:
+                self._on_done(job, result)
+            return result
 
     def _attempt(self, job: FileJob, url: str) -> FileResult:
         dest = job.dest
@@ -853,6 +892,7 @@ def _open_pull_state(target: Path, listing_ref: KernelRef, status: str | None, f
         state = {"files": {}}
     entries: dict[str, Any] = state.setdefault("files", {})
     state.update(format=PULL_STATE_FORMAT, kernel=kernel, version=version, status=status)
+    _replay_journal(target, state)  # (again: what a killed pull of this version finished, after a reset)
     if final_names:
         summary.removed = _remove_stale(target, entries, set(final_names))
         if summary.removed:
@@ -893,9 +933,24 @@ def _download_all(
             new = fresh.get(name)
             return new if new and new != old_url else None
 
+    journal_lock = threading.Lock()
+    journal: Any = None
+    with contextlib.suppress(OSError):  # without it a kill costs re-fetching, as before: not worth failing for
+        journal = journal_path(target).open("a", encoding="utf-8")
+
+    def landed(job: FileJob, res: FileResult) -> None:
+        """In the worker, right after the file took its final name: journaled before anything else can kill us."""
+        if journal is None:
+            return
+        line = json.dumps({"kernel": listing_ref.kernel_id, "version": listing_ref.version, "name": job.name,
+                           "entry": _entry(res, final)})
+        with journal_lock, contextlib.suppress(OSError, ValueError):
+            journal.write(line + "\n")
+            journal.flush()  # in the OS's hands: survives a SIGKILL (a power cut may cost a re-fetch)
+
     fetcher = Fetcher(
         lambda: client.http_session(), policy=policy or client.retry, on_bytes=bar.update if bar is not None else None,
-        url_refresher=refresher, fsync=fsync,
+        url_refresher=refresher, fsync=fsync, on_done=landed,
     )
     last_save = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="kagglekit-pull")
@@ -922,7 +977,17 @@ def _download_all(
         fetcher.close()
         if bar is not None:
             bar.close()
+        if journal is not None:
+            journal.close()
         _save_pull_state(target, state)
+
+
+def _entry(res: FileResult, final: bool) -> dict[str, Any]:
+    return {
+        "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
+        "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "final": final,  # False: taken from a run still going; never trusted by a later pull
+    }
 
 
 def _record(fut: Future[FileResult], job: FileJob, summary: PullSummary, entries: dict[str, Any], *,
@@ -938,11 +1003,7 @@ def _record(fut: Future[FileResult], job: FileJob, summary: PullSummary, entries
         return
     summary.files += 1
     summary.bytes += res.transferred
-    entries[job.name] = {
-        "size": res.size, "etag": res.etag, "last_modified": res.last_modified,
-        "sha256": res.sha256, "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "final": final,  # False: taken from a run still going; never trusted by a later pull
-    }
+    entries[job.name] = _entry(res, final)
 
 
 def _remove_stale(target: Path, entries: dict[str, Any], listed: set[str]) -> list[str]:
@@ -975,13 +1036,16 @@ def _progress_bar(progress: bool | None, desc: str, count: int) -> Any:
 
 def _save_pull_state(target: Path, state: dict[str, Any], durable: bool = True) -> None:
     """Atomically (temp file + rename). ``durable`` adds the fsync: at the end of a pull, not on
-    the periodic saves in between (a crash then costs re-fetching a few files, never a torn state file)."""
+    the periodic saves in between (the journal has every landed file; a power cut may cost re-fetching a few,
+    never a torn state file). A durable save holds the journal's files, so it removes the journal."""
     state["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     text = json.dumps(state, indent=1, sort_keys=True)
     path = pull_state_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     if durable:
         paths.write_text_atomic(path, text)
+        with contextlib.suppress(OSError):  # every journaled file is in the state now
+            journal_path(target).unlink()
     else:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -259,6 +259,41 @@ def test_an_interrupted_pull_leaves_no_half_file_and_running_it_again_resumes(
     assert not part.exists()
 
 
+def test_files_a_killed_pull_had_finished_are_not_fetched_again(
+        emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
+    """SIGKILL while one file is still coming, the others already in place: the rerun fetches only the rest
+    (each finished file is journaled the moment it lands; the pull state itself is saved only now and then)."""
+    run_kernel(emulator, client, tmp_path, "outputs-kernel", OUTPUTS_SCRIPT.format(big=4_000_000))
+    emulator.control("faults", {"target": "file:big.bin", "times": 1, "bandwidth_bytes_per_s": 400_000})
+    target = tmp_path / "killed"
+    env = {**os.environ, "KAGGLE_USERNAME": DEMO_USERNAME, "KAGGLE_KEY": DEMO_KEY}
+    cmd = [sys.executable, "-m", "kagglekit", "--endpoint", emulator.url, "pull-outputs",
+           f"{DEMO_USERNAME}/outputs-kernel", "-o", str(target), "--jobs", "4"]
+    small = ["model.pt", "ckpt/epoch1.ckpt", "checkpoint_3.bin", "sub/dir/result.txt", "notes.txt", "kagglekit/run.json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part, _ = part_paths(target, "big.bin")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (all((target / n).is_file() for n in small)
+                                               and part.exists()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert all((target / n).is_file() for n in small) and not (target / "big.bin").exists()
+    saved = json.loads(pull_state_path(target).read_text())["files"] if pull_state_path(target).exists() else {}
+    assert not set(small) & set(saved)  # killed before the periodic save of the pull state had them
+
+    rerun_started = time.time()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    source = emulator.output_dir(DEMO_USERNAME, "outputs-kernel", 1)
+    assert tree(target) == tree(source)
+    gets = [r for r in file_gets(emulator) if r["ts"] >= rerun_started]
+    assert [r["file"] for r in gets] == ["big.bin"]  # nothing finished comes again
+    state = json.loads(pull_state_path(target).read_text())
+    assert sorted(state["files"]) == sorted([*small, "big.bin"])
+    assert all(e["final"] is True and e["size"] == (source / n).stat().st_size for n, e in state["files"].items())
+
+
 def test_429_retry_after_is_honoured(emulator: Any, client: KaggleApiClient, outputs_kernel: str,
                                      tmp_path: Path) -> None:
     emulator.control("faults", {"target": "file:model.pt", "times": 1, "status": 429, "retry_after": 1})
