@@ -3,6 +3,7 @@ compare, and ``queue run`` against the prod-shaped emulator (real kernels, real 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -290,11 +291,13 @@ def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator
     # Kaggle's "Maximum batch GPU session count of 2 reached" and must wait, not fail.
     emulator.push(OUTSIDE, "browser-notebook", machineShape="NvidiaTeslaT4", enableGpu=True, sessionTimeoutSeconds=8)
     logs = []
+    kills: list[tuple[float, set[str]]] = []  # when each runner was killed; the files it had landed by then
 
     # 1st run: killed once two experiments run
     proc = _queue_run(emulator, root, "--timeout", "12")
     _wait("two running experiments", lambda: sum(i.state == RUNNING for i in _store(root).items()) >= 2, proc)
     logs.append(proc.kill())
+    kills.append((time.time(), _landed(emulator, root)))
     assert "Maximum batch GPU session count of 2 reached" in logs[0]  # met, and retried
 
     # 2nd run: killed while the long experiment runs its second session, on the relay sibling
@@ -302,6 +305,7 @@ def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator
     _wait("the long experiment's second session", lambda: (_store(root).get("long").cur_kernel or "").endswith(
         "-relay"), proc)
     logs.append(proc.kill())
+    kills.append((time.time(), _landed(emulator, root)))
     with pytest.raises(QueueBusyError):  # a dead lease holder is taken over; a live one is not
         holder = QueueStore(Ledger(), _store(root).queue, _store(root).account)
         proc = _queue_run(emulator, root, "--timeout", "12")
@@ -335,11 +339,19 @@ def test_eight_experiments_through_refusals_kills_relay_and_quota_reset(emulator
     # never more than two GPU sessions at once, the outside one included
     versions = [v for v in emulator.get("versions")["versions"] if v["kind"] == "gpu"]
     assert len(versions) == 7 + len(long_sessions) + 1 and _max_overlap(versions) <= 2
-    # every session's outputs pulled, each file downloaded once
+    # every session's outputs pulled, each file downloaded once: again only when a SIGKILL cut its first GET
+    # short (a file that had landed under its name, the pull state or its journal knows, is never fetched again)
     sessions = [r for i in items.values() for r in sessions_of(store.ledger, i)]
     assert all(store.pulled(r.kernel, r.version) for r in sessions)
-    gets = [e["path"] for e in emulator.requests("file") if e["status"] == 200]
-    assert gets and len(gets) == len(set(gets))
+    gets = [e for e in emulator.requests("file") if e["status"] == 200]
+    assert gets and {e["path"] for e in gets} == _landed(emulator, root)
+    bounds = [0.0, *(t for t, _ in kills), float("inf")]
+    for start, end in itertools.pairwise(bounds):  # one runner's lifetime: no file twice
+        paths = [e["path"] for e in gets if start <= e["ts"] < end]
+        assert len(paths) == len(set(paths)), f"a file fetched twice by one runner: {sorted(paths)}"
+    for t, landed in kills:  # what a killed runner had landed is not fetched by the next ones
+        again = [e["path"] for e in gets if e["ts"] >= t and e["path"] in landed]
+        assert not again, f"fetched again although pulled before the kill: {again}"
     final = json.loads((Path(store.pulled(long_sessions[-1].kernel, long_sessions[-1].version) or "")
                         / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["epoch"] == 7
@@ -397,6 +409,19 @@ def test_cancel_stops_a_running_experiment(kk: Any, emulator: Any, tmp_path: Pat
     assert item is not None and item.state == "cancelled"
     assert emulator.status("demo", "qtrain-slow")[0] == "CANCEL_ACKNOWLEDGED"
     assert (root / "outputs" / "qtrain-slow" / "v1" / "metrics.jsonl").exists()  # what it saved, pulled
+
+
+def _landed(emulator: Any, root: Path) -> set[str]:
+    """The emulator's file paths (``/__files/<version id>/<name>``) of the files that pulls have landed under
+    ``root/outputs/<slug>/v<N>/``: a download takes its final name only once complete."""
+    ids = {(v["ref"].rsplit("/", 1)[-1], f"v{v['version']}"): v["version_id"]
+           for v in emulator.get("versions")["versions"]}
+    out = set()
+    for target in (root / "outputs").glob("*/v*"):
+        vid = ids.get((target.parent.name, target.name))
+        out |= {f"/__files/{vid}/{p.relative_to(target).as_posix()}" for p in target.rglob("*")
+                if vid is not None and p.is_file() and p.name not in ("log.txt", f"{target.parent.name}.log")}
+    return out
 
 
 def _log_of(emulator: Any, kernel: str) -> str:
