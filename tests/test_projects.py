@@ -524,6 +524,28 @@ def test_bad_set_tables_and_working_files_are_field_errors(tmp_path: Path, toml:
     assert message in info.value.message and "kagglekit.toml" in info.value.message
 
 
+@pytest.mark.parametrize("table, target, message", [
+    ("test-set", "configs/missing.yaml:train.epochs", "configs/missing.yaml is not among the bundled files"),
+    ("test-set", "config.toml:trainer.max_epoch", "has no key 'max_epoch' (did you mean 'max_epochs'?)"),
+    ("set", "max_stepz", "no .py file assigns it a literal at module level"),
+])
+def test_a_set_target_from_the_file_that_cannot_apply_names_the_file_and_table(
+        tmp_path: Path, table: str, target: str, message: str) -> None:
+    """A [set]/[test-set] entry that cannot apply is reported as that entry of that file, not as a --set the
+    user would look for on a command line that has none; the same target given as --set stays '--set ...'."""
+    files = dict(TOML_PROJECT)
+    files["kagglekit.toml"] = files["kagglekit.toml"].replace(f"[{table}]\n", f'[{table}]\n        "{target}" = 1\n')
+    root = write(tmp_path / "fromfile", files)
+    with pytest.raises(ConfigError) as info:
+        build_bundle(load_project(root), mode="test", out_dir=tmp_path / "out")
+    assert info.value.message.startswith(f"{root / 'kagglekit.toml'} [{table}] {target!r}: "), info.value.message
+    assert message in info.value.message and not info.value.message.startswith("--set")
+    assert info.value.hint is not None and info.value.hint.startswith(f"Fix {table} in {root / 'kagglekit.toml'}.")
+    with pytest.raises(ConfigError) as given:  # given on the command line (over the file's value): still --set
+        build_bundle(load_project(root), mode="test", overrides={target: "2"}, out_dir=tmp_path / "out")
+    assert given.value.message.startswith(f"--set {target}") and message in given.value.message
+
+
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:
     root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
                                    "train.py": "print(1)\n"})
