@@ -606,7 +606,14 @@ def _collect(settings: ProjectSettings, plan: _Plan, mode: str | None, args: Seq
     from kagglekit.layout import source_roots
 
     roots = source_roots(root, contents)
-    entry = resolve_entry(settings.entry, set(contents), roots)
+    try:
+        entry = resolve_entry(settings.entry, set(contents), roots)
+    except BundleError as exc:
+        if settings.entry is None:
+            raise
+        # name the setting and where it is written: a new user's first push may hit this
+        where = settings.origin("entry")
+        raise BundleError(f"entry = {settings.entry!r} ({where}): {exc.message}", hint=exc.hint) from None
     for rel in settings.working_files:
         if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
             raise BundleError(f"working-files names {rel}, which is not among the bundled files.",

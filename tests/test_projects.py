@@ -97,8 +97,20 @@ def test_full_mode_uses_args_without_test_args(tmp_path: Path) -> None:
 def test_a_module_missing_from_the_src_layout_names_both_places(tmp_path: Path) -> None:
     root = src_project(tmp_path / "p")
     (root / "kagglekit.toml").write_text('entry = "tinypkg.nope"\nkernel = "demo/tiny-src-project"\n')
-    with pytest.raises(BundleError, match=r"tinypkg/nope.py .*in the project root and in src/"):
+    with pytest.raises(BundleError, match=r"tinypkg/nope.py .*in the project root and in src/") as info:
         build_bundle(load_project(root), out_dir=tmp_path / "out")
+    # the setting and where it is written come first: the user knows what to fix
+    assert info.value.message.startswith(f"entry = 'tinypkg.nope' ({root / 'kagglekit.toml'}): ")
+
+
+@pytest.mark.parametrize("entry", ["train_nowhere.py", "nowhere.ipynb"])
+def test_an_entry_file_that_is_not_bundled_names_the_setting_and_its_file(tmp_path: Path, entry: str) -> None:
+    root = write(tmp_path / "p", {"kagglekit.toml": f'kernel = "demo/entry-nowhere"\nentry = "{entry}"\n',
+                                  "train.py": "print(1)\n"})
+    with pytest.raises(BundleError) as info:
+        build_bundle(load_project(root), out_dir=tmp_path / "out")
+    assert info.value.message.startswith(f"entry = {entry!r} ({root / 'kagglekit.toml'}): ")
+    assert f"{entry} is not among the bundled files" in info.value.message
 
 
 # --- settings: args / test-args --------------------------------------------------------------
