@@ -625,7 +625,7 @@ def _collect(settings: ProjectSettings, plan: _Plan, mode: str | None, args: Seq
 def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan: _Plan) -> None:
     """Apply the mode and ``--set`` to the bundled copy (sources, notebook cells, config files); check it parses."""
     from kagglekit import notebook
-    from kagglekit.configfiles import apply_config_sets, is_config_target
+    from kagglekit.configfiles import apply_config_sets, is_config_target, keys_that_may_win
     from kagglekit.testflag import find_reassignments
 
     contents, entry = src.contents, src.entry
@@ -668,6 +668,7 @@ def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan:
         raise _from_settings(settings, plan, exc) from None
     contents.update(changed_configs)
     src.flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
+    plan.warnings += keys_that_may_win(contents, src.flag_changes)
     check_syntax(contents)
     shadowed = sorted({rel.split("/")[0].removesuffix(".py") for rel in contents} & PREIMPORTED_ON_KAGGLE)
     plan.warnings += [f"the project's top-level module '{name}' has the name of a module Kaggle's image imports "

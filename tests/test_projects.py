@@ -243,6 +243,131 @@ def _bundled(script: Path, rel: str) -> str:
         return member.read().decode()
 
 
+# Shapes from competition configs read with PyYAML (Kaggle's image has it): 4-space indentation, an anchor the
+# scheduler aliases (T_max: *epochs), floats written 1.0e-5 (PyYAML reads 1e-5 as a string), YAML 1.1 `yes`.
+KAGGLE_YAML = """\
+# exp001
+train:
+    epochs: &epochs 30   # full run
+    lr: 1.0e-5
+    amp: yes
+    folds:
+        - 0
+        - 1
+    backbone: resnet18
+scheduler:
+    name: cosine
+    T_max: *epochs
+"""
+
+
+def _yaml_project(root: Path) -> Path:
+    return write(root, {
+        "kagglekit.toml": 'kernel = "demo/yaml-project"\nentry = "train.py"\ntest-flag = false\n',
+        "configs/exp001.yaml": KAGGLE_YAML,
+        "train.py": """\
+            import json, pathlib
+            import yaml
+            cfg = yaml.safe_load(open(pathlib.Path(__file__).parent / "configs/exp001.yaml"))
+            json.dump({k: [v, type(v).__name__] for k, v in
+                       {**cfg["train"], "T_max": cfg["scheduler"]["T_max"]}.items()}, open("seen.json", "w"))
+        """,
+    })
+
+
+def test_yaml_set_writes_what_pyyaml_reads_back_and_follows_anchors(tmp_path: Path) -> None:
+    root = _yaml_project(tmp_path / "yp")
+    sets = {"configs/exp001.yaml:train.epochs": "1", "configs/exp001.yaml:train.lr": "2e-5",
+            "configs/exp001.yaml:train.amp": "false", "configs/exp001.yaml:train.backbone": "on"}
+    result = build_bundle(load_project(root), mode="test", overrides=sets, out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads((tmp_path / "run" / "kaggle" / "working" / "seen.json").read_text())
+    assert seen == {"epochs": [1, "int"], "lr": [2e-05, "float"], "amp": [False, "bool"],
+                    "folds": [[0, 1], "list"], "backbone": ["on", "str"], "T_max": [1, "int"]}
+    shown = [str(c) for c in result.flag_changes]
+    assert "configs/exp001.yaml:3 train.epochs: 30 → 1" in shown
+    assert "configs/exp001.yaml:12 scheduler.T_max (via an alias): 30 → 1" in shown
+    assert "configs/exp001.yaml:5 train.amp: yes → false" in shown
+    bundled = _bundled(result.script_path, "configs/exp001.yaml")
+    before, after = KAGGLE_YAML.splitlines(), bundled.splitlines()
+    assert [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [2, 3, 4, 8]
+    assert after[2] == "    epochs: &epochs 1    # full run" and after[11] == "    T_max: *epochs"
+    assert after[3] == "    lr: 2.0e-05" and after[8] == "    backbone: 'on'"
+
+
+def test_setting_an_alias_gives_that_key_its_own_value_only(tmp_path: Path) -> None:
+    root = _yaml_project(tmp_path / "yp")
+    result = build_bundle(load_project(root), overrides={"configs/exp001.yaml:scheduler.T_max": "5"},
+                          out_dir=tmp_path / "out")
+    assert [str(c) for c in result.flag_changes] == ["configs/exp001.yaml:12 scheduler.T_max: 30 → 5"]
+    after = _bundled(result.script_path, "configs/exp001.yaml").splitlines()
+    assert after[2] == "    epochs: &epochs 30   # full run" and after[11] == "    T_max: 5"
+
+
+@pytest.mark.parametrize("layout", [
+    "a:\n  b: 1  # c\n  l:\n  - 1\n  - x: 1\n    y: 2\n",      # 2 spaces, dashes flush with the key
+    "a:\n  b: 1  # c\n  l:\n    - 1\n    - 2\n",               # 2 spaces, dashes indented
+    "a:\n    b: 1  # c\n    l:\n    - 1\n",                     # 4 spaces, flush
+    "a:\n    b: 1  # c\n    l:\n        - 1\n        - x: 1\n          y: 2\n",  # 4 spaces, indented
+    "a: {b: 1, c: [1, 2]}\n",
+])
+def test_yaml_set_keeps_the_files_indentation(layout: str) -> None:
+    from kagglekit.configfiles import apply_config_sets
+
+    out, _ = apply_config_sets({"c.yaml": layout.encode()}, {"c.yaml:a.b": "2"})
+    assert out["c.yaml"].decode() == layout.replace("b: 1", "b: 2")
+
+
+def test_a_yaml_11_boolean_takes_only_booleans(tmp_path: Path) -> None:
+    root = _yaml_project(tmp_path / "yp")
+    with pytest.raises(ConfigError) as info:
+        build_bundle(load_project(root), overrides={"configs/exp001.yaml:train.amp": "maybe"}, out_dir=tmp_path / "o")
+    assert "is not true or false" in info.value.message
+
+
+def test_a_class_attribute_a_config_file_overrides_is_reported(tmp_path: Path) -> None:
+    # defaults in a dataclass, the experiment's YAML fills it: Config(**yaml.safe_load(f)) (a common competition shape)
+    root = write(tmp_path / "dcp", {
+        "kagglekit.toml": 'kernel = "demo/dataclass-yaml"\nentry = "train.py"\ntest-flag = false\n'
+                          'working-files = ["conf/exp.yaml"]\n',  # the code opens it from its working directory
+        "config.py": """\
+            from dataclasses import dataclass
+
+            import yaml
+
+
+            @dataclass
+            class Config:
+                epochs: int = 30
+                lr: float = 1e-3
+
+
+            def load_config(path):
+                with open(path) as fp:
+                    return Config(**yaml.safe_load(fp))
+        """,
+        "conf/exp.yaml": "epochs: 60\n",
+        "train.py": """\
+            import json
+            from config import load_config
+            conf = load_config("conf/exp.yaml")
+            json.dump({"epochs": conf.epochs, "lr": conf.lr}, open("seen.json", "w"))
+        """,
+    })
+    result = build_bundle(load_project(root), overrides={"config.py:Config.epochs": "1", "Config.lr": "0.5"},
+                          out_dir=tmp_path / "out")
+    hits = [w for w in result.warnings if "never used" in w]
+    assert hits == ["--set Config.epochs: conf/exp.yaml has the key epochs: 60; if the code fills Config from that "
+                    "file, its value wins and config.py:8 is never used: --set conf/exp.yaml:epochs instead"]
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "kaggle" / "working" / "seen.json").read_text()) == {"epochs": 60, "lr": 0.5}
+    fixed = build_bundle(load_project(root), overrides={"conf/exp.yaml:epochs": "1", "Config.lr": "0.5"},
+                         out_dir=tmp_path / "out2")
+    assert not [w for w in fixed.warnings if "never used" in w]
+
+
 def test_a_reassigned_attribute_is_reported_before_pushing(tmp_path: Path) -> None:
     root = write(tmp_path / "cfgp", CFG_PROJECT)
     result = build_bundle(load_project(root), overrides={"epochs": "5"}, out_dir=tmp_path / "out")
