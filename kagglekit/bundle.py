@@ -426,6 +426,7 @@ class _Plan:
     dataset_sources: list[str]
     resume_from: str | None
     warnings: list[str]
+    set_fields: dict[str, str] = dataclasses.field(default_factory=dict)  # target -> "set"/"test-set" it came from
 
 
 @dataclasses.dataclass
@@ -539,7 +540,32 @@ def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[
                  enable_internet=settings.enable_internet if internet is None else internet,
                  session_limit=session_limit, kernel_sources=kernel_sources, resume_from=resume_from,
                  dataset_sources=[*settings.datasets, *(d for d in extra_datasets if d not in settings.datasets)],
-                 warnings=warnings)
+                 warnings=warnings, set_fields=_set_fields(settings, mode, overrides))
+
+
+def _set_fields(settings: ProjectSettings, mode: str | None, given: Mapping[str, str] | None) -> dict[str, str]:
+    """Which ``--set`` targets came from the ``set``/``test-set`` settings rather than the command line."""
+    fields = {k: "set" for k in settings.sets}
+    if mode == "test":
+        fields.update({k: "test-set" for k in settings.test_sets})
+    return {k: field for k, field in fields.items() if k not in (given or {})}
+
+
+def _from_settings(settings: ProjectSettings, plan: _Plan, exc: ConfigError) -> ConfigError:
+    """A ``--set TARGET: ...`` error about a target that came from the ``set``/``test-set`` setting, reworded to
+    name that setting and where it is written: the user looking for it on the command line would not find it."""
+    for target, field in sorted(plan.set_fields.items(), key=lambda kv: -len(kv[0])):
+        for shown in (target, repr(target)):
+            head = f"--set {shown}"
+            if exc.message.startswith(head) and exc.message[len(head):len(head) + 1] in (":", "=", " ", ""):
+                origin = settings.origin(field)
+                where = origin
+                if settings.config_file is not None and origin == str(settings.config_file):
+                    table = f"tool.kagglekit.{field}" if settings.config_file.name == "pyproject.toml" else field
+                    where = f"{origin} [{table}]"
+                hint = f"Fix {field} in {origin}." + (f" {exc.hint}" if exc.hint else "")
+                return ConfigError(f"{where} {target!r}{exc.message[len(head):]}", hint=hint)
+    return exc
 
 
 def _collect(settings: ProjectSettings, plan: _Plan, mode: str | None, args: Sequence[str]) -> _Sources:
@@ -580,7 +606,14 @@ def _collect(settings: ProjectSettings, plan: _Plan, mode: str | None, args: Seq
     from kagglekit.layout import source_roots
 
     roots = source_roots(root, contents)
-    entry = resolve_entry(settings.entry, set(contents), roots)
+    try:
+        entry = resolve_entry(settings.entry, set(contents), roots)
+    except BundleError as exc:
+        if settings.entry is None:
+            raise
+        # name the setting and where it is written: a new user's first push may hit this
+        where = settings.origin("entry")
+        raise BundleError(f"entry = {settings.entry!r} ({where}): {exc.message}", hint=exc.hint) from None
     for rel in settings.working_files:
         if rel not in contents and not any(name.startswith(rel.rstrip("/") + "/") for name in contents):
             raise BundleError(f"working-files names {rel}, which is not among the bundled files.",
@@ -612,10 +645,13 @@ def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan:
             plan.warnings.append(f"args/test-args/-- ARGS ({shlex.join(src.argv)}) do not reach a notebook: it has "
                                  "no command line. Use --set, or read KAGGLEKIT_MODE.")
     py_sets = {k: v for k, v in plan.sets.items() if not is_config_target(k)}
-    changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
-                                        test_flag_enabled=settings.test_flag_enabled,
-                                        flag_required=not ((settings.test_args or settings.test_sets)
-                                                           and settings.test_flag is None))
+    try:
+        changed, flag_changes = apply_flags(py_sources, mode=mode, sets=py_sets, test_flag=settings.test_flag,
+                                            test_flag_enabled=settings.test_flag_enabled,
+                                            flag_required=not ((settings.test_args or settings.test_sets)
+                                                               and settings.test_flag is None))
+    except ConfigError as exc:
+        raise _from_settings(settings, plan, exc) from None
     plan.warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
     if src.nb is not None:
         flag_changes = notebook.relabel(entry, changed.get(entry, nb_python), flag_changes)
@@ -625,8 +661,11 @@ def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan:
             contents[entry] = (json.dumps(src.nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     for rel, text in changed.items():
         contents[rel] = text.encode("utf-8")
-    changed_configs, config_changes = apply_config_sets(
-        contents, {k: v for k, v in plan.sets.items() if is_config_target(k)})
+    try:
+        changed_configs, config_changes = apply_config_sets(
+            contents, {k: v for k, v in plan.sets.items() if is_config_target(k)})
+    except ConfigError as exc:
+        raise _from_settings(settings, plan, exc) from None
     contents.update(changed_configs)
     src.flag_changes = sorted([*flag_changes, *config_changes], key=lambda c: (c.file, c.line))
     plan.warnings += keys_that_may_win(contents, src.flag_changes)

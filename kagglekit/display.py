@@ -27,7 +27,8 @@ def size(n: float | None, *, digits: int = 1, unknown: str = "") -> str:
 
 
 def duration(seconds: float | None, *, unknown: str = "") -> str:
-    """A length of time: ``1h 05m 07s``, ``3m 07s``, ``42s`` (three significant digits under a minute)."""
+    """A length of time: ``1h 05m 07s``, ``3m 07s``, ``42.3s``, ``2.29s`` (three significant digits under a minute,
+    tenths under a second: a run first seen RUNNING a millisecond in reads ``0.0s``, not ``0.00107s``)."""
     if seconds is None:
         return unknown
     seconds = max(0.0, seconds)
@@ -36,7 +37,9 @@ def duration(seconds: float | None, *, unknown: str = "") -> str:
     minutes, secs = divmod(rest, 60)
     if hours:
         return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.3g}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{seconds:.3g}s" if seconds >= 1 else f"{seconds:.1f}s"
 
 
 def clock(seconds: float | None) -> str:

@@ -310,3 +310,14 @@ def test_push_overrides_round_trip(tmp_path: Path) -> None:
     first, second = ledger.runs(kernel="alice/k-chain")
     assert first.overrides == {"lr": "3e-4", "n_epoch": "60"}
     assert second.overrides is None
+
+
+@pytest.mark.parametrize("seconds, shown", [
+    (0.00107, "0.0s"), (0.46, "0.5s"), (0.97, "1.0s"), (2.2913, "2.29s"), (42.34, "42.3s"), (59.6, "1m 00s"),
+    (187, "3m 07s"), (3907, "1h 05m 07s"), (None, ""),
+])
+def test_durations_read_as_a_person_writes_them(seconds: float | None, shown: str) -> None:
+    """Under a second: tenths (a run first seen RUNNING a millisecond after it started read '0.00107s')."""
+    from kagglekit.display import duration
+
+    assert duration(seconds) == shown

@@ -97,8 +97,20 @@ def test_full_mode_uses_args_without_test_args(tmp_path: Path) -> None:
 def test_a_module_missing_from_the_src_layout_names_both_places(tmp_path: Path) -> None:
     root = src_project(tmp_path / "p")
     (root / "kagglekit.toml").write_text('entry = "tinypkg.nope"\nkernel = "demo/tiny-src-project"\n')
-    with pytest.raises(BundleError, match=r"tinypkg/nope.py .*in the project root and in src/"):
+    with pytest.raises(BundleError, match=r"tinypkg/nope.py .*in the project root and in src/") as info:
         build_bundle(load_project(root), out_dir=tmp_path / "out")
+    # the setting and where it is written come first: the user knows what to fix
+    assert info.value.message.startswith(f"entry = 'tinypkg.nope' ({root / 'kagglekit.toml'}): ")
+
+
+@pytest.mark.parametrize("entry", ["train_nowhere.py", "nowhere.ipynb"])
+def test_an_entry_file_that_is_not_bundled_names_the_setting_and_its_file(tmp_path: Path, entry: str) -> None:
+    root = write(tmp_path / "p", {"kagglekit.toml": f'kernel = "demo/entry-nowhere"\nentry = "{entry}"\n',
+                                  "train.py": "print(1)\n"})
+    with pytest.raises(BundleError) as info:
+        build_bundle(load_project(root), out_dir=tmp_path / "out")
+    assert info.value.message.startswith(f"entry = {entry!r} ({root / 'kagglekit.toml'}): ")
+    assert f"{entry} is not among the bundled files" in info.value.message
 
 
 # --- settings: args / test-args --------------------------------------------------------------
@@ -647,6 +659,28 @@ def test_bad_set_tables_and_working_files_are_field_errors(tmp_path: Path, toml:
     with pytest.raises(ConfigError) as info:
         load_project(root)
     assert message in info.value.message and "kagglekit.toml" in info.value.message
+
+
+@pytest.mark.parametrize("table, target, message", [
+    ("test-set", "configs/missing.yaml:train.epochs", "configs/missing.yaml is not among the bundled files"),
+    ("test-set", "config.toml:trainer.max_epoch", "has no key 'max_epoch' (did you mean 'max_epochs'?)"),
+    ("set", "max_stepz", "no .py file assigns it a literal at module level"),
+])
+def test_a_set_target_from_the_file_that_cannot_apply_names_the_file_and_table(
+        tmp_path: Path, table: str, target: str, message: str) -> None:
+    """A [set]/[test-set] entry that cannot apply is reported as that entry of that file, not as a --set the
+    user would look for on a command line that has none; the same target given as --set stays '--set ...'."""
+    files = dict(TOML_PROJECT)
+    files["kagglekit.toml"] = files["kagglekit.toml"].replace(f"[{table}]\n", f'[{table}]\n        "{target}" = 1\n')
+    root = write(tmp_path / "fromfile", files)
+    with pytest.raises(ConfigError) as info:
+        build_bundle(load_project(root), mode="test", out_dir=tmp_path / "out")
+    assert info.value.message.startswith(f"{root / 'kagglekit.toml'} [{table}] {target!r}: "), info.value.message
+    assert message in info.value.message and not info.value.message.startswith("--set")
+    assert info.value.hint is not None and info.value.hint.startswith(f"Fix {table} in {root / 'kagglekit.toml'}.")
+    with pytest.raises(ConfigError) as given:  # given on the command line (over the file's value): still --set
+        build_bundle(load_project(root), mode="test", overrides={target: "2"}, out_dir=tmp_path / "out")
+    assert given.value.message.startswith(f"--set {target}") and message in given.value.message
 
 
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:
