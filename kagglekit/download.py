@@ -1041,15 +1041,10 @@ def _save_pull_state(target: Path, state: dict[str, Any], durable: bool = True) 
     state["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     text = json.dumps(state, indent=1, sort_keys=True)
     path = pull_state_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    paths.write_text_atomic(path, text, fsync=durable)
     if durable:
-        paths.write_text_atomic(path, text)
         with contextlib.suppress(OSError):  # every journaled file is in the state now
             journal_path(target).unlink()
-    else:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
     if state.pop("legacy_state", None):  # moved out of the target: the target is only outputs now
         with contextlib.suppress(OSError):
             (target / LEGACY_PULL_STATE_FILE).unlink()

@@ -45,10 +45,12 @@ def emulator_data_dir() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[object]:
+def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8", *,
+                  fsync: bool = True) -> Iterator[object]:
     """Open a temporary file beside ``path``; on success fsync and rename it into place.
 
-    A crash leaves either the old file or the new one, never half of one. A device, pipe or folder
+    A crash leaves either the old file or the new one, never half of one (``fsync=False`` skips the
+    flush to disk, for frequent saves: a power cut may then keep the old file, still never half of one). A device, pipe or folder
     at ``path`` is refused: the rename would replace it (as root, even ``/dev/null``).
     """
     if path.exists() and not path.is_file():
@@ -68,7 +70,8 @@ def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -
         with f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -76,8 +79,8 @@ def atomic_writer(path: Path, mode: str = "w", encoding: str | None = "utf-8") -
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_writer(path) as f:
+def write_text_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
+    with atomic_writer(path, fsync=fsync) as f:
         f.write(text)  # type: ignore[attr-defined]
 
 
