@@ -525,16 +525,14 @@ def stop_command(opts: Options, /, kernel: str | None, delete: bool, yes: bool, 
     """
     from kagglekit.errors import CancelDeniedError
     from kagglekit.ledger import Ledger
-    from kagglekit.settings import load_project
+    from kagglekit.settings import find_project_root
     from kagglekit.stop import stop
 
     kernel = kernel or _project_kernel(opts)
     client = opts.client()
     ledger = Ledger()
     ref = _session_ref(opts, client, kernel, ledger)
-    root = None
-    with contextlib.suppress(KagglekitError):
-        root = load_project().root
+    root = find_project_root(Path.cwd())[0]  # where outputs/ goes: the folder alone, no settings parsed again
 
     def confirm(question: str) -> bool:
         if not sys.stdin.isatty():
