@@ -572,10 +572,10 @@ def status_cmd(opts: Options, /, kernel: str | None, watch_flag: bool, interval:
         report = watch(client, ref, ledger, interval_s=interval, on_change=lambda r: _print_status(opts, r, tail=False),
                        on_problem=_warn(opts), start_grace_s=start_grace, max_wait_s=max_wait, cli=cli_prefix)
     except KeyboardInterrupt:
-        opts.info("Stopped watching. The run keeps running on Kaggle; `kagglekit status` shows it.")
+        opts.info(f"Stopped watching. The run keeps running on Kaggle; `{cli_prefix} status` shows it.")
         raise
     opts.emit(report)
-    raise_for_outcome(report, cli=opts.command_prefix())
+    raise_for_outcome(report, cli=cli_prefix)
 
 
 @cli.command("logs", short_help="Show a run's log as readable text; -f follows it.")
@@ -623,7 +623,7 @@ def logs_cmd(opts: Options, /, kernel: str | None, follow: bool, raw: bool, star
 
         report = check_status(client, ref, ledger, with_log_tail=False, start_grace_s=start_grace, cli=cli_prefix)
         opts.info(report.line())
-        raise_for_outcome(report, cli=opts.command_prefix())
+        raise_for_outcome(report, cli=cli_prefix)
 
 # === section: bundle-push-status-logs (end) ===
 
@@ -672,7 +672,7 @@ def pull_outputs_command(opts: Options, kernel: str | None, output_dir: Path | N
     summary = pull_outputs(
         client, ref, target=output_dir, include=list(include), exclude=list(exclude),
         checkpoints=checkpoints, jobs=jobs, force=force, progress=False if opts.json else None,
-        ledger=ledger, raise_on_failure=False, warn=lambda m: opts.info(f"Warning: {m}"),
+        ledger=ledger, raise_on_failure=False, warn=_warn(opts),
         info=opts.info, max_wait_s=max_wait, cli=opts.command_prefix(),
     )
 
