@@ -654,11 +654,10 @@ def _session_cap(ledger: Ledger, account: str, kind: str) -> list[str]:
 def _quota_shortfall(info: Any, ledger: Ledger, account: str, kind: str, expected: float | None, how: str,
                      limit_s: float | None) -> list[str]:
     """The live quota's "no"s: Kaggle would not admit the session, or what is left will not cover the run."""
-    used, reserved, total = _acc_numbers(getattr(info, kind, None))
+    used, reserved, total, refresh = quota_numbers(info, kind)
     if used is None or total is None:
         return []
     reserved = reserved or 0.0
-    refresh = _refresh_of(info)
     if not admits(used, reserved, total):
         # Kaggle's admission rule: a new session starts only while used + reserved < allowance.
         if used >= total:
@@ -740,9 +739,7 @@ def explain_refusal(client: KaggleApiClient, ledger: Ledger, account: str, kind:
     used = reserved = total = None
     refresh: datetime | None = None
     with contextlib.suppress(KagglekitError, OSError):
-        info = client.quota()
-        used, reserved, total = _acc_numbers(getattr(info, kind, None))
-        refresh = _refresh_of(info)
+        used, reserved, total, refresh = quota_numbers(client.quota(), kind)
     label = kind.upper()
     numbers = (f" ({quota_time(used)} used + {quota_time(reserved or 0.0)} reserved of {quota_time(total)})"
                if used is not None and total is not None else "")
