@@ -404,7 +404,7 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
     report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change, limits,
                       on_problem=lambda m: info(f"Warning: {m}"))
-    raise_for_outcome(report)  # a failed test stops here, with its log tail
+    raise_for_outcome(report, cli=(limits or WaitLimits()).cli)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
     return test_outcome, report, push(client, full_req, ledger, info=info)
