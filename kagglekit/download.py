@@ -799,26 +799,12 @@ def _target_lock(target: Path, warn: Callable[[str], None] | None) -> Any:
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / LOCK_NAME))
     try:
-        lock.acquire(timeout=0.2)
+        return lock.acquire(timeout=0.2)  # filelock's proxy: a context manager that releases it
     except Timeout:
         if warn is not None:
             warn(f"another pull-outputs is writing {target}; waiting for it to finish (then only what is "
                  "still missing is downloaded)")
-        lock.acquire()
-    return _Held(lock)
-
-
-class _Held:
-    """A context manager that releases an already acquired lock."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+        return lock.acquire()
 
 
 def _jobs(target: Path, chosen: list[str], urls: dict[str, str], entries: dict[str, Any], summary: PullSummary,
