@@ -385,8 +385,8 @@ class KaggleApiClient:
                          refresh if isinstance(refresh, datetime) else None)
 
     def http_session(self, pool_maxsize: int = 16) -> requests.Session:
-        """A session for signed-URL file GETs (this client's timeouts and retry policy, no Kaggle auth)."""
-        return signed_url_session(self.retry, self.timeout, self.notify, pool_maxsize=pool_maxsize)
+        """A session for signed-URL file GETs (this client's timeouts, no Kaggle auth; the caller retries)."""
+        return signed_url_session(self.timeout, pool_maxsize=pool_maxsize)
 
     def open_output(self, file: OutputFile, *, session: requests.Session | None = None,
                     offset: int = 0) -> requests.Response:

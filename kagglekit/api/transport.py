@@ -261,13 +261,12 @@ def trace_to_stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-def signed_url_session(policy: RetryPolicy, timeout: tuple[float, float],
-                       notify: Callable[[str], None] | None = None, pool_maxsize: int = 16) -> requests.Session:
+def signed_url_session(timeout: tuple[float, float], pool_maxsize: int = 16) -> requests.Session:
     """A session for signed-URL file GETs and blob PUTs: timeouts, never a Kaggle auth header, NO retries.
 
-    The caller (the downloader, the uploader) owns the one retry budget of a file, from ``policy``:
+    The caller (the downloader, the uploader) owns the one retry budget of a file, from its RetryPolicy:
     retries here too would nest (the adapter's 5 x the downloader's 8: a file answering 503 forever
-    took ~170 s to fail). ``policy`` and ``notify`` are kept for the callers' signature.
+    took ~170 s to fail).
     """
     session = requests.Session()
     adapter = _TimeoutAdapter(Retry(0, read=False, redirect=5, raise_on_status=False), timeout,
