@@ -39,6 +39,7 @@ from kagglekit.constants import (
     MAX_BATCH_SESSIONS,
     SESSION_LIMIT_SECONDS,
     STATUS_COMPLETE,
+    accelerator_kind,
 )
 from kagglekit.errors import ApiError, KagglekitError, KaggleRefusedError, NotFoundError, QueueBusyError
 from kagglekit.experiments import Experiment, experiment_kernel
@@ -594,10 +595,7 @@ class QueueRunner:
         acc = item.experiment.accelerator or (self.opts.defaults.accelerator if self.opts.defaults else None)
         if acc is None:
             return self.settings.accelerator_kind
-        shape = resolve_machine_shape(acc)
-        if shape == "None":
-            return "cpu"
-        return "tpu" if shape.lower().startswith("tpu") else "gpu"
+        return accelerator_kind(resolve_machine_shape(acc))
 
     def _limit_s(self, item: Item) -> float:
         from kagglekit.settings import parse_duration
