@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -608,12 +608,12 @@ class QueueRunner:
 
     def _running(self) -> dict[str, int]:
         """Sessions holding a slot: the queue's own, and other runs the ledger knows as active."""
-        mine = {i.cur_kernel for i in self.store.items() if i.state in ACTIVE and i.cur_kernel}
+        active = [i for i in self.store.items() if i.state in ACTIVE]
+        mine = {i.cur_kernel for i in active if i.cur_kernel}
         counts = {"gpu": 0, "tpu": 0, "cpu": 0}
-        for item in self.store.items():
-            if item.state in ACTIVE:
-                kind = self._kind(item)
-                counts[kind] = counts.get(kind, 0) + 1
+        for item in active:
+            kind = self._kind(item)
+            counts[kind] = counts.get(kind, 0) + 1
         for run in self.ledger.active_runs(self.account):
             if run.kernel in mine:
                 continue
@@ -855,9 +855,3 @@ def cancel(client: KaggleApiClient | None, store: QueueStore, name: str, *,
     else:
         info(f"{name} already ended ({item.state}): nothing to cancel.")
     return store.get(name) or item
-
-
-def iter_items(store: QueueStore, names: Sequence[str] = ()) -> Iterator[Item]:
-    for item in store.items():
-        if not names or item.name in names:
-            yield item
