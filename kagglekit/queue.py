@@ -23,7 +23,6 @@ expired or its process is gone), so two ``queue run`` never push the same experi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import time
@@ -803,13 +802,12 @@ def refusal_kind(message: str) -> str | None:
 
 def _training_from(target: Path) -> dict[str, Any] | None:
     from kagglekit.constants import RUN_MANIFEST_RELPATH
+    from kagglekit.ledger import training_of
 
     try:
-        data = json.loads((target / RUN_MANIFEST_RELPATH).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return training_of((target / RUN_MANIFEST_RELPATH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, or not UTF-8
         return None
-    training = data.get("training") if isinstance(data, dict) else None
-    return training if isinstance(training, dict) else None
 
 
 # --- the commands' core ---------------------------------------------------------------------------

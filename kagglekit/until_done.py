@@ -10,7 +10,6 @@ session alone, and running the same command again continues the same chain (docs
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,6 +222,7 @@ def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecor
 def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current: RunRecord) -> dict[str, Any] | None:
     """The session's reported progress, from its run.json pulled into outputs/<slug>/v<N>/ (and the ledger)."""
     from kagglekit.download import default_target, pull_outputs
+    from kagglekit.ledger import training_of
 
     record = ledger.get(current.account, current.kernel, current.version)
     if record is not None and record.training is not None:
@@ -237,11 +237,9 @@ def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current
     if summary.run_json is None:
         return None
     try:
-        data = json.loads(summary.run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return training_of(summary.run_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, or not UTF-8
         return None
-    training = data.get("training") if isinstance(data, dict) else None
-    return training if isinstance(training, dict) else None
 
 
 def _budget_exceeded(record: RunRecord | None, settings: ProjectSettings) -> str | None:
