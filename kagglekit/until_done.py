@@ -80,16 +80,11 @@ class ChainOutcome:
             raise RunCancelledError(self.message, hint=f"To go on anyway: {cli} push --resume --until-done.")
 
 
-def sessions_of(ledger: Ledger, chain_id: int) -> list[dict[str, Any]]:
+def session_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per session of a chain: where it ran, how it ended, its epochs and time."""
     return [{"session": r.chain_seq, "kernel": r.kernel, "version": r.version, "status": r.status,
              "epochs": epochs_text(r.training), "duration_s": r.elapsed_s(), "accelerator": r.kind}
-            for r in ledger.chain_runs(chain_id)]
-
-
-def accelerator_hours(ledger: Ledger, chain_id: int) -> float:
-    """The chain's GPU/TPU hours: its sessions' durations on an accelerator."""
-    return sum((r.elapsed_s() or 0.0) for r in ledger.chain_runs(chain_id) if r.kind in ("gpu", "tpu")) / 3600
+            for r in records]
 
 
 def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: UntilDone) -> ChainOutcome:
@@ -255,6 +250,9 @@ def _budget_exceeded(record: RunRecord | None, settings: ProjectSettings) -> str
 
 
 def _conclude(ledger: Ledger, chain_id: int, state: str, message: str) -> ChainOutcome:
+    from kagglekit.queue import accelerator_hours
+
     ledger.update_chain(chain_id, state=state, note=message)
-    return ChainOutcome(chain_id=chain_id, state=state, message=message, sessions=sessions_of(ledger, chain_id),
-                        accelerator_hours=accelerator_hours(ledger, chain_id))
+    records = ledger.chain_runs(chain_id)
+    return ChainOutcome(chain_id=chain_id, state=state, message=message, sessions=session_rows(records),
+                        accelerator_hours=accelerator_hours(records))
