@@ -222,10 +222,10 @@ def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current
     record = ledger.get(current.account, current.kernel, current.version)
     if record is not None and record.training is not None:
         return record.training
-    slug = current.kernel.partition("/")[2]
+    ref = current.kernel_ref
     try:
-        summary = pull_outputs(client, current.kernel_ref, include=[RUN_MANIFEST_RELPATH],
-                               target=default_target(slug, current.version, root), ledger=ledger, progress=False,
+        summary = pull_outputs(client, ref, include=[RUN_MANIFEST_RELPATH],
+                               target=default_target(ref.slug, current.version, root), ledger=ledger, progress=False,
                                raise_on_failure=False)
     except KagglekitError:
         return None
