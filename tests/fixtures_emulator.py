@@ -46,6 +46,14 @@ QUICK_WINDOWS: dict[str, Any] = {
     "save_min_seconds": 0.5,
 }
 
+# Shorter still, for modules about neither a kernel's first moments nor its save phase (faults, the sandbox):
+# the windows stay on, in the same order, but a kernel waits under a second.
+SHORTEST_WINDOWS: dict[str, Any] = {
+    "run_start_delay_seconds": 0.5,
+    "new_private_403_seconds": 0.2,
+    "save_min_seconds": 0.3,
+}
+
 EMULATOR_TEST_CONFIG: dict[str, Any] = {
     "queue_seconds": 0.05,
     "session_limit_seconds": {"cpu": 120, "gpu": 120, "tpu": 120},

@@ -228,15 +228,23 @@ def test_a_download_cut_mid_file_is_resumed_with_range_and_ends_byte_identical(
     assert summary.bytes == sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
 
 
-def test_an_interrupted_pull_leaves_no_half_file_and_running_it_again_resumes(
-        emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
-    """Kill `kagglekit pull-outputs` (SIGKILL) mid-file: only a .part is left; the rerun finishes it."""
+def _pull_with_a_slow_big_file(emulator: Any, client: KaggleApiClient, tmp_path: Path,
+                               *options: str) -> tuple[Path, dict[str, str], list[str]]:
+    """A finished kernel whose 4 MB big.bin comes at 400 kB/s once, and the `pull-outputs` command line (with its
+    environment and target) to kill and run again."""
     run_kernel(emulator, client, tmp_path, "outputs-kernel", OUTPUTS_SCRIPT.format(big=4_000_000))
     emulator.control("faults", {"target": "file:big.bin", "times": 1, "bandwidth_bytes_per_s": 400_000})
     target = tmp_path / "killed"
     env = {**os.environ, "KAGGLE_USERNAME": DEMO_USERNAME, "KAGGLE_KEY": DEMO_KEY}
     cmd = [sys.executable, "-m", "kagglekit", "--endpoint", emulator.url, "pull-outputs",
-           f"{DEMO_USERNAME}/outputs-kernel", "-o", str(target), "--include", "big.bin"]
+           f"{DEMO_USERNAME}/outputs-kernel", "-o", str(target), *options]
+    return target, env, cmd
+
+
+def test_an_interrupted_pull_leaves_no_half_file_and_running_it_again_resumes(
+        emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
+    """Kill `kagglekit pull-outputs` (SIGKILL) mid-file: only a .part is left; the rerun finishes it."""
+    target, env, cmd = _pull_with_a_slow_big_file(emulator, client, tmp_path, "--include", "big.bin")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     part, _ = part_paths(target, "big.bin")
     deadline = time.monotonic() + 30
@@ -263,12 +271,7 @@ def test_files_a_killed_pull_had_finished_are_not_fetched_again(
         emulator: Any, client: KaggleApiClient, tmp_path: Path) -> None:
     """SIGKILL while one file is still coming, the others already in place: the rerun fetches only the rest
     (each finished file is journaled the moment it lands; the pull state itself is saved only now and then)."""
-    run_kernel(emulator, client, tmp_path, "outputs-kernel", OUTPUTS_SCRIPT.format(big=4_000_000))
-    emulator.control("faults", {"target": "file:big.bin", "times": 1, "bandwidth_bytes_per_s": 400_000})
-    target = tmp_path / "killed"
-    env = {**os.environ, "KAGGLE_USERNAME": DEMO_USERNAME, "KAGGLE_KEY": DEMO_KEY}
-    cmd = [sys.executable, "-m", "kagglekit", "--endpoint", emulator.url, "pull-outputs",
-           f"{DEMO_USERNAME}/outputs-kernel", "-o", str(target), "--jobs", "4"]
+    target, env, cmd = _pull_with_a_slow_big_file(emulator, client, tmp_path, "--jobs", "4")
     small = ["model.pt", "ckpt/epoch1.ckpt", "checkpoint_3.bin", "sub/dir/result.txt", "notes.txt", "kagglekit/run.json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     part, _ = part_paths(target, "big.bin")

@@ -365,18 +365,23 @@ def test_a_kernel_cannot_mount_its_own_output(emulator: EmulatorHandle) -> None:
 
 
 # --- issue 10 item 15: a bind beyond loopback --------------------------------------------------------
-def test_serve_on_all_interfaces_warns_and_guards_the_control_routes(tmp_path: Path) -> None:
+def _serve_on_all_interfaces(tmp_path: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[Any], str]:
+    """`emulator serve --host 0.0.0.0` in a subprocess, once it has written its ready file: (process, URL)."""
     ready = tmp_path / "ready.json"
+    ready.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--host", "0.0.0.0", "--port", "0",
-                             "--data-dir", str(tmp_path / "data"), "--ready-file", str(ready)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "KAGGLEKIT_EMULATOR_CONTROL_TOKEN": ""})
+                             "--data-dir", str(tmp_path / "data"), "--ready-file", str(ready), *args], **popen)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc, str(json.loads(ready.read_text())["url"])
+
+
+def test_serve_on_all_interfaces_warns_and_guards_the_control_routes(tmp_path: Path) -> None:
+    proc, url = _serve_on_all_interfaces(tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         env={**os.environ, "KAGGLEKIT_EMULATOR_CONTROL_TOKEN": ""})
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        url = json.loads(ready.read_text())["url"]
         assert requests.post(f"{url}/__emulator/reset", timeout=10).status_code == 401
         assert requests.get(f"{url}/__emulator/state", timeout=10).status_code == 401
         assert requests.post(f"{url}/__emulator/users", json={"username": "mallory", "key": "k" * 8},
@@ -391,17 +396,9 @@ def test_serve_on_all_interfaces_warns_and_guards_the_control_routes(tmp_path: P
     token = err.split("X-Emulator-Token: ", 1)[1].split()[0]
     assert len(token) >= 24
 
-    ready.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "kagglekit.emulator", "serve", "--host", "0.0.0.0", "--port", "0",
-                             "--data-dir", str(tmp_path / "data"), "--ready-file", str(ready),
-                             "--control-token", "s3cret-token-for-this-test"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = _serve_on_all_interfaces(tmp_path, "--control-token", "s3cret-token-for-this-test",
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        url = json.loads(ready.read_text())["url"]
         assert requests.get(f"{url}/__emulator/state", timeout=10,
                             headers={"X-Emulator-Token": "wrong"}).status_code == 401
         state = requests.get(f"{url}/__emulator/state", timeout=10,

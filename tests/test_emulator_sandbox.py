@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_emulator import EmulatorHandle
+from tests.fixtures_emulator import SHORTEST_WINDOWS, EmulatorHandle
 
 pytestmark = pytest.mark.emulator_prod  # Kaggle as it really is: the prod-shaped defaults
 
 
 @pytest.fixture
 def emulator_config() -> dict[str, Any]:
-    """These tests are about the sandbox's layout, not about the first moments of a kernel or the save phase: those
-    windows stay on (non-zero, prod-shaped) but shorter, so a kernel costs under a second of waiting instead
-    of 4.5 s (test_emulator_prod tests the defaults). The 403 window ends before the run can (0.2 < 0.5 s)."""
-    return {"run_start_delay_seconds": 0.5, "save_min_seconds": 0.3, "new_private_403_seconds": 0.2}
+    """These tests are about the sandbox's layout, not a kernel's first moments or its save phase: those
+    windows stay on but shorter (test_emulator_prod tests the defaults)."""
+    return dict(SHORTEST_WINDOWS)
 
 PROBE = """\
 import json, os, socket

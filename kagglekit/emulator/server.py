@@ -352,12 +352,17 @@ class EmulatorServer:
     def runner(self) -> Runner:
         return self.app.runner
 
-    @property
-    def url(self) -> str:
+    def _address(self) -> tuple[str, int]:
+        """The (host, port) the socket listens on."""
         if self._httpd is None:
             raise RuntimeError("the emulator is not started")
         host, port = self._httpd.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else str(host))
+        return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self._address()
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
         return f"http://{shown}:{port}"
 
     @property
@@ -367,11 +372,8 @@ class EmulatorServer:
     @property
     def bound_address(self) -> str:
         """``host:port`` the socket really listens on (``0.0.0.0:8080`` means every interface)."""
-        if self._httpd is None:
-            raise RuntimeError("the emulator is not started")
-        host, port = self._httpd.server_address[:2]
-        shown = host.decode() if isinstance(host, bytes) else str(host)
-        return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+        host, port = self._address()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def bind(self) -> None:
         if self._httpd is None:
