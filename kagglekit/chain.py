@@ -101,7 +101,7 @@ def follow(client: KaggleApiClient, ledger: Ledger | None, ref: KernelRef) -> tu
     sibling (with a note saying so); otherwise ``ref`` unchanged (its own newest version is used)."""
     if ledger is None or ref.version is not None:
         return ref, None
-    kernel = f"{ref.owner}/{ref.slug}"
+    kernel = ref.kernel_id
     newest = newest_session(ledger, client.account, kernel)
     if newest is None or newest.kernel == kernel:
         return ref, None

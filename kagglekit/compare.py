@@ -20,6 +20,8 @@ from kagglekit.queue import QueueStore, accelerator_hours, sessions_of
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kagglekit.ledger import RunRecord
+
 X_KEYS = ("epoch", "step", "iteration", "iter")
 LOWER_IS_BETTER = ("loss", "err", "error", "mae", "mse", "rmse", "perplexity", "ppl", "wer", "cer")
 
@@ -73,10 +75,10 @@ def read_summary(folders: Sequence[Path]) -> dict[str, float]:
     return {}
 
 
-def experiment_folders(store: QueueStore, item: Any) -> list[Path]:
-    """The pulled output folders of an item's sessions, oldest first."""
+def experiment_folders(store: QueueStore, records: Sequence[RunRecord]) -> list[Path]:
+    """The pulled output folders of an item's sessions (``records``, oldest first)."""
     out = []
-    for record in sessions_of(store.ledger, item):
+    for record in records:
         target = store.pulled(record.kernel, record.version)
         if target is not None:
             out.append(Path(target))
@@ -98,10 +100,10 @@ def gather(store: QueueStore, names: Sequence[str] = ()) -> tuple[pd.DataFrame, 
     for item in items:
         if names and item.name not in names:
             continue
-        folders = experiment_folders(store, item)
+        records = sessions_of(store.ledger, item)
+        folders = experiment_folders(store, records)
         history = read_metrics(folders)
         histories[item.name] = history
-        records = sessions_of(store.ledger, item)
         row: dict[str, Any] = {"experiment": item.name, "status": item.state,
                                "overrides": item.experiment.overrides_text(), "sessions": len(records),
                                "gpu_hours": round(accelerator_hours(records), 4)}

@@ -788,7 +788,7 @@ class Ledger:
                     value = json.loads(value)
                 kwargs[col] = value
             records.append(RunRecord(**kwargs, statuses=events[int(row["id"])],
-                                     training=_training_of(row["manifest_json"])))
+                                     training=training_of(row["manifest_json"])))
         return records
 
     def _select(self, where: str = "", params: tuple[Any, ...] = (), order: str = "ORDER BY id") -> list[RunRecord]:
@@ -972,7 +972,7 @@ def _chain_record(row: sqlite3.Row) -> ChainRecord:
                        created_at=_from_text(row["created_at"]), updated_at=_from_text(row["updated_at"]))
 
 
-def _training_of(manifest_json: str | None) -> dict[str, Any] | None:
+def training_of(manifest_json: str | None) -> dict[str, Any] | None:
     """run.json's ``training`` block (what the project reported with report_progress), if any."""
     if not manifest_json:
         return None

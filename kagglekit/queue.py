@@ -23,12 +23,11 @@ expired or its process is gone), so two ``queue run`` never push the same experi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from kagglekit.constants import (
     MAX_BATCH_SESSIONS,
     SESSION_LIMIT_SECONDS,
     STATUS_COMPLETE,
+    accelerator_kind,
 )
 from kagglekit.errors import ApiError, KagglekitError, KaggleRefusedError, NotFoundError, QueueBusyError
 from kagglekit.experiments import Experiment, experiment_kernel
@@ -594,10 +594,7 @@ class QueueRunner:
         acc = item.experiment.accelerator or (self.opts.defaults.accelerator if self.opts.defaults else None)
         if acc is None:
             return self.settings.accelerator_kind
-        shape = resolve_machine_shape(acc)
-        if shape == "None":
-            return "cpu"
-        return "tpu" if shape.lower().startswith("tpu") else "gpu"
+        return accelerator_kind(resolve_machine_shape(acc))
 
     def _limit_s(self, item: Item) -> float:
         from kagglekit.settings import parse_duration
@@ -610,12 +607,12 @@ class QueueRunner:
 
     def _running(self) -> dict[str, int]:
         """Sessions holding a slot: the queue's own, and other runs the ledger knows as active."""
-        mine = {i.cur_kernel for i in self.store.items() if i.state in ACTIVE and i.cur_kernel}
+        active = [i for i in self.store.items() if i.state in ACTIVE]
+        mine = {i.cur_kernel for i in active if i.cur_kernel}
         counts = {"gpu": 0, "tpu": 0, "cpu": 0}
-        for item in self.store.items():
-            if item.state in ACTIVE:
-                kind = self._kind(item)
-                counts[kind] = counts.get(kind, 0) + 1
+        for item in active:
+            kind = self._kind(item)
+            counts[kind] = counts.get(kind, 0) + 1
         for run in self.ledger.active_runs(self.account):
             if run.kernel in mine:
                 continue
@@ -805,13 +802,12 @@ def refusal_kind(message: str) -> str | None:
 
 def _training_from(target: Path) -> dict[str, Any] | None:
     from kagglekit.constants import RUN_MANIFEST_RELPATH
+    from kagglekit.ledger import training_of
 
     try:
-        data = json.loads((target / RUN_MANIFEST_RELPATH).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return training_of((target / RUN_MANIFEST_RELPATH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, or not UTF-8
         return None
-    training = data.get("training") if isinstance(data, dict) else None
-    return training if isinstance(training, dict) else None
 
 
 # --- the commands' core ---------------------------------------------------------------------------
@@ -857,9 +853,3 @@ def cancel(client: KaggleApiClient | None, store: QueueStore, name: str, *,
     else:
         info(f"{name} already ended ({item.state}): nothing to cancel.")
     return store.get(name) or item
-
-
-def iter_items(store: QueueStore, names: Sequence[str] = ()) -> Iterator[Item]:
-    for item in store.items():
-        if not names or item.name in names:
-            yield item

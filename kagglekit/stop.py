@@ -63,7 +63,7 @@ def find_session_id(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | No
     The log stream of a running version does not end until the run does, so it is read in a
     background thread and abandoned after ``timeout_s`` without the line.
     """
-    kernel = f"{ref.owner}/{ref.slug}"
+    kernel = ref.kernel_id
     if ledger is not None and ref.version is not None:
         record = ledger.get(client.account, kernel, ref.version)
         if record is not None and record.session_id is not None:
@@ -180,14 +180,13 @@ def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | 
     from kagglekit.download import default_target, pull_outputs
 
     kernel = out.kernel
-    owner, _, slug = kernel.partition("/")
     running = ref.version
-    newest = client.get_kernel(KernelRef(owner, slug)).current_version or running or 0
+    newest = client.get_kernel(ref.without_version()).current_version or running or 0
     for version in range(1, newest + 1):
         if version == running:
             continue  # a running version lists nothing: its output does not exist yet
         try:
-            summary = pull_outputs(client, KernelRef(owner, slug, version), target=default_target(slug, version, outputs_root),
+            summary = pull_outputs(client, ref.with_version(version), target=default_target(ref.slug, version, outputs_root),
                                    ledger=ledger, progress=False, raise_on_failure=False,
                                    warn=lambda m: info(f"Warning: {m}"))
         except NotFoundError:
@@ -205,7 +204,7 @@ def _pull_then_delete(client: KaggleApiClient, ref: KernelRef, ledger: Ledger | 
         out.action = "kept"
         out.message = f"Not deleted: {kernel} is still running. {where_to_stop(kernel)}"
         return out
-    client.delete(KernelRef(owner, slug))
+    client.delete(ref.without_version())
     out.action, out.deleted = "deleted", True
     out.message = f"Deleted {kernel}: {where} has ended. Outputs kept in: {kept}."
     _end_chain(client, ledger, kernel, running, f"kagglekit stop deleted {kernel}")

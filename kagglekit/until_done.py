@@ -10,7 +10,6 @@ session alone, and running the same command again continues the same chain (docs
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,16 +80,11 @@ class ChainOutcome:
             raise RunCancelledError(self.message, hint=f"To go on anyway: {cli} push --resume --until-done.")
 
 
-def sessions_of(ledger: Ledger, chain_id: int) -> list[dict[str, Any]]:
+def session_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per session of a chain: where it ran, how it ended, its epochs and time."""
     return [{"session": r.chain_seq, "kernel": r.kernel, "version": r.version, "status": r.status,
              "epochs": epochs_text(r.training), "duration_s": r.elapsed_s(), "accelerator": r.kind}
-            for r in ledger.chain_runs(chain_id)]
-
-
-def accelerator_hours(ledger: Ledger, chain_id: int) -> float:
-    """The chain's GPU/TPU hours: its sessions' durations on an accelerator."""
-    return sum((r.elapsed_s() or 0.0) for r in ledger.chain_runs(chain_id) if r.kind in ("gpu", "tpu")) / 3600
+            for r in records]
 
 
 def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: UntilDone) -> ChainOutcome:
@@ -223,25 +217,24 @@ def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecor
 def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current: RunRecord) -> dict[str, Any] | None:
     """The session's reported progress, from its run.json pulled into outputs/<slug>/v<N>/ (and the ledger)."""
     from kagglekit.download import default_target, pull_outputs
+    from kagglekit.ledger import training_of
 
     record = ledger.get(current.account, current.kernel, current.version)
     if record is not None and record.training is not None:
         return record.training
-    slug = current.kernel.partition("/")[2]
+    ref = current.kernel_ref
     try:
-        summary = pull_outputs(client, current.kernel_ref, include=[RUN_MANIFEST_RELPATH],
-                               target=default_target(slug, current.version, root), ledger=ledger, progress=False,
+        summary = pull_outputs(client, ref, include=[RUN_MANIFEST_RELPATH],
+                               target=default_target(ref.slug, current.version, root), ledger=ledger, progress=False,
                                raise_on_failure=False)
     except KagglekitError:
         return None
     if summary.run_json is None:
         return None
     try:
-        data = json.loads(summary.run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return training_of(summary.run_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, or not UTF-8
         return None
-    training = data.get("training") if isinstance(data, dict) else None
-    return training if isinstance(training, dict) else None
 
 
 def _budget_exceeded(record: RunRecord | None, settings: ProjectSettings) -> str | None:
@@ -257,6 +250,9 @@ def _budget_exceeded(record: RunRecord | None, settings: ProjectSettings) -> str
 
 
 def _conclude(ledger: Ledger, chain_id: int, state: str, message: str) -> ChainOutcome:
+    from kagglekit.queue import accelerator_hours
+
     ledger.update_chain(chain_id, state=state, note=message)
-    return ChainOutcome(chain_id=chain_id, state=state, message=message, sessions=sessions_of(ledger, chain_id),
-                        accelerator_hours=accelerator_hours(ledger, chain_id))
+    records = ledger.chain_runs(chain_id)
+    return ChainOutcome(chain_id=chain_id, state=state, message=message, sessions=session_rows(records),
+                        accelerator_hours=accelerator_hours(records))
