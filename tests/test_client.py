@@ -472,3 +472,17 @@ def test_kernel_ref_reads_slug_slash_number_as_a_version_of_my_kernel() -> None:
     assert KernelRef.parse("my-kernel/v3", default_owner="me") == KernelRef("me", "my-kernel", 3)
     assert KernelRef.parse("alice/my-kernel", default_owner="me") == KernelRef("alice", "my-kernel", None)
     assert KernelRef.parse("alice/my-kernel/4", default_owner="me") == KernelRef("alice", "my-kernel", 4)
+
+
+def test_retry_backoff_env_knob_shortens_the_waits_not_the_budget() -> None:
+    """KAGGLEKIT_RETRY_BACKOFF (for tests over the CLI) changes how long retries wait, never how many there are."""
+    from kagglekit.api.transport import env_retry
+
+    assert env_retry({}) == RetryPolicy()
+    quick = env_retry({"KAGGLEKIT_RETRY_BACKOFF": "0.01"})
+    assert (quick.backoff_factor, quick.jitter) == (0.01, 0.01)
+    assert (quick.status_retries, quick.read_retries, quick.connect_retries) == (5, 2, 3)
+    assert quick.backoff(5) <= 0.17
+    for bad in ("soon", "-1", "31"):
+        with pytest.raises(ConfigError, match="KAGGLEKIT_RETRY_BACKOFF"):
+            env_retry({"KAGGLEKIT_RETRY_BACKOFF": bad})
