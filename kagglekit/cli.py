@@ -483,7 +483,7 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
     from kagglekit.push import describe
     from kagglekit.until_done import UntilDone, run_until_done
 
-    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info,
+    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info, cli=opts.command_prefix(),
                        on_pushed=lambda o: _pushed(opts, req.project_dir, o, describe),
                        on_change=lambda r: _print_status(opts, r, tail=False))
     try:

@@ -108,8 +108,9 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
-         info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+         info: Callable[[str], None] = print, cli: str = "kagglekit") -> PushOutcome:
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline). ``cli`` is how
+    hints name the command (``kagglekit --local``...).
 
     Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
     """
@@ -150,7 +151,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         try:
-            result = _send(client, settings, bundle, info)
+            result = _send(client, settings, bundle, info, cli)
         except KaggleRefusedError as exc:
             if ledger is None or settings.accelerator_kind == "cpu":
                 raise
@@ -205,7 +206,7 @@ def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSetting
 
 
 def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResult,
-          info: Callable[[str], None]) -> PushResult:
+          info: Callable[[str], None], cli: str) -> PushResult:
     """SaveKernel, once. An answer lost after the request left (cut, dropped) is never re-sent: the
     version it may have created is looked for instead, and recorded if found."""
     from kagglekit.api.types import PushOutcomeUnknown
@@ -219,7 +220,7 @@ def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResu
             raise PushOutcomeUnknown(
                 f"{exc.message} The push may have been accepted: Kaggle may have created a new version "
                 f"of {kernel}, and kagglekit could not check.",
-                f"Do not push again blindly. Check first: `kagglekit status {kernel}` shows the newest "
+                f"Do not push again blindly. Check first: `{cli} status {kernel}` shows the newest "
                 "version (and records it in the run ledger); push again only if it is not yours.",
             ) from exc
         info(f"Warning: the answer to the push was cut off ({exc.message}), but Kaggle shows version "
@@ -400,14 +401,15 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
 
     test_run = dataclasses.replace(req.run, mode="test", accelerator=test_accelerator)
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
-    test_outcome = push(client, test_req, ledger, info=info)
+    cli = (limits or WaitLimits()).cli
+    test_outcome = push(client, test_req, ledger, info=info, cli=cli)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
     report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change, limits,
                       on_problem=lambda m: info(f"Warning: {m}"))
-    raise_for_outcome(report, cli=(limits or WaitLimits()).cli)  # a failed test stops here, with its log tail
+    raise_for_outcome(report, cli=cli)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
-    return test_outcome, report, push(client, full_req, ledger, info=info)
+    return test_outcome, report, push(client, full_req, ledger, info=info, cli=cli)
 
 
 def describe(outcome: PushOutcome) -> str:
@@ -454,14 +456,14 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
             client: KaggleApiClient | None = open_client()
         except KagglekitError:  # a dry run works offline; the owner then stays as configured
             client = None
-        return push(client, req, ledger, info=info), None
+        return push(client, req, ledger, info=info, cli=cli), None
     limits = WaitLimits(start_grace_s, max_wait_s, cli)
     api = open_client()
     if after_test:
         _, _, outcome = push_after_test(api, req, ledger, test_accelerator=test_accelerator, interval_s=interval_s,
                                         on_change=on_change, info=info, limits=limits)
     else:
-        outcome = push(api, req, ledger, info=info)
+        outcome = push(api, req, ledger, info=info, cli=cli)
     on_pushed(outcome)
     if not wait:
         return outcome, None

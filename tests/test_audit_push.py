@@ -68,7 +68,7 @@ def test_cut_push_answer_that_cannot_be_checked_says_how_to_check(
     checks = [r for r in as_demo.requests("rpc") if r["path"].endswith("/GetKernel")]
     assert len(checks) == 1 + 5  # the check used its whole retry budget before giving up
     assert "may have been accepted" in err or "may or may not have been accepted" in err
-    assert "status demo/cut-unknown" in err
+    assert f"`kagglekit --endpoint {as_demo.url} status demo/cut-unknown`" in err  # pasted, it reaches this server
     assert "Try again" not in err and "try again" not in err.split("Hint:")[-1].split(".")[0]
     as_demo.delete("faults")
     # Once seen, the ledger knows the version.
