@@ -20,7 +20,7 @@ from kagglekit.chain import ResumePlan, plan_resume, record_session
 from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.waiting import DEFAULT_START_GRACE_S, not_started_reason
+from kagglekit.waiting import DEFAULT_START_GRACE_S, NEW_KERNEL_403_WAIT_S, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -44,8 +44,6 @@ class PushRequest:
     dry_run: bool = False
     bundle_dir: Path | None = None
 
-
-NEW_KERNEL_403_WAIT_S = 20.0  # how long a lost push's check waits through a new private kernel's 403
 
 
 @dataclasses.dataclass(frozen=True)

@@ -433,6 +433,8 @@ class QueueRunner:
 
     def _adopt(self, item: Item) -> None:
         """An item left PUSHING by a killed process: the push Kaggle took becomes its session; none: push again."""
+        from kagglekit.chain import adopt_unrecorded
+
         target = self._target(item)
         since = item.pushing_since or self.ledger.now()
         recorded = [r for r in self.ledger.runs(kernel=target, account=self.account)
@@ -442,20 +444,16 @@ class QueueRunner:
             self.opts.event(f"{item.name}: {recorded[-1].kernel} v{recorded[-1].version} was pushed before the "
                             "interruption: following it.")
             return
-        known = max((r.version for r in self.ledger.runs(kernel=target, account=self.account)), default=0)
-        try:
-            current = self.client.get_kernel(KernelRef.from_id(target)).current_version
-        except NotFoundError:
-            current = None
-        if current is not None and current > known:
-            self.ledger.record_push(self.account, target, current, message="adopted by queue run",
-                                    accelerator=self._kind(item), mode=item.experiment.mode,
-                                    overrides=dict(item.experiment.sets),
-                                    resume_from=str(item.current) if item.current else None)
-            if item.current is not None and item.chain_id is not None:
-                prior = self.ledger.get(self.account, item.current.kernel_id, item.current.version or 0)
-                self.ledger.add_to_chain(self.account, target, current, item.chain_id,
-                                         ((prior.chain_seq if prior else None) or 0) + 1)
+        chain = None
+        if item.current is not None and item.chain_id is not None:
+            prior = self.ledger.get(self.account, item.current.kernel_id, item.current.version or 0)
+            chain = (item.chain_id, ((prior.chain_seq if prior else None) or 0) + 1)
+        # A new kernel's 403 is not waited through here: the next tick checks again (ADOPT_GRACE_S, below).
+        current = adopt_unrecorded(self.client, self.ledger, self.account, target, chain,
+                                   message="adopted by queue run", accelerator=self._kind(item),
+                                   mode=item.experiment.mode, overrides=dict(item.experiment.sets),
+                                   resume_from=str(item.current) if item.current else None)
+        if current is not None:
             self._started(item, target, current, resumed=item.cur_kernel is not None)
             self.opts.event(f"{item.name}: found {target} v{current} on Kaggle, pushed before the interruption: "
                             "following it.")

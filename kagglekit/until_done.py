@@ -22,6 +22,7 @@ from kagglekit.chain import (
     RUNNING,
     STOPPED,
     UNKNOWN,
+    adopt_unrecorded,
     continuable_chain,
     decide,
     newest_session,
@@ -33,11 +34,9 @@ from kagglekit.display import epochs_text
 from kagglekit.errors import (
     KagglekitError,
     KaggleRefusedError,
-    NotFoundError,
     RunCancelledError,
     RunFailedError,
 )
-from kagglekit.kernel_ref import KernelRef
 from kagglekit.push import PushOutcome, PushRequest, load_settings, push, wait_for
 
 if TYPE_CHECKING:
@@ -171,32 +170,6 @@ def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: Unti
     return ledger.update_chain(chain_id, state=RUNNING, until_done=True, options=options)
 
 
-def _current_version(client: KaggleApiClient, kernel: str) -> int | None:
-    """The kernel's newest version on Kaggle, None when it does not exist. A brand-new private kernel
-    answers 403 kernels.get for a moment, as a missing one does (docs/kaggle-facts.md): the account's own
-    listing tells them apart, and a listed kernel's 403 is waited through (a push made just before a kill)."""
-    import time
-
-    from kagglekit.push import NEW_KERNEL_403_WAIT_S
-    from kagglekit.waiting import not_started_reason
-
-    ref = KernelRef.from_id(kernel)
-    deadline: float | None = None
-    while True:
-        try:
-            return client.get_kernel(ref).current_version
-        except NotFoundError as exc:
-            if not_started_reason(exc) is None or exc.http_status != 403:
-                return None
-            if deadline is None:
-                if not any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()):
-                    return None
-                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
-            elif time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)
-
-
 def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecord, last: RunRecord,
                       opts: UntilDone) -> None:
     """A push Kaggle accepted but the ledger missed (the driver was killed in between) joins the chain,
@@ -204,15 +177,12 @@ def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecor
     if last.active:
         return
     target = target_kernel(chain.kernel, last.kernel)
-    known = max((r.version for r in ledger.runs(kernel=target, account=chain.account)), default=0)
-    current = _current_version(client, target)
-    if current is None or current <= known:
-        return
-    ledger.record_push(chain.account, target, current, resume_from=last.ref, message="adopted by --until-done",
-                       accelerator=last.accelerator, machine_shape=last.machine_shape, mode=last.mode,
-                       overrides=last.overrides)
-    ledger.add_to_chain(chain.account, target, current, chain.id, (last.chain_seq or 0) + 1)
-    opts.info(f"Found {target} v{current} on Kaggle, pushed before the last interruption: following it.")
+    current = adopt_unrecorded(client, ledger, chain.account, target, (chain.id, (last.chain_seq or 0) + 1),
+                               wait_new_403=True, resume_from=last.ref, message="adopted by --until-done",
+                               accelerator=last.accelerator, machine_shape=last.machine_shape, mode=last.mode,
+                               overrides=last.overrides)
+    if current is not None:
+        opts.info(f"Found {target} v{current} on Kaggle, pushed before the last interruption: following it.")
 
 
 def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current: RunRecord) -> dict[str, Any] | None:
