@@ -328,7 +328,8 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 def _same_args_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
                          warnings: list[str]) -> PushRequest:
-    """A resumed run gets the arguments the parent's push gave after ``--``, unless new ones are given now.
+    """A resumed run gets the arguments the parent's push gave after ``--``, unless new ones are given now
+    (an empty ``--`` gives none).
 
     The ledger keeps the parent's whole command line (``args``, ``test-args``, then ``-- ARGS``); what came
     after ``--`` is what follows the part the settings give. When the settings' part changed since, the
@@ -341,12 +342,18 @@ def _same_args_as_parent(req: PushRequest, settings: ProjectSettings, parent: An
 
     prefix = entry_argv(settings, getattr(parent, "mode", None))  # what the settings gave the parent
     if parent_args[:len(prefix)] != prefix:
+        if req.run.args is not None:  # an empty --: none were wanted anyway
+            return req
         warnings.append(f"{resume_ref} ran with the arguments {shlex.join(parent_args)}, which do not start with "
                         f"the project's args/test-args now ({shlex.join(prefix) or 'none'}): none are carried on; "
                         "give them after -- if the run needs them.")
         return req
     extra = tuple(parent_args[len(prefix):])
     if not extra:
+        return req
+    if req.run.args is not None:
+        warnings.append(f"Resuming without {resume_ref}'s arguments after --: {shlex.join(extra)} (an empty -- "
+                        "was given).")
         return req
     warnings.append(f"Resuming with {resume_ref}'s arguments after --: {shlex.join(extra)} (give new ones "
                     "after -- to change them).")
@@ -362,7 +369,7 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
                           internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
                           requirements=requirements, extra_datasets=extra_datasets,
-                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args)
+                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args or ())
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,

@@ -242,7 +242,8 @@ ARGS_TRAIN = """\
 
 
 def test_resume_reuses_the_parent_pushs_arguments_after_the_double_dash(kk: Any, tmp_path: Path) -> None:
-    """`push --resume` used to drop what the first push gave after `--`: the resumed session ran other code paths."""
+    """`push --resume` used to drop what the first push gave after `--`: the resumed session ran other code paths.
+    A bare `--` used to be no way to drop them."""
     root = write(tmp_path / "args-proj", {
         "kagglekit.toml": 'kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\nargs = ["--seed", "1"]\n',
         "train.py": ARGS_TRAIN,
@@ -266,10 +267,20 @@ def test_resume_reuses_the_parent_pushs_arguments_after_the_double_dash(kk: Any,
     assert code == 0, err
     assert "arguments after --" not in err and "arguments: --seed 1 --fold 4" in out
     assert argv("args-proj", 2) == ["--seed", "1", "--fold", "4"]
+    # A `--` that is an option's value does not end the options: the parent's arguments are still reused.
+    code, out, err = kk("push", "--cpu", "--resume", "--dry-run", "-m", "--", cwd=root)
+    assert code == 0, err
+    assert "Resuming with demo/args-proj/2's arguments after --: --fold 4" in err
+    # A bare `--` means no arguments: the parent's are dropped, and the push says so.
+    code, out, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", "--", cwd=root)
+    assert code == 0, err
+    assert "Resuming without demo/args-proj/2's arguments after --: --fold 4 (an empty -- was given)" in err
+    assert "arguments: --seed 1\n" in out
+    assert argv("args-proj-relay", 2) == ["--seed", "1"]
     # The settings' own args changed since: the split cannot be told, so nothing is carried, and it says so.
     (root / "kagglekit.toml").write_text('kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\n'
                                          'args = ["--seed", "2"]\n')
-    code, out, err = kk("push", "--cpu", "--resume", "--dry-run", cwd=root)
+    code, out, err = kk("push", "--cpu", "--resume-from", "demo/args-proj/2", "--dry-run", cwd=root)
     assert code == 0, err
     assert "ran with the arguments --seed 1 --fold 4, which do not start with the project's args" in err
     assert "arguments: --seed 2\n" in out
