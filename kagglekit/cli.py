@@ -64,6 +64,13 @@ class Options:
             return f"kagglekit --endpoint {self.endpoint}"
         return "kagglekit"
 
+    def offline_username(self) -> str | None:
+        """The account's user name when it is known without a server: ``--local`` always signs in as the
+        emulator's demo account (so ``push --local --dry-run`` need not start the emulator to learn it)."""
+        from kagglekit.constants import DEMO_USERNAME
+
+        return DEMO_USERNAME if self.local else None
+
     def info(self, message: str) -> None:
         """Progress chatter: to stderr, so ``--json`` stdout stays parseable."""
         click.echo(message, err=True)
@@ -461,7 +468,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     given = script_args or click.get_current_context().meta.get("double_dash")  # a bare `--` gives none
     run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args) if given else None)
     req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
-                      resume_from=resume_from, strict=strict, dry_run=dry_run)
+                      resume_from=resume_from, strict=strict, dry_run=dry_run, owner=opts.offline_username())
     if until_done and not dry_run:
         if after_test:
             from kagglekit.errors import ConfigError

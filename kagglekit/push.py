@@ -43,6 +43,7 @@ class PushRequest:
     strict: bool = False
     dry_run: bool = False
     bundle_dir: Path | None = None
+    owner: str | None = None  # the account's user name when known without a client (--local: the demo account)
 
 
 
@@ -113,8 +114,9 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
     Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
     """
     settings = load_settings(req)
-    if settings.kernel_owner is None and client is not None:
-        settings = settings.with_owner(client.username)
+    owner = client.username if client is not None else req.owner
+    if settings.kernel_owner is None and owner:
+        settings = settings.with_owner(owner)
     warnings = list(settings.warnings)
     project = settings  # the project's own kernel: its code and wheels datasets serve the relay sibling too
     plan: ResumePlan | None = None
@@ -455,12 +457,18 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
              on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
              info: Callable[[str], None], start_grace_s: float = DEFAULT_START_GRACE_S,
              max_wait_s: float | None = None, cli: str = "kagglekit") -> tuple[PushOutcome, StatusReport | None]:
-    """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait."""
+    """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait.
+
+    A dry run opens the client only for what it cannot know offline: the account (unless ``req.owner``
+    gives it) and the run to resume from. So ``--local --dry-run`` starts no emulator (docs/emulator.md).
+    """
     if req.dry_run:
-        try:
-            client: KaggleApiClient | None = open_client()
-        except KagglekitError:  # a dry run works offline; the owner then stays as configured
-            client = None
+        client: KaggleApiClient | None = None
+        if req.owner is None or req.resume or req.resume_from:
+            try:
+                client = open_client()
+            except KagglekitError:  # a dry run works offline; the owner then stays as configured
+                client = None
         return push(client, req, ledger, info=info, cli=cli), None
     limits = WaitLimits(start_grace_s, max_wait_s, cli)
     api = open_client()

@@ -170,6 +170,21 @@ def test_dry_run_sends_nothing_and_shows_the_metadata(kk: Any, emulator: Any, pr
     assert not [r for r in emulator.requests() if "SaveKernel" in r["path"]]
 
 
+def test_local_dry_run_starts_no_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A dry run sends nothing, so under --local it need not start the emulator: the owner is the demo account."""
+    from kagglekit import local, paths
+    from tests.helpers import run_main
+
+    monkeypatch.chdir(write(tmp_path / "dry", {"kagglekit.toml": 'kernel = "dry-local"\nentry = "main.py"\n',
+                                               "main.py": "print('hi')\n"}))
+    code, out, err = run_main(["--local", "push", "--gpu", "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"This would push {C.DEMO_USERNAME}/dry-local:" in out and '"id": "demo/dry-local"' in out
+    assert "Started the local Kaggle emulator" not in err
+    assert not paths.emulator_state_path().exists() and local.status() is None
+
+
 def test_after_test_stops_when_the_test_run_fails(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = write(tmp_path / "gate", {
         "kagglekit.toml": 'kernel = "gated-run"\nentry = "main.py"\n',
