@@ -74,9 +74,9 @@ MAX_SESSIONS = 20  # per experiment, as push --until-done's default --max-sessio
 MAX_BACKOFF_S = 600.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Item:
-    """One experiment in the queue and where it stands."""
+    """One experiment in the queue and where it stands (frozen: ``QueueStore.items`` hands out the same ones)."""
 
     id: int
     queue: str
@@ -116,14 +116,22 @@ class QueueStore:
         self.ledger, self.queue, self.account = ledger, queue, account
         self.holder = uuid.uuid4().hex
         self.host = socket.gethostname()
+        self._read: tuple[tuple[int, int, int], list[Item]] | None = None  # (the ledger's change mark, the items)
 
     def _now(self) -> str:
         return self.ledger.now().isoformat()
 
     def items(self) -> list[Item]:
+        """The queue's items, read again only when the ledger changed since (here or in another process):
+        a tick asks several times, and the ledger, not this copy, stays the one truth."""
+        mark = self.ledger.change_mark()  # taken before the read: a change during it is seen next time
+        if self._read is not None and self._read[0] == mark:
+            return list(self._read[1])
         rows = self.ledger.query("SELECT * FROM queue_items WHERE queue=? AND account=? ORDER BY position, id",
                                  (self.queue, self.account))
-        return [_item(r) for r in rows]
+        items = [_item(r) for r in rows]
+        self._read = (mark, items)
+        return list(items)
 
     def get(self, name: str) -> Item | None:
         return next((i for i in self.items() if i.name == name), None)
