@@ -32,7 +32,7 @@ from kagglekit.constants import (
     STATUS_ERROR,
 )
 from kagglekit.display import epochs_text
-from kagglekit.errors import KagglekitError, NotFoundError
+from kagglekit.errors import CLI, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
 
 if TYPE_CHECKING:
@@ -160,8 +160,8 @@ def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: Projec
         raise NotFoundError(
             f"{flag}: {source} has no version on Kaggle that this account can see (never pushed, a typo, or "
             "another account's private kernel), so there is nothing to resume from.",
-            f"Push it once without {flag} (kagglekit push), then resume from that run; "
-            "`kagglekit runs` lists what the ledger knows.",
+            f"Push it once without {flag} ({CLI} push), then resume from that run; "
+            f"`{CLI} runs` lists what the ledger knows.",
         ) from exc
     version = ref.version
     if version is None and ledger is not None:
@@ -174,7 +174,7 @@ def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: Projec
         raise ChainError(
             f"{where} is still {status.lower()}: its output is saved only when it ends, so there is no "
             "checkpoint to resume from yet.",
-            hint="Wait for it (kagglekit status --watch), or let `kagglekit push --resume --until-done` follow it "
+            hint=f"Wait for it ({CLI} status --watch), or let `{CLI} push --resume --until-done` follow it "
                  "and push the next session when it ends.")
     warnings = _source_warnings(where, status)
     record = ledger.get(account, source, version) if ledger is not None and version is not None else None

@@ -127,7 +127,8 @@ def cli(ctx: click.Context, local: bool, endpoint: str | None, json_output: bool
                kagglekit quota
     Add --local to any command to run it against the embedded emulator.
     """
-    ctx.obj = Options(local=local, endpoint=endpoint, json=json_output, verbose=verbose, debug=debug)
+    opts = ctx.ensure_object(Options)  # main() hands one in, to name the command in an error's hint
+    opts.local, opts.endpoint, opts.json, opts.verbose, opts.debug = local, endpoint, json_output, verbose, debug
 
 
 # Commands are added below, grouped by concern. Each one parses its options,
@@ -994,14 +995,14 @@ def queue_run_command(opts: Options, /, project_dir: Path | None, grid: tuple[st
         missing = sorted(set(only) - {e.name for e in chosen} - {i.name for i in store.items()})
         if missing:
             raise ConfigError(f"--only names unknown experiment(s): {', '.join(missing)}.",
-                              hint="`kagglekit queue status` lists the queue; the experiments table the rest.")
+                              hint=f"`{opts.command_prefix()} queue status` lists the queue; the experiments table the rest.")
         chosen = tuple(e for e in chosen if e.name in only)
     added = store.add(chosen, settings.kernel_id or "")
     if added:
         opts.info(f"Queued {len(added)} experiment(s): {', '.join(i.name for i in added)}.")
     if not store.items():
         raise ConfigError("The queue is empty: the project has no experiments table and no --grid was given.",
-                          hint="E.g. kagglekit queue run --grid lr=1e-3,3e-4, or an [tool.kagglekit.experiments.NAME] "
+                          hint=f"E.g. {opts.command_prefix()} queue run --grid lr=1e-3,3e-4, or an [tool.kagglekit.experiments.NAME] "
                                "table with set = { lr = \"1e-3\" } (docs/queue.md).")
     live = sys.stderr.isatty() and not opts.json
     events: list[str] = []
@@ -1044,7 +1045,7 @@ def queue_status_command(opts: Options, /, project_dir: Path | None) -> None:
     opts.emit([v.as_dict() for v in views],
               lambda: click.echo("\n\n".join(render(v) + (f"\n  (run by pid {v.holder['pid']} on {v.holder['host']})"
                                                           if v.holder else "") for v in views)
-                                 or "The queue is empty: `kagglekit queue run --grid NAME=V1,V2` fills it."))
+                                 or f"The queue is empty: `{opts.command_prefix()} queue run --grid NAME=V1,V2` fills it."))
 
 
 @queue_group.command("cancel", short_help="Dequeue experiments; running ones are stopped.")
@@ -1097,7 +1098,7 @@ def compare_command(opts: Options, /, names: tuple[str, ...], project_dir: Path 
     stores = stores_of(Ledger(), settings)
     if not stores:
         raise KagglekitError("This project's queue has no experiments yet.",
-                             hint="`kagglekit queue run` runs them; compare reads what it pulled.")
+                             hint=f"`{opts.command_prefix()} queue run` runs them; compare reads what it pulled.")
     frame, histories = gather(stores[-1], names)  # the account that ran the queue last
     target = plot_path or settings.root / "outputs" / "compare.png"
     drawn = plot_losses(histories, target, title=f"{settings.kernel_slug}: loss")
@@ -1155,19 +1156,21 @@ def main(argv: list[str] | None = None) -> NoReturn:
                     fg="red", err=True)
         sys.exit(2)
     debug = "--debug" in args or os.environ.get("KAGGLEKIT_DEBUG", "") not in ("", "0")
+    opts = Options()  # filled by the options as parsed (after the command too)
     try:
-        rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="kagglekit", standalone_mode=False, obj=opts)
     except KagglekitError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
+        hint = exc.hint_for(opts.command_prefix())  # a command to paste, as the user invoked kagglekit
         if "--json" in args:  # scripts get the failure as data too (stdout), besides the exit code
             click.echo(json.dumps({"error": {"type": type(exc).__name__, "message": exc.message,
-                                             "hint": exc.hint, "exit_code": exc.exit_code}}, indent=2))
+                                             "hint": hint, "exit_code": exc.exit_code}}, indent=2))
         click.secho(f"Error: {exc.message}", fg="red", err=True)
-        if exc.hint:
-            click.echo(f"Hint: {exc.hint}", err=True)
+        if hint:
+            click.echo(f"Hint: {hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Interrupted.", err=True)

@@ -92,10 +92,10 @@ def gather(store: QueueStore, names: Sequence[str] = ()) -> tuple[pd.DataFrame, 
     items = store.items()
     unknown = sorted(set(names) - {i.name for i in items})
     if unknown:
-        from kagglekit.errors import NotFoundError
+        from kagglekit.errors import CLI, NotFoundError
 
         raise NotFoundError(f"The queue has no experiment {', '.join(unknown)} (it has: "
-                            f"{', '.join(i.name for i in items) or 'none'}).", hint="`kagglekit queue status` lists them.")
+                            f"{', '.join(i.name for i in items) or 'none'}).", hint=f"`{CLI} queue status` lists them.")
     rows, histories = [], {}
     for item in items:
         if names and item.name not in names:

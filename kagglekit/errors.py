@@ -7,6 +7,12 @@ Raise the most specific class; add a new one only with a new row in that table.
 
 from __future__ import annotations
 
+CLI = "{cli}"
+"""Where a hint names a kagglekit command that its raiser cannot spell as the user invoked it (the API client knows
+no command line): ``f"... `{CLI} status`"``. The CLI's error boundary puts ``kagglekit --local`` (or
+``kagglekit --endpoint URL``) there (``hint_for``); anyone else reading ``hint`` sees plain ``kagglekit``. Code that
+is handed the prefix (a ``cli`` parameter) writes it itself."""
+
 
 def shown(value: object, limit: int = 60) -> str:
     """How a message quotes a value someone typed: ``repr(value)``, cut short past ``limit`` characters (a
@@ -36,6 +42,19 @@ class KagglekitError(Exception):
         self.http_status = http_status
         self.api_status = api_status
         self.api_message = api_message
+
+    @property
+    def hint(self) -> str | None:
+        """What to do, with any command named plainly ``kagglekit`` (see ``CLI``)."""
+        return self.hint_for("kagglekit")
+
+    @hint.setter
+    def hint(self, value: str | None) -> None:
+        self._hint = value
+
+    def hint_for(self, cli: str) -> str | None:
+        """The hint with each command named as ``cli`` (how the user invoked kagglekit: ``kagglekit --local``)."""
+        return self._hint.replace(CLI, cli) if self._hint else self._hint
 
     def __str__(self) -> str:
         return self.message

@@ -40,7 +40,7 @@ from kagglekit.constants import (
     STATUS_COMPLETE,
     accelerator_kind,
 )
-from kagglekit.errors import ApiError, KagglekitError, KaggleRefusedError, NotFoundError, QueueBusyError
+from kagglekit.errors import CLI, ApiError, KagglekitError, KaggleRefusedError, NotFoundError, QueueBusyError
 from kagglekit.experiments import Experiment, experiment_kernel
 from kagglekit.kernel_ref import KernelRef
 
@@ -150,7 +150,7 @@ class QueueStore:
                         raise KagglekitError(
                             f"The queue already has an experiment '{e.name}' with other settings "
                             f"({Experiment.from_json(known[e.name]).overrides_text() or 'no overrides'}).",
-                            hint=f"Give it another name, or `kagglekit queue cancel {e.name}` and `kagglekit queue "
+                            hint=f"Give it another name, or `{CLI} queue cancel {e.name}` and `{CLI} queue "
                                  "forget` it first.")
                     continue
                 position += 1
@@ -196,7 +196,7 @@ class QueueStore:
                 raise QueueBusyError(
                         f"Another `kagglekit queue run` (pid {row['pid']} on {row['host']}) is running this queue; "
                         "two would push the same experiments.",
-                        hint="Watch it with `kagglekit queue status`. If that process is gone, its lease expires "
+                        hint=f"Watch it with `{CLI} queue status`. If that process is gone, its lease expires "
                              f"within {int(ttl_s)} s.")
             conn.execute("INSERT OR REPLACE INTO queue_leases (queue, holder, host, pid, expires_at, note) VALUES "
                          "(?,?,?,?,?,NULL)", (self.queue, self.holder, self.host, os.getpid(), now + ttl_s))
@@ -210,7 +210,7 @@ class QueueStore:
             if not cur.rowcount:
                 raise QueueBusyError("This `queue run` lost its lease to another process (it was paused longer than "
                                      f"{int(ttl_s)} s); it stops so that the other one alone pushes.",
-                                     hint="`kagglekit queue status` shows what runs.")
+                                     hint=f"`{CLI} queue status` shows what runs.")
 
     def release(self) -> None:
         with self.ledger.transaction() as conn:
@@ -842,7 +842,7 @@ def cancel(client: KaggleApiClient | None, store: QueueStore, name: str, *,
     if item is None:
         names = ", ".join(i.name for i in store.items()) or "none"
         raise NotFoundError(f"The queue has no experiment '{name}' (it has: {names}).",
-                            hint="`kagglekit queue status` lists them.")
+                            hint=f"`{CLI} queue status` lists them.")
     if item.state in WAITING or (item.state == PUSHING and item.current is None and client is None):
         store.transition(item.id, [item.state], state=CANCELLED, note="cancelled before it ran")
         info(f"{name}: dequeued.")

@@ -35,7 +35,7 @@ from kagglekit.constants import (
     STATUS_QUEUED,
 )
 from kagglekit.display import countdown, quota_time, size
-from kagglekit.errors import CredentialsError, KagglekitError, KaggleRefusedError
+from kagglekit.errors import CLI, CredentialsError, KagglekitError, KaggleRefusedError
 from kagglekit.ledger import (
     KIND_UNKNOWN,
     Ledger,
@@ -752,13 +752,13 @@ def explain_refusal(client: KaggleApiClient, ledger: Ledger, account: str, kind:
                    f"only while used + reserved stays under the allowance, and each running session reserves what "
                    f"it may still use up to its limit. Running {label} sessions: {listed}.")
         hint = ("When one of them ends or is stopped, its reservation is freed and the push is admitted: wait for it "
-                "(kagglekit status --watch), or stop one in Kaggle's web UI, then push again. Kaggle's reserved "
+                f"({CLI} status --watch), or stop one in Kaggle's web UI, then push again. Kaggle's reserved "
                 "figure moves; retrying later can work.")
         return KaggleRefusedError(message, hint, http_status=exc.http_status, api_status=exc.api_status,
                                   api_message=exc.api_message)
     message = f"{text}\nThe weekly {label} quota is used up{numbers}; {_refreshes(refresh)}."
     hint = (f"Wait for the refresh, or push without --{kind} (CPU sessions have no weekly quota). "
-            "`kagglekit quota` shows the week.")
+            f"`{CLI} quota` shows the week.")
     return KaggleRefusedError(message, hint, http_status=exc.http_status, api_status=exc.api_status,
                               api_message=exc.api_message)
 

@@ -28,7 +28,7 @@ from kagglekit.constants import (
     SESSION_LIMIT_SECONDS,
     accelerator_kind,
 )
-from kagglekit.errors import ConfigError, KagglekitError, NotFoundError
+from kagglekit.errors import CLI, ConfigError, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.paths import write_bytes_atomic, write_text_atomic
 
@@ -169,7 +169,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}).",
-                          hint="Pull the outputs again (kagglekit pull-outputs).") from exc
+                          hint=f"Pull the outputs again ({CLI} pull-outputs).") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} does not hold a JSON object.", hint="Pull the outputs again.")
     return data
@@ -448,7 +448,7 @@ def _report_path(source: Path, out: Path | None) -> Path:
     """The report file for ``source`` (checked before anything is read)."""
     if not source.is_dir():
         raise NotFoundError(f"No output folder at {source}.",
-                            hint="Pull the outputs first: kagglekit pull-outputs KERNEL.")
+                            hint=f"Pull the outputs first: {CLI} pull-outputs KERNEL.")
     out = out if out is not None else source / "report.html"
     if out.suffix.lower() not in (".html", ".htm", ".md"):
         raise ConfigError(f"Cannot write a report as {out.name}: the suffix must be .html or .md.",
@@ -783,26 +783,26 @@ def resolve_target(target: str | None, root: Path, default_slug: str | None = No
             raise NotFoundError(
                 "Which run? " + (f"{outputs} holds outputs of {', '.join(slugs)}." if slugs
                                  else f"No pulled outputs under {outputs}."),
-                hint="Pass an output folder or KERNEL[/VERSION], e.g. kagglekit report alice/my-model/3.",
+                hint=f"Pass an output folder or KERNEL[/VERSION], e.g. {CLI} report alice/my-model/3.",
             )
         target = slugs[0]
     try:
         ref = KernelRef.parse(target.strip("/"), default_owner=_ANY_OWNER)
     except ConfigError:
         raise NotFoundError(f"{target!r} is neither an output folder nor KERNEL[/VERSION].",
-                            hint="e.g. kagglekit report alice/my-model/3, or kagglekit report outputs/my-model/v3."
+                            hint=f"e.g. {CLI} report alice/my-model/3, or {CLI} report outputs/my-model/v3."
                             ) from None
     name = ref.slug if ref.owner == _ANY_OWNER else ref.kernel_id  # pulled outputs are kept by slug
     slug_dir = outputs / ref.slug
     found = _versions(slug_dir)
     if not found:
         raise NotFoundError(f"No pulled outputs for {name} under {slug_dir}.",
-                            hint=f"Pull them first: kagglekit pull-outputs {name}.")
+                            hint=f"Pull them first: {CLI} pull-outputs {name}.")
     version = ref.version if ref.version is not None else max(found)
     if version not in found:
         raise NotFoundError(f"Version {version} of {name} was not pulled (have: "
                             f"{', '.join(str(v) for v in sorted(found))}).",
-                            hint=f"kagglekit pull-outputs {name}/{version}")
+                            hint=f"{CLI} pull-outputs {name}/{version}")
     return found[version]
 
 

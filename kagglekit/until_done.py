@@ -37,7 +37,7 @@ from kagglekit.errors import (
     RunCancelledError,
     RunFailedError,
 )
-from kagglekit.push import PushOutcome, PushRequest, load_settings, push, wait_for
+from kagglekit.push import PushOutcome, PushRequest, WaitLimits, load_settings, push, wait_for
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -101,7 +101,8 @@ def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, op
         sessions = ledger.chain_runs(chain.id)
         current = sessions[-1]
         where = f"{current.kernel} v{current.version}"
-        report = wait_for(client, current.kernel_ref, ledger, opts.interval_s, opts.on_change)
+        report = wait_for(client, current.kernel_ref, ledger, opts.interval_s, opts.on_change,
+                          WaitLimits(cli=opts.cli))  # its hints and notes name the command as invoked
         decision = decide(where, report.status, report.failure_message,
                           _fetch_training(client, ledger, settings.root, current))
         opts.info(decision.message)

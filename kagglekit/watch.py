@@ -31,6 +31,7 @@ from kagglekit.constants import (
 )
 from kagglekit.display import duration
 from kagglekit.errors import (
+    CLI,
     ApiError,
     KagglekitError,
     NotFoundError,
@@ -238,7 +239,7 @@ class _Outage:
             raise ApiError(
                 f"{exc.message} The API has failed for {down / 60:.0f} minutes while watching {ref}; "
                 "kagglekit stopped watching. The run itself keeps running on Kaggle.",
-                f"Watch it again once the network is back: kagglekit status --watch {ref}",
+                f"Watch it again once the network is back: {CLI} status --watch {ref}",
             ) from exc
         self.wait = min(OUTAGE_MAX_WAIT_S, max(self.interval_s, self.wait * 1.5))
         if self.on_problem is not None:

@@ -92,6 +92,8 @@ def test_a_long_watch_outlives_minutes_of_outage_and_then_gives_up(emulator: Any
 
     assert OUTAGE_BUDGET_S <= now[0] <= OUTAGE_BUDGET_S + 120
     assert "minutes" in info.value.message
+    # The hint names the command as the user invoked it (the CLI's error boundary completes it).
+    assert f"back: kagglekit --local status --watch {ref}" in (info.value.hint_for("kagglekit --local") or "")
 
 
 # --------------------------------------------------------------------------- item 8

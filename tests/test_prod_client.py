@@ -149,6 +149,7 @@ def test_projected_refusal_names_the_reserving_sessions(kk: Any, emulator: Any, 
     assert "not used up" in err
     assert "demo/gpu-first v1" in err and "reserve" in err
     assert "ends or is stopped" in err
+    assert f"wait for it (kagglekit --endpoint {emulator.url} status --watch)" in err  # as kk invoked it
 
 
 def test_used_up_refusal_says_when_the_quota_refreshes(kk: Any, emulator: Any, tmp_path: Path) -> None:

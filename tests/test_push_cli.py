@@ -142,7 +142,9 @@ def test_failing_kernel_gives_nonzero_watch_with_traceback_tail(kk: Any, tmp_pat
 
 
 def test_session_cap_and_quota_refusals_are_clear_errors(kk: Any, emulator: Any, tmp_path: Path) -> None:
-    emulator.control("config", {"max_sessions": {"gpu": 2, "cpu": 5, "tpu": 2}})
+    # No 403 window nor start delay for a new kernel: the resume below reads the running one at once.
+    emulator.control("config", {"max_sessions": {"gpu": 2, "cpu": 5, "tpu": 2}, "new_private_403_seconds": 0,
+                                "run_start_delay_seconds": 0})
     roots = []
     for i in range(3):
         roots.append(write(tmp_path / f"k{i}", {
@@ -151,15 +153,26 @@ def test_session_cap_and_quota_refusals_are_clear_errors(kk: Any, emulator: Any,
         }))
     assert kk("push", "--gpu", cwd=roots[0])[0] == 0
     assert kk("push", "--gpu", cwd=roots[1])[0] == 0
+    prefix = f"kagglekit --endpoint {emulator.url}"  # how kk invokes it: hints name the command so
     code, out, err = kk("push", "--gpu", cwd=roots[2])
     assert code == 6, (out, err)
     assert "Maximum batch GPU session count of 2 reached." in err
     assert "already running" in err  # kagglekit's own preflight warned before sending
+    assert f"finish ({prefix} status), then push again" in err  # the API client's hint, completed
+
+    # Resuming from a session still running is refused (chain.plan_resume), and so is one never pushed.
+    code, out, err = kk("push", "--gpu", "--resume", cwd=roots[0])
+    assert code == 1 and "no checkpoint to resume from yet" in err, (out, err)
+    assert f"Wait for it ({prefix} status --watch), or let `{prefix} push --resume --until-done`" in err
+    code, out, err = kk("push", "--cpu", "--resume-from", "demo/never-pushed", cwd=roots[2])
+    assert code == 5 and "nothing to resume from" in err, (out, err)
+    assert f"({prefix} push), then resume from that run; `{prefix} runs` lists" in err
 
     emulator.control("usage", {"username": C.DEMO_USERNAME, "kind": "tpu", "seconds": 20 * 3600})
     code, out, err = kk("push", "--tpu", cwd=roots[2])
     assert code == 6, (out, err)
     assert "Maximum weekly TPU quota of 20.00 hours reached." in err
+    assert f"`{prefix} quota` shows the week." in err  # quota.explain_refusal's hint
 
 
 def test_dry_run_sends_nothing_and_shows_the_metadata(kk: Any, emulator: Any, project: Path) -> None:

@@ -73,6 +73,7 @@ from kagglekit.api.types import (
 from kagglekit.constants import STATUS_QUEUED
 from kagglekit.credentials import Credentials
 from kagglekit.errors import (
+    CLI,
     ApiError,
     CancelDeniedError,
     ConfigError,
@@ -237,7 +238,7 @@ class KaggleApiClient:
         if slug_ref:  # kernel-metadata.json's id, checked when the request was built
             return KernelRef.from_id(slug_ref) if "/" in slug_ref else KernelRef(self.username, slug_ref)
         raise ApiError("Kaggle accepted the push but did not say which kernel it went to.",
-                       "Check your kernels with `kagglekit --json runs` or on kaggle.com/code.")
+                       f"Check your kernels with `{CLI} --json runs` or on kaggle.com/code.")
 
     def status(self, ref: KernelRef) -> KernelStatus:
         request = ApiGetKernelSessionStatusRequest()
@@ -403,7 +404,7 @@ class KaggleApiClient:
             raise NotFoundError(
                 f"The download link for {file.name} was refused (HTTP {response.status_code}): signed output "
                 "URLs expire after a while.",
-                "List the outputs again to get fresh links (kagglekit pull-outputs does this when you rerun it).",
+                f"List the outputs again to get fresh links ({CLI} pull-outputs does this when you rerun it).",
             )
         if response.status_code == 404:
             response.close()
@@ -501,7 +502,7 @@ class KaggleApiClient:
         if method != "SaveKernel":
             return ApiError(message, hint)
         return PushOutcomeUnknown(message, "The push may or may not have been accepted, so kagglekit did not repeat "
-                                  "it. Check the kernel's latest version (kagglekit status / kaggle.com) before "
+                                  f"it. Check the kernel's latest version ({CLI} status / kaggle.com) before "
                                   "pushing again.")
 
     def error_for(self, status: int | None, message: str, method: str, *, ref: KernelRef | None = None,
@@ -586,12 +587,12 @@ def _not_found_hint(ref: KernelRef | None, client: KaggleApiClient) -> str:
 def _refusal_hint(error: str) -> str:
     lowered = error.lower()
     if "session count" in lowered:
-        return "Wait for one of your running sessions to finish (kagglekit status), then push again."
+        return f"Wait for one of your running sessions to finish ({CLI} status), then push again."
     if "projected to exceed" in lowered:
         return ("Not used up: running sessions reserve the rest of the week's quota. When one of them ends or is "
-                "stopped its reservation is freed; push again then (`kagglekit quota` shows the reservation).")
+                f"stopped its reservation is freed; push again then (`{CLI} quota` shows the reservation).")
     if "quota" in lowered:
-        return "Your weekly accelerator quota is used up: see `kagglekit quota`, or push without --gpu/--tpu."
+        return f"Your weekly accelerator quota is used up: see `{CLI} quota`, or push without --gpu/--tpu."
     if "megabyte" in lowered or "size" in lowered:
         return "Make the kernel source smaller: move data or weights into a dataset and attach it."
     if "not found" in lowered:

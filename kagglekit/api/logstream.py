@@ -16,7 +16,7 @@ import requests
 import urllib3
 
 from kagglekit.api.transport import STREAM_READ_TIMEOUT, error_fields, message_of, short_reason
-from kagglekit.errors import ApiError
+from kagglekit.errors import CLI, ApiError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.logs import LogRecord, parse_log
 
@@ -75,7 +75,7 @@ def follow_log(client: KaggleApiClient, ref: KernelRef, *, max_failures: int = 5
         if failures >= max_failures:
             raise ApiError(
                 f"Lost the log stream of {ref} {failures} times in a row ({last_problem}).",
-                "The run goes on regardless: check it with `kagglekit status`, or follow the log again later.",
+                f"The run goes on regardless: check it with `{CLI} status`, or follow the log again later.",
             )
         if client.notify is not None:
             client.notify(f"log stream of {ref}: {last_problem}; reconnecting")
