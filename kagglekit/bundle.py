@@ -33,7 +33,7 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.kernel_metadata import METADATA_FILE, write_metadata
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.settings import ProjectSettings, resolve_machine_shape
+from kagglekit.settings import SECRET_ENV_NAME, ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
 from kagglekit.written import REASON as WRITTEN_REASON
 from kagglekit.written import mark_bundle_folder, written_by_kagglekit
@@ -86,7 +86,6 @@ _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|KGAT_[0-9a-f]{32}"
     rb"|(?i:(?<![A-Za-z0-9_])(?:kaggle_)?(?:api_?)?(?:key|token|secret))(?:\\?[\"'])?\]?\s*[:=]\s*"
     rb"(?:\\?[\"'])?[0-9a-fA-F]{32}(?![0-9a-fA-F])")
-_SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,7 +514,7 @@ def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
     for name in sorted(extra_env or {}):
-        if _SECRET_ENV_NAME.search(name):
+        if SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
                               "who can see the kernel, so it will not carry it.",
                               hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
@@ -717,7 +716,7 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         "session_limit_s": plan.session_limit,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
-        "env": dict(sorted((extra_env or {}).items())),
+        "env": dict(sorted({**settings.env, **(extra_env or {})}.items())),
         "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
         "argv": src.argv,

@@ -61,6 +61,7 @@ class ProjectSettings:
     sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
     test_sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `test-set`: in test mode
     working_files: tuple[str, ...] = ()  # project files copied into /kaggle/working before the entry runs
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # environment variables set in the kernel
     experiments: tuple[Mapping[str, Any], ...] = ()  # the `experiments` table as written (experiments.py)
 
     def sets_for(self, mode: str | None, given: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -405,6 +406,39 @@ def parse_set_table(value: object) -> dict[str, str]:
     return out
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
+RESERVED_ENV = re.compile(r"(KAGGLEKIT_|KAGGLE_|PYTHONPATH\Z|PYTHONUNBUFFERED\Z)")
+
+
+def parse_env_table(value: object) -> dict[str, str]:
+    """``{WANDB_MODE = "offline"}``: variables the kernel sets before the entry runs (never secrets).
+
+    The kernel's source is readable by anyone who can see the kernel, so a name that looks like a
+    secret is refused; names kagglekit or Kaggle set themselves would be overwritten or break the run.
+    """
+    allowed = 'a table of environment variables, e.g. { WANDB_MODE = "offline" }'
+    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
+        value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
+    if not isinstance(value, dict):
+        raise _Bad(allowed)
+    out: dict[str, str] = {}
+    for raw_name, raw in value.items():
+        name = str(raw_name).strip()
+        if not ENV_NAME.match(name):
+            raise _Bad(f"{allowed}; {name!r} is not a variable name (letters, digits and _, not first a digit)")
+        if SECRET_ENV_NAME.search(name):
+            raise _Bad(f"{allowed}, without secrets: {name} looks like one, and the kernel's source is readable by "
+                       "anyone who can see the kernel. Attach secrets in the Kaggle editor (Add-ons > Secrets) "
+                       "and read them with kaggle_secrets.UserSecretsClient")
+        if RESERVED_ENV.match(name):
+            raise _Bad(f"{allowed}; {name} is set by kagglekit or Kaggle in the kernel")
+        if isinstance(raw, dict | list) or raw is None:
+            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
+        out[name] = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
+    return out
+
+
 def parse_working_files(value: object) -> tuple[str, ...]:
     items = _str_list(value)
     for item in items:
@@ -482,6 +516,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "set": parse_set_table,
     "test-set": parse_set_table,
     "working-files": parse_working_files,
+    "env": parse_env_table,
     "experiments": _experiments,
 }
 
@@ -581,7 +616,8 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         except (_Bad, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             # Any parser failure is a bad value, never a kagglekit bug (the class, not just the cases we know).
             expected = str(exc) if isinstance(exc, _Bad) else "a value docs/settings.md describes"
-            raise ConfigError(f"{describe} = {_shown(raw)} is not valid: expected {expected}.",
+            shown = _shown(raw) if field != "env" else _names_only(raw)
+            raise ConfigError(f"{describe} = {shown} is not valid: expected {expected}.",
                               hint=f"Fix {origin}; docs/settings.md lists every setting.") from None
         origins[field] = origin
 
@@ -622,6 +658,13 @@ def _shown(raw: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-12:]} ({len(text)} characters)"
 
 
+def _names_only(raw: object) -> str:
+    """An ``env`` table as its names: a value refused there may be a secret, and error messages get pasted."""
+    if isinstance(raw, dict):
+        return "{" + ", ".join(f"{name} = ..." for name in raw) + "}"
+    return "(value not shown)"
+
+
 def _build(root: Path, config_file: Path | None, values: dict[str, Any],
            origins: dict[str, str], notes: list[str] | None = None) -> ProjectSettings:
     warnings: list[str] = list(notes or [])
@@ -641,7 +684,7 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
                         ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
                         ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files"),
-                        ("experiments", "experiments")):
+                        ("env", "env"), ("experiments", "experiments")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

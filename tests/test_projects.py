@@ -20,7 +20,7 @@ from kagglekit.layout import source_roots
 from kagglekit.run_options import parse_sets
 from kagglekit.settings import load_project
 from tests.helpers import write
-from tests.test_bundle import run_kernel
+from tests.test_bundle import read_run_json, run_kernel
 
 ARGPARSE_TRAIN = """\
     import argparse, json
@@ -681,6 +681,49 @@ def test_a_set_target_from_the_file_that_cannot_apply_names_the_file_and_table(
     with pytest.raises(ConfigError) as given:  # given on the command line (over the file's value): still --set
         build_bundle(load_project(root), mode="test", overrides={target: "2"}, out_dir=tmp_path / "out")
     assert given.value.message.startswith(f"--set {target}") and message in given.value.message
+
+
+def test_the_env_setting_reaches_the_kernel_its_log_and_run_json(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write(tmp_path / "envp", {
+        "kagglekit.toml": """\
+            kernel = "demo/env-project"
+            [env]
+            WANDB_MODE = "offline"
+            SEED = 3
+            FAST = true
+        """,
+        "train.py": """\
+            import json, os
+            json.dump({k: os.environ.get(k) for k in ("WANDB_MODE", "SEED", "FAST")}, open("env.json", "w"))
+        """,
+    })
+    result = build_bundle(load_project(root), out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    expected = {"FAST": "true", "SEED": "3", "WANDB_MODE": "offline"}
+    assert json.loads((tmp_path / "run" / "kaggle" / "working" / "env.json").read_text()) == expected
+    assert "environment FAST=true SEED=3 WANDB_MODE=offline" in proc.stdout
+    assert read_run_json(tmp_path / "run")["env"] == expected
+    monkeypatch.setenv("KAGGLEKIT_ENV", "WANDB_MODE=disabled,EXTRA=1")  # the environment replaces the table
+    assert load_project(root).env == {"WANDB_MODE": "disabled", "EXTRA": "1"}
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('env = ["A=1"]', "a table of environment variables"),
+    ('env = {"1A" = "x"}', "'1A' is not a variable name"),
+    ('env = {WANDB_API_KEY = "abc"}', "WANDB_API_KEY looks like one"),
+    ('env = {HF_TOKEN = "abc"}', "HF_TOKEN looks like one"),
+    ('env = {KAGGLEKIT_MODE = "test"}', "KAGGLEKIT_MODE is set by kagglekit or Kaggle"),
+    ('env = {PYTHONPATH = "/x"}', "PYTHONPATH is set by kagglekit or Kaggle"),
+    ('env = {A = [1]}', "the value of 'A' is not a string, number or boolean"),
+])
+def test_bad_env_tables_are_field_errors_and_secrets_never_ship(tmp_path: Path, toml: str, message: str) -> None:
+    root = write(tmp_path / "badenv", {"kagglekit.toml": toml + "\n", "train.py": "print(1)\n"})
+    with pytest.raises(ConfigError) as info:
+        load_project(root)
+    assert message in info.value.message and "kagglekit.toml: env" in info.value.message
+    assert "abc" not in info.value.message  # a refused secret's value is not printed either
 
 
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:

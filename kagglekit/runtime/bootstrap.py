@@ -219,6 +219,8 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
     argv = [str(a) for a in config.get("argv") or []]
     args_text = f", arguments {' '.join(argv)}" if argv else ""
+    env_set = {str(k): str(v) for k, v in sorted((config.get("env") or {}).items())}
+    args_text += f", environment {' '.join(f'{k}={v}' for k, v in env_set.items())}" if env_set else ""
     print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}{args_text}), "
           f"bundle {str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
     if "KAGGLE_EMULATOR_SANDBOX" in os.environ and str(config.get("accelerator") or "cpu") not in ("cpu", "None"):
@@ -230,6 +232,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         print(f"kagglekit: kernel session id {sid}", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
     base["args"] = argv
+    base["env"] = env_set
     base["session_limit_s"] = int(limit)
     base["session_id"] = sid
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
