@@ -550,6 +550,24 @@ def _set_fields(settings: ProjectSettings, mode: str | None, given: Mapping[str,
     return {k: field for k, field in fields.items() if k not in (given or {})}
 
 
+def _point_at_config_key(exc: ConfigError, py_sets: Mapping[str, str], contents: Mapping[str, bytes],
+                         prefer: Sequence[str]) -> ConfigError:
+    """``--set Config.epochs`` found no such attribute, but a bundled config file has an ``epochs`` key: code that
+    fills its Config from YAML (``setattr(self, key, value)``) keeps the value there, so say which key to set."""
+    from kagglekit.configfiles import keys_named
+
+    for target, value in py_sets.items():
+        if exc.message.startswith((f"--set {target}:", f"--set {target!r}:")):
+            hits = keys_named(contents, target.rpartition(":")[2].rpartition(".")[2], prefer)
+            if hits:
+                rel, path, old = hits[0]
+                more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+                return ConfigError(exc.message, hint=f"{rel} has the key {path}: {old!r}{more}; if the code fills "
+                                                     f"its settings from that file, set the key there: "
+                                                     f"--set {rel}:{path}={value}")
+    return exc
+
+
 def _from_settings(settings: ProjectSettings, plan: _Plan, exc: ConfigError) -> ConfigError:
     """A ``--set TARGET: ...`` error about a target that came from the ``set``/``test-set`` setting, reworded to
     name that setting and where it is written: the user looking for it on the command line would not find it."""
@@ -650,6 +668,7 @@ def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan:
                                             flag_required=not ((settings.test_args or settings.test_sets)
                                                                and settings.test_flag is None))
     except ConfigError as exc:
+        exc = _point_at_config_key(exc, py_sets, contents, prefer=[*src.argv, *settings.working_files])
         raise _from_settings(settings, plan, exc) from None
     plan.warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
     if src.nb is not None:

@@ -726,6 +726,67 @@ def test_bad_env_tables_are_field_errors_and_secrets_never_ship(tmp_path: Path, 
     assert "abc" not in info.value.message  # a refused secret's value is not printed either
 
 
+YAML_FILLED_CONFIG = {  # the shape of detkov/BirdCLEFplus_2025 (docs/projects.md), written for this test
+    "kagglekit.toml": """\
+        kernel = "demo/yaml-config-class"
+        entry = "src.train"
+        args = ["-c", "configs/exp2.yaml"]
+        working-files = ["configs/exp2.yaml"]
+        [test-set]
+        "configs/exp2.yaml:debug" = true
+        [env]
+        WANDB_MODE = "offline"
+    """,
+    "configs/exp1.yaml": "debug: false\nepochs: 30\nfolds: [0]\n",
+    "configs/exp2.yaml": "# exp2\ndebug: false\nepochs: 10  # full run\nfolds: [0]\n",
+    "src/__init__.py": "",
+    "src/config.py": """\
+        import yaml
+
+
+        class Config:
+            def __init__(self, path):
+                for key, value in yaml.safe_load(open(path)).items():
+                    setattr(self, key, value)
+
+            def update_debug_settings(self):
+                if self.debug:
+                    self.epochs = 2
+                    self.folds = [0, 1]
+    """,
+    "src/train.py": """\
+        import argparse, json, os
+        from src.config import Config
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("-c", "--config", default="configs/debug.yaml")
+        cfg = Config(parser.parse_args().config)
+        cfg.update_debug_settings()
+        json.dump({"epochs": cfg.epochs, "folds": cfg.folds, "wandb": os.environ.get("WANDB_MODE")},
+                  open("trained.json", "w"))
+    """,
+}
+
+
+def test_a_config_class_filled_from_yaml_runs_its_debug_mode_and_set_points_at_the_key(tmp_path: Path) -> None:
+    root = write(tmp_path / "yamlcls", YAML_FILLED_CONFIG)
+    for mode, expected in (("test", {"epochs": 2, "folds": [0, 1]}), ("full", {"epochs": 3, "folds": [0]})):
+        result = build_bundle(load_project(root), mode=mode, overrides={"configs/exp2.yaml:epochs": "3"},
+                              out_dir=tmp_path / f"o-{mode}")
+        proc = run_kernel(result.script_path, tmp_path / mode)
+        assert proc.returncode == 0, proc.stderr
+        trained = json.loads((tmp_path / mode / "kaggle" / "working" / "trained.json").read_text())
+        assert trained == {**expected, "wandb": "offline"}
+    # the class has no epochs attribute to set: the hint names the key in the file the entry is given (exp2),
+    # not the first file in name order (exp1), with the value asked for
+    for target in ("Config.epochs", "epochs"):
+        with pytest.raises(ConfigError) as info:
+            build_bundle(load_project(root), mode="full", overrides={target: "1"}, out_dir=tmp_path / "o")
+        assert info.value.hint is not None
+        assert info.value.hint.startswith("configs/exp2.yaml has the key epochs: 10 (and 1 more)")
+        assert info.value.hint.endswith("--set configs/exp2.yaml:epochs=1")
+
+
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:
     root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
                                    "train.py": "print(1)\n"})
