@@ -733,6 +733,7 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         "bundle_sha256": sha,
         "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
         "session_limit_s": plan.session_limit,
+        "exit_grace_s": settings.exit_grace_s,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
         "env": dict(sorted({**settings.env, **(extra_env or {})}.items())),

@@ -50,6 +50,7 @@ class ProjectSettings:
     internet: bool | None = None  # None: on, except off when a competition is attached
     private: bool = True
     timeout_s: int | None = None  # None: Kaggle's session limit for the accelerator
+    exit_grace_s: int = constants.EXIT_GRACE_SECONDS  # the process is ended this long after the run ended
     checkpoints: tuple[str, ...] = constants.DEFAULT_CHECKPOINT_PATTERNS
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
@@ -483,6 +484,14 @@ def _experiments(value: object) -> tuple[Any, ...]:
     raise _Bad("a table of experiments, e.g. [tool.kagglekit.experiments.small-lr] with set = { lr = \"1e-4\" }")
 
 
+def _exit_grace(value: object) -> int:
+    seconds = parse_duration(value)
+    longest = max(constants.SESSION_LIMIT_SECONDS.values())
+    if seconds > longest:
+        raise _Bad(f"a duration up to the session limit ({longest // 3600}h); {seconds}s could never pass")
+    return seconds
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -506,6 +515,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "internet": parse_bool,
     "private": parse_bool,
     "timeout": parse_duration,
+    "exit-grace": _exit_grace,
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
@@ -680,7 +690,7 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("include", "include"), ("exclude", "exclude"), ("datasets", "datasets"),
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
-                        ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
+                        ("timeout", "timeout_s"), ("exit-grace", "exit_grace_s"), ("checkpoints", "checkpoints"),
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
                         ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
                         ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files"),

@@ -787,6 +787,25 @@ def test_a_config_class_filled_from_yaml_runs_its_debug_mode_and_set_points_at_t
         assert info.value.hint.endswith("--set configs/exp2.yaml:epochs=1")
 
 
+@pytest.mark.parametrize("train, code, why", [
+    ("import threading, time\nthreading.Thread(target=time.sleep, args=(600,), name='uploader').start()\n",
+     0, "threads still running: uploader"),
+    ("import atexit, time\natexit.register(time.sleep, 600)\nraise ValueError('no data')\n",  # as wandb-core
+     1, "an exit hook or a child process it waits on"),
+])
+def test_a_finished_run_whose_process_hangs_is_ended_after_exit_grace(tmp_path: Path, train: str, code: int,
+                                                                       why: str) -> None:
+    """A run that ended but whose process would not exit (on Kaggle: RUNNING to the 12 h limit) ends with the
+    run's own exit code once exit-grace has passed."""
+    root = write(tmp_path / "hangs", {"kagglekit.toml": 'kernel = "demo/hangs-at-exit"\nexit-grace = "1s"\n',
+                                      "train.py": train})
+    result = build_bundle(load_project(root), out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run", timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert f"still alive 1s after the run ended ({why}); ending it with exit code {code}" in proc.stderr
+    assert read_run_json(tmp_path / "run")["status"] == ("complete" if code == 0 else "error")
+
+
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:
     root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
                                    "train.py": "print(1)\n"})
@@ -795,6 +814,26 @@ def test_working_files_must_be_bundled(tmp_path: Path) -> None:
 
 
 # --- what Kaggle's image has: kernel_python and the missing-module advice -----------------------
+
+@pytest.mark.parametrize("log, advised", [
+    ("wandb: ERROR To use W&B in kaggle you must enable internet in the settings panel on the right.", True),
+    ("wandb.errors.errors.CommError: Run initialization has timed out after 90.0 sec.", True),
+    ("wandb.errors.errors.UsageError: No API key configured. Use `wandb login` to log in.", True),
+    ("ValueError: No API key configured for the weather service", False),  # not wandb's
+    ("RuntimeError: CUDA out of memory", False),
+])
+def test_a_run_failed_by_wandb_without_network_or_key_is_told_what_to_set(log: str, advised: bool) -> None:
+    from kagglekit.errors import RunFailedError
+    from kagglekit.watch import StatusReport, raise_for_outcome
+
+    report = StatusReport(kernel="demo/bird-project", version=3, status="ERROR",
+                          failure_message="The kernel process exited with code 1", log_tail=log)
+    with pytest.raises(RunFailedError) as info:
+        raise_for_outcome(report, cli="kagglekit --local")
+    hint = info.value.hint or ""
+    assert ('add [env] WANDB_MODE = "offline"' in hint and "WANDB_API_KEY through Kaggle's Secrets" in hint) is advised
+    assert hint.endswith("Full log: kagglekit --local logs demo/bird-project/3")
+
 
 def test_missing_module_advice_depends_on_the_image_and_the_backend() -> None:
     from kagglekit.image import in_image, missing_module_advice

@@ -34,6 +34,7 @@ ENV_BUNDLE_SHA = "KAGGLEKIT_BUNDLE_SHA256"
 DEFAULT_INTERVAL_S = 5.0
 RESUME_FAILED_EXIT = 3
 LISTED_FILES = 10
+DEFAULT_EXIT_GRACE_S = 300.0  # constants.EXIT_GRACE_SECONDS (this module is standard library only)
 
 
 class ResumeError(Exception):
@@ -269,7 +270,30 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     tidy_working_files(working, placed)
     manifest.finish(status, code, tb_text)
     print(saving_line(status, code, working, manifest.working_bytes), flush=True)
+    _end_after(float(config.get("exit_grace_s") or DEFAULT_EXIT_GRACE_S), code)
     return code
+
+
+def _end_after(grace_s: float, code: int) -> None:
+    """End the process ``grace_s`` after the run ended if it has not exited by then.
+
+    A thread the project left running, or a library's atexit hook waiting on its child process (wandb-core
+    with no network never answers), keeps a finished kernel RUNNING to the session limit: on a GPU, hours
+    of quota for nothing. A daemon timer outlives both (atexit hooks run after non-daemon threads are joined,
+    daemon threads still run) and ends the process with the run's own exit code.
+    """
+    def end() -> None:
+        stuck = sorted(t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread())
+        why = f"threads still running: {', '.join(stuck)}" if stuck else "an exit hook or a child process it waits on"
+        print(f"kagglekit: the process was still alive {grace_s:g}s after the run ended ({why}); ending it with "
+              f"exit code {code} so the session does not run on to its limit (setting exit-grace)",
+              file=sys.stderr, flush=True)
+        os._exit(code)
+
+    timer = threading.Timer(grace_s, end)
+    timer.daemon = True
+    timer.name = "kagglekit-exit-grace"
+    timer.start()
 
 
 def _line_buffered() -> None:
