@@ -915,7 +915,7 @@ def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptio
     wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
     return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
                         code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
-                        extra_datasets=wheels, args=run.args)
+                        extra_datasets=wheels, args=run.args or ())
 
 
 def code_dataset_ref(settings: ProjectSettings) -> str | None:

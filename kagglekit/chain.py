@@ -238,6 +238,49 @@ def record_session(ledger: Ledger, account: str, plan: ResumePlan | None, kernel
     return chain.id
 
 
+def current_version(client: KaggleApiClient, kernel: str, *, wait_new_403: bool = False) -> int | None:
+    """The kernel's newest version on Kaggle, None when it does not exist (or is not visible).
+
+    ``wait_new_403``: a brand-new private kernel answers 403 kernels.get for a moment, as a missing one does
+    (docs/kaggle-facts.md): the account's own listing tells them apart, and a listed kernel's 403 is waited
+    through (a push made just before a kill). Without it, a caller that checks again later answers None.
+    """
+    import time
+
+    from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, not_started_reason
+
+    ref = KernelRef.from_id(kernel)
+    deadline: float | None = None
+    while True:
+        try:
+            return client.get_kernel(ref).current_version
+        except NotFoundError as exc:
+            if not wait_new_403 or not_started_reason(exc) is None or exc.http_status != 403:
+                return None
+            if deadline is None:
+                if not any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()):
+                    return None
+                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
+            elif time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+
+
+def adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, account: str, kernel: str,
+                     chain: tuple[int, int] | None, *, wait_new_403: bool = False, **record: Any) -> int | None:
+    """A version of ``kernel`` that Kaggle has and the ledger lacks (the pusher was killed between the push
+    and recording it): recorded with ``record`` (``Ledger.record_push``'s fields) and joined to ``chain``
+    (its id, and the session's place in it), so nobody pushes that session twice. Its version, or None."""
+    known = max((r.version for r in ledger.runs(kernel=kernel, account=account)), default=0)
+    current = current_version(client, kernel, wait_new_403=wait_new_403)
+    if current is None or current <= known:
+        return None
+    ledger.record_push(account, kernel, current, **record)
+    if chain is not None:
+        ledger.add_to_chain(account, kernel, current, *chain)
+    return current
+
+
 # --- what an ended session means -----------------------------------------------------------------
 
 CONTINUE = "continue"

@@ -64,6 +64,13 @@ class Options:
             return f"kagglekit --endpoint {self.endpoint}"
         return "kagglekit"
 
+    def offline_username(self) -> str | None:
+        """The account's user name when it is known without a server: ``--local`` always signs in as the
+        emulator's demo account (so ``push --local --dry-run`` need not start the emulator to learn it)."""
+        from kagglekit.constants import DEMO_USERNAME
+
+        return DEMO_USERNAME if self.local else None
+
     def info(self, message: str) -> None:
         """Progress chatter: to stderr, so ``--json`` stdout stays parseable."""
         click.echo(message, err=True)
@@ -82,6 +89,20 @@ def to_jsonable(data: Any) -> Any:
 
 
 pass_options = click.make_pass_decorator(Options)
+
+
+class DoubleDashCommand(click.Command):
+    """A command that notes whether ``--`` ended its options (``ctx.meta["double_dash"]``): Click drops it,
+    and ``push --resume --`` (nothing after it) must mean "no arguments", not "the parent's"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag and not p.count
+                       for name in p.opts}
+        i = 0
+        while i < len(args) and args[i] != "--":
+            i += 2 if args[i] in takes_value else 1  # `-m --` is a message, not the end of the options
+        ctx.meta["double_dash"] = i < len(args)
+        return super().parse_args(ctx, args)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -393,7 +414,7 @@ def _print_status(opts: Options, report: Any, tail: bool = True) -> None:
         click.echo("\n".join("  " + line for line in report.log_tail.splitlines()))
 
 
-@cli.command("push", short_help="Bundle the project and push it as a new version.")
+@cli.command("push", cls=DoubleDashCommand, short_help="Bundle the project and push it as a new version.")
 @click.option("-p", "--project", "project_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The project folder (default: found from the current folder).")
 @run_options
@@ -427,7 +448,7 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     """Bundle the project and push it as a new version of its kernel.
 
     ARGS after `--` go to the entry point (after the `args` setting); --resume and the sessions of
-    --until-done reuse the parent run's ARGS unless new ones are given.
+    --until-done reuse the parent run's ARGS unless new ones are given (a bare `--`: none).
 
     \b
     Examples:  kagglekit push --gpu --test --wait
@@ -444,9 +465,10 @@ def push_cmd(opts: Options, /, project_dir: Path | None, message: str | None, wa
     from kagglekit.watch import raise_for_outcome
 
     resolve_machine_shape(test_accelerator, "--test-accelerator")  # named as typed, before any work
-    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args))
+    given = script_args or click.get_current_context().meta.get("double_dash")  # a bare `--` gives none
+    run = dataclasses.replace(parse_run_options(**run_values), args=tuple(script_args) if given else None)
     req = PushRequest(project_dir=project_dir, run=run, message=message, resume=resume,
-                      resume_from=resume_from, strict=strict, dry_run=dry_run)
+                      resume_from=resume_from, strict=strict, dry_run=dry_run, owner=opts.offline_username())
     if until_done and not dry_run:
         if after_test:
             from kagglekit.errors import ConfigError
@@ -483,7 +505,7 @@ def _push_until_done(opts: Options, req: Any, interval: float, max_sessions: int
     from kagglekit.push import describe
     from kagglekit.until_done import UntilDone, run_until_done
 
-    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info,
+    driver = UntilDone(interval_s=interval, max_sessions=max_sessions, info=opts.info, cli=opts.command_prefix(),
                        on_pushed=lambda o: _pushed(opts, req.project_dir, o, describe),
                        on_change=lambda r: _print_status(opts, r, tail=False))
     try:

@@ -27,10 +27,10 @@ ENV_ENDPOINT = "KAGGLEKIT_ENDPOINT"
 def open_client(local: bool = False, endpoint: str | None = None, verbose: bool = False) -> KaggleApiClient:
     """The client for these options; ``verbose`` traces HTTP to stderr with secrets redacted."""
     from kagglekit.api.client import KaggleApiClient
-    from kagglekit.api.transport import KAGGLE_API_ENDPOINT, env_timeout, normalize_endpoint
+    from kagglekit.api.transport import KAGGLE_API_ENDPOINT, env_retry, env_timeout, normalize_endpoint
 
     endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
-    timeout = env_timeout()
+    timeout, retry = env_timeout(), env_retry()
     if local:
         if endpoint:
             raise ConfigError(
@@ -38,15 +38,16 @@ def open_client(local: bool = False, endpoint: str | None = None, verbose: bool 
                 f"Use one: --local starts the embedded emulator; --endpoint (or {ENV_ENDPOINT}) names a server.",
             )
         url = _local_emulator_url()
-        return KaggleApiClient(demo_credentials(), endpoint=url, timeout=timeout, verbose=verbose,
-                               notify=_notice, web_base=url)
+        return KaggleApiClient(demo_credentials(), endpoint=url, timeout=timeout, retry=retry,
+                               verbose=verbose, notify=_notice, web_base=url)
     base = normalize_endpoint(endpoint) if endpoint else KAGGLE_API_ENDPOINT
     credentials = find_credentials()
     for warning in credentials.warnings:
         _notice(f"Warning: {warning}")
     if _plain_http_to_remote(base):
         _notice(f"Warning: {base} is plain HTTP on a non-local host; your Kaggle credentials travel unencrypted.")
-    return KaggleApiClient(credentials, endpoint=base, timeout=timeout, verbose=verbose, notify=_notice)
+    return KaggleApiClient(credentials, endpoint=base, timeout=timeout, retry=retry, verbose=verbose,
+                           notify=_notice)
 
 
 def _local_emulator_url() -> str:

@@ -8,6 +8,16 @@ Raise the most specific class; add a new one only with a new row in that table.
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """How a message quotes a value someone typed: ``repr(value)``, cut short past ``limit`` characters (a
+    5,000-digit value must not fill the screen), with the count of what was typed."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    count = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:limit - 20]}...{text[-12:]} ({count} characters)"
+
+
 class KagglekitError(Exception):
     """An expected failure: what went wrong (message) and what to do (hint).
 

@@ -10,18 +10,11 @@ import dataclasses
 import re
 
 from kagglekit.constants import MIN_SLUG_LENGTH
-from kagglekit.errors import ConfigError
+from kagglekit.errors import ConfigError, shown
 
 FORM_HINT = "Write it as OWNER/SLUG or OWNER/SLUG/VERSION, e.g. alice/my-model/3."
 OWNER_CHARS = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")  # never '..', '.', '/', spaces
 SLUG_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-
-
-def shown_ref(text: str, limit: int = 80) -> str:
-    """A user-typed reference (or part of one), quoted and cut short: a 5,000-digit version must not
-    fill the screen."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:50]}...{shown[-15:]} ({len(text)} characters)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +49,14 @@ class KernelRef:
             version_text = parts[2] if len(parts) == 3 else None
         else:
             raise ConfigError(f"Kernel '{text}' has too many parts.", FORM_HINT)
-        shown = shown_ref(text)
+        typed = shown(text, 80)
         if not owner or not slug:
-            raise ConfigError(f"Kernel {shown} has an empty owner or slug.", FORM_HINT)
+            raise ConfigError(f"Kernel {typed} has an empty owner or slug.", FORM_HINT)
         if owner != default_owner and not OWNER_CHARS.fullmatch(owner):  # a typed owner; the account's is trusted
-            raise ConfigError(f"Kernel {shown}: the owner {shown_ref(owner)} is not a Kaggle username (letters, "
+            raise ConfigError(f"Kernel {typed}: the owner {shown(owner, 80)} is not a Kaggle username (letters, "
                               "digits, '-' and '_').", FORM_HINT)
         if not SLUG_CHARS.fullmatch(slug):
-            raise ConfigError(f"Kernel {shown}: the slug {shown_ref(slug)} is not a Kaggle slug (letters, digits "
+            raise ConfigError(f"Kernel {typed}: the slug {shown(slug, 80)} is not a Kaggle slug (letters, digits "
                               "and '-', as in the kernel's URL).", FORM_HINT)
         if len(slug) < MIN_SLUG_LENGTH:
             raise ConfigError(
@@ -75,7 +68,7 @@ class KernelRef:
             digits = version_text[1:] if version_text[:1] in ("v", "V") else version_text
             # ASCII digits only ('\u00b2'.isdigit() is True, int() refuses it) and a sane length.
             if not re.fullmatch(r"[0-9]{1,9}", digits) or int(digits) < 1:
-                raise ConfigError(f"Kernel version {shown_ref(version_text)} in {shown} is not a version number "
+                raise ConfigError(f"Kernel version {shown(version_text, 80)} in {typed} is not a version number "
                                   "(a whole number from 1, in ASCII digits).", FORM_HINT)
             version = int(digits)
         return cls(owner, slug, version)

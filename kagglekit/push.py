@@ -20,7 +20,7 @@ from kagglekit.chain import ResumePlan, plan_resume, record_session
 from kagglekit.errors import KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.waiting import DEFAULT_START_GRACE_S, not_started_reason
+from kagglekit.waiting import DEFAULT_START_GRACE_S, NEW_KERNEL_403_WAIT_S, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -43,9 +43,8 @@ class PushRequest:
     strict: bool = False
     dry_run: bool = False
     bundle_dir: Path | None = None
+    owner: str | None = None  # the account's user name when known without a client (--local: the demo account)
 
-
-NEW_KERNEL_403_WAIT_S = 20.0  # how long a lost push's check waits through a new private kernel's 403
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +107,16 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
-         info: Callable[[str], None] = print) -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
+         info: Callable[[str], None] = print, cli: str = "kagglekit") -> PushOutcome:
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline). ``cli`` is how
+    hints name the command (``kagglekit --local``...).
 
     Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
     """
     settings = load_settings(req)
-    if settings.kernel_owner is None and client is not None:
-        settings = settings.with_owner(client.username)
+    owner = client.username if client is not None else req.owner
+    if settings.kernel_owner is None and owner:
+        settings = settings.with_owner(owner)
     warnings = list(settings.warnings)
     project = settings  # the project's own kernel: its code and wheels datasets serve the relay sibling too
     plan: ResumePlan | None = None
@@ -150,7 +151,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         try:
-            result = _send(client, settings, bundle, info)
+            result = _send(client, settings, bundle, info, cli)
         except KaggleRefusedError as exc:
             if ledger is None or settings.accelerator_kind == "cpu":
                 raise
@@ -205,7 +206,7 @@ def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSetting
 
 
 def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResult,
-          info: Callable[[str], None]) -> PushResult:
+          info: Callable[[str], None], cli: str) -> PushResult:
     """SaveKernel, once. An answer lost after the request left (cut, dropped) is never re-sent: the
     version it may have created is looked for instead, and recorded if found."""
     from kagglekit.api.types import PushOutcomeUnknown
@@ -219,7 +220,7 @@ def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResu
             raise PushOutcomeUnknown(
                 f"{exc.message} The push may have been accepted: Kaggle may have created a new version "
                 f"of {kernel}, and kagglekit could not check.",
-                f"Do not push again blindly. Check first: `kagglekit status {kernel}` shows the newest "
+                f"Do not push again blindly. Check first: `{cli} status {kernel}` shows the newest "
                 "version (and records it in the run ledger); push again only if it is not yours.",
             ) from exc
         info(f"Warning: the answer to the push was cut off ({exc.message}), but Kaggle shows version "
@@ -329,7 +330,8 @@ def _same_mode_as_parent(req: PushRequest, parent: Any, resume_ref: str, warning
 
 def _same_args_as_parent(req: PushRequest, settings: ProjectSettings, parent: Any, resume_ref: str,
                          warnings: list[str]) -> PushRequest:
-    """A resumed run gets the arguments the parent's push gave after ``--``, unless new ones are given now.
+    """A resumed run gets the arguments the parent's push gave after ``--``, unless new ones are given now
+    (an empty ``--`` gives none).
 
     The ledger keeps the parent's whole command line (``args``, ``test-args``, then ``-- ARGS``); what came
     after ``--`` is what follows the part the settings give. When the settings' part changed since, the
@@ -342,12 +344,18 @@ def _same_args_as_parent(req: PushRequest, settings: ProjectSettings, parent: An
 
     prefix = entry_argv(settings, getattr(parent, "mode", None))  # what the settings gave the parent
     if parent_args[:len(prefix)] != prefix:
+        if req.run.args is not None:  # an empty --: none were wanted anyway
+            return req
         warnings.append(f"{resume_ref} ran with the arguments {shlex.join(parent_args)}, which do not start with "
                         f"the project's args/test-args now ({shlex.join(prefix) or 'none'}): none are carried on; "
                         "give them after -- if the run needs them.")
         return req
     extra = tuple(parent_args[len(prefix):])
     if not extra:
+        return req
+    if req.run.args is not None:
+        warnings.append(f"Resuming without {resume_ref}'s arguments after --: {shlex.join(extra)} (an empty -- "
+                        "was given).")
         return req
     warnings.append(f"Resuming with {resume_ref}'s arguments after --: {shlex.join(extra)} (give new ones "
                     "after -- to change them).")
@@ -363,7 +371,7 @@ def _bundle(settings: ProjectSettings, req: PushRequest, out_dir: Path, resume_r
     bundle = build_bundle(settings, mode=req.run.mode, overrides=req.run.sets, machine_shape=settings.machine_shape,
                           internet=settings.enable_internet, out_dir=out_dir, resume_from=resume_ref,
                           requirements=requirements, extra_datasets=extra_datasets,
-                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args)
+                          code_dataset=code_dataset_ref(code_dataset_settings or settings), args=req.run.args or ())
     kernel = settings.kernel_id or ""
     outcome = PushOutcome(
         kernel=kernel, version=None, url=f"https://www.kaggle.com/code/{kernel}", mode=req.run.mode,
@@ -400,14 +408,15 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
 
     test_run = dataclasses.replace(req.run, mode="test", accelerator=test_accelerator)
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
-    test_outcome = push(client, test_req, ledger, info=info)
+    cli = (limits or WaitLimits()).cli
+    test_outcome = push(client, test_req, ledger, info=info, cli=cli)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
     report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change, limits,
                       on_problem=lambda m: info(f"Warning: {m}"))
-    raise_for_outcome(report, cli=(limits or WaitLimits()).cli)  # a failed test stops here, with its log tail
+    raise_for_outcome(report, cli=cli)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
-    return test_outcome, report, push(client, full_req, ledger, info=info)
+    return test_outcome, report, push(client, full_req, ledger, info=info, cli=cli)
 
 
 def describe(outcome: PushOutcome) -> str:
@@ -448,20 +457,26 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
              on_pushed: Callable[[PushOutcome], None], on_change: Callable[[StatusReport], None],
              info: Callable[[str], None], start_grace_s: float = DEFAULT_START_GRACE_S,
              max_wait_s: float | None = None, cli: str = "kagglekit") -> tuple[PushOutcome, StatusReport | None]:
-    """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait."""
+    """``kagglekit push`` as a whole: dry run (offline if need be), the test gate, the push, the wait.
+
+    A dry run opens the client only for what it cannot know offline: the account (unless ``req.owner``
+    gives it) and the run to resume from. So ``--local --dry-run`` starts no emulator (docs/emulator.md).
+    """
     if req.dry_run:
-        try:
-            client: KaggleApiClient | None = open_client()
-        except KagglekitError:  # a dry run works offline; the owner then stays as configured
-            client = None
-        return push(client, req, ledger, info=info), None
+        client: KaggleApiClient | None = None
+        if req.owner is None or req.resume or req.resume_from:
+            try:
+                client = open_client()
+            except KagglekitError:  # a dry run works offline; the owner then stays as configured
+                client = None
+        return push(client, req, ledger, info=info, cli=cli), None
     limits = WaitLimits(start_grace_s, max_wait_s, cli)
     api = open_client()
     if after_test:
         _, _, outcome = push_after_test(api, req, ledger, test_accelerator=test_accelerator, interval_s=interval_s,
                                         on_change=on_change, info=info, limits=limits)
     else:
-        outcome = push(api, req, ledger, info=info)
+        outcome = push(api, req, ledger, info=info, cli=cli)
     on_pushed(outcome)
     if not wait:
         return outcome, None

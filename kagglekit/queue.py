@@ -74,9 +74,9 @@ MAX_SESSIONS = 20  # per experiment, as push --until-done's default --max-sessio
 MAX_BACKOFF_S = 600.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Item:
-    """One experiment in the queue and where it stands."""
+    """One experiment in the queue and where it stands (frozen: ``QueueStore.items`` hands out the same ones)."""
 
     id: int
     queue: str
@@ -116,14 +116,22 @@ class QueueStore:
         self.ledger, self.queue, self.account = ledger, queue, account
         self.holder = uuid.uuid4().hex
         self.host = socket.gethostname()
+        self._read: tuple[tuple[int, int, int], list[Item]] | None = None  # (the ledger's change mark, the items)
 
     def _now(self) -> str:
         return self.ledger.now().isoformat()
 
     def items(self) -> list[Item]:
+        """The queue's items, read again only when the ledger changed since (here or in another process):
+        a tick asks several times, and the ledger, not this copy, stays the one truth."""
+        mark = self.ledger.change_mark()  # taken before the read: a change during it is seen next time
+        if self._read is not None and self._read[0] == mark:
+            return list(self._read[1])
         rows = self.ledger.query("SELECT * FROM queue_items WHERE queue=? AND account=? ORDER BY position, id",
                                  (self.queue, self.account))
-        return [_item(r) for r in rows]
+        items = [_item(r) for r in rows]
+        self._read = (mark, items)
+        return list(items)
 
     def get(self, name: str) -> Item | None:
         return next((i for i in self.items() if i.name == name), None)
@@ -433,6 +441,8 @@ class QueueRunner:
 
     def _adopt(self, item: Item) -> None:
         """An item left PUSHING by a killed process: the push Kaggle took becomes its session; none: push again."""
+        from kagglekit.chain import adopt_unrecorded
+
         target = self._target(item)
         since = item.pushing_since or self.ledger.now()
         recorded = [r for r in self.ledger.runs(kernel=target, account=self.account)
@@ -442,20 +452,16 @@ class QueueRunner:
             self.opts.event(f"{item.name}: {recorded[-1].kernel} v{recorded[-1].version} was pushed before the "
                             "interruption: following it.")
             return
-        known = max((r.version for r in self.ledger.runs(kernel=target, account=self.account)), default=0)
-        try:
-            current = self.client.get_kernel(KernelRef.from_id(target)).current_version
-        except NotFoundError:
-            current = None
-        if current is not None and current > known:
-            self.ledger.record_push(self.account, target, current, message="adopted by queue run",
-                                    accelerator=self._kind(item), mode=item.experiment.mode,
-                                    overrides=dict(item.experiment.sets),
-                                    resume_from=str(item.current) if item.current else None)
-            if item.current is not None and item.chain_id is not None:
-                prior = self.ledger.get(self.account, item.current.kernel_id, item.current.version or 0)
-                self.ledger.add_to_chain(self.account, target, current, item.chain_id,
-                                         ((prior.chain_seq if prior else None) or 0) + 1)
+        chain = None
+        if item.current is not None and item.chain_id is not None:
+            prior = self.ledger.get(self.account, item.current.kernel_id, item.current.version or 0)
+            chain = (item.chain_id, ((prior.chain_seq if prior else None) or 0) + 1)
+        # A new kernel's 403 is not waited through here: the next tick checks again (ADOPT_GRACE_S, below).
+        current = adopt_unrecorded(self.client, self.ledger, self.account, target, chain,
+                                   message="adopted by queue run", accelerator=self._kind(item),
+                                   mode=item.experiment.mode, overrides=dict(item.experiment.sets),
+                                   resume_from=str(item.current) if item.current else None)
+        if current is not None:
             self._started(item, target, current, resumed=item.cur_kernel is not None)
             self.opts.event(f"{item.name}: found {target} v{current} on Kaggle, pushed before the interruption: "
                             "following it.")

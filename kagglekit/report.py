@@ -359,11 +359,12 @@ def _plot(epochs: list[dict[str, Any]], best_epoch: int | None, resumed_from: in
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _read_outputs(source: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
-                                                          list[dict[str, Any]]]:
-    """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent)."""
+def _read_outputs(source: Path, notes: list[str], manifest: dict[str, Any] | None = None,
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """run.json, summary.json, versions.json and metrics.jsonl from a pulled folder (empty when absent);
+    ``manifest``: kagglekit/run.json when the caller has read it already."""
     run_path = source / RUN_MANIFEST_RELPATH
-    run = _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
+    run = manifest or _read_json(run_path) or _read_json(_find(source, "run.json") or run_path) or {}
     metrics_path = _find(source, "metrics.jsonl")
     summary_path = _find(source, "summary.json")
     summary = (_read_json(summary_path) if summary_path else None) or {}
@@ -400,7 +401,8 @@ def _hardware(accel: dict[str, Any], summary: dict[str, Any], notes: list[str],
 
 
 def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Path | None = None,
-                 quota_source: str | None = None, chain: ChainReport | None = None) -> Report:
+                 quota_source: str | None = None, chain: ChainReport | None = None,
+                 manifest: dict[str, Any] | None = None) -> Report:
     """Read a pulled output folder and write its report (``.html`` or ``.md`` by ``out``'s suffix).
 
     :param source: the folder ``pull-outputs`` wrote (``kagglekit/run.json``, ``metrics.jsonl``, ...).
@@ -409,6 +411,7 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     :param quota_source: where ``quota`` came from, shown in the report.
     :param chain: the resume chain ``source`` is the newest session of: the loss curve then covers the
         chain (metrics of every pulled session, a later session's row winning) with its session boundaries.
+    :param manifest: ``source``'s kagglekit/run.json when the caller has read it already (``report_for``).
     :raises NotFoundError: ``source`` is missing or holds none of the files a report is made from.
     :raises ConfigError: ``out`` has another suffix, or a file is not valid JSON.
 
@@ -417,7 +420,7 @@ def build_report(source: Path, *, quota: dict[str, float] | None = None, out: Pa
     """
     out = _report_path(source, out)
     notes: list[str] = []
-    run, summary, versions, epochs = _read_outputs(source, notes)
+    run, summary, versions, epochs = _read_outputs(source, notes, manifest)
     if chain is not None:
         epochs = _chain_epochs(chain, epochs, notes)
     cost = _cost(source, run, summary, notes)
@@ -850,26 +853,29 @@ def report_for(target: str | None, *, output: Path | None, quota_left: float | N
     quota, quota_source = last_quota_reading(account)
     if quota_left is not None:
         quota, quota_source = {"gpu": quota_left, "tpu": quota_left}, "--quota-left"
+    manifest = _read_json(source / RUN_MANIFEST_RELPATH)  # read once: the chain's ledger key and the report
     return build_report(source, quota=quota, out=output, quota_source=quota_source,
-                        chain=chain_report(source, root, account))
+                        chain=chain_report(source, root, account, manifest), manifest=manifest)
 
 
-def _ledger_key(source: Path) -> tuple[str, int] | None:
+def _ledger_key(source: Path, manifest: dict[str, Any] | None) -> tuple[str, int] | None:
     """(kernel, version) of a pulled folder: run.json's kernel and the folder's ``v<N>``."""
     match = _VERSION_DIR.match(source.name)
-    run = _read_json(source / RUN_MANIFEST_RELPATH) or {}
+    run = manifest or {}
     kernel = run.get("kernel")
     if not match or not isinstance(kernel, str) or "/" not in kernel:
         return None
     return kernel, int(match.group(1))
 
 
-def chain_report(source: Path, root: Path, account: str | None) -> ChainReport | None:
-    """The resume chain (from the ledger) whose session ``source`` holds; None outside a chain of 2+."""
+def chain_report(source: Path, root: Path, account: str | None,
+                 manifest: dict[str, Any] | None) -> ChainReport | None:
+    """The resume chain (from the ledger) whose session ``source`` holds; None outside a chain of 2+.
+    ``manifest``: ``source``'s kagglekit/run.json (None when absent), which names the kernel."""
     from kagglekit.display import epochs_text
     from kagglekit.ledger import Ledger
 
-    key = _ledger_key(source)
+    key = _ledger_key(source, manifest)
     if key is None:
         return None
     try:

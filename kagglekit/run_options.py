@@ -20,7 +20,7 @@ class RunOptions:
     accelerator: str | None = None  # "gpu" | "tpu" | "cpu" | a machine shape
     internet: bool | None = None
     timeout: str | None = None  # "11h", "90m", seconds
-    args: tuple[str, ...] = ()  # the entry point's arguments, given after ``--``
+    args: tuple[str, ...] | None = None  # the entry point's arguments, given after ``--`` (``()``: an empty ``--``)
     kernel: str | None = None  # another kernel than the project's (an experiment's own, kagglekit/experiments.py)
 
     def settings_overrides(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kagglekit import constants
-from kagglekit.errors import ConfigError
+from kagglekit.errors import ConfigError, shown
 from kagglekit.kernel_ref import OWNER_CHARS
 
 PROJECT_FILE = "kagglekit.toml"
@@ -626,8 +626,8 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         except (_Bad, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             # Any parser failure is a bad value, never a kagglekit bug (the class, not just the cases we know).
             expected = str(exc) if isinstance(exc, _Bad) else "a value docs/settings.md describes"
-            shown = _shown(raw) if field != "env" else _names_only(raw)
-            raise ConfigError(f"{describe} = {shown} is not valid: expected {expected}.",
+            value = shown(raw) if field != "env" else _names_only(raw)
+            raise ConfigError(f"{describe} = {value} is not valid: expected {expected}.",
                               hint=f"Fix {origin}; docs/settings.md lists every setting.") from None
         origins[field] = origin
 
@@ -660,12 +660,6 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
             put(field, raw, "the command line", f"--{field}")
 
     return _build(root, config_file, values, origins, notes)
-
-
-def _shown(raw: object, limit: int = 60) -> str:
-    """``repr(raw)``, cut short: a 400-digit value must not fill the screen."""
-    text = repr(raw)
-    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-12:]} ({len(text)} characters)"
 
 
 def _names_only(raw: object) -> str:

@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from kagglekit.errors import BundleError, ConfigError
+from kagglekit.errors import BundleError, ConfigError, shown
 
 FLAG_NAMES = ("running_test", "runing_test")
 DECLARE_HINT = ('Declare where the flag lives in [tool.kagglekit] (or kagglekit.toml): '
@@ -153,7 +153,7 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
         if expected in (None, str):
             return repr(raw)
         why = _why_not_literal(raw)
-        raise ConfigError(f"--set {name}={_shown(raw)}: not a Python literal{why}, and {where} holds a "
+        raise ConfigError(f"--set {name}={shown(raw)}: not a Python literal{why}, and {where} holds a "
                           f"{expected.__name__ if expected else 'value'}.",
                           hint="Give a Python literal: numbers as 1 or 0.5, text in quotes, True/False, None.")
     if expected is None or value is None:
@@ -173,12 +173,6 @@ def _fit(name: str, raw: str, assign: _Assign) -> str:
     if expected is float and isinstance(value, int):
         return repr(float(value))
     return _source_text(raw, value)
-
-
-def _shown(raw: str, limit: int = 60) -> str:
-    """``raw`` quoted and cut short: a 5,000-digit value must not fill the screen."""
-    text = repr(raw)
-    return text if len(text) <= limit else f"{text[:40]}...{text[-10:]} ({len(raw)} characters)"
 
 
 def _why_not_literal(raw: str) -> str:

@@ -22,6 +22,7 @@ from kagglekit.chain import (
     RUNNING,
     STOPPED,
     UNKNOWN,
+    adopt_unrecorded,
     continuable_chain,
     decide,
     newest_session,
@@ -33,11 +34,9 @@ from kagglekit.display import epochs_text
 from kagglekit.errors import (
     KagglekitError,
     KaggleRefusedError,
-    NotFoundError,
     RunCancelledError,
     RunFailedError,
 )
-from kagglekit.kernel_ref import KernelRef
 from kagglekit.push import PushOutcome, PushRequest, load_settings, push, wait_for
 
 if TYPE_CHECKING:
@@ -59,6 +58,7 @@ class UntilDone:
     info: Callable[[str], None] = print
     on_pushed: Callable[[PushOutcome], None] = lambda outcome: None
     on_change: Callable[[StatusReport], None] = lambda report: None
+    cli: str = "kagglekit"  # how hints name the command
 
 
 @dataclasses.dataclass
@@ -120,7 +120,7 @@ def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, op
             return _conclude(ledger, chain.id, HALTED, budget_note)
         next_req = dataclasses.replace(req, resume=True, resume_from=current.ref, strict=True)
         try:
-            opts.on_pushed(push(client, next_req, ledger, info=opts.info))
+            opts.on_pushed(push(client, next_req, ledger, info=opts.info, cli=opts.cli))
         except KaggleRefusedError as exc:  # quota (the preflight or Kaggle), the session cap: go on later
             _conclude(ledger, chain.id, HALTED, f"The next session was not pushed: {exc.message}")
             raise
@@ -160,7 +160,7 @@ def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: Unti
         first = newest.chain_id or record_session(ledger, account, None, newest.kernel, newest.version, project)
         opts.info(f"Following {newest.kernel} v{newest.version}, then carrying on from it.")
         return ledger.update_chain(first, state=RUNNING, until_done=True, options=options)
-    outcome = push(client, req, ledger, info=opts.info)
+    outcome = push(client, req, ledger, info=opts.info, cli=opts.cli)
     opts.on_pushed(outcome)
     assert outcome.version is not None
     record = ledger.get(account, outcome.kernel, outcome.version)
@@ -170,32 +170,6 @@ def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: Unti
     return ledger.update_chain(chain_id, state=RUNNING, until_done=True, options=options)
 
 
-def _current_version(client: KaggleApiClient, kernel: str) -> int | None:
-    """The kernel's newest version on Kaggle, None when it does not exist. A brand-new private kernel
-    answers 403 kernels.get for a moment, as a missing one does (docs/kaggle-facts.md): the account's own
-    listing tells them apart, and a listed kernel's 403 is waited through (a push made just before a kill)."""
-    import time
-
-    from kagglekit.push import NEW_KERNEL_403_WAIT_S
-    from kagglekit.waiting import not_started_reason
-
-    ref = KernelRef.from_id(kernel)
-    deadline: float | None = None
-    while True:
-        try:
-            return client.get_kernel(ref).current_version
-        except NotFoundError as exc:
-            if not_started_reason(exc) is None or exc.http_status != 403:
-                return None
-            if deadline is None:
-                if not any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()):
-                    return None
-                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
-            elif time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)
-
-
 def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecord, last: RunRecord,
                       opts: UntilDone) -> None:
     """A push Kaggle accepted but the ledger missed (the driver was killed in between) joins the chain,
@@ -203,15 +177,12 @@ def _adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, chain: ChainRecor
     if last.active:
         return
     target = target_kernel(chain.kernel, last.kernel)
-    known = max((r.version for r in ledger.runs(kernel=target, account=chain.account)), default=0)
-    current = _current_version(client, target)
-    if current is None or current <= known:
-        return
-    ledger.record_push(chain.account, target, current, resume_from=last.ref, message="adopted by --until-done",
-                       accelerator=last.accelerator, machine_shape=last.machine_shape, mode=last.mode,
-                       overrides=last.overrides)
-    ledger.add_to_chain(chain.account, target, current, chain.id, (last.chain_seq or 0) + 1)
-    opts.info(f"Found {target} v{current} on Kaggle, pushed before the last interruption: following it.")
+    current = adopt_unrecorded(client, ledger, chain.account, target, (chain.id, (last.chain_seq or 0) + 1),
+                               wait_new_403=True, resume_from=last.ref, message="adopted by --until-done",
+                               accelerator=last.accelerator, machine_shape=last.machine_shape, mode=last.mode,
+                               overrides=last.overrides)
+    if current is not None:
+        opts.info(f"Found {target} v{current} on Kaggle, pushed before the last interruption: following it.")
 
 
 def _fetch_training(client: KaggleApiClient, ledger: Ledger, root: Path, current: RunRecord) -> dict[str, Any] | None:

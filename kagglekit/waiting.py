@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kagglekit.logs import LogRecord
 
 DEFAULT_START_GRACE_S = 15 * 60.0
+NEW_KERNEL_403_WAIT_S = 20.0  # how long a check for a just-pushed version waits through a new private kernel's 403
 SHORT_403_S = 60.0  # how long a watch waits through a 403 of a kernel kagglekit did not push
 NO_RUNS_MESSAGE = "No runs found for this kernel."
 # The kagglekit runtime's last line (runtime/manifest.py saving_line).

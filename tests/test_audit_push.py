@@ -54,15 +54,21 @@ def test_cut_push_answer_is_checked_and_the_version_recorded(
     assert [(r["kernel"], r["version"], r["mode"]) for r in runs] == [("demo/cut-answer", 1, "test")]
 
 
+# The user checks with `status` later, once the new kernel's first moments (403, no run yet) are over: the test
+# names them gone, as it no longer spends ~16 s of retry backoff that outlasted them.
+@pytest.mark.emulator_config({"new_private_403_seconds": 0, "run_start_delay_seconds": 0})
 def test_cut_push_answer_that_cannot_be_checked_says_how_to_check(
         as_demo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(write_project(tmp_path / "p", kernel="cut-unknown"))
+    monkeypatch.setenv("KAGGLEKIT_RETRY_BACKOFF", "0.01")  # the same retries, without ~16 s of backoff
     as_demo.control("faults", {"target": "SaveKernel", "times": 1, "cut_after_bytes": 20})
     as_demo.control("faults", {"target": "GetKernel", "times": -1, "status": 503})
     code, _out, err = run_cli(["push", "--cpu", "--test"], capsys)
     assert_clean_failure(code, err, 7)
+    checks = [r for r in as_demo.requests("rpc") if r["path"].endswith("/GetKernel")]
+    assert len(checks) == 1 + 5  # the check used its whole retry budget before giving up
     assert "may have been accepted" in err or "may or may not have been accepted" in err
-    assert "status demo/cut-unknown" in err
+    assert f"`kagglekit --endpoint {as_demo.url} status demo/cut-unknown`" in err  # pasted, it reaches this server
     assert "Try again" not in err and "try again" not in err.split("Hint:")[-1].split(".")[0]
     as_demo.delete("faults")
     # Once seen, the ledger knows the version.

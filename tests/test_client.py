@@ -26,6 +26,7 @@ import pytest
 
 from kagglekit.api.client import KaggleApiClient, build_save_request
 from kagglekit.api.transport import RetryPolicy, normalize_endpoint
+from kagglekit.api.types import PushOutcomeUnknown
 from kagglekit.constants import DEMO_KEY, DEMO_USERNAME, MSG_WEEKLY_QUOTA
 from kagglekit.credentials import Credentials, Secret, demo_credentials
 from kagglekit.errors import (
@@ -290,12 +291,13 @@ def test_push_is_never_blindly_retried(emulator: Any, client: KaggleApiClient, t
     """A dropped SaveKernel may have been accepted: exactly one attempt, and the error says so."""
     folder = make_kernel(tmp_path / "k")
     emulator.control("faults", {"target": "SaveKernel", "drop": True, "times": 1})
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(PushOutcomeUnknown) as info:  # its type, not its words, tells push() to look for it
         client.push(folder)
     assert "may or may not have been accepted" in (info.value.hint or "")
     emulator.control("faults", {"target": "SaveKernel", "status": 503, "times": 1})
-    with pytest.raises(ApiError):
+    with pytest.raises(PushOutcomeUnknown) as info:
         client.push(folder)
+    assert info.value.http_status == 503
     assert len(calls_to(emulator, "SaveKernel", 2)) == 2
 
 
@@ -352,6 +354,7 @@ def test_unreachable_server_is_an_api_error(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as info:
             c.push(make_kernel(tmp_path / "k"))
     assert "may or may not" not in (info.value.hint or "")  # a refused connection never carried the push
+    assert not isinstance(info.value, PushOutcomeUnknown)
 
 
 def test_bad_credentials_are_a_credentials_error_naming_the_source_not_the_key(emulator: Any) -> None:
@@ -472,3 +475,17 @@ def test_kernel_ref_reads_slug_slash_number_as_a_version_of_my_kernel() -> None:
     assert KernelRef.parse("my-kernel/v3", default_owner="me") == KernelRef("me", "my-kernel", 3)
     assert KernelRef.parse("alice/my-kernel", default_owner="me") == KernelRef("alice", "my-kernel", None)
     assert KernelRef.parse("alice/my-kernel/4", default_owner="me") == KernelRef("alice", "my-kernel", 4)
+
+
+def test_retry_backoff_env_knob_shortens_the_waits_not_the_budget() -> None:
+    """KAGGLEKIT_RETRY_BACKOFF (for tests over the CLI) changes how long retries wait, never how many there are."""
+    from kagglekit.api.transport import env_retry
+
+    assert env_retry({}) == RetryPolicy()
+    quick = env_retry({"KAGGLEKIT_RETRY_BACKOFF": "0.01"})
+    assert (quick.backoff_factor, quick.jitter) == (0.01, 0.01)
+    assert (quick.status_retries, quick.read_retries, quick.connect_retries) == (5, 2, 3)
+    assert quick.backoff(5) <= 0.17
+    for bad in ("soon", "-1", "31"):
+        with pytest.raises(ConfigError, match="KAGGLEKIT_RETRY_BACKOFF"):
+            env_retry({"KAGGLEKIT_RETRY_BACKOFF": bad})

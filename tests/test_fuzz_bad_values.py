@@ -243,3 +243,14 @@ def test_fuzz_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
     assert len(results) >= 40
     check(results, {2, 3})
+
+
+def test_a_typed_value_is_shown_cut_short_with_its_length() -> None:
+    """The one helper behind every "not valid: 'xxx...'" message (settings, --set, kernel references)."""
+    from kagglekit.errors import shown
+
+    assert shown("abc") == "'abc'"
+    text = shown("9" * 5000)
+    assert len(text) < 80 and text.startswith("'999") and text.endswith("999' (5000 characters)")
+    assert shown("9" * 5000, 80).startswith("'" + "9" * 59 + "...")  # callers keep their own limits
+    assert shown(10 ** 400).endswith("(401 characters)")

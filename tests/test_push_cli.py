@@ -170,6 +170,21 @@ def test_dry_run_sends_nothing_and_shows_the_metadata(kk: Any, emulator: Any, pr
     assert not [r for r in emulator.requests() if "SaveKernel" in r["path"]]
 
 
+def test_local_dry_run_starts_no_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A dry run sends nothing, so under --local it need not start the emulator: the owner is the demo account."""
+    from kagglekit import local, paths
+    from tests.helpers import run_main
+
+    monkeypatch.chdir(write(tmp_path / "dry", {"kagglekit.toml": 'kernel = "dry-local"\nentry = "main.py"\n',
+                                               "main.py": "print('hi')\n"}))
+    code, out, err = run_main(["--local", "push", "--gpu", "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"This would push {C.DEMO_USERNAME}/dry-local:" in out and '"id": "demo/dry-local"' in out
+    assert "Started the local Kaggle emulator" not in err
+    assert not paths.emulator_state_path().exists() and local.status() is None
+
+
 def test_after_test_stops_when_the_test_run_fails(kk: Any, emulator: Any, tmp_path: Path) -> None:
     root = write(tmp_path / "gate", {
         "kagglekit.toml": 'kernel = "gated-run"\nentry = "main.py"\n',
@@ -242,7 +257,8 @@ ARGS_TRAIN = """\
 
 
 def test_resume_reuses_the_parent_pushs_arguments_after_the_double_dash(kk: Any, tmp_path: Path) -> None:
-    """`push --resume` used to drop what the first push gave after `--`: the resumed session ran other code paths."""
+    """`push --resume` used to drop what the first push gave after `--`: the resumed session ran other code paths.
+    A bare `--` used to be no way to drop them."""
     root = write(tmp_path / "args-proj", {
         "kagglekit.toml": 'kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\nargs = ["--seed", "1"]\n',
         "train.py": ARGS_TRAIN,
@@ -266,10 +282,20 @@ def test_resume_reuses_the_parent_pushs_arguments_after_the_double_dash(kk: Any,
     assert code == 0, err
     assert "arguments after --" not in err and "arguments: --seed 1 --fold 4" in out
     assert argv("args-proj", 2) == ["--seed", "1", "--fold", "4"]
+    # A `--` that is an option's value does not end the options: the parent's arguments are still reused.
+    code, out, err = kk("push", "--cpu", "--resume", "--dry-run", "-m", "--", cwd=root)
+    assert code == 0, err
+    assert "Resuming with demo/args-proj/2's arguments after --: --fold 4" in err
+    # A bare `--` means no arguments: the parent's are dropped, and the push says so.
+    code, out, err = kk("push", "--cpu", "--resume", "--wait", "--interval", "0.3", "--", cwd=root)
+    assert code == 0, err
+    assert "Resuming without demo/args-proj/2's arguments after --: --fold 4 (an empty -- was given)" in err
+    assert "arguments: --seed 1\n" in out
+    assert argv("args-proj-relay", 2) == ["--seed", "1"]
     # The settings' own args changed since: the split cannot be told, so nothing is carried, and it says so.
     (root / "kagglekit.toml").write_text('kernel = "demo/args-proj"\nentry = "train.py"\ntest-flag = false\n'
                                          'args = ["--seed", "2"]\n')
-    code, out, err = kk("push", "--cpu", "--resume", "--dry-run", cwd=root)
+    code, out, err = kk("push", "--cpu", "--resume-from", "demo/args-proj/2", "--dry-run", cwd=root)
     assert code == 0, err
     assert "ran with the arguments --seed 1 --fold 4, which do not start with the project's args" in err
     assert "arguments: --seed 2\n" in out

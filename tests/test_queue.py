@@ -87,6 +87,31 @@ def test_store_adds_once_and_keeps_order(tmp_path: Path) -> None:
     assert ledger.schema_version >= 6
 
 
+def test_items_are_read_again_only_when_the_ledger_changed(tmp_path: Path) -> None:
+    """A tick asks for the items several times: one read while nothing changed; a change made here, by
+    another connection, or by another process is seen at the next ask."""
+    path = tmp_path / "l.sqlite"
+    ledger = Ledger(path)
+    store = QueueStore(ledger, "demo/p", "demo")
+    reads: list[str] = []
+    ledger._conn.set_trace_callback(lambda sql: reads.append(sql) if "SELECT * FROM queue_items" in sql else None)
+    store.add(parse_grid(["lr=1,2"]), "demo/p")
+    first = store.items()
+    assert store.items() == first and store.items() == first and len(first) == 2
+    assert len(reads) == 1
+    assert store.transition(first[0].id, [QUEUED], state=RUNNING)  # this process
+    assert [i.state for i in store.items()] == [RUNNING, QUEUED] and len(reads) == 2
+    other = QueueStore(Ledger(path), "demo/p", "demo")  # another connection, as another tool would hold
+    assert other.transition(first[1].id, [QUEUED], state=RUNNING)
+    assert [i.state for i in store.items()] == [RUNNING, RUNNING] and len(reads) == 3
+    script = ("import sys; from kagglekit.ledger import Ledger; from kagglekit.queue import QueueStore; "
+              "s = QueueStore(Ledger(sys.argv[1]), 'demo/p', 'demo'); "
+              "assert s.transition(s.items()[0].id, ['running'], state='done')")
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, cwd=REPO, timeout=60)
+    assert [i.state for i in store.items()] == ["done", RUNNING] and len(reads) == 4
+    assert store.items() == store.items() and len(reads) == 4
+
+
 def test_lease_one_runner_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     first = QueueStore(Ledger(path), "demo/p", "demo")

@@ -168,6 +168,23 @@ def test_until_done_sessions_keep_the_first_pushs_arguments(kk: Any, emulator: A
     assert all(r["args"] == ["--tag", "x y"] for r in runs), [r["args"] for r in runs]
 
 
+def test_until_done_with_a_bare_double_dash_drops_the_first_pushs_arguments(kk: Any, emulator: Any,
+                                                                            tmp_path: Path) -> None:
+    """A bare `--` on `push --resume --until-done` means no arguments: the chain's sessions get none."""
+    root = relay_project(tmp_path, name="relay-noargs", n_epoch=6)
+    code, _, err = kk("push", "--cpu", "--timeout", "4", "--wait", "--interval", "0.3", "--", "--tag", "x",
+                      cwd=root)
+    assert code == 0, err
+    code, out, err = kk("push", "--cpu", "--timeout", "4", "--resume", "--until-done", "--interval", "0.3",
+                        "--max-sessions", "10", "--", cwd=root)
+    assert code == 0, (out, err)
+    assert "Resuming without demo/relay-noargs/1's arguments after --: --tag x (an empty -- was given)" in err
+    code, out, _ = kk("--json", "runs", cwd=root)
+    runs = sorted((r for r in json.loads(out) if r["chain_id"] is not None), key=lambda r: r["chain_seq"])
+    assert len(runs) >= 2 and runs[-1]["training"]["finished"] is True, runs
+    assert runs[0]["args"] == ["--tag", "x"] and not any(r["args"] for r in runs[1:]), [r["args"] for r in runs]
+
+
 def test_resume_from_a_killed_session_warns_what_it_means(kk: Any, emulator: Any, tmp_path: Path) -> None:
     """A session killed at the limit (its guard off) is CANCEL_ACKNOWLEDGED: push --resume says what that means."""
     root = relay_project(tmp_path, n_epoch=40)

@@ -205,12 +205,8 @@ class KaggleApiClient:
         request, warnings, slug_ref = build_save_request(
             folder, session_timeout=session_timeout, accelerator=accelerator, no_run=no_run)
         what = f"the push of {slug_ref or folder}"
-        try:
-            response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
-        except ApiError as exc:
-            if exc.hint != self._ambiguous_hint("SaveKernel"):
-                raise  # never sent, or a clear refusal: nothing was created
-            raise PushOutcomeUnknown(exc.message, exc.hint) from exc
+        # A lost answer raises PushOutcomeUnknown (``_failed``); never sent, or a clear refusal: another error.
+        response = self._call("SaveKernel", lambda: self._kernels.save_kernel(request), what=what)
         if response.error:
             raise KaggleRefusedError(
                 f"Kaggle refused the push of {slug_ref or folder}: {response.error}",
@@ -445,10 +441,10 @@ class KaggleApiClient:
                 attempt += 1
                 if method == "SaveKernel" or attempt > self.retry.status_retries:
                     tries = f" (tried {attempt} times)" if attempt > 1 else ""
-                    raise ApiError(
-                        f"{self._host()} answered {method} with an HTML page instead of JSON{tries}: "
+                    raise self._failed(
+                        method, f"{self._host()} answered {method} with an HTML page instead of JSON{tries}: "
                         f"{self._redact(exc.snippet)[:120]!r}. A proxy, captive portal or outage page is in the way.",
-                        self._ambiguous_hint(method) or "Check the network (and --endpoint); try again later.",
+                        "Check the network (and --endpoint); try again later.",
                     ) from None
                 wait = self.retry.backoff(attempt)
                 if self.notify is not None:
@@ -473,41 +469,40 @@ class KaggleApiClient:
             if "timed out" in reason or isinstance(exc, requests.Timeout):
                 kind = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
                 limit = self.timeout[0] if kind == "connect" else self.timeout[1]
-                raise ApiError(
-                    f"{self._host()} did not answer {method} within {limit:g} s ({kind} timeout).",
-                    self._ambiguous_hint(method) or "Check the network or try again later; Kaggle may be slow.",
+                raise self._failed(
+                    method, f"{self._host()} did not answer {method} within {limit:g} s ({kind} timeout).",
+                    "Check the network or try again later; Kaggle may be slow.",
                 ) from None
             never_sent = "refused" in reason or "NewConnectionError" in str(exc) or "resolve" in str(exc)
-            raise ApiError(
-                f"Could not reach {self._host()} for {method}: {reason}.",
-                (None if never_sent else self._ambiguous_hint(method))
-                or "Check the network connection (and --endpoint) and try again.",
-            ) from None
+            unreached = f"Could not reach {self._host()} for {method}: {reason}."
+            hint = "Check the network connection (and --endpoint) and try again."
+            raise (ApiError(unreached, hint) if never_sent else self._failed(method, unreached, hint)) from None
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             if method != "SaveKernel":
                 raise _TruncatedAnswer(exc) from None
-            raise ApiError(f"{method} failed: {self._redact(str(exc))}",
-                           self._ambiguous_hint(method)) from None
+            raise self._failed(method, f"{method} failed: {self._redact(str(exc))}", None) from None
         except requests.RequestException as exc:  # anything else requests raises about the exchange
-            raise ApiError(f"{method} failed: {self._redact(str(exc))}",
-                           self._ambiguous_hint(method)
-                           or "Try again; if it persists run with -vv and report it.") from None
+            raise self._failed(method, f"{method} failed: {self._redact(str(exc))}",
+                               "Try again; if it persists run with -vv and report it.") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # kagglesdk could not parse the answer: an HTML page, a truncated body, an unknown enum.
-            raise ApiError(
-                f"{self._host()} answered {method} with something kagglekit cannot read "
+            raise self._failed(
+                method, f"{self._host()} answered {method} with something kagglekit cannot read "
                 f"({type(exc).__name__}: {self._redact(str(exc))[:200]}). A proxy or an outage page may be in the way.",
-                self._ambiguous_hint(method) or "Try again later; run with -vv to see the raw answer.",
+                "Try again later; run with -vv to see the raw answer.",
             ) from None
 
     def _host(self) -> str:
         return "Kaggle" if self.endpoint == KAGGLE_API_ENDPOINT else self.endpoint
 
-    def _ambiguous_hint(self, method: str) -> str | None:
+    def _failed(self, method: str, message: str, hint: str | None) -> ApiError:
+        """The error for a call that failed after its request may have left: for SaveKernel a
+        ``PushOutcomeUnknown`` (Kaggle may have created the version), so callers test its type, not its words."""
         if method != "SaveKernel":
-            return None
-        return ("The push may or may not have been accepted, so kagglekit did not repeat it. Check the kernel's "
-                "latest version (kagglekit status / kaggle.com) before pushing again.")
+            return ApiError(message, hint)
+        return PushOutcomeUnknown(message, "The push may or may not have been accepted, so kagglekit did not repeat "
+                                  "it. Check the kernel's latest version (kagglekit status / kaggle.com) before "
+                                  "pushing again.")
 
     def error_for(self, status: int | None, message: str, method: str, *, ref: KernelRef | None = None,
                   what: str | None = None, attempts: int = 1, retry_after: str | None = None,
@@ -546,13 +541,11 @@ class KaggleApiClient:
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         if status == 429:
             wait = f"it asked to wait {retry_after} s, then " if retry_after else ""
-            return ApiError(f"{self._host()} kept rate-limiting {method}{tries} ({detail}).",
-                            self._ambiguous_hint(method)
-                            or f"Kaggle limits how fast a client may call it: {wait}run the command again.")
+            return self._failed(method, f"{self._host()} kept rate-limiting {method}{tries} ({detail}).",
+                                f"Kaggle limits how fast a client may call it: {wait}run the command again.")
         if status is not None and status >= 500:
-            return ApiError(f"{self._host()} failed on {method}{tries} ({detail}).",
-                            self._ambiguous_hint(method)
-                            or "This is a problem on Kaggle's side, not with your command; try again later.")
+            return self._failed(method, f"{self._host()} failed on {method}{tries} ({detail}).",
+                                "This is a problem on Kaggle's side, not with your command; try again later.")
         return KaggleRefusedError(f"{self._host()} refused {subject} ({detail}).",
                                   "Read Kaggle's message above; fix the request and try again.")
 

@@ -352,6 +352,25 @@ def normalize_endpoint(endpoint: str) -> str:
     return text
 
 
+def env_retry(environ: Mapping[str, str] | None = None) -> RetryPolicy:
+    """The retry policy, with ``KAGGLEKIT_RETRY_BACKOFF`` (seconds) as the first wait and jitter ceiling.
+
+    For tests that exhaust a retry budget over the CLI: the same retries, without 15 s of real waits.
+    """
+    env = os.environ if environ is None else environ
+    raw = (env.get("KAGGLEKIT_RETRY_BACKOFF") or "").strip()
+    if not raw:
+        return RetryPolicy()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= RetryPolicy.backoff_max:
+        raise ConfigError(f"KAGGLEKIT_RETRY_BACKOFF={raw!r} is not a wait.",
+                          f"Use seconds from 0 to {RetryPolicy.backoff_max:g}, e.g. 0.5 (the default).")
+    return RetryPolicy(backoff_factor=value, jitter=min(RetryPolicy.jitter, value))
+
+
 def env_timeout(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
     """``KAGGLEKIT_HTTP_TIMEOUT`` as ``READ`` or ``CONNECT,READ`` seconds (default 10,60)."""
     env = os.environ if environ is None else environ
