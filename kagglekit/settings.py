@@ -391,20 +391,26 @@ def parse_set_table(value: object) -> dict[str, str]:
     """``{"EPOCHS" = 1, "configs/base.yaml:train.lr" = 3e-4}``: --set NAME=VALUE pairs kept in the file."""
     allowed = ('a table of --set NAME = VALUE pairs, e.g. { "CFG.epochs" = 1, '
                '"configs/base.yaml:train.epochs" = 1 }')
-    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
+    out: dict[str, str] = {}
+    for name, raw in _scalar_table(value, allowed):
+        try:
+            parse_set_target(name)
+        except ConfigError as exc:
+            raise _Bad(f"{allowed}; {exc.message}") from None
+        out[name] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
+    return out
+
+
+def _scalar_table(value: object, allowed: str) -> list[tuple[str, object]]:
+    """A table of string/number/boolean values, or ``NAME=VALUE,NAME=VALUE`` from an environment variable."""
+    if isinstance(value, str):
         value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
     if not isinstance(value, dict):
         raise _Bad(allowed)
-    out: dict[str, str] = {}
     for name, raw in value.items():
         if isinstance(raw, dict | list) or raw is None:
-            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
-        try:
-            parse_set_target(str(name).strip())
-        except ConfigError as exc:
-            raise _Bad(f"{allowed}; {exc.message}") from None
-        out[str(name).strip()] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
-    return out
+            raise _Bad(f"{allowed}; the value of {str(name).strip()!r} is not a string, number or boolean")
+    return [(str(name).strip(), raw) for name, raw in value.items()]
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -419,13 +425,8 @@ def parse_env_table(value: object) -> dict[str, str]:
     secret is refused; names kagglekit or Kaggle set themselves would be overwritten or break the run.
     """
     allowed = 'a table of environment variables, e.g. { WANDB_MODE = "offline" }'
-    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
-        value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
-    if not isinstance(value, dict):
-        raise _Bad(allowed)
     out: dict[str, str] = {}
-    for raw_name, raw in value.items():
-        name = str(raw_name).strip()
+    for name, raw in _scalar_table(value, allowed):
         if not ENV_NAME.match(name):
             raise _Bad(f"{allowed}; {name!r} is not a variable name (letters, digits and _, not first a digit)")
         if SECRET_ENV_NAME.search(name):
@@ -434,8 +435,6 @@ def parse_env_table(value: object) -> dict[str, str]:
                        "and read them with kaggle_secrets.UserSecretsClient")
         if RESERVED_ENV.match(name):
             raise _Bad(f"{allowed}; {name} is set by kagglekit or Kaggle in the kernel")
-        if isinstance(raw, dict | list) or raw is None:
-            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
         out[name] = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
     return out
 
