@@ -33,7 +33,7 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.kernel_metadata import METADATA_FILE, write_metadata
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.settings import ProjectSettings, resolve_machine_shape
+from kagglekit.settings import SECRET_ENV_NAME, ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
 from kagglekit.written import REASON as WRITTEN_REASON
 from kagglekit.written import mark_bundle_folder, written_by_kagglekit
@@ -86,7 +86,6 @@ _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|KGAT_[0-9a-f]{32}"
     rb"|(?i:(?<![A-Za-z0-9_])(?:kaggle_)?(?:api_?)?(?:key|token|secret))(?:\\?[\"'])?\]?\s*[:=]\s*"
     rb"(?:\\?[\"'])?[0-9a-fA-F]{32}(?![0-9a-fA-F])")
-_SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,7 +514,7 @@ def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
     for name in sorted(extra_env or {}):
-        if _SECRET_ENV_NAME.search(name):
+        if SECRET_ENV_NAME.search(name):
             raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
                               "who can see the kernel, so it will not carry it.",
                               hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
@@ -549,6 +548,24 @@ def _set_fields(settings: ProjectSettings, mode: str | None, given: Mapping[str,
     if mode == "test":
         fields.update({k: "test-set" for k in settings.test_sets})
     return {k: field for k, field in fields.items() if k not in (given or {})}
+
+
+def _point_at_config_key(exc: ConfigError, py_sets: Mapping[str, str], contents: Mapping[str, bytes],
+                         prefer: Sequence[str]) -> ConfigError:
+    """``--set Config.epochs`` found no such attribute, but a bundled config file has an ``epochs`` key: code that
+    fills its Config from YAML (``setattr(self, key, value)``) keeps the value there, so say which key to set."""
+    from kagglekit.configfiles import keys_named
+
+    for target, value in py_sets.items():
+        if exc.message.startswith((f"--set {target}:", f"--set {target!r}:")):
+            hits = keys_named(contents, target.rpartition(":")[2].rpartition(".")[2], prefer)
+            if hits:
+                rel, path, old = hits[0]
+                more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+                return ConfigError(exc.message, hint=f"{rel} has the key {path}: {old!r}{more}; if the code fills "
+                                                     f"its settings from that file, set the key there: "
+                                                     f"--set {rel}:{path}={value}")
+    return exc
 
 
 def _from_settings(settings: ProjectSettings, plan: _Plan, exc: ConfigError) -> ConfigError:
@@ -651,6 +668,7 @@ def _transform(settings: ProjectSettings, src: _Sources, mode: str | None, plan:
                                             flag_required=not ((settings.test_args or settings.test_sets)
                                                                and settings.test_flag is None))
     except ConfigError as exc:
+        exc = _point_at_config_key(exc, py_sets, contents, prefer=[*src.argv, *settings.working_files])
         raise _from_settings(settings, plan, exc) from None
     plan.warnings += [str(r) for r in find_reassignments({**py_sources, **changed}, flag_changes, py_sets)]
     if src.nb is not None:
@@ -715,9 +733,10 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         "bundle_sha256": sha,
         "accelerator": "cpu" if plan.kind == "cpu" else plan.shape,
         "session_limit_s": plan.session_limit,
+        "exit_grace_s": settings.exit_grace_s,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
-        "env": dict(sorted((extra_env or {}).items())),
+        "env": dict(sorted({**settings.env, **(extra_env or {})}.items())),
         "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
         "argv": src.argv,

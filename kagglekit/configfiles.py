@@ -508,3 +508,21 @@ def keys_that_may_win(contents: Mapping[str, bytes], changes: Sequence[FlagChang
                    f"{qualname.rpartition('.')[0]} from that file, its value wins and {change.file}:{change.line} "
                    f"is never used: --set {rel}:{path} instead")
     return out
+
+
+def keys_named(contents: Mapping[str, bytes], attr: str, prefer: Sequence[str] = ()) -> list[tuple[str, str, Any]]:
+    """Bundled config file keys called ``attr`` (any depth, scalar values): ``(file, key path, value)``.
+
+    For ``--set Config.epochs`` when no class has that attribute because the code fills it from a YAML
+    file (``setattr(self, key, value)`` over ``yaml.safe_load``): the key to set is in the file. Files in
+    ``prefer`` (the entry's arguments, working-files) come first, as the ones the run reads.
+    """
+    hits: list[tuple[str, str, Any]] = []
+    for rel in sorted(contents, key=lambda r: (r not in prefer, r)):
+        if not rel.lower().endswith(SUFFIXES):
+            continue
+        doc = _config_doc(rel, contents[rel])
+        hits += [(rel, path, value) for path, value in (_key_paths(doc) if doc is not None else ())
+                 if path.rpartition(".")[2] == attr and not isinstance(value, Mapping | list)]
+    return hits
+

@@ -13,6 +13,9 @@ MIN_SLUG_LENGTH = 5
 MIN_TITLE_LENGTH = 5
 
 SESSION_LIMIT_SECONDS = {"cpu": 12 * 3600, "gpu": 12 * 3600, "tpu": 9 * 3600}
+# A finished run whose process does not exit (a thread left running, an atexit hook waiting on a child such as
+# wandb-core with no network) is ended this long after it finished, instead of holding the session to its limit.
+EXIT_GRACE_SECONDS = 300
 MAX_BATCH_SESSIONS = {"gpu": 2, "cpu": 5, "tpu": 2}
 
 # Emulator defaults for the weekly allowance; real accounts vary (30 h, 45 h, 60 h seen).

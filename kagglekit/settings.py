@@ -50,6 +50,7 @@ class ProjectSettings:
     internet: bool | None = None  # None: on, except off when a competition is attached
     private: bool = True
     timeout_s: int | None = None  # None: Kaggle's session limit for the accelerator
+    exit_grace_s: int = constants.EXIT_GRACE_SECONDS  # the process is ended this long after the run ended
     checkpoints: tuple[str, ...] = constants.DEFAULT_CHECKPOINT_PATTERNS
     output_budget_bytes: int = constants.OUTPUT_BUDGET_BYTES
     test_flag: str | None = None  # "config.py:Config.running_test"; None: search for it
@@ -61,6 +62,7 @@ class ProjectSettings:
     sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `set`: --set NAME=VALUE, every run
     test_sets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # `test-set`: in test mode
     working_files: tuple[str, ...] = ()  # project files copied into /kaggle/working before the entry runs
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # environment variables set in the kernel
     experiments: tuple[Mapping[str, Any], ...] = ()  # the `experiments` table as written (experiments.py)
 
     def sets_for(self, mode: str | None, given: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -389,19 +391,51 @@ def parse_set_table(value: object) -> dict[str, str]:
     """``{"EPOCHS" = 1, "configs/base.yaml:train.lr" = 3e-4}``: --set NAME=VALUE pairs kept in the file."""
     allowed = ('a table of --set NAME = VALUE pairs, e.g. { "CFG.epochs" = 1, '
                '"configs/base.yaml:train.epochs" = 1 }')
-    if isinstance(value, str):  # environment variable: NAME=VALUE,NAME=VALUE
+    out: dict[str, str] = {}
+    for name, raw in _scalar_table(value, allowed):
+        try:
+            parse_set_target(name)
+        except ConfigError as exc:
+            raise _Bad(f"{allowed}; {exc.message}") from None
+        out[name] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
+    return out
+
+
+def _scalar_table(value: object, allowed: str) -> list[tuple[str, object]]:
+    """A table of string/number/boolean values, or ``NAME=VALUE,NAME=VALUE`` from an environment variable."""
+    if isinstance(value, str):
         value = dict(item.split("=", 1) for item in value.split(",") if "=" in item) or value
     if not isinstance(value, dict):
         raise _Bad(allowed)
-    out: dict[str, str] = {}
     for name, raw in value.items():
         if isinstance(raw, dict | list) or raw is None:
-            raise _Bad(f"{allowed}; the value of {name!r} is not a string, number or boolean")
-        try:
-            parse_set_target(str(name).strip())
-        except ConfigError as exc:
-            raise _Bad(f"{allowed}; {exc.message}") from None
-        out[str(name).strip()] = ("True" if raw else "False") if isinstance(raw, bool) else str(raw)
+            raise _Bad(f"{allowed}; the value of {str(name).strip()!r} is not a string, number or boolean")
+    return [(str(name).strip(), raw) for name, raw in value.items()]
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|_KEY$|^KAGGLE_KEY$|CREDENTIAL)", re.I)
+RESERVED_ENV = re.compile(r"(KAGGLEKIT_|KAGGLE_|PYTHONPATH\Z|PYTHONUNBUFFERED\Z)")
+
+
+def parse_env_table(value: object) -> dict[str, str]:
+    """``{WANDB_MODE = "offline"}``: variables the kernel sets before the entry runs (never secrets).
+
+    The kernel's source is readable by anyone who can see the kernel, so a name that looks like a
+    secret is refused; names kagglekit or Kaggle set themselves would be overwritten or break the run.
+    """
+    allowed = 'a table of environment variables, e.g. { WANDB_MODE = "offline" }'
+    out: dict[str, str] = {}
+    for name, raw in _scalar_table(value, allowed):
+        if not ENV_NAME.match(name):
+            raise _Bad(f"{allowed}; {name!r} is not a variable name (letters, digits and _, not first a digit)")
+        if SECRET_ENV_NAME.search(name):
+            raise _Bad(f"{allowed}, without secrets: {name} looks like one, and the kernel's source is readable by "
+                       "anyone who can see the kernel. Attach secrets in the Kaggle editor (Add-ons > Secrets) "
+                       "and read them with kaggle_secrets.UserSecretsClient")
+        if RESERVED_ENV.match(name):
+            raise _Bad(f"{allowed}; {name} is set by kagglekit or Kaggle in the kernel")
+        out[name] = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
     return out
 
 
@@ -449,6 +483,14 @@ def _experiments(value: object) -> tuple[Any, ...]:
     raise _Bad("a table of experiments, e.g. [tool.kagglekit.experiments.small-lr] with set = { lr = \"1e-4\" }")
 
 
+def _exit_grace(value: object) -> int:
+    seconds = parse_duration(value)
+    longest = max(constants.SESSION_LIMIT_SECONDS.values())
+    if seconds > longest:
+        raise _Bad(f"a duration up to the session limit ({longest // 3600}h); {seconds}s could never pass")
+    return seconds
+
+
 def _budget(value: object) -> int:
     n = parse_size(value)
     if n > constants.OUTPUT_BUDGET_BYTES:
@@ -472,6 +514,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "internet": parse_bool,
     "private": parse_bool,
     "timeout": parse_duration,
+    "exit-grace": _exit_grace,
     "checkpoints": _str_list,
     "output-budget": _budget,
     "test-flag": parse_test_flag,
@@ -482,6 +525,7 @@ FIELDS: dict[str, Callable[[object], Any]] = {
     "set": parse_set_table,
     "test-set": parse_set_table,
     "working-files": parse_working_files,
+    "env": parse_env_table,
     "experiments": _experiments,
 }
 
@@ -581,7 +625,8 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
         except (_Bad, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             # Any parser failure is a bad value, never a kagglekit bug (the class, not just the cases we know).
             expected = str(exc) if isinstance(exc, _Bad) else "a value docs/settings.md describes"
-            raise ConfigError(f"{describe} = {shown(raw)} is not valid: expected {expected}.",
+            value = shown(raw) if field != "env" else _names_only(raw)
+            raise ConfigError(f"{describe} = {value} is not valid: expected {expected}.",
                               hint=f"Fix {origin}; docs/settings.md lists every setting.") from None
         origins[field] = origin
 
@@ -616,6 +661,13 @@ def load_project(start: Path | None = None, overrides: Mapping[str, Any] | None 
     return _build(root, config_file, values, origins, notes)
 
 
+def _names_only(raw: object) -> str:
+    """An ``env`` table as its names: a value refused there may be a secret, and error messages get pasted."""
+    if isinstance(raw, dict):
+        return "{" + ", ".join(f"{name} = ..." for name in raw) + "}"
+    return "(value not shown)"
+
+
 def _build(root: Path, config_file: Path | None, values: dict[str, Any],
            origins: dict[str, str], notes: list[str] | None = None) -> ProjectSettings:
     warnings: list[str] = list(notes or [])
@@ -631,11 +683,11 @@ def _build(root: Path, config_file: Path | None, values: dict[str, Any],
                         ("include", "include"), ("exclude", "exclude"), ("datasets", "datasets"),
                         ("competitions", "competitions"), ("kernels", "kernels"), ("models", "models"),
                         ("accelerator", "accelerator"), ("internet", "internet"), ("private", "private"),
-                        ("timeout", "timeout_s"), ("checkpoints", "checkpoints"),
+                        ("timeout", "timeout_s"), ("exit-grace", "exit_grace_s"), ("checkpoints", "checkpoints"),
                         ("output-budget", "output_budget_bytes"), ("requirements", "requirements"),
                         ("deps", "deps"), ("args", "args"), ("test-args", "test_args"),
                         ("set", "sets"), ("test-set", "test_sets"), ("working-files", "working_files"),
-                        ("experiments", "experiments")):
+                        ("env", "env"), ("experiments", "experiments")):
         if field in values:
             kw[attr] = values[field]
     if "test-flag" in values:

@@ -266,10 +266,10 @@ def raise_for_outcome(report: StatusReport, cli: str = "kagglekit") -> None:
     detail = f": {report.failure_message}" if report.failure_message else ""
     tail_text = f"\n--- last lines of the log ---\n{report.log_tail}" if report.log_tail else ""
     if report.status == STATUS_ERROR:
-        from kagglekit.image import missing_module_advice
+        from kagglekit.advice import failure_advice
 
-        advice = missing_module_advice(f"{report.failure_message or ''}\n{report.log_tail or ''}",
-                                       emulator=_is_emulator(cli))
+        advice = failure_advice(f"{report.failure_message or ''}\n{report.log_tail or ''}",
+                                emulator=_is_emulator(cli))
         raise RunFailedError(f"The run {where} failed{detail}{tail_text}",
                              hint=(f"{advice}\n" if advice else "") + f"Full log: {cli} logs {where.replace(' v', '/')}")
     if report.status == STATUS_CANCEL_ACKNOWLEDGED:

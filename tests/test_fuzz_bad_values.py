@@ -70,6 +70,9 @@ SETTING_VALUES: list[tuple[str, Any]] = [
     ("entry", "/abs.py"), ("entry", "1bad.module"), ("code-file", "a/b.py"), ("test-flag", "config.py"),
     ("datasets", "RAW:[\"nope\"]"), ("datasets", "not-a-list"), ("models", "RAW:[\"a/b/c/d/x\"]"),
     ("title", "abc"), ("internet", "yes"), ("private", "RAW:1"),
+    ("exit-grace", "0"), ("exit-grace", "RAW:inf"), ("exit-grace", "forever"), ("exit-grace", "13h"),
+    ("env", "RAW:[\"A=1\"]"), ("env", "RAW:{ \"9x\" = 1 }"), ("env", "RAW:{ GH_TOKEN = \"ghp_1\" }"),
+    ("env", "RAW:{ A = { b = 1 } }"), ("env", "not-a-table"),
 ]
 
 

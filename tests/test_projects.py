@@ -20,7 +20,7 @@ from kagglekit.layout import source_roots
 from kagglekit.run_options import parse_sets
 from kagglekit.settings import load_project
 from tests.helpers import write
-from tests.test_bundle import run_kernel
+from tests.test_bundle import read_run_json, run_kernel
 
 ARGPARSE_TRAIN = """\
     import argparse, json
@@ -683,6 +683,129 @@ def test_a_set_target_from_the_file_that_cannot_apply_names_the_file_and_table(
     assert given.value.message.startswith(f"--set {target}") and message in given.value.message
 
 
+def test_the_env_setting_reaches_the_kernel_its_log_and_run_json(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write(tmp_path / "envp", {
+        "kagglekit.toml": """\
+            kernel = "demo/env-project"
+            [env]
+            WANDB_MODE = "offline"
+            SEED = 3
+            FAST = true
+        """,
+        "train.py": """\
+            import json, os
+            json.dump({k: os.environ.get(k) for k in ("WANDB_MODE", "SEED", "FAST")}, open("env.json", "w"))
+        """,
+    })
+    result = build_bundle(load_project(root), out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    expected = {"FAST": "true", "SEED": "3", "WANDB_MODE": "offline"}
+    assert json.loads((tmp_path / "run" / "kaggle" / "working" / "env.json").read_text()) == expected
+    assert "environment FAST=true SEED=3 WANDB_MODE=offline" in proc.stdout
+    assert read_run_json(tmp_path / "run")["env"] == expected
+    monkeypatch.setenv("KAGGLEKIT_ENV", "WANDB_MODE=disabled,EXTRA=1")  # the environment replaces the table
+    assert load_project(root).env == {"WANDB_MODE": "disabled", "EXTRA": "1"}
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('env = ["A=1"]', "a table of environment variables"),
+    ('env = {"1A" = "x"}', "'1A' is not a variable name"),
+    ('env = {WANDB_API_KEY = "abc"}', "WANDB_API_KEY looks like one"),
+    ('env = {HF_TOKEN = "abc"}', "HF_TOKEN looks like one"),
+    ('env = {KAGGLEKIT_MODE = "test"}', "KAGGLEKIT_MODE is set by kagglekit or Kaggle"),
+    ('env = {PYTHONPATH = "/x"}', "PYTHONPATH is set by kagglekit or Kaggle"),
+    ('env = {A = [1]}', "the value of 'A' is not a string, number or boolean"),
+])
+def test_bad_env_tables_are_field_errors_and_secrets_never_ship(tmp_path: Path, toml: str, message: str) -> None:
+    root = write(tmp_path / "badenv", {"kagglekit.toml": toml + "\n", "train.py": "print(1)\n"})
+    with pytest.raises(ConfigError) as info:
+        load_project(root)
+    assert message in info.value.message and "kagglekit.toml: env" in info.value.message
+    assert "abc" not in info.value.message  # a refused secret's value is not printed either
+
+
+YAML_FILLED_CONFIG = {  # the shape of detkov/BirdCLEFplus_2025 (docs/projects.md), written for this test
+    "kagglekit.toml": """\
+        kernel = "demo/yaml-config-class"
+        entry = "src.train"
+        args = ["-c", "configs/exp2.yaml"]
+        working-files = ["configs/exp2.yaml"]
+        [test-set]
+        "configs/exp2.yaml:debug" = true
+        [env]
+        WANDB_MODE = "offline"
+    """,
+    "configs/exp1.yaml": "debug: false\nepochs: 30\nfolds: [0]\n",
+    "configs/exp2.yaml": "# exp2\ndebug: false\nepochs: 10  # full run\nfolds: [0]\n",
+    "src/__init__.py": "",
+    "src/config.py": """\
+        import yaml
+
+
+        class Config:
+            def __init__(self, path):
+                for key, value in yaml.safe_load(open(path)).items():
+                    setattr(self, key, value)
+
+            def update_debug_settings(self):
+                if self.debug:
+                    self.epochs = 2
+                    self.folds = [0, 1]
+    """,
+    "src/train.py": """\
+        import argparse, json, os
+        from src.config import Config
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("-c", "--config", default="configs/debug.yaml")
+        cfg = Config(parser.parse_args().config)
+        cfg.update_debug_settings()
+        json.dump({"epochs": cfg.epochs, "folds": cfg.folds, "wandb": os.environ.get("WANDB_MODE")},
+                  open("trained.json", "w"))
+    """,
+}
+
+
+def test_a_config_class_filled_from_yaml_runs_its_debug_mode_and_set_points_at_the_key(tmp_path: Path) -> None:
+    root = write(tmp_path / "yamlcls", YAML_FILLED_CONFIG)
+    for mode, expected in (("test", {"epochs": 2, "folds": [0, 1]}), ("full", {"epochs": 3, "folds": [0]})):
+        result = build_bundle(load_project(root), mode=mode, overrides={"configs/exp2.yaml:epochs": "3"},
+                              out_dir=tmp_path / f"o-{mode}")
+        proc = run_kernel(result.script_path, tmp_path / mode)
+        assert proc.returncode == 0, proc.stderr
+        trained = json.loads((tmp_path / mode / "kaggle" / "working" / "trained.json").read_text())
+        assert trained == {**expected, "wandb": "offline"}
+    # the class has no epochs attribute to set: the hint names the key in the file the entry is given (exp2),
+    # not the first file in name order (exp1), with the value asked for
+    for target in ("Config.epochs", "epochs"):
+        with pytest.raises(ConfigError) as info:
+            build_bundle(load_project(root), mode="full", overrides={target: "1"}, out_dir=tmp_path / "o")
+        assert info.value.hint is not None
+        assert info.value.hint.startswith("configs/exp2.yaml has the key epochs: 10 (and 1 more)")
+        assert info.value.hint.endswith("--set configs/exp2.yaml:epochs=1")
+
+
+@pytest.mark.parametrize("train, code, why", [
+    ("import threading, time\nthreading.Thread(target=time.sleep, args=(600,), name='uploader').start()\n",
+     0, "threads still running: uploader"),
+    ("import atexit, time\natexit.register(time.sleep, 600)\nraise ValueError('no data')\n",  # as wandb-core
+     1, "an exit hook or a child process it waits on"),
+])
+def test_a_finished_run_whose_process_hangs_is_ended_after_exit_grace(tmp_path: Path, train: str, code: int,
+                                                                       why: str) -> None:
+    """A run that ended but whose process would not exit (on Kaggle: RUNNING to the 12 h limit) ends with the
+    run's own exit code once exit-grace has passed."""
+    root = write(tmp_path / "hangs", {"kagglekit.toml": 'kernel = "demo/hangs-at-exit"\nexit-grace = "1s"\n',
+                                      "train.py": train})
+    result = build_bundle(load_project(root), out_dir=tmp_path / "out")
+    proc = run_kernel(result.script_path, tmp_path / "run", timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert f"still alive 1s after the run ended ({why}); ending it with exit code {code}" in proc.stderr
+    assert read_run_json(tmp_path / "run")["status"] == ("complete" if code == 0 else "error")
+
+
 def test_working_files_must_be_bundled(tmp_path: Path) -> None:
     root = write(tmp_path / "wf", {"kagglekit.toml": 'kernel = "demo/wf-project"\nworking-files = ["nope.toml"]\n',
                                    "train.py": "print(1)\n"})
@@ -691,6 +814,26 @@ def test_working_files_must_be_bundled(tmp_path: Path) -> None:
 
 
 # --- what Kaggle's image has: kernel_python and the missing-module advice -----------------------
+
+@pytest.mark.parametrize("log, advised", [
+    ("wandb: ERROR To use W&B in kaggle you must enable internet in the settings panel on the right.", True),
+    ("wandb.errors.errors.CommError: Run initialization has timed out after 90.0 sec.", True),
+    ("wandb.errors.errors.UsageError: No API key configured. Use `wandb login` to log in.", True),
+    ("ValueError: No API key configured for the weather service", False),  # not wandb's
+    ("RuntimeError: CUDA out of memory", False),
+])
+def test_a_run_failed_by_wandb_without_network_or_key_is_told_what_to_set(log: str, advised: bool) -> None:
+    from kagglekit.errors import RunFailedError
+    from kagglekit.watch import StatusReport, raise_for_outcome
+
+    report = StatusReport(kernel="demo/bird-project", version=3, status="ERROR",
+                          failure_message="The kernel process exited with code 1", log_tail=log)
+    with pytest.raises(RunFailedError) as info:
+        raise_for_outcome(report, cli="kagglekit --local")
+    hint = info.value.hint or ""
+    assert ('add [env] WANDB_MODE = "offline"' in hint and "WANDB_API_KEY through Kaggle's Secrets" in hint) is advised
+    assert hint.endswith("Full log: kagglekit --local logs demo/bird-project/3")
+
 
 def test_missing_module_advice_depends_on_the_image_and_the_backend() -> None:
     from kagglekit.image import in_image, missing_module_advice

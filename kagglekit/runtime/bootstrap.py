@@ -34,6 +34,7 @@ ENV_BUNDLE_SHA = "KAGGLEKIT_BUNDLE_SHA256"
 DEFAULT_INTERVAL_S = 5.0
 RESUME_FAILED_EXIT = 3
 LISTED_FILES = 10
+DEFAULT_EXIT_GRACE_S = 300.0  # constants.EXIT_GRACE_SECONDS (this module is standard library only)
 
 
 class ResumeError(Exception):
@@ -219,6 +220,8 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
     argv = [str(a) for a in config.get("argv") or []]
     args_text = f", arguments {' '.join(argv)}" if argv else ""
+    env_set = {str(k): str(v) for k, v in sorted((config.get("env") or {}).items())}
+    args_text += f", environment {' '.join(f'{k}={v}' for k, v in env_set.items())}" if env_set else ""
     print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}{args_text}), "
           f"bundle {str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
     if "KAGGLE_EMULATOR_SANDBOX" in os.environ and str(config.get("accelerator") or "cpu") not in ("cpu", "None"):
@@ -230,6 +233,7 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
         print(f"kagglekit: kernel session id {sid}", flush=True)
     base = {k: config.get(k) for k in ("kagglekit_version", "kernel", "mode", "overrides", "bundle_sha256")}
     base["args"] = argv
+    base["env"] = env_set
     base["session_limit_s"] = int(limit)
     base["session_id"] = sid
     base["accelerator_requested"] = config.get("accelerator") or "cpu"
@@ -266,7 +270,30 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     tidy_working_files(working, placed)
     manifest.finish(status, code, tb_text)
     print(saving_line(status, code, working, manifest.working_bytes), flush=True)
+    _end_after(float(config.get("exit_grace_s") or DEFAULT_EXIT_GRACE_S), code)
     return code
+
+
+def _end_after(grace_s: float, code: int) -> None:
+    """End the process ``grace_s`` after the run ended if it has not exited by then.
+
+    A thread the project left running, or a library's atexit hook waiting on its child process (wandb-core
+    with no network never answers), keeps a finished kernel RUNNING to the session limit: on a GPU, hours
+    of quota for nothing. A daemon timer outlives both (atexit hooks run after non-daemon threads are joined,
+    daemon threads still run) and ends the process with the run's own exit code.
+    """
+    def end() -> None:
+        stuck = sorted(t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread())
+        why = f"threads still running: {', '.join(stuck)}" if stuck else "an exit hook or a child process it waits on"
+        print(f"kagglekit: the process was still alive {grace_s:g}s after the run ended ({why}); ending it with "
+              f"exit code {code} so the session does not run on to its limit (setting exit-grace)",
+              file=sys.stderr, flush=True)
+        os._exit(code)
+
+    timer = threading.Timer(grace_s, end)
+    timer.daemon = True
+    timer.name = "kagglekit-exit-grace"
+    timer.start()
 
 
 def _line_buffered() -> None:

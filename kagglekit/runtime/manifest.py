@@ -160,6 +160,7 @@ class RunManifest:
             "mode": base.get("mode"),
             "overrides": base.get("overrides") or {},
             "args": list(base.get("args") or []),
+            "env": dict(base.get("env") or {}),
             "bundle_sha256": base.get("bundle_sha256"),
             "started_at": utc_iso(started_at),
             "last_seen_at": utc_iso(started_at),
