@@ -34,6 +34,7 @@ from kagglekit.constants import (
 from kagglekit.display import epochs_text
 from kagglekit.errors import CLI, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
+from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -157,6 +158,8 @@ def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: Projec
     try:
         info = client.get_kernel(ref.without_version())
     except NotFoundError as exc:  # Kaggle answers 403 for a kernel that does not exist: say what it means here
+        if not_started_reason(exc) is not None and _pushed_lately(ledger, account, source):  # a new kernel's 403
+            raise _not_ended(source, "just pushed, and Kaggle does not show it yet") from exc
         raise NotFoundError(
             f"{flag}: {source} has no version on Kaggle that this account can see (never pushed, a typo, or "
             "another account's private kernel), so there is nothing to resume from.",
@@ -170,12 +173,10 @@ def plan_resume(client: KaggleApiClient, ledger: Ledger | None, settings: Projec
         version = info.current_version
     status = _live_status(client, ledger, ref.with_version(version)) if version is not None else None
     where = f"{source} v{version}" if version else source
+    if status == NOT_STARTED:
+        raise _not_ended(where, "pushed but not started: Kaggle has no run of it yet")
     if status in ACTIVE_STATUSES:
-        raise ChainError(
-            f"{where} is still {status.lower()}: its output is saved only when it ends, so there is no "
-            "checkpoint to resume from yet.",
-            hint=f"Wait for it ({CLI} status --watch), or let `{CLI} push --resume --until-done` follow it "
-                 "and push the next session when it ends.")
+        raise _not_ended(where, f"still {status.lower()}")
     warnings = _source_warnings(where, status)
     record = ledger.get(account, source, version) if ledger is not None and version is not None else None
     target = target_kernel(project, source)
@@ -200,10 +201,33 @@ def _newest_on_kaggle(client: KaggleApiClient, project: str) -> KernelRef:
     return KernelRef.from_id(max(candidates)[1])
 
 
+def _pushed_lately(ledger: Ledger | None, account: str, kernel: str) -> bool:
+    """Whether this ledger pushed ``kernel`` within the last few minutes: Kaggle's 403 for it then means "too new
+    to show", not "no such kernel" (a kernel pushed long ago and deleted since answers the same)."""
+    if ledger is None:
+        return False
+    pushed = [r.pushed_at for r in ledger.runs(kernel=kernel, account=account) if r.pushed_at is not None]
+    return bool(pushed) and (ledger.now() - max(pushed)).total_seconds() < NEW_KERNEL_403_WAIT_S * 15
+
+
+NOT_STARTED = "NOT_STARTED"  # _live_status: Kaggle says "No runs found" (no session yet): no output either
+
+
+def _not_ended(where: str, state: str) -> ChainError:
+    """A source with no saved output yet (queued, running, or not even started): nothing to resume from."""
+    return ChainError(
+        f"{where} is {state}: its output is saved only when it ends, so there is no checkpoint to resume from yet.",
+        hint=f"Wait for it ({CLI} status --watch), or let `{CLI} push --resume --until-done` follow it "
+             "and push the next session when it ends.")
+
+
 def _live_status(client: KaggleApiClient, ledger: Ledger | None, ref: KernelRef) -> str | None:
-    """The version's status as Kaggle says it now (recorded in the ledger); None when unknown."""
+    """The version's status as Kaggle says it now (recorded in the ledger); ``NOT_STARTED`` when Kaggle has
+    no run of it yet (404 "No runs found", or a new private kernel's 403); None when unknown."""
     try:
         status = client.status(ref).status
+    except NotFoundError as exc:
+        return NOT_STARTED if not_started_reason(exc) is not None else None
     except KagglekitError:
         return None
     if ledger is not None and ref.version is not None:
@@ -246,8 +270,6 @@ def current_version(client: KaggleApiClient, kernel: str, *, wait_new_403: bool 
     through (a push made just before a kill). Without it, a caller that checks again later answers None.
     """
     import time
-
-    from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, not_started_reason
 
     ref = KernelRef.from_id(kernel)
     deadline: float | None = None

@@ -8,6 +8,7 @@ script in a subprocess. Nothing about Kaggle is mocked.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,24 @@ def test_failing_kernel_gives_nonzero_watch_with_traceback_tail(kk: Any, tmp_pat
     assert "ERROR" in out
     assert "ValueError: shape mismatch in layer 3" in err  # the log tail, in the error message
     assert "logs demo/boom-kernel/1" in err  # and where to read the rest
+
+
+@pytest.mark.parametrize("window, said", [
+    ({"new_private_403_seconds": 60, "run_start_delay_seconds": 60}, "just pushed, and Kaggle does not show it yet"),
+    ({"new_private_403_seconds": 0.2, "run_start_delay_seconds": 60}, "pushed but not started: Kaggle has no run"),
+])
+def test_resuming_from_a_push_that_has_not_started_says_so(kk: Any, emulator: Any, tmp_path: Path,
+                                                          window: dict[str, float], said: str) -> None:
+    """Right after a push Kaggle answers 403 (a new private kernel) or 404 "No runs found" (no session yet):
+    --resume must say the run has not ended, not that the kernel has no version."""
+    emulator.control("config", window)
+    root = write(tmp_path / "fresh", {"kagglekit.toml": 'kernel = "fresh-kernel"\nentry = "main.py"\n'
+                                                         'test-flag = false\n', "main.py": "print(1)\n"})
+    assert kk("push", cwd=root)[0] == 0
+    time.sleep(0.5)  # past the short 403 window of the second case
+    code, out, err = kk("push", "--resume", cwd=root)
+    assert code == 1 and said in err and "no checkpoint to resume from yet" in err, (out, err)
+    assert "has no version on Kaggle" not in err
 
 
 def test_session_cap_and_quota_refusals_are_clear_errors(kk: Any, emulator: Any, tmp_path: Path) -> None:
