@@ -525,4 +525,3 @@ def keys_named(contents: Mapping[str, bytes], attr: str, prefer: Sequence[str] =
         hits += [(rel, path, value) for path, value in (_key_paths(doc) if doc is not None else ())
                  if path.rpartition(".")[2] == attr and not isinstance(value, Mapping | list)]
     return hits
-

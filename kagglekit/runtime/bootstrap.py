@@ -219,10 +219,10 @@ def run(config: dict[str, Any], project_dir: str | os.PathLike[str]) -> int:
     sets = config.get("overrides") or {}
     sets_text = ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
     argv = [str(a) for a in config.get("argv") or []]
-    args_text = f", arguments {' '.join(argv)}" if argv else ""
     env_set = {str(k): str(v) for k, v in sorted((config.get("env") or {}).items())}
-    args_text += f", environment {' '.join(f'{k}={v}' for k, v in env_set.items())}" if env_set else ""
-    print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}{args_text}), "
+    given = f", arguments {' '.join(argv)}" if argv else ""
+    given += f", environment {' '.join(f'{k}={v}' for k, v in env_set.items())}" if env_set else ""
+    print(f"kagglekit: running {entry} (mode {config.get('mode') or 'as bundled'}, overrides {sets_text}{given}), "
           f"bundle {str(config.get('bundle_sha256'))[:12]}, session limit {_fmt_duration(limit)}", flush=True)
     if "KAGGLE_EMULATOR_SANDBOX" in os.environ and str(config.get("accelerator") or "cpu") not in ("cpu", "None"):
         print("kagglekit: this is the kagglekit emulator: the GPU/TPU session runs on the local CPU "
