@@ -33,7 +33,7 @@ from kagglekit.errors import BundleError, ConfigError
 from kagglekit.kernel_metadata import METADATA_FILE, write_metadata
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.settings import SECRET_ENV_NAME, ProjectSettings, resolve_machine_shape
+from kagglekit.settings import ProjectSettings, resolve_machine_shape
 from kagglekit.testflag import FlagChange, apply_flags
 from kagglekit.written import REASON as WRITTEN_REASON
 from kagglekit.written import mark_bundle_folder, written_by_kagglekit
@@ -449,7 +449,6 @@ def build_bundle(
     machine_shape: str | None = None,
     internet: bool | None = None,
     out_dir: Path | None = None,
-    extra_env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
     args: Sequence[str] = (),
     requirements: Mapping[str, Any] | None = None,
@@ -471,7 +470,7 @@ def build_bundle(
     Phases: resolve -> collect and guard -> transform -> render -> write. Long only by its parameters.
     """
     plan = _resolve(settings, mode=mode, overrides=overrides, machine_shape=machine_shape, internet=internet,
-                    out_dir=out_dir, extra_env=extra_env, resume_from=resume_from, extra_datasets=extra_datasets)
+                    out_dir=out_dir, resume_from=resume_from, extra_datasets=extra_datasets)
     src = _collect(settings, plan, mode, args)
     _transform(settings, src, mode, plan)
     code_file = _code_file(settings, src)
@@ -479,7 +478,7 @@ def build_bundle(
     sha = hashlib.sha256(archive).hexdigest()
     files = [BundledFile(rel, size) for rel, _, size in src.collector.files]
     render_kernel = _renderer(settings, plan, src, sha, code_file=code_file, mode=mode, files=files,
-                              extra_env=extra_env, requirements=requirements)
+                              requirements=requirements)
     script_bytes, inline_bytes, code_dir = _deliver(render_kernel, archive, sha, plan, code_dataset, src.contents)
     metadata = _metadata(settings, plan, code_file, notebook_kernel=src.nb is not None)
     script_path, metadata_path = _write(plan, code_file, script_bytes, metadata, mark=out_dir is not None)
@@ -497,8 +496,7 @@ def build_bundle(
 
 def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[str, str] | None,
              machine_shape: str | None, internet: bool | None, out_dir: Path | None,
-             extra_env: Mapping[str, str] | None, resume_from: str | None,
-             extra_datasets: tuple[str, ...]) -> _Plan:
+             resume_from: str | None, extra_datasets: tuple[str, ...]) -> _Plan:
     """Check the settings and options against Kaggle's limits and decide the bundle's shape."""
     root = settings.root
     out = (out_dir or root / DEFAULT_OUT_DIR).resolve()
@@ -513,12 +511,6 @@ def _resolve(settings: ProjectSettings, *, mode: str | None, overrides: Mapping[
     sets = {str(k): str(v) for k, v in sorted(settings.sets_for(mode, overrides).items())}
     shape = _shape(machine_shape, settings)
     kind = constants.accelerator_kind(shape)
-    for name in sorted(extra_env or {}):
-        if SECRET_ENV_NAME.search(name):
-            raise BundleError(f"Environment variable {name} looks like a secret; the bundle is readable by anyone "
-                              "who can see the kernel, so it will not carry it.",
-                              hint="Attach secrets in the Kaggle editor (Add-ons > Secrets) and read them with "
-                                   "kaggle_secrets.UserSecretsClient.")
     if shape in constants.RETIRED_SHAPES and not any(shape in w for w in warnings):
         warnings.append(constants.RETIRED_SHAPE_WARNING.format(shape=shape))
     session_limit = settings.timeout_s or constants.SESSION_LIMIT_SECONDS[kind]
@@ -714,8 +706,7 @@ def _code_file(settings: ProjectSettings, src: _Sources) -> str:
 
 
 def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *, code_file: str,
-              mode: str | None, files: list[BundledFile], extra_env: Mapping[str, str] | None,
-              requirements: Mapping[str, Any] | None) -> Callable[..., bytes]:
+              mode: str | None, files: list[BundledFile], requirements: Mapping[str, Any] | None) -> Callable[..., bytes]:
     """The kernel from templates/kernel/script.py.jinja: call it with where the archive is.
 
     For a notebook entry, the kernel is the notebook whose first cell is that script.
@@ -736,7 +727,7 @@ def _renderer(settings: ProjectSettings, plan: _Plan, src: _Sources, sha: str, *
         "exit_grace_s": settings.exit_grace_s,
         "output_budget_bytes": settings.output_budget_bytes,
         "watchdog_interval_s": WATCHDOG_INTERVAL_S,
-        "env": dict(sorted({**settings.env, **(extra_env or {})}.items())),
+        "env": dict(sorted(settings.env.items())),  # the env setting: secret-looking names were refused there
         "resume_from": plan.resume_from,
         "checkpoints": list(settings.checkpoints),
         "argv": src.argv,
@@ -904,8 +895,7 @@ def format_summary(result: BundleResult, *, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions,
-                   *, extra_env: Mapping[str, str] | None = None) -> BundleResult:
+def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptions) -> BundleResult:
     """``kagglekit bundle``: resolve the settings (command line > env > file) and build the bundle."""
     from kagglekit.channel import VENDOR, plan_deps
     from kagglekit.settings import load_project
@@ -913,7 +903,7 @@ def bundle_project(project_dir: Path | None, out_dir: Path | None, run: RunOptio
     settings = load_project(project_dir, overrides=run.settings_overrides())
     plan = plan_deps(settings, settings.enable_internet)  # as push decides; `deps vendor` uploads the wheels
     wheels = (plan.wheels_dataset,) if plan.action == VENDOR and plan.wheels_dataset else ()
-    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir, extra_env=extra_env,
+    return build_bundle(settings, mode=run.mode, overrides=run.sets, out_dir=out_dir,
                         code_dataset=code_dataset_ref(settings), requirements=plan.requirements_config(),
                         extra_datasets=wheels, args=run.args or ())
 
