@@ -487,20 +487,11 @@ def keys_that_may_win(contents: Mapping[str, bytes], changes: Sequence[FlagChang
         if cls and attr not in FLAG_NAMES and not change.file.lower().endswith(SUFFIXES):
             attrs.setdefault(attr, change)
     attrs = {a: c for a, c in attrs.items() if _filled_from_data(contents, c)}
-    if not attrs:
-        return []
-    hits: dict[str, list[tuple[str, str, Any]]] = {}
-    for rel in sorted(contents):
-        if not rel.lower().endswith(SUFFIXES):
-            continue
-        doc = _config_doc(rel, contents[rel])
-        for path, value in _key_paths(doc) if doc is not None else ():
-            attr = path.rpartition(".")[2]
-            if attr in attrs and (rel, path) not in set_keys and not isinstance(value, Mapping | list):
-                hits.setdefault(attr, []).append((rel, path, value))
     out = []
-    for attr, where in hits.items():
-        change = attrs[attr]
+    for attr, change in attrs.items():
+        where = [hit for hit in keys_named(contents, attr) if (hit[0], hit[1]) not in set_keys]
+        if not where:
+            continue
         rel, path, value = where[0]
         more = f" (and {len(where) - 1} more)" if len(where) > 1 else ""
         qualname = change.name.rpartition(":")[2]
