@@ -34,7 +34,7 @@ from kagglekit.constants import (
 from kagglekit.display import epochs_text
 from kagglekit.errors import CLI, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
-from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, not_started_reason
+from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, get_kernel_through_new_403, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -269,23 +269,15 @@ def current_version(client: KaggleApiClient, kernel: str, *, wait_new_403: bool 
     (docs/kaggle-facts.md): the account's own listing tells them apart, and a listed kernel's 403 is waited
     through (a push made just before a kill). Without it, a caller that checks again later answers None.
     """
-    import time
-
     ref = KernelRef.from_id(kernel)
-    deadline: float | None = None
-    while True:
+    if not wait_new_403:
         try:
             return client.get_kernel(ref).current_version
-        except NotFoundError as exc:
-            if not wait_new_403 or not_started_reason(exc) is None or exc.http_status != 403:
-                return None
-            if deadline is None:
-                if not any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()):
-                    return None
-                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
-            elif time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)
+        except NotFoundError:
+            return None
+    info = get_kernel_through_new_403(
+        client, ref, listed=lambda: any(k.ref.kernel_id.lower() == kernel.lower() for k in client.list_mine()))
+    return info.current_version if info is not None else None
 
 
 def adopt_unrecorded(client: KaggleApiClient, ledger: Ledger, account: str, kernel: str,

@@ -11,16 +11,15 @@ import dataclasses
 import shlex
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kagglekit.chain import ResumePlan, plan_resume, record_session
-from kagglekit.errors import KagglekitError, KaggleRefusedError
+from kagglekit.errors import CLI, KagglekitError, KaggleRefusedError
 from kagglekit.kernel_ref import KernelRef
 from kagglekit.run_options import RunOptions
-from kagglekit.waiting import DEFAULT_START_GRACE_S, NEW_KERNEL_403_WAIT_S, not_started_reason
+from kagglekit.waiting import DEFAULT_START_GRACE_S, get_kernel_through_new_403
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -107,9 +106,8 @@ def load_settings(req: PushRequest) -> ProjectSettings:
 
 
 def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None,
-         info: Callable[[str], None] = print, cli: str = "kagglekit") -> PushOutcome:
-    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline). ``cli`` is how
-    hints name the command (``kagglekit --local``...).
+         info: Callable[[str], None] = print) -> PushOutcome:
+    """Bundle and push one version; ``client`` may be None only for ``dry_run`` (offline).
 
     Phases: settings -> the run to resume from -> quota preflight -> requirements -> bundle -> push -> ledger.
     """
@@ -151,7 +149,7 @@ def push(client: KaggleApiClient | None, req: PushRequest, ledger: Ledger | None
         if bundle.code_dataset is not None and bundle.code_dataset_dir is not None:
             upload_code(client, bundle.code_dataset, bundle.code_dataset_dir, info)
         try:
-            result = _send(client, settings, bundle, info, cli)
+            result = _send(client, settings, bundle, info)
         except KaggleRefusedError as exc:
             if ledger is None or settings.accelerator_kind == "cpu":
                 raise
@@ -206,7 +204,7 @@ def _preflight(client: KaggleApiClient, ledger: Ledger, settings: ProjectSetting
 
 
 def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResult,
-          info: Callable[[str], None], cli: str) -> PushResult:
+          info: Callable[[str], None]) -> PushResult:
     """SaveKernel, once. An answer lost after the request left (cut, dropped) is never re-sent: the
     version it may have created is looked for instead, and recorded if found."""
     from kagglekit.api.types import PushOutcomeUnknown
@@ -220,7 +218,7 @@ def _send(client: KaggleApiClient, settings: ProjectSettings, bundle: BundleResu
             raise PushOutcomeUnknown(
                 f"{exc.message} The push may have been accepted: Kaggle may have created a new version "
                 f"of {kernel}, and kagglekit could not check.",
-                f"Do not push again blindly. Check first: `{cli} status {kernel}` shows the newest "
+                f"Do not push again blindly. Check first: `{CLI} status {kernel}` shows the newest "
                 "version (and records it in the run ledger); push again only if it is not yours.",
             ) from exc
         info(f"Warning: the answer to the push was cut off ({exc.message}), but Kaggle shows version "
@@ -276,17 +274,11 @@ def find_accepted_push(client: KaggleApiClient, settings: ProjectSettings, scrip
 
     owner = settings.kernel_owner or client.username
     ref = KernelRef(owner, settings.kernel_slug or "")
-    deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
-    while True:
-        try:
-            found = client.get_kernel(ref)
-            break
-        except KagglekitError as exc:
-            # A brand-new private kernel answers 403 kernels.get for a moment (docs/kaggle-facts.md): wait it out.
-            if not_started_reason(exc) is None or exc.http_status != 403 or time.monotonic() > deadline:
-                return None
-            time.sleep(1.0)
-    if found.current_version is None or (found.source or "").strip() != script.strip():
+    try:
+        found = get_kernel_through_new_403(client, ref)
+    except KagglekitError:
+        return None  # could not look: the caller says the push may have been accepted
+    if found is None or found.current_version is None or (found.source or "").strip() != script.strip():
         return None
     return PushResult(ref=found.ref.with_version(found.current_version), version=found.current_version,
                       url=found.ref.url, kernel_id=found.id)
@@ -409,14 +401,14 @@ def push_after_test(client: KaggleApiClient, req: PushRequest, ledger: Ledger | 
     test_run = dataclasses.replace(req.run, mode="test", accelerator=test_accelerator)
     test_req = dataclasses.replace(req, run=test_run, message=(req.message or "") + " [test before full]")
     cli = (limits or WaitLimits()).cli
-    test_outcome = push(client, test_req, ledger, info=info, cli=cli)
+    test_outcome = push(client, test_req, ledger, info=info)
     info(f"Test run pushed: {test_outcome.kernel} v{test_outcome.version} ({test_accelerator}); waiting for it ...")
     report = wait_for(client, test_outcome.ref, ledger, interval_s, on_change, limits,
                       on_problem=lambda m: info(f"Warning: {m}"))
     raise_for_outcome(report, cli=cli)  # a failed test stops here, with its log tail
     info("Test run complete; pushing the full run.")
     full_req = dataclasses.replace(req, run=dataclasses.replace(req.run, mode="full"))
-    return test_outcome, report, push(client, full_req, ledger, info=info, cli=cli)
+    return test_outcome, report, push(client, full_req, ledger, info=info)
 
 
 def describe(outcome: PushOutcome) -> str:
@@ -469,14 +461,14 @@ def run_push(open_client: Callable[[], KaggleApiClient], req: PushRequest, ledge
                 client = open_client()
             except KagglekitError:  # a dry run works offline; the owner then stays as configured
                 client = None
-        return push(client, req, ledger, info=info, cli=cli), None
+        return push(client, req, ledger, info=info), None
     limits = WaitLimits(start_grace_s, max_wait_s, cli)
     api = open_client()
     if after_test:
         _, _, outcome = push_after_test(api, req, ledger, test_accelerator=test_accelerator, interval_s=interval_s,
                                         on_change=on_change, info=info, limits=limits)
     else:
-        outcome = push(api, req, ledger, info=info, cli=cli)
+        outcome = push(api, req, ledger, info=info)
     on_pushed(outcome)
     if not wait:
         return outcome, None

@@ -121,7 +121,7 @@ def run_until_done(client: KaggleApiClient, req: PushRequest, ledger: Ledger, op
             return _conclude(ledger, chain.id, HALTED, budget_note)
         next_req = dataclasses.replace(req, resume=True, resume_from=current.ref, strict=True)
         try:
-            opts.on_pushed(push(client, next_req, ledger, info=opts.info, cli=opts.cli))
+            opts.on_pushed(push(client, next_req, ledger, info=opts.info))
         except KaggleRefusedError as exc:  # quota (the preflight or Kaggle), the session cap: go on later
             _conclude(ledger, chain.id, HALTED, f"The next session was not pushed: {exc.message}")
             raise
@@ -161,7 +161,7 @@ def _start(client: KaggleApiClient, req: PushRequest, ledger: Ledger, opts: Unti
         first = newest.chain_id or record_session(ledger, account, None, newest.kernel, newest.version, project)
         opts.info(f"Following {newest.kernel} v{newest.version}, then carrying on from it.")
         return ledger.update_chain(first, state=RUNNING, until_done=True, options=options)
-    outcome = push(client, req, ledger, info=opts.info, cli=opts.cli)
+    outcome = push(client, req, ledger, info=opts.info)
     opts.on_pushed(outcome)
     assert outcome.version is not None
     record = ledger.get(account, outcome.kernel, outcome.version)

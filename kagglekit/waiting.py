@@ -25,6 +25,9 @@ from kagglekit.errors import (
 )
 
 if TYPE_CHECKING:
+    from kagglekit.api.client import KaggleApiClient
+    from kagglekit.api.types import KernelInfo
+    from kagglekit.kernel_ref import KernelRef
     from kagglekit.logs import LogRecord
 
 DEFAULT_START_GRACE_S = 15 * 60.0
@@ -59,6 +62,30 @@ def short(seconds: float) -> str:
     if m:
         return f"{m}m{s:02d}s" if s else f"{m}m"
     return f"{s}s"
+
+
+def get_kernel_through_new_403(client: KaggleApiClient, ref: KernelRef,
+                               listed: Callable[[], bool] | None = None) -> KernelInfo | None:
+    """GetKernel, waiting up to ``NEW_KERNEL_403_WAIT_S`` through the 403 a brand-new private kernel answers
+    for a moment (docs/kaggle-facts.md); None for any other "not found" or when the wait runs out.
+
+    ``listed``, asked once at the first 403, says whether the account lists the kernel as its own: Kaggle's
+    403 is also its answer for a kernel that does not exist, which is not worth waiting for.
+    """
+    deadline: float | None = None
+    while True:
+        try:
+            return client.get_kernel(ref)
+        except NotFoundError as exc:
+            if not_started_reason(exc) is None or exc.http_status != 403:
+                return None
+            if deadline is None:
+                if listed is not None and not listed():
+                    return None
+                deadline = time.monotonic() + NEW_KERNEL_403_WAIT_S
+            elif time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
 
 
 def not_started_reason(exc: KagglekitError) -> str | None:
