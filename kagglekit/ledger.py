@@ -499,13 +499,13 @@ class Ledger:
         with self._lock:
             return list(self._conn.execute(sql, params).fetchall())
 
-    def change_mark(self) -> tuple[int, int, int]:
+    def change_mark(self) -> tuple[int, int]:
         """A value that differs once anything was committed to the ledger, by this connection (its
         ``total_changes``) or by another one, in this process or another (``PRAGMA data_version``): a cheap
         "has it changed?" for a reader that keeps what it read (the queue's items, read several times a tick)."""
         with self._lock:
             version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-            return id(self._conn), version, self._conn.total_changes
+            return version, self._conn.total_changes  # one connection per Ledger: both count on it alone
 
     def now(self) -> datetime:
         """The ledger's clock (tests give one)."""

@@ -116,7 +116,7 @@ class QueueStore:
         self.ledger, self.queue, self.account = ledger, queue, account
         self.holder = uuid.uuid4().hex
         self.host = socket.gethostname()
-        self._read: tuple[tuple[int, int, int], list[Item]] | None = None  # (the ledger's change mark, the items)
+        self._read: tuple[tuple[int, int], list[Item]] | None = None  # (the ledger's change mark, the items)
 
     def _now(self) -> str:
         return self.ledger.now().isoformat()
