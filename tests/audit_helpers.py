@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from tests.helpers import run_main as run_cli
+from tests.helpers import write
 
 __all__ = ["assert_clean_failure", "run_cli", "write_project"]
 
@@ -32,8 +32,4 @@ def write_project(root: Path, files: dict[str, str] | None = None, *, kernel: st
             print("ran", Config.running_test, Config.n_epoch)
         """,
     }
-    for name, text in {**base, **(files or {})}.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
+    return write(root, {**base, **(files or {})})

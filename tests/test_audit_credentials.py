@@ -12,20 +12,9 @@ from typing import Any
 
 import pytest
 
-from kagglekit.cli import main
 from kagglekit.credentials import find_credentials
 from kagglekit.errors import CredentialsError
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
+from tests.helpers import run_main as run
 
 TOKEN_A = "KGAT_" + "a1" * 16
 TOKEN_B = "KGAT_" + "b2" * 16

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from kagglekit import constants as C
 from tests.audit_helpers import run_cli, write_project
 
 SEED = 10
@@ -115,11 +114,8 @@ REFS = [
 ]
 
 
-def test_fuzz_kernel_refs(emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+def test_fuzz_kernel_refs(as_demo: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("KAGGLE_USERNAME", C.DEMO_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", C.DEMO_KEY)
-    monkeypatch.setenv("KAGGLEKIT_ENDPOINT", emulator.url)
     monkeypatch.chdir(tmp_path)
     rng = random.Random(SEED)
     refs = REFS + junk(rng, 15)

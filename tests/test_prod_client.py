@@ -21,6 +21,7 @@ import pytest
 from kagglekit import constants as C
 from kagglekit.cli import main
 from tests.fixtures_emulator import EmulatorError
+from tests.helpers import run_main
 
 # Quick but prod-shaped: the run starts 2 s after the push, a new private kernel answers 403 for 1 s,
 # saving the output takes at least 2 s.
@@ -268,12 +269,7 @@ def test_emulator_env_and_config_commands(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            out, err = capsys.readouterr()
-            return int(exc.code or 0), out, err
-        raise AssertionError("main returned")
+        return run_main(list(args), capsys)
 
     code, out, err = run("emulator", "config", "legacy_layout=true", "session_limit_seconds.gpu=600")
     assert code == 0, err
