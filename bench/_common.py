@@ -16,11 +16,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from kagglekit.constants import DEMO_KEY, DEMO_USERNAME  # the emulator's seeded account
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 KAGGLE = shutil.which("kaggle", path=str(Path(PY).parent)) or "kaggle"
-DEMO_USERNAME = "demo"
-DEMO_KEY = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
 MB = 1000**2
 
 

@@ -30,14 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _common import REPO, Emulator
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # tests.queue_project
 
-from _common import Emulator  # noqa: E402
-
-from kagglekit import constants as C  # noqa: E402
-from tests.queue_project import write_project  # noqa: E402
+from kagglekit import constants as C
+from tests.queue_project import write_project
 
 EPOCHS = [4, 12, 6, 18, 5, 9, 14, 7]  # unequal, in queue order
 
