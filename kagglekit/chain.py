@@ -34,7 +34,7 @@ from kagglekit.constants import (
 from kagglekit.display import epochs_text
 from kagglekit.errors import CLI, KagglekitError, NotFoundError
 from kagglekit.kernel_ref import KernelRef
-from kagglekit.waiting import NEW_KERNEL_403_WAIT_S, get_kernel_through_new_403, not_started_reason
+from kagglekit.waiting import get_kernel_through_new_403, not_started_reason
 
 if TYPE_CHECKING:
     from kagglekit.api.client import KaggleApiClient
@@ -201,13 +201,16 @@ def _newest_on_kaggle(client: KaggleApiClient, project: str) -> KernelRef:
     return KernelRef.from_id(max(candidates)[1])
 
 
+JUST_PUSHED_S = 300.0  # a kernel this ledger pushed this recently may still be too new for Kaggle to show
+
+
 def _pushed_lately(ledger: Ledger | None, account: str, kernel: str) -> bool:
     """Whether this ledger pushed ``kernel`` within the last few minutes: Kaggle's 403 for it then means "too new
     to show", not "no such kernel" (a kernel pushed long ago and deleted since answers the same)."""
     if ledger is None:
         return False
     pushed = [r.pushed_at for r in ledger.runs(kernel=kernel, account=account) if r.pushed_at is not None]
-    return bool(pushed) and (ledger.now() - max(pushed)).total_seconds() < NEW_KERNEL_403_WAIT_S * 15
+    return bool(pushed) and (ledger.now() - max(pushed)).total_seconds() < JUST_PUSHED_S
 
 
 NOT_STARTED = "NOT_STARTED"  # _live_status: Kaggle says "No runs found" (no session yet): no output either
